@@ -1,0 +1,28 @@
+# qianchuan-rl: every target sets up .venv first (Python 3.11, CPU-only torch, exact pins).
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup train test lint results clean-venv
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+train: $(STAMP)  ## train PPO on the default scenario (TensorBoard logs in runs/)
+	$(PY) scripts/simulate.py $(ARGS)
+
+test: $(STAMP)  ## run the test suite
+	$(PY) -m pytest $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean-venv:
+	rm -rf $(VENV)

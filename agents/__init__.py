@@ -1,0 +1,1 @@
+"""qianchuan-rl agents: policies (rules, controllers, oracle, PPO), training, evaluation."""

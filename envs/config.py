@@ -1,0 +1,408 @@
+"""Scenario configuration: one frozen, validated dataclass, presets in ``configs/scenarios/``.
+
+Every parameter of the market model is a field here with its unit, its valid range and its
+source. ``(u)`` marks figures from unofficial operator guides: defaults and randomisation
+ranges, not exact truths. Derived values (break-even ROI, ...) are properties, never stored.
+
+Load a preset with :func:`load_scenario`; unknown keys, wrong types and out-of-range values
+raise :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "configs" / "scenarios"
+DEFAULT_SCENARIO = "3c"
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or out of range."""
+
+
+def param(default: Any, unit: str, lo: float | None = None, hi: float | None = None,
+          source: str = "model choice", doc: str = "") -> Any:
+    """A config field with its unit, range, source and description as metadata."""
+    kwargs: dict[str, Any] = {"metadata": {"unit": unit, "lo": lo, "hi": hi, "source": source,
+                                           "doc": doc}}
+    if isinstance(default, (list, tuple)):
+        kwargs["default_factory"] = lambda d=tuple(default): d
+    else:
+        kwargs["default"] = default
+    return field(**kwargs)
+
+
+OP = "public operator guides (u)"
+PLAYBOOK = "the ROI/GMV playbook article"
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    """All parameters of one market scenario (defaults: the ``3c`` scenario)."""
+
+    name: str = param("3c", "-", doc="Scenario name.")
+    category: str = param("3c", "-", doc="Product category, for documentation and randomisation.")
+
+    # --- economics of the shop -------------------------------------------------------------
+    aov_cny: float = param(800.0, "CNY/order", 10, 10000, OP, "Average order value.")
+    margin: float = param(0.35, "share of settled GMV", 0.01, 0.95, "market brief §8",
+                          "Contribution margin on settled (refund-net) GMV.")
+    refund_rate: float = param(0.10, "share of GMV", 0.0, 0.9, OP,
+                               "Refund rate of ad orders at the typical traffic depth.")
+    typical_target_roi: float = param(3.0, "GMV/spend", 0.1, 100, OP,
+                                      "The payment-ROI target operators typically set.")
+
+    # --- traffic pool ----------------------------------------------------------------------
+    pool_cost_cny: float = param(20000.0, "CNY/day", 100, 1e8, "model choice",
+                                 "Cost of the whole daily pool at market prices (spend if "
+                                 "everything were bought), before weekday, shocks and states.")
+    pool_mean_roi: float = param(2.0, "GMV/spend", 0.1, 50, "market brief §2/§8 (u)",
+                                 "Pool's cost-weighted mean payment ROI m.")
+    pool_sigma: float = param(0.7, "log-sd", 0.1, 1.6, "market brief §2",
+                              "Log-sd of the pool's ROI distribution.")
+    weekday_traffic: tuple[float, ...] = param(
+        (0.95, 0.95, 0.97, 1.0, 1.05, 1.1, 0.98), "multiplier", 0.1, 5, "model choice",
+        "Traffic multiplier by weekday, Monday first.")
+    weekday_enabled: bool = param(True, "switch", doc="Weekday pattern on.")
+    traffic_shock_sd: float = param(0.10, "log-sd/day", 0, 1, "model choice",
+                                    "Stationary log-sd of the AR(1) traffic shock.")
+    traffic_shock_ar: float = param(0.7, "per day", 0, 0.999, "model choice",
+                                    "AR(1) persistence of the traffic shock.")
+    roi_shock_sd: float = param(0.05, "log-sd/day", 0, 1, "model choice",
+                                "Daily i.i.d. log-noise on the pool's mean ROI.")
+    shocks_enabled: bool = param(True, "switch", doc="Traffic and ROI shocks on.")
+
+    # --- the auto-bidder -------------------------------------------------------------------
+    bidder_bias_sd: float = param(0.05, "log-sd/episode", 0, 1, "model choice",
+                                  "Per-episode calibration bias of achieved vs promised ROI.")
+    bidder_noise_sd: float = param(0.08, "log-sd/day", 0, 1, "model choice",
+                                   "Daily noise of achieved ROI.")
+    basket_noise_sd: float = param(0.05, "log-sd/day", 0, 1, "model choice",
+                                   "Daily noise of basket value around the AOV.")
+    bidder_noise_enabled: bool = param(True, "switch", doc="Bidder bias and noise on.")
+
+    # --- launch ----------------------------------------------------------------------------
+    launch_target_roi: float = param(3.0, "GMV/spend", 0.01, 100, PLAYBOOK,
+                                     "Target in force at launch (held by the constant policy).")
+    launch_budget_cny: float = param(12000.0, "CNY/day", 300, 1e8, "model choice",
+                                     "Daily budget in force at launch.")
+    launch_shares: tuple[float, ...] = param(
+        (0.4, 0.0, 0.6), "share", 0, 1, PLAYBOOK,
+        "Budget shares of the payment_roi, settlement_roi and volume plans at launch.")
+    history_days: int = param(14, "days", 14, 60, "model choice",
+                              "Days of the account's pre-launch history simulated at reset.")
+    episode_days: int = param(84, "days", 7, 730, "model choice",
+                              "Episode length: exploration, stable and mature phases.")
+
+    # --- learning period -------------------------------------------------------------------
+    learning_enabled: bool = param(True, "switch", doc="Learning period and re-learning on.")
+    learning_exit_orders: float = param(20.0, "orders", 1, 1000, OP,
+                                        "Orders within the window that end learning.")
+    learning_settlement_extra_orders: float = param(
+        15.0, "orders", 0, 1000, PLAYBOOK,
+        "Extra orders needed to learn when the whole budget is on settlement-ROI plans "
+        "(scaled by that share).")
+    learning_window_days: int = param(3, "days", 1, 14, OP, "Window for counting exit orders.")
+    learning_fail_days: int = param(7, "days", 2, 60, OP,
+                                    "Days in learning after which the plan is LEARN_FAILED.")
+    learning_traffic_mult: float = param(0.6, "multiplier", 0.05, 1, "market brief §3",
+                                         "Traffic reached while learning.")
+    learning_roi_mult: float = param(0.85, "multiplier", 0.1, 1, "market brief §3",
+                                     "Pool ROI while learning (bidder still exploring).")
+    learning_noise_mult: float = param(2.0, "multiplier", 1, 10, "market brief §3",
+                                       "Bidder noise multiplier while learning.")
+    learn_failed_traffic_mult: float = param(0.5, "multiplier", 0.05, 1, "market brief §3",
+                                             "Traffic of a LEARN_FAILED plan (throttled).")
+    relearn_target_change: float = param(0.15, "relative change", 0.0, 10, OP,
+                                         "A one-day target change beyond this restarts "
+                                         "learning.")
+    relearn_budget_jump: float = param(0.5, "relative increase", 0.0, 100, OP,
+                                       "A one-day budget increase beyond this restarts "
+                                       "learning.")
+
+    # --- cost protection (成本保障) -----------------------------------------------------------
+    cost_protection_enabled: bool = param(True, "switch", doc="Cost protection on.")
+    cost_protection_days: int = param(3, "days", 0, 30, OP, "Protected days after launch.")
+    cost_protection_ratio: float = param(0.8, "share of target", 0, 1, OP,
+                                         "Achieved ROI below this share of the target is "
+                                         "compensated.")
+    cost_protection_min_orders: float = param(10.0, "orders/day", 0, 1000, OP,
+                                              "Orders needed on a day to be compensated.")
+    cost_protection_max_edits: int = param(2, "edits", 0, 100, OP,
+                                           "Target changes and creative refreshes allowed "
+                                           "within the protected days before it is forfeited.")
+
+    # --- refunds and settlement ------------------------------------------------------------
+    refunds_enabled: bool = param(True, "switch", doc="Refunds on.")
+    refund_kernel: tuple[float, ...] = param(
+        (0.30, 0.22, 0.16, 0.12, 0.09, 0.06, 0.05), "share", 0, 1, "model choice",
+        "Share of a cohort's refunds landing 1..7 days after the order day (sums to 1).")
+    refund_depth_slope: float = param(0.5, "per unit of pool share", 0, 10, "market brief §4",
+                                      "Relative rise of the refund rate per unit of extra "
+                                      "pool depth bought beyond the typical depth.")
+    promo_refund_mult: float = param(1.4, "multiplier", 1, 5, "market brief §4 (u)",
+                                     "Refund rate multiplier on promotion peak days.")
+    settlement_refund_reduction: float = param(0.35, "relative", 0, 0.95, PLAYBOOK,
+                                               "Refund-rate reduction of settlement-ROI plans "
+                                               "(the article's best case is 55%).")
+    settlement_volume_penalty: float = param(0.10, "relative", 0, 0.9, PLAYBOOK,
+                                             "Share of qualifying traffic a settlement-ROI "
+                                             "plan cannot reach.")
+
+    # --- organic carry-over and cannibalisation --------------------------------------------
+    organic_enabled: bool = param(True, "switch", doc="Carry-over and cannibalisation on.")
+    cannibalisation: float = param(0.25, "share of ad GMV", 0, 0.9, "market brief §5 (u)",
+                                   "Share of ROI-plan ad GMV that would have happened anyway.")
+    volume_cannibalisation: float = param(0.10, "share of ad GMV", 0, 0.9, "market brief §5 (u)",
+                                          "Same for the volume (whole-site) plan.")
+    volume_organic_uplift: float = param(0.15, "share of volume GMV", 0, 2, OP,
+                                         "Extra same-day organic GMV per CNY of volume-plan GMV.")
+    carryover_decay: float = param(0.8, "per day", 0, 0.999, "model choice",
+                                   "Daily decay of the ad-GMV stock that lifts organic traffic.")
+    carryover_rate: float = param(0.25, "share of stock", 0, 5, "model choice",
+                                  "Organic GMV per CNY of the (smoothed daily) ad-GMV stock.")
+    carryover_saturation_cny: float = param(60000.0, "CNY/day", 1, 1e9, "model choice",
+                                            "Stock at which the organic lift is halved by "
+                                            "saturation.")
+
+    # --- creatives -------------------------------------------------------------------------
+    fatigue_enabled: bool = param(True, "switch", doc="Creative fatigue on.")
+    creative_half_life_days: float = param(21.0, "days", 1, 1000, OP,
+                                           "Days for the fatigued part of traffic to halve.")
+    fatigue_floor: float = param(0.5, "multiplier", 0, 1, "model choice",
+                                 "Traffic multiplier a fully fatigued creative set keeps.")
+    refresh_cost_cny: float = param(1000.0, "CNY", 0, 1e7, "model choice",
+                                    "Production cost of a creative refresh.")
+    scheduled_refresh_days: int = param(28, "days", 0, 365, PLAYBOOK,
+                                        "In the basic action space, creatives are refreshed on "
+                                        "this schedule (0: never).")
+
+    # --- promotions ------------------------------------------------------------------------
+    promotions_enabled: bool = param(True, "switch", doc="Promotions on.")
+    promo_peak_days: tuple[int, ...] = param((56,), "day of episode", 0, 730, "model choice",
+                                             "First peak day of each promotion.")
+    promo_peak_length_days: int = param(3, "days", 1, 14, OP, "Peak length.")
+    promo_warmup_days: int = param(7, "days", 0, 30, OP, "Warm-up days before a peak.")
+    promo_warmup_traffic: float = param(0.85, "multiplier", 0.1, 2, "market brief §6",
+                                        "Traffic in warm-up (buyers wait).")
+    promo_peak_traffic: float = param(3.5, "multiplier", 1, 10, "market brief §6 (u)",
+                                      "Traffic on peak days.")
+    promo_peak_roi: float = param(0.8, "multiplier", 0.1, 1.5, "market brief §6",
+                                  "Pool ROI on peak days (competitors bid up).")
+    promo_after_days: int = param(3, "days", 0, 30, OP, "Cool-down days after a peak.")
+    promo_after_traffic: float = param(0.9, "multiplier", 0.1, 2, "model choice",
+                                       "Traffic in cool-down.")
+
+    # --- account balance -------------------------------------------------------------------
+    balance_enabled: bool = param(True, "switch", doc="Finite balance and interruptions on.")
+    initial_balance_cny: float = param(80000.0, "CNY", 0, 1e10, "model choice",
+                                       "Balance at launch.")
+    topup_cny: float = param(80000.0, "CNY", 0, 1e10, "model choice", "Scheduled top-up.")
+    topup_interval_days: int = param(7, "days", 1, 365, "model choice", "Days between top-ups.")
+    interrupt_traffic_penalty: float = param(0.25, "relative", 0, 0.95, "market brief §3 (u)",
+                                             "CTR (traffic) loss after a balance stop.")
+    interrupt_cost_penalty: float = param(0.15, "relative", 0, 2, "market brief §3 (u)",
+                                          "Cost rise (ROI loss) after a balance stop.")
+    interrupt_recovery_days: int = param(5, "days", 0, 60, "model choice",
+                                         "Days the penalties last.")
+
+    # --- reward ----------------------------------------------------------------------------
+    objective: str = param("profit", "-", doc="'profit' (contribution profit) or 'gmv_floor' "
+                           "(settled GMV with a settlement-ROI floor penalty).")
+    settlement_roi_floor: float = param(0.0, "settled GMV/spend", 0, 100, "market brief §7",
+                                        "ROI floor for violation days and the gmv_floor "
+                                        "penalty; 0 means the break-even settlement ROI.")
+    floor_penalty: float = param(3.0, "CNY per CNY of shortfall", 0, 1000, "model choice",
+                                 "gmv_floor objective: penalty per CNY of settled GMV below "
+                                 "the floor.")
+    refund_charging: str = param("on_landing", "-", doc="'on_landing' (refunds enter the "
+                                 "reward as they land, pending ones at the end) or 'on_order' "
+                                 "(each cohort's refunds on its order day). Same episode sum.")
+    reward_scale_cny: float = param(10000.0, "CNY", 1e-6, 1e12, "model choice",
+                                    "Reward = CNY / this.")
+
+    # --- actions ---------------------------------------------------------------------------
+    action_space: str = param("basic", "-", doc="'basic' (target, budget) or 'full' (adds "
+                              "three plan shares and a creative refresh).")
+    target_max_step: float = param(0.25, "relative", 0.001, 10, OP,
+                                   "Largest one-day target change: new = old*(1+step)^a.")
+    budget_max_step: float = param(0.5, "relative", 0.001, 10, OP,
+                                   "Largest one-day budget change.")
+    share_range: float = param(9.0, "ratio", 1.001, 1e3, "model choice",
+                               "full actions: plan weights are share_range**a, normalised.")
+
+    # --- per-episode randomisation (training) ----------------------------------------------
+    randomize: float = param(0.0, "relative spread", 0, 0.9, "model choice",
+                             "Per-episode spread of pool cost, pool ROI, sigma, refund rate, "
+                             "AOV and margin around their values (0: off).")
+
+    # --------------------------------------------------------------------------------------
+    @property
+    def breakeven_roi(self) -> float:
+        """Payment ROI at which an order pays for its ad: ``1 / (margin * (1 - refund_rate))``."""
+        return 1.0 / (self.margin * (1.0 - self.refund_rate))
+
+    @property
+    def floor_settlement_roi(self) -> float:
+        """Settlement-ROI floor in force: the configured one, else break-even ``1 / margin``."""
+        return self.settlement_roi_floor if self.settlement_roi_floor > 0 else 1.0 / self.margin
+
+    @property
+    def typical_pool_share(self) -> float:
+        """Share of the pool the typical target buys (calibration check, brief §10)."""
+        from envs.pool import qualifying_share
+
+        return float(qualifying_share(self.typical_target_roi, self.pool_mean_roi,
+                                      self.pool_sigma))
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, YAML-friendly dict (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+    def hash(self) -> str:
+        """Short sha256 of the resolved values, to tell configs apart in run records."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def replace(self, **overrides: Any) -> ScenarioConfig:
+        """A copy with ``overrides`` applied (validated, unknown keys rejected)."""
+        return from_dict({**self.to_dict(), **overrides})
+
+
+_CHOICES = {"objective": ("profit", "gmv_floor"), "refund_charging": ("on_landing", "on_order"),
+            "action_space": ("basic", "full")}
+_LENGTHS = {"weekday_traffic": 7, "launch_shares": 3, "refund_kernel": 7}
+
+
+def _check_number(key: str, value: Any, meta: dict[str, Any]) -> None:
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}: must be finite, got {value!r}")
+    lo, hi = meta["lo"], meta["hi"]
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(f"{key}: {value!r} is out of range [{lo}, {hi}] ({meta['unit']})")
+
+
+def validate(cfg: ScenarioConfig) -> None:
+    """Check ranges and cross-field rules; raise :class:`ConfigError` naming the key."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, tuple):
+            for item in value:
+                _check_number(f.name, item, f.metadata)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            _check_number(f.name, value, f.metadata)
+    for key, choices in _CHOICES.items():
+        if getattr(cfg, key) not in choices:
+            raise ConfigError(f"{key}: {getattr(cfg, key)!r} is not one of {list(choices)}")
+    for key, length in _LENGTHS.items():
+        if len(getattr(cfg, key)) != length:
+            raise ConfigError(f"{key}: needs {length} values, got {len(getattr(cfg, key))}")
+    if abs(sum(cfg.refund_kernel) - 1.0) > 1e-6:
+        raise ConfigError(f"refund_kernel: must sum to 1, sums to {sum(cfg.refund_kernel):.6f}")
+    if abs(sum(cfg.launch_shares) - 1.0) > 1e-6:
+        raise ConfigError(f"launch_shares: must sum to 1, sums to {sum(cfg.launch_shares):.6f}")
+    if cfg.learning_window_days > cfg.learning_fail_days:
+        raise ConfigError("learning_window_days: must not exceed learning_fail_days")
+    for day in cfg.promo_peak_days:
+        if day >= cfg.episode_days:
+            raise ConfigError(f"promo_peak_days: day {day} is beyond episode_days "
+                              f"({cfg.episode_days})")
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against the field's type; ints are accepted for floats."""
+    if get_origin(hint) is tuple:
+        (item_type, _) = get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list of {item_type.__name__}, got "
+                              f"{type(value).__name__}")
+        return tuple(_coerce(key, v, item_type) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {hint}")  # pragma: no cover
+
+
+def from_dict(data: dict[str, Any]) -> ScenarioConfig:
+    """Build a validated config from plain data; unknown keys are an error."""
+    hints = get_type_hints(ScenarioConfig)
+    known = {f.name for f in dataclasses.fields(ScenarioConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown scenario key(s): {', '.join(unknown)}")
+    values = {k: _coerce(k, v, hints[k]) for k, v in data.items()}
+    return ScenarioConfig(**values)
+
+
+def list_scenarios() -> list[str]:
+    """Names of the presets in ``configs/scenarios/``."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+def load_scenario(name_or_path: str | Path | ScenarioConfig = DEFAULT_SCENARIO,
+                  **overrides: Any) -> ScenarioConfig:
+    """Load a preset by name (or a YAML file by path) and apply ``overrides``.
+
+    A preset may name another with ``base: <name>`` and override some of its fields.
+    """
+    if isinstance(name_or_path, ScenarioConfig):
+        return name_or_path.replace(**overrides) if overrides else name_or_path
+    data = _read_preset(name_or_path, seen=())
+    data.update(overrides)
+    return from_dict(data)
+
+
+def _read_preset(name_or_path: str | Path, seen: tuple[str, ...]) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = SCENARIO_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown scenario {str(name_or_path)!r}; known: "
+                          f"{', '.join(list_scenarios())}")
+    if str(path) in seen:
+        raise ConfigError(f"scenario {path.stem!r}: 'base' chain loops")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values")
+    base = data.pop("base", None)
+    if base is not None:
+        data = {**_read_preset(base, seen + (str(path),)), **data}
+    data.setdefault("name", path.stem)
+    return data
+
+
+def describe_parameters() -> list[dict[str, Any]]:
+    """One row per parameter (name, default, unit, range, source, doc), for the docs."""
+    rows = []
+    for f in dataclasses.fields(ScenarioConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        rows.append({"name": f.name, "default": default, **f.metadata})
+    return rows

@@ -1,0 +1,100 @@
+"""A native batched env behind stable-baselines3's ``VecEnv`` interface.
+
+``n_envs`` accounts live in one :class:`envs.simulator.Simulator`, so a step is a handful of
+NumPy operations over the batch instead of ``n_envs`` Python envs. It runs the same model code
+as the Gymnasium env. All accounts start and end their episodes together (episodes have a
+fixed length), and reset automatically, as SB3 expects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from envs.actions import ACTION_NAMES
+from envs.config import ScenarioConfig, load_scenario
+from envs.history import FEATURE_NAMES
+from envs.simulator import INFO_KEYS, Simulator
+
+
+class QianchuanVecEnv(VecEnv):
+    """``n_envs`` simulated accounts of one scenario as one SB3 ``VecEnv``.
+
+    :param scenario: preset name, YAML path or config.
+    :param n_envs: number of accounts.
+    :param seed: seed of the batch's generator.
+    :param full_info: per-day info dicts for every account (slow at large ``n_envs``); by
+        default infos are empty except at episode end (``episode``, ``episode_metrics``,
+        ``terminal_observation``).
+    """
+
+    def __init__(self, scenario: str | ScenarioConfig = "3c", n_envs: int = 8,
+                 seed: int | None = None, full_info: bool = False, **overrides: Any):
+        self.config = load_scenario(scenario, **overrides)
+        self.sim = Simulator(self.config, n=n_envs)
+        self.feature_names = FEATURE_NAMES
+        self.action_names = ACTION_NAMES[self.config.action_space]
+        obs_space = spaces.Box(-np.inf, np.inf, (len(FEATURE_NAMES),), np.float32)
+        act_space = spaces.Box(-1.0, 1.0, (self.sim.action_dim,), np.float32)
+        super().__init__(n_envs, obs_space, act_space)
+        self.full_info = full_info
+        self._rng = np.random.default_rng(seed)
+        self._actions: np.ndarray | None = None
+        self._returns = np.zeros(n_envs)
+        self._length = 0
+
+    def seed(self, seed: int | None = None):
+        self._rng = np.random.default_rng(seed)
+        return [seed] * self.num_envs
+
+    def reset(self) -> np.ndarray:
+        if self._seeds[0] is not None:  # honour VecEnv.seed() semantics of SB3 >= 2
+            self._rng = np.random.default_rng(self._seeds[0])
+        self._reset_seeds()
+        self._returns[:] = 0.0
+        self._length = 0
+        return self.sim.reset(self._rng)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self):
+        obs, reward, done, raw = self.sim.step(self._actions, rng=self._rng)
+        self._returns += reward
+        self._length += 1
+        n = self.num_envs
+        if self.full_info:
+            infos = [{k: raw[k][i].item() for k in INFO_KEYS} for i in range(n)]
+            for i, info in enumerate(infos):
+                info["reward_terms"] = {k: float(v[i]) for k, v in raw["reward_terms"].items()}
+        else:
+            infos = [{} for _ in range(n)]
+        dones = np.full(n, done)
+        if done:
+            metrics = raw["episode_metrics"]
+            for i, info in enumerate(infos):
+                info["terminal_observation"] = obs[i]
+                info["TimeLimit.truncated"] = True
+                info["episode"] = {"r": float(self._returns[i]), "l": self._length}
+                info["episode_metrics"] = {k: float(v[i]) for k, v in metrics.items()}
+            obs = self.reset()
+        return obs, reward.astype(np.float32), dones, infos
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        return [getattr(self, attr_name)] * len(self._get_indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs):
+        result = getattr(self, method_name)(*method_args, **method_kwargs)
+        return [result] * len(self._get_indices(indices))
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False] * len(self._get_indices(indices))
