@@ -5,17 +5,29 @@
     import gymnasium as gym
     import envs  # noqa: F401
     env = gym.make("QianchuanBidding-v0", scenario="3c")
+
+The names below load on first use, so light submodules (``envs.history``, used by the
+recommendation CLI) do not pull in SciPy or the env.
 """
+
+from importlib import import_module
 
 from gymnasium.envs.registration import register, registry
 
-from envs.config import ConfigError, ScenarioConfig, list_scenarios, load_scenario
-from envs.history import FEATURE_NAMES, HISTORY_DAYS_REQUIRED
-from envs.qianchuan_env import ENV_ID, ENV_VERSION, QianchuanBiddingEnv
-
+ENV_ID = "QianchuanBidding-v0"
 if ENV_ID not in registry:
-    register(id=ENV_ID, entry_point="envs.qianchuan_env:QianchuanBiddingEnv",
-             max_episode_steps=None)
+    register(id=ENV_ID, entry_point="envs.qianchuan_env:QianchuanBiddingEnv")
 
-__all__ = ["ConfigError", "ENV_ID", "ENV_VERSION", "FEATURE_NAMES", "HISTORY_DAYS_REQUIRED",
-           "QianchuanBiddingEnv", "ScenarioConfig", "list_scenarios", "load_scenario"]
+_LAZY = {
+    "ConfigError": "envs.config", "ScenarioConfig": "envs.config",
+    "list_scenarios": "envs.config", "load_scenario": "envs.config",
+    "FEATURE_NAMES": "envs.history", "HISTORY_DAYS_REQUIRED": "envs.history",
+    "ENV_VERSION": "envs.qianchuan_env", "QianchuanBiddingEnv": "envs.qianchuan_env",
+}
+__all__ = ["ENV_ID", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'envs' has no attribute {name!r}")

@@ -9,10 +9,13 @@ Platform limits apply after the step: target 0.01-100 with two decimals, budget 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from envs.config import ScenarioConfig
-from envs.market import Decision, MarketState
+if TYPE_CHECKING:  # keep this module light: the recommendation CLI imports it
+    from envs.config import ScenarioConfig
+    from envs.market import Decision, MarketState
 
 TARGET_MIN, TARGET_MAX = 0.01, 100.0  # the platform's accepted payment-ROI targets
 BUDGET_MIN_CNY = 300.0  # the platform's minimum daily budget
@@ -52,6 +55,8 @@ def platform_budget(budget_cny: np.ndarray) -> np.ndarray:
 
 def to_decision(cfg: ScenarioConfig, state: MarketState, action: np.ndarray) -> Decision:
     """The morning's settings from a checked action (n, dim)."""
+    from envs.market import Decision
+
     target = platform_target(state.target_roi * (1.0 + cfg.target_max_step) ** action[:, 0])
     budget = platform_budget(state.budget_cny * (1.0 + cfg.budget_max_step) ** action[:, 1])
     if cfg.action_space == "full":

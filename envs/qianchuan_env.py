@@ -8,12 +8,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs import ENV_ID  # noqa: F401  (re-exported; registered in envs/__init__.py)
 from envs.actions import ACTION_NAMES
 from envs.config import ScenarioConfig, load_scenario
 from envs.history import FEATURE_NAMES, HISTORY_DAYS_REQUIRED
 from envs.simulator import INFO_KEYS, Simulator
 
-ENV_ID = "QianchuanBidding-v0"
 ENV_VERSION = 0
 
 
