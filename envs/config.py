@@ -315,10 +315,6 @@ def validate(cfg: ScenarioConfig) -> None:
         raise ConfigError(f"launch_shares: must sum to 1, sums to {sum(cfg.launch_shares):.6f}")
     if cfg.learning_window_days > cfg.learning_fail_days:
         raise ConfigError("learning_window_days: must not exceed learning_fail_days")
-    for day in cfg.promo_peak_days:
-        if day >= cfg.episode_days:
-            raise ConfigError(f"promo_peak_days: day {day} is beyond episode_days "
-                              f"({cfg.episode_days})")
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
@@ -393,9 +389,10 @@ def _read_preset(name_or_path: str | Path, seen: tuple[str, ...]) -> dict[str, A
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values")
     base = data.pop("base", None)
+    name = data.pop("name", path.stem)
     if base is not None:
         data = {**_read_preset(base, seen + (str(path),)), **data}
-    data.setdefault("name", path.stem)
+    data["name"] = name
     return data
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 HISTORY_DAYS_REQUIRED = 14
+OBS_BOUND = 100.0  # every feature is clipped to [-OBS_BOUND, OBS_BOUND] (ROIs above 100 are noise)
 LAG_DAYS = 7
 SETTLED_NEWEST = -8  # row of the newest settled day: refunds land over 7 days after an order
 
@@ -187,7 +188,7 @@ def build_features(table: HistoryTable, ctx: DecisionContext) -> np.ndarray:
     }
     for name, values in cols.items():
         out[:, FEATURE_INDEX[name]] = values / _SCALES.get(name, 1.0)
-    return out.astype(np.float32)
+    return np.clip(out, -OBS_BOUND, OBS_BOUND).astype(np.float32)
 
 
 def decode_features(obs: np.ndarray) -> dict[str, np.ndarray]:

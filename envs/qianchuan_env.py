@@ -11,7 +11,7 @@ from gymnasium import spaces
 from envs import ENV_ID  # noqa: F401  (re-exported; registered in envs/__init__.py)
 from envs.actions import ACTION_NAMES
 from envs.config import ScenarioConfig, load_scenario
-from envs.history import FEATURE_NAMES, HISTORY_DAYS_REQUIRED
+from envs.history import FEATURE_NAMES, HISTORY_DAYS_REQUIRED, OBS_BOUND
 from envs.simulator import INFO_KEYS, Simulator
 
 ENV_VERSION = 0
@@ -43,7 +43,7 @@ class QianchuanBiddingEnv(gym.Env):
     Out-of-range values are clipped; NaN or infinite values raise ``ValueError``.
 
     ## Observation Space
-    ``Box(-inf, inf, (44,), float32)`` of scale-free features from the dashboard history
+    ``Box(-100, 100, (43,), float32)`` of scale-free features from the dashboard history
     (``envs/history.py``; ``env.unwrapped.feature_names``). Nothing hidden enters: no pool
     parameters, no true refund rate of recent orders.
 
@@ -127,7 +127,8 @@ class QianchuanBiddingEnv(gym.Env):
         self.action_names = ACTION_NAMES[self.config.action_space]
         self.history_days_required = HISTORY_DAYS_REQUIRED
         self.action_space = spaces.Box(-1.0, 1.0, (self.sim.action_dim,), np.float32)
-        self.observation_space = spaces.Box(-np.inf, np.inf, (len(FEATURE_NAMES),), np.float32)
+        self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (len(FEATURE_NAMES),),
+                                            np.float32)
         self._last_info: dict[str, Any] = {}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

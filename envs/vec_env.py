@@ -16,7 +16,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from envs.actions import ACTION_NAMES
 from envs.config import ScenarioConfig, load_scenario
-from envs.history import FEATURE_NAMES
+from envs.history import FEATURE_NAMES, OBS_BOUND
 from envs.simulator import INFO_KEYS, Simulator
 
 
@@ -37,8 +37,9 @@ class QianchuanVecEnv(VecEnv):
         self.sim = Simulator(self.config, n=n_envs)
         self.feature_names = FEATURE_NAMES
         self.action_names = ACTION_NAMES[self.config.action_space]
-        obs_space = spaces.Box(-np.inf, np.inf, (len(FEATURE_NAMES),), np.float32)
+        obs_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (len(FEATURE_NAMES),), np.float32)
         act_space = spaces.Box(-1.0, 1.0, (self.sim.action_dim,), np.float32)
+        self.render_mode = None
         super().__init__(n_envs, obs_space, act_space)
         self.full_info = full_info
         self._rng = np.random.default_rng(seed)

@@ -1,0 +1,74 @@
+"""Scenario presets load and validate; bad configs fail naming the key."""
+
+import gymnasium as gym
+import pytest
+
+import envs  # noqa: F401
+from envs.config import ConfigError, from_dict, list_scenarios, load_scenario
+
+NAMED = ["3c", "apparel_live", "beauty", "food", "promo_heavy", "tight_balance", "fast_fatigue"]
+
+
+def test_all_named_scenarios_exist_and_load():
+    assert set(NAMED) <= set(list_scenarios())
+    for name in NAMED:
+        cfg = load_scenario(name)
+        assert cfg.name == name
+        assert 0.3 <= cfg.typical_pool_share <= 0.8, "brief §10: the typical target buys 30-80%"
+        assert abs(cfg.breakeven_roi / cfg.typical_target_roi - 1) <= 0.2
+
+
+def test_breakeven_follows_margin_and_refunds():
+    cfg = load_scenario("3c")
+    assert cfg.breakeven_roi == pytest.approx(1 / (0.35 * 0.9))
+    assert cfg.floor_settlement_roi == pytest.approx(1 / 0.35)
+    assert load_scenario("3c", settlement_roi_floor=2.5).floor_settlement_roi == 2.5
+
+
+def test_stress_variants_inherit_their_base():
+    base, heavy = load_scenario("3c"), load_scenario("promo_heavy")
+    assert heavy.aov_cny == base.aov_cny
+    assert len(heavy.promo_peak_days) == 2 and heavy.promo_peak_traffic > base.promo_peak_traffic
+
+
+@pytest.mark.parametrize("overrides,key", [
+    ({"margn": 0.3}, "margn"),
+    ({"margin": "high"}, "margin"),
+    ({"margin": 1.5}, "margin"),
+    ({"episode_days": 10.5}, "episode_days"),
+    ({"learning_enabled": 1}, "learning_enabled"),
+    ({"weekday_traffic": [1.0, 1.0]}, "weekday_traffic"),
+    ({"refund_kernel": [0.5] * 7}, "refund_kernel"),
+    ({"objective": "revenue"}, "objective"),
+    ({"promo_peak_days": [-1]}, "promo_peak_days"),
+    ({"pool_sigma": float("nan")}, "pool_sigma"),
+])
+def test_bad_values_name_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=key):
+        load_scenario("3c", **overrides)
+
+
+def test_unknown_scenario_lists_known(tmp_path):
+    with pytest.raises(ConfigError, match="known: .*3c"):
+        load_scenario("mars")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("aov_cny: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_scenario(bad)
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_scenario(bad)
+
+
+def test_gym_make_passes_overrides_and_rejects_unknown():
+    env = gym.make("QianchuanBidding-v0", scenario="beauty", episode_days=10)
+    assert env.unwrapped.config.episode_days == 10
+    with pytest.raises(ConfigError, match="budjet"):
+        gym.make("QianchuanBidding-v0", budjet=3)
+
+
+def test_round_trip_and_hash():
+    cfg = load_scenario("food")
+    again = from_dict(cfg.to_dict())
+    assert again == cfg and again.hash() == cfg.hash()
+    assert cfg.replace(margin=0.41).hash() != cfg.hash()

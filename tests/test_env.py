@@ -1,0 +1,176 @@
+"""The Gymnasium env: API checks, determinism, batch equals singles, actions, info, docs."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import envs  # noqa: F401
+from envs.config import load_scenario
+from envs.history import FEATURE_NAMES
+from envs.market import N_DRAWS, MarketModel, MarketState
+from envs.metrics import EPISODE_METRICS
+from envs.qianchuan_env import QianchuanBiddingEnv
+from envs.simulator import INFO_KEYS, Simulator
+from envs.vec_env import QianchuanVecEnv
+
+
+@pytest.mark.parametrize("space", ["basic", "full"])
+def test_gymnasium_and_sb3_checks_pass(space):
+    env = gym.make("QianchuanBidding-v0", action_space=space).unwrapped
+    gym_check_env(env, skip_render_check=True)
+    sb3_check_env(QianchuanBiddingEnv(action_space=space), warn=True)
+
+
+def rollout_env(seed, steps=84, scenario="3c", **kw):
+    env = gym.make("QianchuanBidding-v0", scenario=scenario, **kw)
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(123)
+    trace = [obs]
+    for _ in range(steps):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample() * 0
+                                                            + rng.uniform(-1, 1, 2))
+        trace.append(np.append(obs, reward))
+        if truncated:
+            break
+    return np.concatenate(trace), info
+
+
+def test_same_seed_same_rollout_and_other_seed_differs():
+    a, _ = rollout_env(7)
+    b, _ = rollout_env(7)
+    c, _ = rollout_env(8)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_episode_truncates_with_metrics_and_reward_sums_to_profit():
+    for charging in ("on_landing", "on_order"):
+        env = gym.make("QianchuanBidding-v0", refund_charging=charging)
+        env.reset(seed=3)
+        total, days = 0.0, 0
+        while True:
+            obs, reward, terminated, truncated, info = env.step(np.array([0.1, -0.2]))
+            total += reward
+            days += 1
+            assert not terminated
+            assert set(INFO_KEYS) <= set(info)
+            if truncated:
+                break
+        assert days == 84
+        metrics = info["episode_metrics"]
+        assert set(metrics) == set(EPISODE_METRICS)
+        scale = env.unwrapped.config.reward_scale_cny
+        assert total * scale == pytest.approx(metrics["profit"], rel=1e-9)
+        settled = metrics["gmv"] * (1 - metrics["refund_rate"])
+        assert metrics["settled_gmv"] == pytest.approx(settled)
+        assert sum(info["reward_terms"].values()) / scale == pytest.approx(reward)
+
+
+def test_gmv_floor_objective_penalises_shortfall():
+    env = gym.make("QianchuanBidding-v0", objective="gmv_floor", settlement_roi_floor=6.0)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.array([-1.0, 1.0]))
+    assert set(info["reward_terms"]) == {"settled_gmv", "floor_penalty"}
+    assert info["reward_terms"]["floor_penalty"] < 0
+
+
+def test_bad_actions_raise_and_out_of_range_clips():
+    env = gym.make("QianchuanBidding-v0")
+    env.reset(seed=0)
+    for bad in ([np.nan, 0.0], [0.0, np.inf]):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            env.step(np.array(bad))
+    with pytest.raises(ValueError, match="components"):
+        env.step(np.zeros(3))
+    a = gym.make("QianchuanBidding-v0")
+    b = gym.make("QianchuanBidding-v0")
+    a.reset(seed=1)
+    b.reset(seed=1)
+    _, _, _, _, ia = a.step(np.array([5.0, -9.0]))
+    _, _, _, _, ib = b.step(np.array([1.0, -1.0]))
+    assert ia == ib
+    assert ia["target_roi"] == pytest.approx(round(3.0 * 1.25, 2))
+    assert ia["budget"] == pytest.approx(12000 / 1.5)
+
+
+def test_platform_limits_apply_after_the_step():
+    env = gym.make("QianchuanBidding-v0", launch_target_roi=0.011, launch_budget_cny=310.0)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.array([-1.0, -1.0]))
+    assert info["target_roi"] == 0.01 and info["budget"] == 300.0
+
+
+def test_batch_of_n_equals_n_single_runs_bit_for_bit():
+    """The model with explicit draws: a batch of accounts equals the accounts one by one."""
+    cfg = load_scenario("3c", randomize=0.3)
+    model = MarketModel(cfg)
+    n, days = 5, 30
+    rngs = [np.random.default_rng(s) for s in range(n)]
+    singles = []
+    for r in rngs:
+        p = model.sample_params(r, 1)
+        singles.append((p, model.launch(model.initial_state(p, r), p)))
+    params = type(singles[0][0]).stack([p for p, _ in singles])
+    batch = MarketState.stack([s for _, s in singles])
+    draws = np.random.default_rng(99).standard_normal((days, n, N_DRAWS))
+    actions = np.random.default_rng(5).uniform(0.8, 1.2, (days, n))
+    from envs.market import Decision
+    for t in range(days):
+        def dec(s, a):
+            return Decision(np.round(s.target_roi * a, 2), s.budget_cny * a, s.shares,
+                            np.zeros(s.day.shape, bool))
+        batch, out = model.step(batch, params, dec(batch, actions[t]), draws[t])
+        for i, (p, s) in enumerate(singles):
+            s, o = model.step(s, p, dec(s, actions[t, i:i + 1]), draws[t, i:i + 1])
+            singles[i] = (p, s)
+            for field in ("spend", "gmv", "orders", "refunds", "settled_gmv", "credit",
+                          "incremental_gmv"):
+                assert getattr(out, field)[i] == getattr(o, field)[0], (t, i, field)
+    for i, (_, s) in enumerate(singles):
+        np.testing.assert_array_equal(batch.refund_pipe[i], s.refund_pipe[0])
+
+
+def test_seeded_batch_equals_gym_envs():
+    """The simulator seeded per account reproduces the Gymnasium env seed by seed."""
+    seeds = [11, 12, 13]
+    sim = Simulator(load_scenario("3c"), n=3)
+    obs = sim.reset(seeds=seeds)
+    singles = [gym.make("QianchuanBidding-v0") for _ in seeds]
+    first = [e.reset(seed=s)[0] for e, s in zip(singles, seeds, strict=True)]
+    np.testing.assert_array_equal(obs, np.stack(first))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        act = rng.uniform(-1, 1, (3, 2)).astype(np.float32)
+        obs, reward, _, _ = sim.step(act)
+        for i, e in enumerate(singles):
+            o, r, *_ = e.step(act[i])
+            np.testing.assert_array_equal(obs[i], o)
+            assert reward[i] == r
+
+
+def test_vec_env_steps_and_resets_like_sb3_expects():
+    venv = QianchuanVecEnv("3c", n_envs=4, seed=0, episode_days=10)
+    obs = venv.reset()
+    assert obs.shape == (4, len(FEATURE_NAMES))
+    for _ in range(10):
+        obs, rewards, dones, infos = venv.step(np.zeros((4, 2), np.float32))
+    assert dones.all()
+    assert all("episode_metrics" in i and "terminal_observation" in i for i in infos)
+    assert infos[0]["episode"]["l"] == 10
+    assert venv.sim.state.day[0] == 0, "auto-reset to launch day"
+
+
+def test_observation_is_only_dashboard_features_and_documented():
+    env = gym.make("QianchuanBidding-v0")
+    assert env.unwrapped.feature_names == FEATURE_NAMES
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == env.observation_space.shape and obs.dtype == np.float32
+    assert np.all(np.isfinite(obs))
+    doc = QianchuanBiddingEnv.__doc__
+    for name in FEATURE_NAMES:
+        stem = name.rstrip("0123456789").removesuffix("_d")
+        documented = (f"| {name} |" in doc) or (f"| {stem}_d1 " in doc)
+        assert documented, name
+    assert f"({len(FEATURE_NAMES)},)" in doc
