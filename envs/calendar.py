@@ -61,4 +61,4 @@ class PromoCalendar:
 
     def index(self, day: np.ndarray) -> np.ndarray:
         """Row index of each ``day`` (clipped to the calendar)."""
-        return np.clip(day + self.offset, 0, self.traffic_mult.shape[0] - 1)
+        return np.minimum(np.maximum(day + self.offset, 0), self.traffic_mult.shape[0] - 1)

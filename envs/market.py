@@ -43,11 +43,18 @@ REFUND_DAYS = 7
 SMALL_POISSON = 12.0  # below this mean, orders are drawn by exact inversion
 
 
-def _stack(items: list, axis: int = 0):
+# Ring buffers keep the batch axis LAST (day-major), so shifting a day and summing over days
+# are contiguous row operations rather than many tiny per-account ones.
+_BATCH_LAST = frozenset({"learn_orders", "refund_pipe", "cohort_settled"})
+
+
+def _stack(items: list):
     """Concatenate dataclasses of arrays field by field (a batch from single accounts)."""
     first = items[0]
-    return type(first)(**{f.name: np.concatenate([getattr(x, f.name) for x in items], axis=axis)
-                          for f in dataclasses.fields(first)})
+    return type(first)(**{
+        f.name: np.concatenate([getattr(x, f.name) for x in items],
+                               axis=-1 if f.name in _BATCH_LAST else 0)
+        for f in dataclasses.fields(first)})
 
 
 @dataclass
@@ -63,6 +70,7 @@ class AccountParams:
     bidder_bias: np.ndarray  # multiplier on achieved ROI
     launch_budget_cny: np.ndarray
     start_weekday: np.ndarray  # weekday of launch day, 0 = Monday
+    typical_share: np.ndarray  # pool share the typical target buys (refund depth reference)
 
     @property
     def breakeven_roi(self) -> np.ndarray:
@@ -84,20 +92,27 @@ class MarketState:
     learning: np.ndarray  # bool
     learn_failed: np.ndarray  # bool
     learn_days: np.ndarray  # days spent in the current learning period
-    learn_orders: np.ndarray  # (n, window) orders of the last days while learning
+    learn_orders: np.ndarray  # (window, n) orders of the last days while learning
     creative_age_days: np.ndarray
     balance_cny: np.ndarray
     recovery_days_left: np.ndarray  # days of post-interruption penalties left
     interrupted: np.ndarray  # bool: yesterday's delivery stopped on an empty balance
     protection_edits: np.ndarray  # edits within the cost-protection window
     organic_stock_cny: np.ndarray  # smoothed recent ad GMV (CNY/day)
-    refund_pipe: np.ndarray  # (n, 2, 7): refunds landing in 1..7 days: [ad, incremental]
-    cohort_settled: np.ndarray  # (n, 7): settled GMV of the last 7 order days, oldest first
+    refund_pipe: np.ndarray  # (2, 7, n): refunds landing in 1..7 days: [ad, incremental]
+    cohort_settled: np.ndarray  # (7, n): settled GMV of the last 7 order days, oldest first
 
     stack = classmethod(lambda cls, items: _stack(items))
 
     def copy(self) -> MarketState:
         return MarketState(**{f.name: getattr(self, f.name).copy()
+                              for f in dataclasses.fields(self)})
+
+    def account(self, i: int) -> MarketState:
+        """Account ``i`` alone, as a batch of one (a copy)."""
+        return MarketState(**{f.name: (getattr(self, f.name)[..., i:i + 1]
+                                       if f.name in _BATCH_LAST
+                                       else getattr(self, f.name)[i:i + 1]).copy()
                               for f in dataclasses.fields(self)})
 
 
@@ -120,7 +135,6 @@ class DayOutcome:
     orders: np.ndarray
     refunds: np.ndarray  # ad refunds landing today (CNY), as the dashboard shows them
     settled_gmv: np.ndarray  # refund-net GMV of the order day 7 days ago, settled today
-    settled_spend: np.ndarray  # spend of that day (CNY)
     payment_roi: np.ndarray
     learning: np.ndarray  # bool, state during the day
     learn_failed: np.ndarray
@@ -178,16 +192,19 @@ class MarketModel:
         bias = (np.exp(cfg.bidder_bias_sd * rng.standard_normal(n))
                 if cfg.bidder_noise_enabled else np.ones(n))
         cost = cfg.pool_cost_cny * np.exp(u[:, 0])
+        pool_roi = cfg.pool_mean_roi * np.exp(0.5 * u[:, 1])
+        sigma = np.clip(cfg.pool_sigma * np.exp(0.5 * u[:, 2]), 0.2, 1.4)
         return AccountParams(
             pool_cost_cny=cost,
-            pool_mean_roi=cfg.pool_mean_roi * np.exp(0.5 * u[:, 1]),
-            pool_sigma=np.clip(cfg.pool_sigma * np.exp(0.5 * u[:, 2]), 0.2, 1.4),
+            pool_mean_roi=pool_roi,
+            pool_sigma=sigma,
             refund_rate=np.clip(cfg.refund_rate * np.exp(u[:, 3]), 0.0, 0.9),
             aov_cny=cfg.aov_cny * np.exp(u[:, 4]),
             margin=np.clip(cfg.margin * np.exp(0.5 * u[:, 5]), 0.01, 0.95),
             bidder_bias=bias,
             launch_budget_cny=cfg.launch_budget_cny * np.exp(u[:, 0]),
             start_weekday=rng.integers(0, 7, size=n),
+            typical_share=qualifying_share(np.full(n, cfg.typical_target_roi), pool_roi, sigma),
         )
 
     def initial_state(self, params: AccountParams, rng: np.random.Generator) -> MarketState:
@@ -204,15 +221,15 @@ class MarketModel:
             learning=np.zeros(n, dtype=bool),
             learn_failed=np.zeros(n, dtype=bool),
             learn_days=np.zeros(n, dtype=np.int64),
-            learn_orders=np.zeros((n, cfg.learning_window_days)),
+            learn_orders=np.zeros((cfg.learning_window_days, n)),
             creative_age_days=np.zeros(n),
             balance_cny=np.full(n, cfg.initial_balance_cny),
             recovery_days_left=np.zeros(n, dtype=np.int64),
             interrupted=np.zeros(n, dtype=bool),
             protection_edits=np.zeros(n, dtype=np.int64),
             organic_stock_cny=np.zeros(n),
-            refund_pipe=np.zeros((n, 2, REFUND_DAYS)),
-            cohort_settled=np.zeros((n, REFUND_DAYS)),
+            refund_pipe=np.zeros((2, REFUND_DAYS, n)),
+            cohort_settled=np.zeros((REFUND_DAYS, n)),
         )
 
     def launch(self, state: MarketState, params: AccountParams) -> MarketState:
@@ -223,7 +240,6 @@ class MarketModel:
         """
         cfg = self.cfg
         s = state.copy()
-        n = s.day.shape[0]
         s.day[:] = 0
         s.target_roi[:] = cfg.launch_target_roi
         s.budget_cny[:] = params.launch_budget_cny
@@ -237,8 +253,7 @@ class MarketModel:
         s.recovery_days_left[:] = 0
         s.interrupted[:] = False
         s.protection_edits[:] = 0
-        s.refund_pipe[:, 1, :] = 0.0
-        del n
+        s.refund_pipe[1] = 0.0
         return s
 
     # ------------------------------------------------------------------- step
@@ -253,7 +268,11 @@ class MarketModel:
         :return: the state at the next dawn, and the day's outcome.
         """
         cfg = self.cfg
-        s = state.copy()
+        # arrays changed in place below are copied; the rest are replaced, never mutated
+        s = dataclasses.replace(state, learning=state.learning.copy(),
+                                learn_failed=state.learn_failed.copy(),
+                                learn_days=state.learn_days.copy(),
+                                learn_orders=state.learn_orders.copy())
         n = s.day.shape[0]
         launched = s.day >= 0
         cal = self.calendar.index(s.day)
@@ -271,7 +290,7 @@ class MarketModel:
             s.learning |= relearn
             s.learn_failed &= ~relearn
             s.learn_days[relearn] = 0
-            s.learn_orders[relearn] = 0.0
+            s.learn_orders[:, relearn] = 0.0
         s.target_roi = decision.target_roi.astype(float)
         s.budget_cny = decision.budget_cny.astype(float)
         s.shares = decision.shares.astype(float)
@@ -317,7 +336,10 @@ class MarketModel:
         vol_top = np.minimum(spend_vol, qualifying_cost - roi_spend)  # at the qualifying ROI
         vol_deep = spend_vol - vol_top  # below the threshold, best first
         depth = np.minimum(q + vol_deep / np.maximum(pool_cost, 1e-9), 1.0)
-        deep_gmv = pool_cost * pool_roi * (gmv_share(depth, sigma) - gmv_share(q, sigma))
+        # GMV share of the qualifying traffic: H(q) = q * avg / m (avg ROI = target if q < 1)
+        bought_share = q * avg_roi / pool_roi
+        deep_gmv = np.where(vol_deep > 0.0, pool_cost * pool_roi * np.maximum(
+            gmv_share(depth, sigma) - bought_share, 0.0), 0.0)
         spend = roi_spend + spend_vol
         interrupted = np.zeros(n, dtype=bool)
         if cfg.balance_enabled:
@@ -328,9 +350,9 @@ class MarketModel:
             deep_gmv, spend_vol, spend = deep_gmv * scale, spend_vol * scale, spend * scale
 
         # 4. achieved GMV and orders
-        plan_gmv = np.stack([avg_roi * spend_pay, avg_roi * spend_set,
-                             avg_roi * vol_top + deep_gmv], axis=1)
-        expected_gmv = plan_gmv.sum(axis=1)
+        gmv_pay, gmv_set = avg_roi * spend_pay, avg_roi * spend_set
+        gmv_vol = avg_roi * vol_top + deep_gmv
+        expected_gmv = gmv_pay + gmv_set + gmv_vol
         if cfg.bidder_noise_enabled:
             noise_sd = cfg.bidder_noise_sd * np.where(s.learning, cfg.learning_noise_mult, 1.0)
             achieved = params.bidder_bias * np.exp(noise_sd * draws[:, DRAW_BIDDER]
@@ -342,29 +364,32 @@ class MarketModel:
         orders = poisson_from_normal(expected_gmv * achieved / params.aov_cny,
                                      draws[:, DRAW_ORDERS])
         gmv = orders * params.aov_cny * basket
-        plan_mix = plan_gmv / np.maximum(expected_gmv, 1e-9)[:, None]  # GMV share per plan
+        inv_gmv = 1.0 / np.maximum(expected_gmv, 1e-9)
+        mix_roi, mix_set = (gmv_pay + gmv_set) * inv_gmv, gmv_set * inv_gmv  # GMV shares
+        mix_vol = gmv_vol * inv_gmv
 
         # 5. refunds and settlement
         refund_mult = self.calendar.refund_mult[cal]
-        pool_typical = qualifying_share(self.cfg.typical_target_roi, params.pool_mean_roi, sigma)
         if cfg.refunds_enabled:
             base_rate = params.refund_rate * refund_mult
-            rate = np.clip(base_rate * (1.0 + cfg.refund_depth_slope * (depth - pool_typical)),
-                           0.0, 0.95)
-            mean_rate = rate * (1.0 - cfg.settlement_refund_reduction * plan_mix[:, 1])
+            rate = np.minimum(np.maximum(
+                base_rate * (1.0 + cfg.refund_depth_slope * (depth - params.typical_share)), 0.0),
+                0.95)
+            mean_rate = rate * (1.0 - cfg.settlement_refund_reduction * mix_set)
             sd = np.sqrt(mean_rate * (1.0 - mean_rate) / np.maximum(orders, 1.0))
-            cohort_refunds = gmv * np.clip(mean_rate + sd * draws[:, DRAW_REFUNDS], 0.0, 1.0)
+            cohort_refunds = gmv * np.minimum(np.maximum(mean_rate + sd * draws[:, DRAW_REFUNDS],
+                                                         0.0), 1.0)
         else:
             base_rate = np.zeros(n)
             cohort_refunds = np.zeros(n)
 
         # 6. organic: cannibalisation, whole-site uplift, carry-over lift
         if cfg.organic_enabled:
-            cannibalised_share = (cfg.cannibalisation * (plan_mix[:, 0] + plan_mix[:, 1])
-                                  + cfg.volume_cannibalisation * plan_mix[:, 2])
+            cannibalised_share = (cfg.cannibalisation * mix_roi
+                                  + cfg.volume_cannibalisation * mix_vol)
             stock = s.organic_stock_cny
             organic = (cfg.carryover_rate * stock / (1.0 + stock / cfg.carryover_saturation_cny)
-                       + cfg.volume_organic_uplift * gmv * plan_mix[:, 2])
+                       + cfg.volume_organic_uplift * gmv * mix_vol)
             organic = np.where(launched, organic, 0.0)
             s.organic_stock_cny = (cfg.carryover_decay * stock
                                    + (1.0 - cfg.carryover_decay) * gmv)
@@ -375,32 +400,36 @@ class MarketModel:
         cohort_incr_refunds = (cohort_refunds * (1.0 - cannibalised_share)
                                + organic * base_rate)
 
-        landed = s.refund_pipe[:, :, 0].copy()
-        s.refund_pipe[:, :, :-1] = s.refund_pipe[:, :, 1:]
-        s.refund_pipe[:, :, -1] = 0.0
-        s.refund_pipe[:, 0, :] += cohort_refunds[:, None] * self.refund_kernel
-        s.refund_pipe[:, 1, :] += (np.where(launched, cohort_incr_refunds, 0.0)[:, None]
-                                   * self.refund_kernel)
-        settled_today = s.cohort_settled[:, 0].copy()
-        s.cohort_settled[:, :-1] = s.cohort_settled[:, 1:]
-        s.cohort_settled[:, -1] = gmv - cohort_refunds
+        landed = state.refund_pipe[:, 0]  # (2, n): what lands today
+        pipe = np.empty_like(state.refund_pipe)
+        pipe[:, :-1] = state.refund_pipe[:, 1:]
+        pipe[0, -1] = 0.0
+        pipe[1, -1] = 0.0
+        pipe[0] += self.refund_kernel[:, None] * cohort_refunds
+        pipe[1] += self.refund_kernel[:, None] * np.where(launched, cohort_incr_refunds, 0.0)
+        s.refund_pipe = pipe
+        settled_today = state.cohort_settled[0]
+        cohorts = np.empty_like(state.cohort_settled)
+        cohorts[:-1] = state.cohort_settled[1:]
+        cohorts[-1] = gmv - cohort_refunds
+        s.cohort_settled = cohorts
 
         # 7. learning, cost protection, balance, creatives
         learning_today = s.learning.copy()
         failed_today = s.learn_failed.copy()
         if cfg.learning_enabled:
             s.learn_days += s.learning.astype(np.int64)
-            s.learn_orders[:, :-1] = s.learn_orders[:, 1:]
-            s.learn_orders[:, -1] = np.where(s.learning, orders, 0.0)
+            s.learn_orders[:-1] = s.learn_orders[1:].copy()
+            s.learn_orders[-1] = np.where(s.learning, orders, 0.0)
             needed = (cfg.learning_exit_orders
                       + cfg.learning_settlement_extra_orders * s.shares[:, 1])
-            exits = s.learning & (s.learn_orders.sum(axis=1) >= needed)
+            exits = s.learning & (s.learn_orders.sum(axis=0) >= needed)
             fails = s.learning & ~exits & (s.learn_days >= cfg.learning_fail_days)
             s.learning &= ~(exits | fails)
             s.learn_failed |= fails
         credit = np.zeros(n)
         if cfg.cost_protection_enabled:
-            roi_gmv = gmv * (plan_mix[:, 0] + plan_mix[:, 1])
+            roi_gmv = gmv * mix_roi
             eligible = (in_protection & (s.protection_edits <= cfg.cost_protection_max_edits)
                         & (orders >= cfg.cost_protection_min_orders)
                         & (roi_gmv < cfg.cost_protection_ratio * s.target_roi * roi_spend))
@@ -415,13 +444,13 @@ class MarketModel:
         s.day = s.day + 1
 
         outcome = DayOutcome(
-            spend=spend, gmv=gmv, orders=orders, refunds=landed[:, 0],
-            settled_gmv=settled_today, settled_spend=np.zeros(n),  # filled by the history
+            spend=spend, gmv=gmv, orders=orders, refunds=landed[0],
+            settled_gmv=settled_today,
             payment_roi=np.where(spend > 0, gmv / np.maximum(spend, 1e-9), 0.0),
             learning=learning_today, learn_failed=failed_today, interrupted=interrupted,
             promo=self.calendar.in_peak[cal], balance=s.balance_cny.copy(), credit=credit,
             refresh_cost=refresh_cost, incremental_gmv=np.where(launched, incremental_gmv, 0.0),
-            incremental_refunds_landed=landed[:, 1],
+            incremental_refunds_landed=landed[1],
             cohort_incremental_refunds=np.where(launched, cohort_incr_refunds, 0.0),
             cohort_refunds=cohort_refunds, pool_share=depth, organic_gmv=organic,
         )
@@ -429,4 +458,4 @@ class MarketModel:
 
     def pending_incremental_refunds(self, state: MarketState) -> np.ndarray:
         """Incremental refunds not yet landed (charged when the episode ends), CNY."""
-        return state.refund_pipe[:, 1, :].sum(axis=1)
+        return state.refund_pipe[1].sum(axis=0)

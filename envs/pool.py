@@ -35,8 +35,7 @@ def gmv_share(cost_share: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     :param sigma: log-sd of the pool's ROI distribution.
     :return: ``H(q) = Phi(Phi^-1(q) + sigma)``, in [0, 1].
     """
-    q = np.clip(cost_share, 0.0, 1.0)
-    return ndtr(ndtri(q) + sigma)
+    return ndtr(ndtri(np.minimum(np.maximum(cost_share, 0.0), 1.0)) + sigma)
 
 
 def _solve_share(sigma: np.ndarray, log_ratio: np.ndarray) -> np.ndarray:
@@ -80,8 +79,8 @@ def qualifying_share(target_roi: np.ndarray, pool_roi: np.ndarray, sigma: np.nda
     """
     table, d_sigma, d_log_ratio = _share_table()
     log_ratio = np.log(np.maximum(target_roi, 1e-12) / pool_roi)
-    x = np.clip(log_ratio, 0.0, LOG_RATIO_MAX) / d_log_ratio
-    y = (np.clip(sigma, SIGMA_MIN, SIGMA_MAX) - SIGMA_MIN) / d_sigma
+    x = np.minimum(np.maximum(log_ratio, 0.0), LOG_RATIO_MAX) * (1.0 / d_log_ratio)
+    y = (np.minimum(np.maximum(sigma, SIGMA_MIN), SIGMA_MAX) - SIGMA_MIN) * (1.0 / d_sigma)
     i = np.minimum(x.astype(np.intp), LOG_RATIO_STEPS - 2)
     j = np.minimum(y.astype(np.intp), SIGMA_STEPS - 2)
     fx = x - i

@@ -129,7 +129,7 @@ def test_batch_of_n_equals_n_single_runs_bit_for_bit():
                           "incremental_gmv"):
                 assert getattr(out, field)[i] == getattr(o, field)[0], (t, i, field)
     for i, (_, s) in enumerate(singles):
-        np.testing.assert_array_equal(batch.refund_pipe[i], s.refund_pipe[0])
+        np.testing.assert_array_equal(batch.refund_pipe[..., i], s.refund_pipe[..., 0])
 
 
 def test_seeded_batch_equals_gym_envs():
