@@ -1,0 +1,342 @@
+"""Training callbacks: business metrics, validation against the playbook, checkpoints, progress.
+
+TensorBoard tags written here (contracts), besides SB3's ``rollout/`` and ``train/``:
+
+- ``market/<metric>``: mean episode metric of the training episodes that just ended
+  (``envs.metrics.EPISODE_METRICS``), ``market/reward_terms/<term>``: their reward terms in
+  CNY per episode;
+- ``eval/ppo/<metric>`` and ``eval/<baseline>/<metric>`` (``eval/playbook/profit``, ...) at
+  the same step: means over the validation seeds (from 20000), plus ``return``;
+- ``eval/ppo_vs_<baseline>/profit_diff`` with ``profit_diff_ci_low`` / ``profit_diff_ci_high``:
+  the paired profit difference per episode (CNY) and its 95% t-interval;
+- ``eval/verdict`` (text): the comparison in words.
+
+Validation and checkpoints run at the start of a rollout, when the model has learnt from
+every step counted so far, so ``step_<N>`` holds the model after ``N`` steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
+
+from agents.policies import make_policy
+from agents.rollout import RolloutResult, rollout
+from agents.run_folder import (
+    CHECKPOINTS_DIR,
+    EVAL_FILE,
+    save_model_dir,
+    update_run_json,
+)
+from envs.config import ScenarioConfig
+from envs.metrics import EPISODE_METRICS
+
+VALIDATION_SEED_START = 20000  # contracts: validation during training and tuning
+CONFIDENCE = 0.95
+
+
+def tb_writer(logger: Logger):
+    """The TensorBoard ``SummaryWriter`` behind an SB3 logger."""
+    for fmt in logger.output_formats:
+        if isinstance(fmt, TensorBoardOutputFormat):
+            return fmt.writer
+    raise ValueError("the logger has no TensorBoard output")
+
+
+def validation_seeds(n: int) -> np.ndarray:
+    """The first ``n`` validation seeds (20000, 20001, ...)."""
+    return np.arange(VALIDATION_SEED_START, VALIDATION_SEED_START + n)
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray,
+                      confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """Mean of ``a - b`` over paired episodes and its t-interval ``(mean, low, high)``."""
+    diff = np.asarray(a, float) - np.asarray(b, float)
+    mean = float(diff.mean())
+    if len(diff) < 2 or not np.isfinite(diff).all():
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(diff) - 1) * diff.std(ddof=1)
+                 / math.sqrt(len(diff)))
+    return mean, mean - half, mean + half
+
+
+def comparison_tags(baseline: str) -> dict[str, str]:
+    """Tags of the paired profit comparison against ``baseline``."""
+    group = f"eval/ppo_vs_{baseline}"
+    return {"diff": f"{group}/profit_diff", "low": f"{group}/profit_diff_ci_low",
+            "high": f"{group}/profit_diff_ci_high"}
+
+
+def analyst_layout(baseline: str) -> dict[str, dict[str, list]]:
+    """CUSTOM SCALARS charts that put PPO and the baseline on the same axes."""
+    tags = comparison_tags(baseline)
+    charts: dict[str, list] = {
+        f"profit per episode, CNY: PPO vs {baseline}":
+            ["Multiline", ["eval/ppo/profit", f"eval/{baseline}/profit"]],
+        f"PPO minus {baseline} profit, CNY/episode (95% CI; above 0 = PPO better)":
+            ["Margin", [tags["diff"], tags["low"], tags["high"]]],
+    }
+    for metric in ("settlement_roi", "gmv", "roi_floor_violation_days", "interruptions"):
+        charts[f"{metric}: PPO vs {baseline}"] = ["Multiline", [f"eval/ppo/{metric}",
+                                                                f"eval/{baseline}/{metric}"]]
+    return {f"Does PPO beat the {baseline}? (validation seeds)": charts,
+            "Training episodes": {"profit and ROI": ["Multiline", ["market/profit",
+                                                                   "market/settlement_roi"]]}}
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ValidationResult:
+    """PPO and the baseline on the same validation seeds at one training step."""
+
+    step: int
+    baseline: str
+    n_seeds: int
+    ppo: dict[str, float]  # mean episode metrics (CNY, ROI, days) and mean return
+    reference: dict[str, float]  # the baseline's, same keys
+    profit_diff: float  # mean paired PPO - baseline profit, CNY per episode
+    profit_diff_ci_low: float
+    profit_diff_ci_high: float
+
+    @property
+    def verdict(self) -> str:
+        """``better``, ``worse`` or ``not distinguishable`` (95% interval vs 0)."""
+        if self.profit_diff_ci_low > 0:
+            return "better"
+        if self.profit_diff_ci_high < 0:
+            return "worse"
+        return "not distinguishable"
+
+    def sentence(self) -> str:
+        return (f"step {self.step:,}: PPO earns {self.ppo['profit']:,.0f} CNY per episode vs "
+                f"{self.reference['profit']:,.0f} for the {self.baseline} "
+                f"(difference {self.profit_diff:+,.0f}, {CONFIDENCE:.0%} CI "
+                f"[{self.profit_diff_ci_low:+,.0f}, {self.profit_diff_ci_high:+,.0f}] over "
+                f"{self.n_seeds} validation seeds): {self.verdict} than the {self.baseline}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "verdict": self.verdict}
+
+
+def _means(result: RolloutResult) -> dict[str, float]:
+    out = {k: float(np.mean(result.metrics[k])) for k in EPISODE_METRICS}
+    out["return"] = float(np.mean(result.returns))
+    return out
+
+
+class Validator:
+    """Runs a model (with its frozen observation normaliser) and the baseline policy on the
+    validation seeds. The baseline's episodes do not change during training: run once."""
+
+    def __init__(self, scenario: ScenarioConfig, baseline: str, n_episodes: int):
+        self.scenario = scenario
+        self.baseline = baseline
+        self.seeds = validation_seeds(n_episodes)
+        self._baseline_policy = make_policy(baseline, scenario)
+        self._reference: RolloutResult | None = None
+
+    def reference(self) -> RolloutResult:
+        if self._reference is None:
+            self._reference = rollout(self._baseline_policy, self.scenario, self.seeds)
+        return self._reference
+
+    def evaluate(self, model, vecnormalize, step: int) -> ValidationResult:
+        """Deterministic PPO actions on raw observations normalised by frozen statistics."""
+        ppo = rollout(model, self.scenario, self.seeds,
+                      observation_filter=vecnormalize.normalize_obs)
+        ref = self.reference()
+        diff, low, high = paired_difference(ppo.metrics["profit"], ref.metrics["profit"])
+        return ValidationResult(step, self.baseline, len(self.seeds), _means(ppo), _means(ref),
+                                diff, low, high)
+
+
+def write_validation(writer, result: ValidationResult) -> None:
+    """The ``eval/`` tags and the verdict text of one validation."""
+    step = result.step
+    for key, value in result.ppo.items():
+        writer.add_scalar(f"eval/ppo/{key}", value, step)
+    for key, value in result.reference.items():
+        writer.add_scalar(f"eval/{result.baseline}/{key}", value, step)
+    tags = comparison_tags(result.baseline)
+    writer.add_scalar(tags["diff"], result.profit_diff, step)
+    writer.add_scalar(tags["low"], result.profit_diff_ci_low, step)
+    writer.add_scalar(tags["high"], result.profit_diff_ci_high, step)
+    writer.add_text("eval/verdict", result.sentence(), step)
+    writer.flush()
+
+
+def _next_multiple(step: int, every: int) -> int:
+    return (step // every + 1) * every
+
+
+class ValidationCallback(BaseCallback):
+    """Every ``eval_freq`` steps: validate, log, and keep the best model (by mean return on
+    the validation seeds) in ``best/`` with its own normalisation statistics."""
+
+    def __init__(self, validator: Validator, eval_freq: int, run_dir: Path,
+                 best_score: float = -math.inf):
+        super().__init__()
+        self.validator = validator
+        self.eval_freq = eval_freq
+        self.run_dir = Path(run_dir)
+        self.best_score = best_score
+        self.last: ValidationResult | None = None
+        self._next = 0
+
+    def _init_callback(self) -> None:
+        self._next = _next_multiple(self.model.num_timesteps, self.eval_freq)
+
+    def _on_rollout_start(self) -> None:
+        if self.model.num_timesteps >= self._next:
+            self.validate()
+            self._next = _next_multiple(self.model.num_timesteps, self.eval_freq)
+
+    def _on_step(self) -> bool:
+        return True
+
+    def validate(self) -> ValidationResult:
+        """Validate the current model now (also called once more after training)."""
+        vecnormalize = self.model.get_vec_normalize_env()
+        result = self.validator.evaluate(self.model, vecnormalize, self.model.num_timesteps)
+        write_validation(tb_writer(self.logger), result)
+        score = result.ppo["return"]
+        if score > self.best_score:
+            self.best_score = score
+            save_model_dir(self.run_dir / "best", self.model, vecnormalize,
+                           {**result.to_dict(), "selected_by": "mean validation return"})
+        self.last = result
+        return result
+
+
+class CheckpointCallback(BaseCallback):
+    """Every ``checkpoint_freq`` steps: ``checkpoints/step_<N>/`` (model + its statistics),
+    written atomically; ``run.json`` records the step."""
+
+    def __init__(self, checkpoint_freq: int, run_dir: Path):
+        super().__init__()
+        self.checkpoint_freq = checkpoint_freq
+        self.run_dir = Path(run_dir)
+        self._next = 0
+
+    def _init_callback(self) -> None:
+        self._next = _next_multiple(self.model.num_timesteps, self.checkpoint_freq)
+
+    def _on_rollout_start(self) -> None:
+        if self.model.num_timesteps >= self._next:
+            self.save()
+            self._next = _next_multiple(self.model.num_timesteps, self.checkpoint_freq)
+
+    def _on_step(self) -> bool:
+        return True
+
+    def save(self) -> Path:
+        """Checkpoint the current model now."""
+        step = self.model.num_timesteps
+        path = save_model_dir(self.run_dir / CHECKPOINTS_DIR / f"step_{step}", self.model,
+                              self.model.get_vec_normalize_env())
+        update_run_json(self.run_dir, num_timesteps=step, last_checkpoint=f"step_{step}")
+        return path
+
+
+class MarketMetricsCallback(BaseCallback):
+    """At each training episode's end: ``market/<metric>`` and ``market/reward_terms/<term>``
+    (means over the accounts that finished at this step)."""
+
+    def __init__(self):
+        super().__init__()
+        self.last: dict[str, float] = {}
+
+    def _on_step(self) -> bool:
+        ended = [info for info in self.locals["infos"] if "episode_metrics" in info]
+        if not ended:
+            return True
+        writer = tb_writer(self.logger)
+        step = self.model.num_timesteps
+        for key in EPISODE_METRICS:
+            value = float(np.mean([info["episode_metrics"][key] for info in ended]))
+            writer.add_scalar(f"market/{key}", value, step)
+            self.last[key] = value
+        terms = [info["episode_reward_terms"] for info in ended
+                 if "episode_reward_terms" in info]
+        for key in terms[0] if terms else ():
+            writer.add_scalar(f"market/reward_terms/{key}",
+                              float(np.mean([t[key] for t in terms])), step)
+        writer.flush()
+        return True
+
+
+class StopOnRequest(BaseCallback):
+    """Stops training at the next step once :attr:`requested` is set (SIGINT/SIGTERM)."""
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+
+    def _on_step(self) -> bool:
+        return not self.requested
+
+
+class ProgressBarCallback(BaseCallback):
+    """A rich progress bar: steps, ETA, the recent episode reward and the last validation."""
+
+    def __init__(self, total_timesteps: int, market: MarketMetricsCallback,
+                 validation: ValidationCallback):
+        super().__init__()
+        self.total = total_timesteps
+        self.market = market
+        self.validation = validation
+        self.bar = None
+        self._last = 0
+
+    def _on_training_start(self) -> None:
+        import warnings
+
+        from tqdm import TqdmExperimentalWarning
+        from tqdm.rich import tqdm
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TqdmExperimentalWarning)
+            self.bar = tqdm(total=self.total, initial=self.model.num_timesteps, unit="step")
+        self._last = self.model.num_timesteps
+
+    def _describe(self) -> str:
+        parts = []
+        rewards = [ep["r"] for ep in self.model.ep_info_buffer or ()]
+        if rewards:
+            parts.append(f"ep reward {np.mean(rewards):.2f}")
+        if "profit" in self.market.last:
+            parts.append(f"profit {self.market.last['profit']:,.0f}")
+        last = self.validation.last
+        if last is not None:
+            parts.append(f"val: PPO {last.ppo['profit']:,.0f} vs {last.baseline} "
+                         f"{last.reference['profit']:,.0f}")
+        return " | ".join(parts)
+
+    def _on_step(self) -> bool:
+        if self.bar is not None and self.model.num_timesteps - self._last >= 1000:
+            self.bar.set_description(self._describe(), refresh=False)
+            self.bar.update(self.model.num_timesteps - self._last)
+            self._last = self.model.num_timesteps
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.bar is not None:
+            self.bar.set_description(self._describe(), refresh=False)
+            self.bar.update(self.model.num_timesteps - self._last)
+            self.bar.close()
+            self.bar = None
+
+
+def read_eval(folder: Path) -> dict[str, Any] | None:
+    """The validation record saved with a model folder (``best/``, ``final/``), if any."""
+    import json
+
+    path = Path(folder) / EVAL_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

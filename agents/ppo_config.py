@@ -1,0 +1,412 @@
+"""Typed PPO training config: YAML data in ``configs/ppo/`` validated into frozen dataclasses.
+
+Every preset is merged over ``configs/ppo/default.yaml`` (which names every key), or over the
+preset it names with ``base: <name>``. Unknown keys, wrong types and out-of-range values raise
+:class:`envs.config.ConfigError` naming the dotted key (``ppo.n_steps``). Nothing is ever
+``eval``-ed: the network is a list of layer widths, the activation a name from
+:data:`ACTIVATIONS`.
+
+``--set key=value`` overrides are parsed by the type of the field they name, so
+``--set ppo.learning_rate=3e-4`` is a float and ``--set policy.net_arch=64,64`` a list of ints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType, NoneType, UnionType
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from envs.config import ConfigError, ScenarioConfig, load_scenario
+
+PPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "ppo"
+DEFAULT_PRESET = "default"
+
+# Activation names a config may use -> torch.nn class names (resolved in training).
+ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "silu")
+LR_SCHEDULES = ("constant", "linear")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_DEVICE = re.compile(r"^(cpu|auto|cuda(:\d+)?|mps)$")
+
+
+@dataclass(frozen=True)
+class EnvSection:
+    """The vectorised environment PPO trains on."""
+
+    scenario: str  # preset name in configs/scenarios/ or a YAML path
+    overrides: Mapping[str, Any]  # scenario fields to override (validated by the scenario)
+    n_envs: int  # accounts simulated in parallel
+    normalize_reward: bool  # VecNormalize also scales rewards (observations always are)
+    clip_obs: float  # normalised observations are clipped to +-clip_obs
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
+        _positive("env.n_envs", self.n_envs)
+        _positive("env.clip_obs", self.clip_obs)
+
+
+@dataclass(frozen=True)
+class PPOSection:
+    """stable-baselines3 PPO hyperparameters (same names as ``PPO(...)``)."""
+
+    learning_rate: float
+    lr_schedule: str  # "constant" or "linear" (decays to 0 at the last step)
+    n_steps: int  # steps per env per rollout
+    batch_size: int  # minibatch size
+    n_epochs: int
+    gamma: float  # discount per day
+    gae_lambda: float
+    clip_range: float
+    ent_coef: float
+    vf_coef: float
+    max_grad_norm: float
+    target_kl: float | None  # early stop of an update's epochs (null: off)
+
+    def __post_init__(self) -> None:
+        for key in ("learning_rate", "n_steps", "batch_size", "n_epochs", "clip_range",
+                    "max_grad_norm"):
+            _positive(f"ppo.{key}", getattr(self, key))
+        for key in ("gamma", "gae_lambda"):
+            if not 0.0 < getattr(self, key) <= 1.0:
+                raise ConfigError(f"ppo.{key}: must be in (0, 1], got {getattr(self, key)!r}")
+        for key in ("ent_coef", "vf_coef"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"ppo.{key}: must be >= 0, got {getattr(self, key)!r}")
+        if self.batch_size < 2:
+            raise ConfigError("ppo.batch_size: must be at least 2")
+        if self.target_kl is not None:
+            _positive("ppo.target_kl", self.target_kl)
+        _choice("ppo.lr_schedule", self.lr_schedule, LR_SCHEDULES)
+
+
+@dataclass(frozen=True)
+class PolicySection:
+    """The actor-critic network (separate actor and critic MLPs of the same widths)."""
+
+    net_arch: tuple[int, ...]  # hidden layer widths
+    activation: str  # one of ACTIVATIONS
+    log_std_init: float  # initial log standard deviation of the Gaussian actions
+    ortho_init: bool
+
+    def __post_init__(self) -> None:
+        if not self.net_arch:
+            raise ConfigError("policy.net_arch: needs at least one layer width")
+        for width in self.net_arch:
+            _positive("policy.net_arch", width)
+        _choice("policy.activation", self.activation, ACTIVATIONS)
+
+
+@dataclass(frozen=True)
+class TrainingSection:
+    """Length, checkpoints, validation and machine settings of a run."""
+
+    total_timesteps: int  # env steps (account-days) over all envs
+    checkpoint_freq: int  # env steps between checkpoints (rounded up to whole rollouts)
+    eval_freq: int  # env steps between validation runs (rounded up to whole rollouts)
+    eval_episodes: int  # validation seeds, from 20000 (contracts)
+    baseline: str  # registered policy evaluated on the same seeds (the playbook)
+    device: str  # torch device: cpu, auto, cuda, cuda:N
+    torch_threads: int  # torch CPU threads (1 is fastest for small MLPs on 2 cores)
+    progress_bar: bool
+
+    def __post_init__(self) -> None:
+        for key in ("total_timesteps", "checkpoint_freq", "eval_freq", "torch_threads"):
+            _positive(f"training.{key}", getattr(self, key))
+        if self.eval_episodes < 2:
+            raise ConfigError("training.eval_episodes: needs at least 2 (for a confidence "
+                              f"interval), got {self.eval_episodes}")
+        if not _DEVICE.match(self.device):
+            raise ConfigError(f"training.device: {self.device!r} is not cpu, auto, cuda, "
+                              "cuda:N or mps")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a PPO training run (the resolved ``config.yaml``)."""
+
+    experiment: str  # the <exp> part of the run folder's name
+    seed: int  # the run's seed: torch, the training env's draws
+    env: EnvSection
+    ppo: PPOSection
+    policy: PolicySection
+    training: TrainingSection
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.experiment) or "__" in self.experiment:
+            raise ConfigError(f"experiment: {self.experiment!r} must be letters, digits, "
+                              "'-', '_' or '.', without '__'")
+        if self.seed < 0:
+            raise ConfigError(f"seed: must be >= 0, got {self.seed}")
+        rollout = self.env.n_envs * self.ppo.n_steps
+        if self.ppo.batch_size > rollout:
+            raise ConfigError(f"ppo.batch_size: {self.ppo.batch_size} exceeds the rollout "
+                              f"(env.n_envs x ppo.n_steps = {rollout})")
+
+    @property
+    def rollout_steps(self) -> int:
+        """Env steps collected per PPO update (``n_envs * n_steps``)."""
+        return self.env.n_envs * self.ppo.n_steps
+
+    def scenario_config(self) -> ScenarioConfig:
+        """The scenario this run trains on, with its overrides applied."""
+        return load_scenario(self.env.scenario, **dict(self.env.overrides))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, YAML-friendly data (tuples as lists), loadable again by :func:`from_dict`."""
+        return _plain(self)
+
+    def hash(self) -> str:
+        """Short sha256 of the resolved values."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def with_values(self, **dotted: Any) -> TrainConfig:
+        """A copy with dotted-key values replaced (``{"training.device": "cpu"}``)."""
+        data = self.to_dict()
+        for key, value in dotted.items():
+            _set_dotted(data, key, value)
+        return from_dict(data)
+
+
+# ---------------------------------------------------------------------------------------------
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{key}: must be > 0, got {value!r}")
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not one of {list(choices)}")
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against the type ``hint``; ints are accepted where floats are."""
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, prefix=f"{key}.")
+    origin = get_origin(hint)
+    if origin is UnionType:  # X | None
+        if value is None and NoneType in get_args(hint):
+            return None
+        (inner,) = [a for a in get_args(hint) if a is not NoneType]
+        return _coerce(key, value, inner)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list of whole numbers, got {value!r}")
+        return tuple(_coerce(key, v, get_args(hint)[0]) for v in value)
+    if hint is Mapping[str, Any] or origin is Mapping:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping of keys to values, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {hint}")  # pragma: no cover
+
+
+def _build(cls: type, data: Any, prefix: str = "") -> Any:
+    section = prefix.rstrip(".") or "config"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{section}: expected a mapping of keys to values, got {data!r}")
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(prefix + k for k in unknown)} "
+                          f"(known in {section}: {', '.join(names)})")
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise ConfigError(f"missing config key(s): {', '.join(prefix + k for k in missing)}")
+    return cls(**{n: _coerce(prefix + n, data[n], hints[n]) for n in names})
+
+
+def from_dict(data: Mapping[str, Any]) -> TrainConfig:
+    """A validated config from complete plain data; also checks the scenario and overrides."""
+    config = _build(TrainConfig, data)
+    try:
+        config.scenario_config()
+    except ConfigError as exc:
+        raise ConfigError(f"env: {exc}") from None
+    return config
+
+
+# ---------------------------------------------------------------------------------------------
+def list_presets() -> list[str]:
+    """Names of the presets in ``configs/ppo/``."""
+    return sorted(p.stem for p in PPO_CONFIG_DIR.glob("*.yaml"))
+
+
+def preset_for_scenario(scenario: str) -> str:
+    """The scenario's own preset if ``configs/ppo/<scenario>.yaml`` exists, else the default."""
+    return scenario if (PPO_CONFIG_DIR / f"{scenario}.yaml").is_file() else DEFAULT_PRESET
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values")
+    return data
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, section by section (``env.overrides`` merges key by key)."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def _resolve_preset(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = PPO_CONFIG_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown PPO config {str(name_or_path)!r}: no such file, and not a "
+                          f"preset in configs/ppo/ ({', '.join(list_presets())})")
+    if str(path.resolve()) in seen:
+        raise ConfigError(f"PPO config {path.stem!r}: 'base' chain loops")
+    data = _read_yaml(path)
+    is_default = path.resolve() == (PPO_CONFIG_DIR / f"{DEFAULT_PRESET}.yaml").resolve()
+    base = data.pop("base", None if is_default else DEFAULT_PRESET)
+    if base is not None:
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}: base must be a preset name, got {base!r}")
+        data = _merge(_resolve_preset(base, seen + (str(path.resolve()),)), data)
+    return data
+
+
+def _field_hint(dotted: str) -> Any:
+    """The type of the field a dotted key names (``env.overrides.<x>`` is free-form)."""
+    parts = dotted.split(".")
+    cls: Any = TrainConfig
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(cls):
+            break
+        hints = get_type_hints(cls)
+        if part not in hints:
+            known = ", ".join(".".join(parts[:i] + [n]) for n in hints)
+            raise ConfigError(f"unknown config key {dotted!r} (known: {known})")
+        cls = hints[part]
+        if get_origin(cls) is Mapping and i < len(parts) - 1:
+            return Any  # a scenario override: typed by the scenario config
+    if dataclasses.is_dataclass(cls):
+        raise ConfigError(f"{dotted}: is a section; set one of its keys ({dotted}.<key>=...)")
+    return cls
+
+
+def parse_value(dotted: str, text: str) -> Any:
+    """Parse ``--set`` text by the type of the field ``dotted`` names."""
+    hint = _field_hint(dotted)
+    raw = text.strip()
+    if get_origin(hint) is UnionType and raw.lower() in ("null", "none", "~"):
+        return None
+    if get_origin(hint) is UnionType:
+        hint = [a for a in get_args(hint) if a is not NoneType][0]
+    try:
+        if hint is int:
+            number = float(raw.replace("_", ""))
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if hint is float:
+            return float(raw)
+        if hint is bool:
+            value = yaml.safe_load(raw)
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if hint is str:
+            return raw
+        if get_origin(hint) is tuple:
+            items = yaml.safe_load(raw) if raw.startswith("[") else raw.split(",")
+            return [int(str(v).strip()) for v in items]
+    except (ValueError, TypeError, yaml.YAMLError):
+        expected = {int: "a whole number", float: "a number", bool: "true or false"}
+        raise ConfigError(f"{dotted}: expected {expected.get(hint, 'a list of whole numbers')}, "
+                          f"got {text!r}") from None
+    value = yaml.safe_load(raw)  # a scenario override: the scenario config checks its type
+    if isinstance(value, str):
+        try:
+            return float(value)  # "3e-4" is a string to YAML 1.1
+        except ValueError:
+            return value
+    return value
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    _field_hint(dotted)  # unknown keys are an error
+    *sections, last = dotted.split(".")
+    node = data
+    for part in sections:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{dotted}: {part} is not a section")
+    node[last] = value
+
+
+def parse_sets(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["ppo.n_steps=64", ...]`` -> ``{"ppo.n_steps": 64}``, each value type-checked."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value (e.g. ppo.n_steps=128)")
+        out[key.strip()] = parse_value(key.strip(), text)
+    return out
+
+
+def load_train_config(config: str | Path | None = None, *, scenario: str | None = None,
+                      values: Mapping[str, Any] | None = None,
+                      sets: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Load and validate a training config.
+
+    :param config: preset name in ``configs/ppo/`` or a YAML path; by default the scenario's
+        own preset (``configs/ppo/<scenario>.yaml``) if there is one, else ``default``.
+    :param scenario: the scenario to train on (replaces ``env.scenario``).
+    :param values: dotted-key values already typed (the command line's named flags).
+    :param sets: ``key=value`` strings, parsed by the type of the key they name (applied last).
+    """
+    if config is None:
+        config = preset_for_scenario(scenario or _resolve_preset(DEFAULT_PRESET)["env"]
+                                     ["scenario"])
+    data = _resolve_preset(config)
+    if scenario is not None:
+        _set_dotted(data, "env.scenario", scenario)
+    for key, value in {**(values or {}), **parse_sets(sets)}.items():
+        _set_dotted(data, key, value)
+    return from_dict(data)

@@ -1,0 +1,223 @@
+"""The run folder of the contracts: names, ``run.json``, atomic model saves, checkpoint lookup.
+
+::
+
+    runs/<scenario>__<exp>__<seed>__<time>/
+      run.json  config.yaml  tb/
+      checkpoints/step_<N>/{model.zip, vecnormalize.pkl}
+      best/{model.zip, vecnormalize.pkl, eval.json}   final/{...}
+
+A folder without ``run.json`` is not a run. Model folders are written into a temporary
+sibling and moved into place with ``os.replace``, so a kill (even SIGKILL) during a save
+never leaves a damaged folder under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RUN_JSON = "run.json"
+CONFIG_YAML = "config.yaml"
+TB_DIR = "tb"
+CHECKPOINTS_DIR = "checkpoints"
+MODEL_FILE = "model.zip"
+VECNORMALIZE_FILE = "vecnormalize.pkl"
+EVAL_FILE = "eval.json"  # validation results of the model in the same folder
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
+PACKAGES = ("numpy", "scipy", "torch", "gymnasium", "stable_baselines3", "tensorboard",
+            "PyYAML", "qianchuan-rl")
+
+
+class RunError(ValueError):
+    """A run folder is missing, not a run, already exists or lacks a requested model."""
+
+
+def default_run_name(scenario: str, experiment: str, seed: int,
+                     when: float | None = None) -> str:
+    """``<scenario>__<exp>__<seed>__<YYYYmmdd-HHMMSS>`` (local time)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
+    return f"{scenario}__{experiment}__{seed}__{stamp}"
+
+
+def create_run_dir(runs_dir: Path, name: str) -> Path:
+    """Make a new, empty run folder; an existing name is an error, never an overwrite."""
+    if not _RUN_NAME.match(name):
+        raise RunError(f"run name {name!r}: use letters, digits and '_.=+-' (no slashes)")
+    path = Path(runs_dir) / name
+    Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        raise RunError(f"run {str(path)!r} already exists: choose another --run-name, or "
+                       f"continue it with --resume {path}") from None
+    return path
+
+
+def resolve_run(run: str | Path, runs_dir: Path | None = None) -> Path:
+    """A run folder given by path, or by name under ``runs_dir``; it must hold ``run.json``."""
+    path = Path(run)
+    if not path.exists() and runs_dir is not None and (Path(runs_dir) / run).exists():
+        path = Path(runs_dir) / run
+    if not path.is_dir():
+        raise RunError(f"no run folder {str(run)!r}")
+    if not (path / RUN_JSON).is_file():
+        raise RunError(f"{str(path)!r} is not a run: it has no {RUN_JSON}")
+    return path
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON to ``path`` through a temporary file and ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=False, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to ``path`` through a temporary file and ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_run_json(run_dir: Path) -> dict[str, Any]:
+    """The run's record."""
+    try:
+        return json.loads((Path(run_dir) / RUN_JSON).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunError(f"{run_dir}: cannot read {RUN_JSON} ({exc})") from None
+
+
+def update_run_json(run_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into ``run.json`` (atomically) and stamp ``updated``."""
+    data = read_run_json(run_dir)
+    data.update(fields)
+    data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    write_json_atomic(Path(run_dir) / RUN_JSON, data)
+    return data
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages a run depends on."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def command_line() -> list[str]:
+    """The command that started this process."""
+    return [sys.executable, *sys.argv]
+
+
+# ---------------------------------------------------------------------------------------------
+def _fsync_tree(folder: Path) -> None:
+    for child in folder.iterdir():
+        with open(child, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def save_model_dir(dest: Path, model, vecnormalize, info: dict[str, Any] | None = None) -> Path:
+    """Save ``model.zip`` + ``vecnormalize.pkl`` (+ ``eval.json``) as the folder ``dest``.
+
+    The files are written into a temporary sibling first; an existing ``dest`` is moved
+    aside to ``.<name>.old`` just before the new folder takes its name (see
+    :func:`restore_model_dirs` for a kill between those two renames).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    model.save(tmp / MODEL_FILE)
+    vecnormalize.save(str(tmp / VECNORMALIZE_FILE))
+    if info is not None:
+        (tmp / EVAL_FILE).write_text(json.dumps(info, indent=2, default=float) + "\n",
+                                     encoding="utf-8")
+    _fsync_tree(tmp)
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, dest)
+    return dest
+
+
+def restore_model_dirs(run_dir: Path) -> None:
+    """Repair what a kill during :func:`save_model_dir` can leave: put back a folder moved
+    aside (``.best.old`` without ``best``) and delete unfinished temporary folders."""
+    for parent in (Path(run_dir), Path(run_dir) / CHECKPOINTS_DIR):
+        if not parent.is_dir():
+            continue
+        for child in parent.iterdir():
+            if child.name.startswith(".") and child.name.endswith(".old"):
+                target = parent / child.name[1:-len(".old")]
+                if target.exists():
+                    shutil.rmtree(child)
+                else:
+                    os.replace(child, target)
+            elif child.name.startswith(".") and ".tmp-" in child.name and child.is_dir():
+                shutil.rmtree(child)
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / MODEL_FILE).is_file() and (folder / VECNORMALIZE_FILE).is_file()
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    """Steps of the complete checkpoints, ascending."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    steps = []
+    for child in root.iterdir():
+        match = _STEP_DIR.match(child.name)
+        if match and _complete(child):
+            steps.append(int(match.group(1)))
+    return sorted(steps)
+
+
+def model_dir(run_dir: Path, checkpoint: str = "best") -> Path:
+    """The folder of a run's model: ``best``, ``final``, ``latest`` (last checkpoint) or
+    ``step_<N>``; a missing or incomplete one is a :class:`RunError`."""
+    run_dir = Path(run_dir)
+    if checkpoint == "latest":
+        steps = checkpoint_steps(run_dir)
+        if not steps:
+            raise RunError(f"{run_dir}: no complete checkpoint yet")
+        return run_dir / CHECKPOINTS_DIR / f"step_{steps[-1]}"
+    if checkpoint in ("best", "final"):
+        folder = run_dir / checkpoint
+        if not folder.exists() and (run_dir / f".{checkpoint}.old").exists():
+            folder = run_dir / f".{checkpoint}.old"  # killed between the two renames of a save
+    elif _STEP_DIR.match(checkpoint):
+        folder = run_dir / CHECKPOINTS_DIR / checkpoint
+    else:
+        raise RunError(f"checkpoint {checkpoint!r}: use 'best', 'final', 'latest' or 'step_<N>'")
+    if not _complete(folder):
+        have = ", ".join(f"step_{s}" for s in checkpoint_steps(run_dir)) or "none"
+        status = read_run_json(run_dir).get("status", "?")
+        raise RunError(f"{run_dir}: no complete {checkpoint!r} model (run status: {status}; "
+                       f"checkpoints: {have})")
+    return folder
