@@ -41,6 +41,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "weekday_sin", "weekday_cos",
 )
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+_LOG_FEATURES = [i for i, name in enumerate(FEATURE_NAMES) if name.startswith("log_")]
 
 # Documentation of each feature: (unit or scale, meaning). The env's docstring table and the
 # docs are generated from this, so they cannot drift from the code.
@@ -117,12 +118,13 @@ class DecisionContext:
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """``num / den``, 0 where ``den`` is 0 (no spend: no ROI to show)."""
-    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    num, den = np.broadcast_arrays(np.asarray(num, dtype=np.float64), den)
+    return np.divide(num, den, out=np.zeros(num.shape), where=den > 0)
 
 
 def _log_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """``ln(num / den)`` with a 1-CNY floor, clipped to [-5, 5]."""
-    return np.clip(np.log((num + 1.0) / (den + 1.0)), -5.0, 5.0)
+    """``ln(num / den)`` with a 1-CNY floor (clipped to [-5, 5] by the caller)."""
+    return np.log((num + 1.0) / (den + 1.0))
 
 
 def build_features(table: HistoryTable, ctx: DecisionContext) -> np.ndarray:
@@ -132,63 +134,73 @@ def build_features(table: HistoryTable, ctx: DecisionContext) -> np.ndarray:
     :param ctx: the decision day's context.
     :return: float32 array (n, len(FEATURE_NAMES)).
     """
-    v = table.values[:, -HISTORY_DAYS_REQUIRED:, :]
-    if v.shape[1] < HISTORY_DAYS_REQUIRED:
-        raise ValueError(f"history has {v.shape[1]} days, needs {HISTORY_DAYS_REQUIRED}")
-    n = v.shape[0]
-    spend, gmv = v[:, :, COL["spend"]], v[:, :, COL["gmv"]]
-    budget, target = v[:, :, COL["budget"]], v[:, :, COL["target_roi"]]
+    if table.values.shape[1] < HISTORY_DAYS_REQUIRED:
+        raise ValueError(f"history has {table.values.shape[1]} days, needs "
+                         f"{HISTORY_DAYS_REQUIRED}")
+    # day-major copy (days, columns, n): every reduction over days is then a sum of rows
+    v = np.ascontiguousarray(table.values[:, -HISTORY_DAYS_REQUIRED:, :].transpose(1, 2, 0))
+    n = v.shape[2]
+    spend, gmv = v[:, COL["spend"]], v[:, COL["gmv"]]
+    budget, target = v[:, COL["budget"]], v[:, COL["target_roi"]]
     lag = slice(-1, -LAG_DAYS - 1, -1)  # yesterday first
-    spend7, gmv7 = spend[:, -7:].sum(1), gmv[:, -7:].sum(1)
-    spend_prev7, gmv_prev7 = spend[:, -14:-7].sum(1), gmv[:, -14:-7].sum(1)
+    spend7, gmv7 = spend[-7:].sum(0), gmv[-7:].sum(0)
+    spend_prev7, gmv_prev7 = spend[-14:-7].sum(0), gmv[-14:-7].sum(0)
     roi_7d = _ratio(gmv7, spend7)
-    mean_spend7 = spend7 / 7.0
-    target_now, budget_now = target[:, -1], budget[:, -1]
-    settled = v[:, :, COL["settled_gmv"]]
+    mean_spend7 = spend7 * (1.0 / 7.0)
+    target_now, budget_now = target[-1], budget[-1]
+    settled = v[:, COL["settled_gmv"]]
     settled_ok = ~np.isnan(settled)
-    settled0 = np.where(settled_ok, settled, 0.0)
     settle_win = slice(SETTLED_NEWEST - 6, SETTLED_NEWEST + 1)  # the 7 newest settled days
-    refunds7 = v[:, -7:, COL["refunds"]].sum(1)
-    unchanged = np.cumprod(target[:, ::-1] == target_now[:, None], axis=1).sum(1)
+    unchanged = np.cumprod(target[::-1] == target_now, axis=0).sum(0)
 
-    out = np.empty((n, len(FEATURE_NAMES)), dtype=np.float64)
-    out[:, 0:LAG_DAYS] = _ratio(gmv[:, lag], spend[:, lag])
-    out[:, LAG_DAYS:2 * LAG_DAYS] = _ratio(spend[:, lag], budget[:, lag])
+    out = np.empty((len(FEATURE_NAMES), n), dtype=np.float64)  # feature-major, transposed last
+    out[0:LAG_DAYS] = _ratio(gmv[lag], spend[lag])
+    out[LAG_DAYS:2 * LAG_DAYS] = _ratio(spend[lag], budget[lag])
     cols = {
         "roi_7d": roi_7d,
         "roi_prev_7d": _ratio(gmv_prev7, spend_prev7),
-        "log_gmv_trend": _log_ratio(gmv[:, -3:].mean(1), gmv7 / 7.0),
-        "log_spend_trend": _log_ratio(spend[:, -3:].mean(1), mean_spend7),
+        "log_gmv_trend": _log_ratio(gmv[-3:].sum(0) * (1.0 / 3.0), gmv7 * (1.0 / 7.0)),
+        "log_spend_trend": _log_ratio(spend[-3:].sum(0) * (1.0 / 3.0), mean_spend7),
         "target_roi": target_now,
         "breakeven_roi": ctx.breakeven_roi,
-        "log_target_to_roi_7d": np.clip(np.log(target_now / np.maximum(roi_7d, 0.01)), -5, 5),
+        "log_target_to_roi_7d": np.log(target_now / np.maximum(roi_7d, 0.01)),
         "log_target_to_breakeven": np.log(target_now / ctx.breakeven_roi),
         "log_budget_to_spend_7d": _log_ratio(budget_now, mean_spend7),
-        "log_budget_to_spend_d1": _log_ratio(budget_now, spend[:, -1]),
-        "refund_rate_7d": np.clip(_ratio(refunds7, gmv[:, -8:-1].sum(1)), 0.0, 1.0),
-        "settlement_roi_d7": _ratio(settled0[:, SETTLED_NEWEST], spend[:, SETTLED_NEWEST]),
-        "settlement_roi_7d": _ratio(settled0[:, settle_win].sum(1),
-                                    (spend[:, settle_win] * settled_ok[:, settle_win]).sum(1)),
-        "learning": v[:, -1, COL["learning"]],
-        "learn_failed": v[:, -1, COL["learn_failed"]],
-        "interrupted_d1": v[:, -1, COL["interrupted"]],
-        "orders_3d": v[:, -3:, COL["orders"]].sum(1),
+        "log_budget_to_spend_d1": _log_ratio(budget_now, spend[-1]),
+        "refund_rate_7d": np.minimum(_ratio(v[-7:, COL["refunds"]].sum(0), gmv[-8:-1].sum(0)),
+                                     1.0),
+        "settlement_roi_d7": _ratio(np.where(settled_ok[SETTLED_NEWEST],
+                                             settled[SETTLED_NEWEST], 0.0),
+                                    spend[SETTLED_NEWEST]),
+        "settlement_roi_7d": _ratio(np.where(settled_ok[settle_win], settled[settle_win],
+                                             0.0).sum(0),
+                                    (spend[settle_win] * settled_ok[settle_win]).sum(0)),
+        "learning": v[-1, COL["learning"]],
+        "learn_failed": v[-1, COL["learn_failed"]],
+        "interrupted_d1": v[-1, COL["interrupted"]],
+        "orders_3d": v[-3:, COL["orders"]].sum(0),
         "plan_age_days": ctx.plan_age_days,
         "days_since_target_change": np.minimum(unchanged, HISTORY_DAYS_REQUIRED),
         "creative_age_days": np.minimum(ctx.creative_age_days, 120.0),
         "days_to_promo": ctx.days_to_promo,
         "in_promo": ctx.in_promo,
         "days_after_promo": ctx.days_after_promo,
-        "balance_days": np.clip(_ratio(v[:, -1, COL["balance"]], mean_spend7), 0.0, 60.0),
+        "balance_days": np.minimum(np.maximum(_ratio(v[-1, COL["balance"]], mean_spend7), 0.0),
+                                   60.0),
         "share_payment_roi": ctx.shares[:, 0],
         "share_settlement_roi": ctx.shares[:, 1],
         "share_volume": ctx.shares[:, 2],
-        "weekday_sin": np.sin(2.0 * np.pi * ctx.weekday / 7.0),
-        "weekday_cos": np.cos(2.0 * np.pi * ctx.weekday / 7.0),
+        "weekday_sin": np.sin((2.0 * np.pi / 7.0) * ctx.weekday),
+        "weekday_cos": np.cos((2.0 * np.pi / 7.0) * ctx.weekday),
     }
     for name, values in cols.items():
-        out[:, FEATURE_INDEX[name]] = values / _SCALES.get(name, 1.0)
-    return np.clip(out, -OBS_BOUND, OBS_BOUND).astype(np.float32)
+        scale = _SCALES.get(name)
+        out[FEATURE_INDEX[name]] = values if scale is None else values * (1.0 / scale)
+    # log ratios are clipped to +-5, everything to +-OBS_BOUND
+    np.clip(out, -OBS_BOUND, OBS_BOUND, out=out)
+    for i in _LOG_FEATURES:
+        np.clip(out[i], -5.0, 5.0, out=out[i])
+    return out.T.astype(np.float32)
 
 
 def decode_features(obs: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,0 +1,120 @@
+"""Speed measurements: the market model's throughput and the env's share of PPO's wall time.
+
+Used by ``scripts/benchmark.py``. These are measurements, not tests: nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from envs.config import ScenarioConfig
+from envs.market import N_DRAWS, Decision, MarketModel
+from envs.simulator import Simulator
+
+
+@dataclass
+class Throughput:
+    """Account-days per second (median over repeats) and the batch size it was measured at."""
+
+    n_accounts: int
+    model_per_s: float  # MarketModel.step alone
+    simulator_per_s: float  # model + history + features + reward + metrics
+
+
+def _time_model(cfg: ScenarioConfig, n: int, days: int) -> float:
+    model = MarketModel(cfg)
+    rng = np.random.default_rng(0)
+    params = model.sample_params(rng, n)
+    state = model.launch(model.initial_state(params, rng), params)
+    decision = Decision(state.target_roi.copy(), state.budget_cny.copy(), state.shares.copy(),
+                        np.zeros(n, dtype=bool))
+    draws = rng.standard_normal((days, n, N_DRAWS))
+    start = time.perf_counter()
+    for d in range(days):
+        state, _ = model.step(state, params, decision, draws[d])
+        if state.day[0] >= cfg.episode_days:
+            state.day[:] = 0
+    return n * days / (time.perf_counter() - start)
+
+
+def _time_simulator(cfg: ScenarioConfig, n: int, days: int) -> float:
+    sim = Simulator(cfg, n)
+    rng = np.random.default_rng(0)
+    sim.reset(rng)
+    actions = np.zeros((n, sim.action_dim), dtype=np.float32)
+    start = time.perf_counter()
+    for _ in range(days):
+        _, _, done, _ = sim.step(actions, rng=rng)
+        if done:
+            sim.reset(rng)
+    return n * days / (time.perf_counter() - start)
+
+
+def measure_throughput(cfg: ScenarioConfig, n: int, days: int, repeats: int = 3) -> Throughput:
+    """Median account-days/s of the model and of the whole simulator at batch size ``n``."""
+    _time_model(cfg, n, 2)  # build the pool table and warm caches outside the timing
+    model = statistics.median(_time_model(cfg, n, days) for _ in range(repeats))
+    sim = statistics.median(_time_simulator(cfg, n, days) for _ in range(repeats))
+    return Throughput(n, model, sim)
+
+
+def env_share_of_training(cfg: ScenarioConfig, ppo_kwargs: dict, n_envs: int, timesteps: int,
+                          seed: int = 0) -> tuple[float, float]:
+    """Train PPO for ``timesteps`` and return (env seconds / wall seconds, wall seconds).
+
+    The env's time is everything inside the batched env's ``reset`` and ``step_wait``
+    (model, history, features, reward, auto-reset), measured by a thin wrapper; the rest is
+    PPO (rollout bookkeeping, policy forward passes, gradient updates) and normalisation.
+    """
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
+
+    from envs.vec_env import QianchuanVecEnv
+
+    class _Timed(VecEnvWrapper):
+        def __init__(self, venv):
+            super().__init__(venv)
+            self.seconds = 0.0
+
+        def reset(self):
+            t = time.perf_counter()
+            obs = self.venv.reset()
+            self.seconds += time.perf_counter() - t
+            return obs
+
+        def step_wait(self):
+            t = time.perf_counter()
+            out = self.venv.step_wait()
+            self.seconds += time.perf_counter() - t
+            return out
+
+    torch.set_num_threads(1)
+    timed = _Timed(QianchuanVecEnv(cfg, n_envs=n_envs, seed=seed))
+    venv = VecNormalize(timed, norm_obs=True, norm_reward=True)
+    model = PPO("MlpPolicy", venv, seed=seed, verbose=0, **ppo_kwargs)
+    start = time.perf_counter()
+    model.learn(timesteps)
+    wall = time.perf_counter() - start
+    return timed.seconds / wall, wall
+
+
+def machine_description() -> dict[str, str]:
+    """CPU model, core count, Python and NumPy versions: the context of a measurement."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "python": platform.python_version(),
+            "numpy": np.__version__, "platform": platform.platform()}
