@@ -1,0 +1,26 @@
+"""The benchmark script runs (smoke mode) and records its figures with the machine."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_benchmark_smoke_writes_figures(tmp_path):
+    done = subprocess.run([sys.executable, "scripts/benchmark.py", "--smoke", "--out",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (path,) = tmp_path.glob("benchmark__3c__*__smoke.json")
+    result = json.loads(path.read_text())
+    assert result["model_account_days_per_s"]["64"] > 0
+    assert 0 < result["env_share_of_training"]["median"] < 1
+    assert result["machine"]["cores"]
+
+
+def test_benchmark_rejects_unknown_scenario(tmp_path):
+    done = subprocess.run([sys.executable, "scripts/benchmark.py", "--smoke", "--scenario", "mars",
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "mars" in done.stderr and "Traceback" not in done.stderr
