@@ -144,7 +144,9 @@ class Validator:
 
     def reference(self) -> RolloutResult:
         if self._reference is None:
-            self._reference = rollout(self._baseline_policy, self.scenario, self.seeds)
+            policy = self._baseline_policy  # acts through its own action space if it has one
+            self._reference = rollout(policy, getattr(policy, "config", self.scenario),
+                                      self.seeds)
         return self._reference
 
     def evaluate(self, model, vecnormalize, step: int) -> ValidationResult:

@@ -27,7 +27,7 @@ import torch
 import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import CallbackList
-from stable_baselines3.common.logger import HParam, Logger, TensorBoardOutputFormat
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from stable_baselines3.common.utils import LinearSchedule, set_random_seed
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -219,6 +219,17 @@ def _hparam_metrics(baseline: str) -> dict[str, float]:
     return dict.fromkeys(keys, 0.0)
 
 
+def _write_hparams(writer, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+    """The HPARAMS tab's session: the config and the tags of its metrics (their values are
+    the scalars' last points). Written directly, not through a logger dump, so the last
+    update's ``train/`` values do not land on an already used step."""
+    from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+    for summary in hparams_summaries(hparams, metrics):
+        writer.file_writer.add_summary(summary)
+    writer.flush()
+
+
 @contextmanager
 def _stop_on_signals(stop: StopOnRequest) -> Iterator[None]:
     """SIGINT/SIGTERM ask training to stop at the next step (then it checkpoints)."""
@@ -302,9 +313,7 @@ def _session(run_dir: Path, config: TrainConfig, scenario: ScenarioConfig, sessi
     save_model_dir(run_dir / "final", model, env, {**final.to_dict(), "selected_by": "final"})
     if model.num_timesteps not in checkpoint_steps(run_dir):
         checkpoints.save()
-    logger.record("hparams", HParam(_hparams(config, scenario), _hparam_metrics(t.baseline)),
-                  exclude=("stdout", "log", "json", "csv"))
-    logger.dump(model.num_timesteps)
+    _write_hparams(writer, _hparams(config, scenario), _hparam_metrics(t.baseline))
     logger.close()
     sessions[-1]["ended"] = "finished"
     update_run_json(run_dir, status="finished", num_timesteps=model.num_timesteps,

@@ -1,0 +1,29 @@
+"""Shared fixtures. ``tiny_run``: one tiny PPO run per test session, trained with the real
+``agents.training.train`` (a few hundred steps, a tiny network), for every test that needs a
+trained model or a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# A tiny but complete run: 4 accounts x 32 days per rollout, 4 rollouts (512 steps), a
+# validation and a checkpoint every 2 rollouts, validation on 4 seeds.
+TINY_RUN_SETTINGS = (
+    "experiment=tiny", "seed=7", "env.n_envs=4", "ppo.n_steps=32", "ppo.batch_size=64",
+    "ppo.n_epochs=2", "policy.net_arch=16", "training.total_timesteps=512",
+    "training.eval_freq=256", "training.checkpoint_freq=256", "training.eval_episodes=4",
+    "training.progress_bar=false",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The run folder of a tiny finished PPO run (scenario 3c, baseline: the playbook)."""
+    from agents.ppo_config import load_train_config
+    from agents.training import train
+
+    config = load_train_config(sets=TINY_RUN_SETTINGS)
+    runs = tmp_path_factory.mktemp("runs")
+    return train(config, runs_dir=runs, run_name="tiny", command=["pytest", "tiny_run"])

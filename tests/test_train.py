@@ -1,0 +1,315 @@
+"""The training pipeline: config validation, the run folder, TensorBoard tags, trained-policy
+loading, determinism, kill-and-resume, the command line and RL Zoo."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from agents.callbacks import paired_difference, validation_seeds
+from agents.ppo_config import load_train_config
+from agents.ppo_policy import load_trained_policy
+from agents.rollout import rollout
+from agents.run_folder import RunError, checkpoint_steps, model_dir, restore_model_dirs
+from envs.config import ConfigError
+from envs.metrics import EPISODE_METRICS
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
+TINY_N_ENVS = 4
+
+
+def events(run_dir: Path) -> EventAccumulator:
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def steps(acc: EventAccumulator, tag: str) -> list[int]:
+    return [e.step for e in acc.Scalars(tag)]
+
+
+def obs_count(folder: Path) -> float:
+    with open(folder / "vecnormalize.pkl", "rb") as f:
+        return float(pickle.load(f).obs_rms.count)
+
+
+# ------------------------------------------------------------------------------ config
+@pytest.mark.parametrize("sets,key", [
+    (["ppo.n_stepz=64"], "ppo.n_stepz"),
+    (["ppo.n_steps=12.5"], "ppo.n_steps"),
+    (["ppo.gamma=1.5"], "ppo.gamma"),
+    (["ppo.learning_rate=fast"], "ppo.learning_rate"),
+    (["policy.net_arch=64,wide"], "policy.net_arch"),
+    (["policy.activation=__import__('os')"], "policy.activation"),
+    (["training.progress_bar=maybe"], "training.progress_bar"),
+    (["training.eval_episodes=1"], "training.eval_episodes"),
+    (["ppo.batch_size=100000"], "ppo.batch_size"),
+    (["env.overrides.margn=0.3"], "margn"),
+    (["env.overrides.margin=high"], "margin"),
+    (["env.scenario=atlantis"], "atlantis"),
+    (["experiment=a/b"], "experiment"),
+    (["ppo=3"], "ppo"),
+    (["nonsense"], "key=value"),
+])
+def test_bad_settings_raise_naming_the_key(sets, key):
+    with pytest.raises(ConfigError, match=key.replace("(", r"\(").replace(")", r"\)")):
+        load_train_config(sets=sets)
+
+
+def test_bad_yaml_files_raise_naming_the_key(tmp_path):
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("ppo:\n  n_steps: 64\n  learning_rat: 0.1\n")
+    with pytest.raises(ConfigError, match="ppo.learning_rat"):
+        load_train_config(unknown)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("policy:\n  net_arch: '[64, 64]'\n")  # a string, never evaluated
+    with pytest.raises(ConfigError, match="policy.net_arch"):
+        load_train_config(wrong)
+    with pytest.raises(ConfigError, match="unknown PPO config"):
+        load_train_config(tmp_path / "missing.yaml")
+
+
+def test_settings_are_typed_and_layered(tmp_path):
+    preset = tmp_path / "mine.yaml"
+    preset.write_text("experiment: mine\nppo:\n  n_steps: 64\nenv:\n  overrides: {randomize: "
+                      "0.2}\n")
+    config = load_train_config(preset, scenario="beauty",
+                               values={"training.total_timesteps": 1000},
+                               sets=["ppo.learning_rate=3e-4", "policy.net_arch=[32, 16]",
+                                     "ppo.target_kl=null", "env.overrides.margin=0.4"])
+    assert config.experiment == "mine" and config.ppo.n_steps == 64
+    assert config.ppo.learning_rate == pytest.approx(3e-4)
+    assert config.policy.net_arch == (32, 16) and config.ppo.target_kl is None
+    assert config.training.total_timesteps == 1000
+    assert config.ppo.gamma == load_train_config().ppo.gamma  # the rest from default.yaml
+    scenario = config.scenario_config()
+    assert (scenario.name, scenario.randomize, scenario.margin) == ("beauty", 0.2, 0.4)
+    again = load_train_config(_dump(tmp_path / "again.yaml", config.to_dict()))
+    assert again == config and again.hash() == config.hash()
+
+
+def _dump(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+# ------------------------------------------------------------------------------ the run
+def test_run_folder_follows_the_contracts(tiny_run):
+    info = json.loads((tiny_run / "run.json").read_text())
+    assert info["status"] == "finished" and info["seed"] == 7 and info["scenario"] == "3c"
+    assert info["num_timesteps"] == 512 and info["command"] == "pytest tiny_run"
+    assert {"torch", "stable_baselines3", "numpy", "python"} <= set(info["package_versions"])
+    config = load_train_config(tiny_run / "config.yaml")
+    assert config.hash() == info["config_hash"]
+    assert checkpoint_steps(tiny_run) == [256, 512]
+    for name in ("best", "final", "checkpoints/step_256", "checkpoints/step_512"):
+        assert (tiny_run / name / "model.zip").is_file()
+        assert (tiny_run / name / "vecnormalize.pkl").is_file()
+    assert info["final_eval"]["step"] == 512 and info["final_eval"]["baseline"] == "playbook"
+
+
+def test_each_model_folder_keeps_its_own_statistics(tiny_run):
+    # VecNormalize counts every observation it saw: one reset (n_envs) plus n_envs per step
+    for step in (256, 512):
+        count = obs_count(tiny_run / "checkpoints" / f"step_{step}")
+        assert count == pytest.approx(step + TINY_N_ENVS, abs=1e-3)
+    best = json.loads((tiny_run / "best" / "eval.json").read_text())
+    assert obs_count(tiny_run / "best") == pytest.approx(best["step"] + TINY_N_ENVS, abs=1e-3)
+    assert obs_count(tiny_run / "final") == pytest.approx(512 + TINY_N_ENVS, abs=1e-3)
+
+
+def test_events_hold_market_and_eval_tags(tiny_run):
+    acc = events(tiny_run)
+    tags = set(acc.Tags()["scalars"])
+    for metric in EPISODE_METRICS:
+        assert f"market/{metric}" in tags
+        assert f"eval/ppo/{metric}" in tags and f"eval/playbook/{metric}" in tags
+        assert steps(acc, f"eval/ppo/{metric}") == steps(acc, f"eval/playbook/{metric}")
+    assert {"market/reward_terms/spend", "market/reward_terms/gmv_value"} <= tags
+    assert {"rollout/ep_rew_mean", "train/value_loss"} <= tags
+    assert steps(acc, "eval/ppo/profit") == [256, 512]
+    diff, low, high = (acc.Scalars(f"eval/ppo_vs_playbook/profit_diff{s}")[-1].value
+                       for s in ("", "_ci_low", "_ci_high"))
+    assert low <= diff <= high
+    final = json.loads((tiny_run / "final" / "eval.json").read_text())
+    assert diff == pytest.approx(final["profit_diff"], rel=1e-5)
+    ppo, ref = acc.Scalars("eval/ppo/profit")[-1].value, acc.Scalars("eval/playbook/profit")[-1]
+    assert diff == pytest.approx(ppo - ref.value, rel=1e-4, abs=1.0)
+    assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
+    assert "custom_scalars__config__" in acc.Tags()["tensors"]
+
+
+def test_paired_difference_interval():
+    a, b = np.array([3.0, 5.0, 4.0, 6.0]), np.array([1.0, 2.0, 2.0, 3.0])
+    mean, low, high = paired_difference(a, b)
+    assert mean == pytest.approx(2.5)
+    assert low < mean < high and high - mean == pytest.approx(mean - low)
+
+
+def test_trained_policy_answers_on_raw_observations(tiny_run):
+    policy = load_trained_policy(tiny_run, "final")
+    assert policy.num_timesteps == 512 and policy.scenario.name == "3c"
+    final = json.loads((tiny_run / "final" / "eval.json").read_text())
+    result = rollout(policy, policy.scenario, validation_seeds(final["n_seeds"]))
+    assert float(np.mean(result.metrics["profit"])) == pytest.approx(final["ppo"]["profit"])
+    raw = np.random.default_rng(0).normal(size=(3, len(policy.feature_names))) * 5
+    actions, _ = policy.predict(raw)
+    expected, _ = policy.model.predict(policy.normalize(raw), deterministic=True)
+    np.testing.assert_array_equal(actions, expected)
+    assert np.all(np.abs(actions) <= 1)
+    manual = np.clip((raw - policy.obs_mean) / np.sqrt(policy.obs_var + policy.epsilon),
+                     -policy.clip_obs, policy.clip_obs)
+    np.testing.assert_allclose(policy.normalize(raw), manual)
+    for checkpoint in ("best", "latest", "step_256"):
+        assert load_trained_policy(tiny_run, checkpoint).predict(raw[0])[0].shape == (2,)
+    with pytest.raises(RunError, match="step_999"):
+        load_trained_policy(tiny_run, "step_999")
+
+
+def test_an_interrupted_swap_is_repaired(tmp_path):
+    run = tmp_path / "run"
+    (run / ".best.old").mkdir(parents=True)
+    (run / ".best.old" / "model.zip").write_text("x")
+    (run / ".final.tmp-123").mkdir()
+    restore_model_dirs(run)
+    assert (run / "best" / "model.zip").is_file() and not (run / ".final.tmp-123").exists()
+
+
+def test_same_seed_same_first_rollout():
+    from agents.training import make_model, make_training_env
+
+    config = load_train_config(sets=["env.n_envs=4", "ppo.n_steps=16", "ppo.batch_size=32",
+                                     "ppo.n_epochs=1", "policy.net_arch=8"])
+
+    def first_rollout(cfg):
+        model = make_model(cfg, make_training_env(cfg, cfg.scenario_config()))
+        model.learn(total_timesteps=cfg.rollout_steps)
+        buf = model.rollout_buffer
+        return buf.observations.copy(), buf.actions.copy(), buf.rewards.copy()
+
+    one, two = first_rollout(config), first_rollout(config)
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = first_rollout(config.with_values(seed=1))
+    assert not np.array_equal(one[1], other[1])
+
+
+# ------------------------------------------------------------------------------ command line
+def _train_main(argv, capsys):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import train as train_script
+    finally:
+        sys.path.pop(0)
+    code = train_script.main(argv)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--set", "ppo.n_stepz=3"], "ppo.n_stepz"),
+    (["--scenario", "atlantis"], "unknown scenario 'atlantis'"),
+    (["--config", "nope"], "unknown PPO config 'nope'"),
+    (["--timesteps", "-5"], "training.total_timesteps"),
+    (["--n-envs", "0"], "env.n_envs"),
+])
+def test_cli_bad_input_exits_2(argv, message, capsys, tmp_path):
+    code, err = _train_main([*argv, "--runs-dir", str(tmp_path)], capsys)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_existing_run_or_non_run_is_an_error(capsys, tmp_path):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("keep me")
+    code, err = _train_main(["--runs-dir", str(tmp_path), "--run-name", "taken"], capsys)
+    assert code == 2 and "already exists" in err
+    assert [p.name for p in taken.iterdir()] == ["notes.txt"]
+    code, err = _train_main(["--runs-dir", str(tmp_path), "--resume", "taken"], capsys)
+    assert code == 2 and "is not a run" in err
+    code, err = _train_main(["--resume", str(tmp_path / "absent")], capsys)
+    assert code == 2 and "no run folder" in err
+    assert (taken / "notes.txt").read_text() == "keep me"
+
+
+def test_cli_exit_code_is_2_in_a_real_process(tmp_path):
+    proc = subprocess.run([*TRAIN, "--runs-dir", str(tmp_path), "--set", "policy.activation=x"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "policy.activation" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------------------ resume
+@pytest.mark.slow
+def test_sigkill_then_resume_continues_one_stream(tmp_path):
+    settings = ["--set", "env.n_envs=4", "--set", "ppo.n_steps=32", "--set", "ppo.batch_size=64",
+                "--set", "ppo.n_epochs=1", "--set", "policy.net_arch=8",
+                "--set", "training.checkpoint_freq=256", "--set", "training.eval_freq=512",
+                "--set", "training.eval_episodes=2", "--set", "training.progress_bar=false"]
+    rollout_steps = 4 * 32
+    proc = subprocess.Popen([*TRAIN, "--runs-dir", str(tmp_path), "--run-name", "r",
+                             "--timesteps", "1000000", *settings],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run = tmp_path / "r"
+    deadline = time.monotonic() + 120
+    while len(checkpoint_steps(run)) < 2:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no second checkpoint within 120 s"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stderr.close()
+    assert json.loads((run / "run.json").read_text())["status"] == "running"
+    last = checkpoint_steps(run)[-1]
+    last_dir = model_dir(run, f"step_{last}")
+    stats_at_kill = obs_count(last_dir)
+    killed_stream = steps(events(run), "time/fps")
+    assert killed_stream[-1] >= last
+
+    target = last + 3 * rollout_steps
+    done = subprocess.run([*TRAIN, "--runs-dir", str(tmp_path), "--resume", "r",
+                           "--timesteps", str(target)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "finished" and info["num_timesteps"] == target
+    assert info["sessions"][-1]["start_step"] == last
+    assert load_trained_policy(run, "final").num_timesteps == target
+    # the resumed normaliser is the checkpoint's: it went on counting from there
+    assert obs_count(run / "final") == pytest.approx(stats_at_kill + (target - last)
+                                                     + TINY_N_ENVS, abs=1e-3)
+    assert obs_count(last_dir) == stats_at_kill
+    # one stream: every rollout's point exactly once, old points up to the checkpoint kept
+    acc = events(run)
+    assert steps(acc, "time/fps") == list(range(rollout_steps, target + 1, rollout_steps))
+    for tag in ("market/profit", "eval/ppo/profit", "train/value_loss"):
+        s = steps(acc, tag)
+        assert s == sorted(set(s)), tag
+    assert steps(acc, "eval/ppo/profit")[-1] == target
+
+
+# ------------------------------------------------------------------------------ RL Zoo
+@pytest.mark.slow
+def test_rl_zoo_trains_the_env(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", "QianchuanBidding-v0",
+         "--gym-packages", "envs", "-conf", str(ROOT / "configs" / "rl_zoo" / "ppo.yml"),
+         "-n", "256", "-params", "n_envs:2", "n_steps:64", "batch_size:64", "n_epochs:1",
+         "-f", str(tmp_path), "--eval-freq", "-1"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    saved = tmp_path / "ppo" / "QianchuanBidding-v0_1"
+    assert (saved / "QianchuanBidding-v0.zip").is_file()
+    assert (saved / "QianchuanBidding-v0" / "vecnormalize.pkl").is_file()
