@@ -44,6 +44,8 @@ def rollout(policy: Predictor, config: ScenarioConfig, seeds: list[int] | np.nda
     seeds = np.asarray(seeds, dtype=np.int64)
     sim = Simulator(config, n=len(seeds))
     obs = sim.reset(seeds=seeds)
+    if getattr(policy, "needs_simulator", False):
+        policy.attach(sim)  # reference policies only (the oracle): hidden state
     returns = np.zeros(len(seeds))
     daily: dict[str, list[np.ndarray]] = {}
     episode_start = np.ones(len(seeds), dtype=bool)

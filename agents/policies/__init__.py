@@ -1,5 +1,9 @@
-"""Policies behind one ``predict()`` interface; see :mod:`agents.policies.base`."""
+"""Policies behind one ``predict()`` interface; see :mod:`agents.policies.base`.
 
+Importing this package registers every rule-based policy and the oracle by name.
+"""
+
+from agents.policies import controllers, operator, oracle, playbook  # noqa: F401  (registers)
 from agents.policies.base import POLICIES, ConstantPolicy, Policy, make_policy, register_policy
 
 __all__ = ["POLICIES", "ConstantPolicy", "Policy", "make_policy", "register_policy"]

@@ -40,12 +40,27 @@ def make_policy(name: str, config: ScenarioConfig) -> Policy:
 
 
 class Policy:
-    """Base class: subclasses implement :meth:`decide` on decoded observations."""
+    """Base class: subclasses implement :meth:`decide` on decoded observations.
+
+    ``action_space`` names the space a policy acts through when it needs one ('full' for
+    plan shares or a creative refresh); the policy's :attr:`config` is the scenario with
+    that space, and evaluation runs the policy on ``policy.config``. ``None`` keeps the
+    scenario's space. A policy with ``needs_simulator = True`` (the oracle) is handed the
+    :class:`envs.simulator.Simulator` by :func:`agents.rollout.rollout` through
+    :meth:`attach` after each reset: only a reference policy may read the hidden state.
+    """
 
     name = "policy"
+    action_space: str | None = None
+    needs_simulator = False
 
     def __init__(self, config: ScenarioConfig):
+        if self.action_space is not None and config.action_space != self.action_space:
+            config = config.replace(action_space=self.action_space)
         self.config = config
+
+    def attach(self, simulator: Any) -> None:
+        """Receive the simulator after a reset (only called when ``needs_simulator``)."""
 
     def decide(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """Actions (n, action_dim) from decoded observations (arrays of shape (n,))."""
