@@ -37,6 +37,7 @@ class Simulator:
         self.params = None
         self.state = None
         self.tally = EpisodeTally(n)
+        self.term_sums: dict[str, np.ndarray] = {}
         self._rngs: list[np.random.Generator] | None = None
 
     # ----------------------------------------------------------------------
@@ -72,6 +73,7 @@ class Simulator:
             self._advance(hold, self._draws(rng))
         self.state = self.model.launch(self.state, self.params)
         self.tally = EpisodeTally(n)
+        self.term_sums = {}
         return self.observe()
 
     def _draws(self, rng: np.random.Generator | None) -> np.ndarray:
@@ -130,7 +132,7 @@ class Simulator:
             used when reset with seeds), or pass ``draws`` (n, N_DRAWS) directly.
         :return: observations, rewards (n,), whether the episode ended (truncated), and a
             dict of arrays: the per-day info keys, ``reward_terms`` and, on the last day,
-            ``episode_metrics``.
+            ``episode_metrics`` and ``episode_reward_terms`` (the episode's terms, CNY).
         """
         if self.state is None:
             raise RuntimeError("call reset() before step()")
@@ -145,6 +147,8 @@ class Simulator:
         terms = reward_terms(cfg, self.params, out, pending)
         reward = sum(terms.values()) / cfg.reward_scale_cny
         self.tally.add(cfg, self.params, out)
+        for key, value in terms.items():
+            self.term_sums[key] = self.term_sums.get(key, 0.0) + value
         info: dict[str, Any] = {
             "gmv": out.gmv, "spend": out.spend, "orders": out.orders, "refunds": out.refunds,
             "payment_roi": out.payment_roi, "settled_gmv": out.settled_gmv,
@@ -155,4 +159,62 @@ class Simulator:
         }
         if done:
             info["episode_metrics"] = self.tally.result()
+            info["episode_reward_terms"] = self.term_sums
         return self.observe(), reward, done, info
+
+
+class ScenarioMix:
+    """Accounts of several scenarios side by side, stepped as one batch.
+
+    ``n`` accounts are split as evenly as possible across ``configs`` (the first ones get one
+    more). Each scenario runs its own :class:`Simulator`; observations, rewards and infos are
+    concatenated in that order. The scenarios must share the episode length, action space
+    and objective, so episodes stay in step and rewards are comparable.
+    """
+
+    def __init__(self, configs: list[ScenarioConfig], n: int):
+        first = configs[0]
+        for cfg in configs[1:]:
+            for key in ("episode_days", "action_space", "objective"):
+                if getattr(cfg, key) != getattr(first, key):
+                    raise ValueError(f"scenarios {first.name!r} and {cfg.name!r} differ in "
+                                     f"{key}: a mix needs the same value")
+        if n < len(configs):
+            raise ValueError(f"{n} accounts cannot cover {len(configs)} scenarios")
+        sizes = [n // len(configs) + (i < n % len(configs)) for i in range(len(configs))]
+        self.cfg = first
+        self.n = n
+        self.sims = [Simulator(cfg, k) for cfg, k in zip(configs, sizes, strict=True)]
+        self.action_dim = self.sims[0].action_dim
+
+    def reset(self, rng: np.random.Generator | None = None,
+              seeds: list[int] | np.ndarray | None = None) -> np.ndarray:
+        if seeds is not None:
+            bounds = np.cumsum([0] + [sim.n for sim in self.sims])
+            return np.concatenate([sim.reset(seeds=seeds[a:b])
+                                   for sim, a, b in zip(self.sims, bounds, bounds[1:],
+                                                        strict=False)])
+        return np.concatenate([sim.reset(rng) for sim in self.sims])
+
+    def step(self, action: np.ndarray, rng: np.random.Generator | None = None):
+        a = np.asarray(action)
+        results, start = [], 0
+        for sim in self.sims:
+            results.append(sim.step(a[start:start + sim.n], rng=rng))
+            start += sim.n
+        obs = np.concatenate([r[0] for r in results])
+        reward = np.concatenate([r[1] for r in results])
+        done = results[0][2]
+        info = _concat_info([r[3] for r in results])
+        return obs, reward, done, info
+
+
+def _concat_info(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Concatenate per-scenario info dicts of arrays (nested dicts key by key)."""
+    out: dict[str, Any] = {}
+    for key, first in parts[0].items():
+        if isinstance(first, dict):
+            out[key] = _concat_info([p[key] for p in parts])
+        else:
+            out[key] = np.concatenate([np.asarray(p[key]) for p in parts])
+    return out

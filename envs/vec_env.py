@@ -17,13 +17,15 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 from envs.actions import ACTION_NAMES
 from envs.config import ScenarioConfig, load_scenario
 from envs.history import FEATURE_NAMES, OBS_BOUND
-from envs.simulator import INFO_KEYS, Simulator
+from envs.simulator import INFO_KEYS, ScenarioMix, Simulator
 
 
 class QianchuanVecEnv(VecEnv):
     """``n_envs`` simulated accounts of one scenario as one SB3 ``VecEnv``.
 
-    :param scenario: preset name, YAML path or config.
+    :param scenario: preset name, YAML path or config; or a list of them, for one batch of
+        accounts split across scenarios (cross-scenario training; see
+        :class:`envs.simulator.ScenarioMix`).
     :param n_envs: number of accounts.
     :param seed: seed of the batch's generator.
     :param full_info: per-day info dicts for every account (slow at large ``n_envs``); by
@@ -31,10 +33,13 @@ class QianchuanVecEnv(VecEnv):
         ``terminal_observation``).
     """
 
-    def __init__(self, scenario: str | ScenarioConfig = "3c", n_envs: int = 8,
+    def __init__(self, scenario: str | ScenarioConfig | list = "3c", n_envs: int = 8,
                  seed: int | None = None, full_info: bool = False, **overrides: Any):
-        self.config = load_scenario(scenario, **overrides)
-        self.sim = Simulator(self.config, n=n_envs)
+        names = scenario if isinstance(scenario, (list, tuple)) else [scenario]
+        self.configs = [load_scenario(name, **overrides) for name in names]
+        self.config = self.configs[0]
+        self.sim = (Simulator(self.config, n=n_envs) if len(self.configs) == 1
+                    else ScenarioMix(self.configs, n_envs))
         self.feature_names = FEATURE_NAMES
         self.action_names = ACTION_NAMES[self.config.action_space]
         obs_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (len(FEATURE_NAMES),), np.float32)
@@ -75,12 +80,13 @@ class QianchuanVecEnv(VecEnv):
             infos = [{} for _ in range(n)]
         dones = np.full(n, done)
         if done:
-            metrics = raw["episode_metrics"]
+            metrics, terms = raw["episode_metrics"], raw["episode_reward_terms"]
             for i, info in enumerate(infos):
                 info["terminal_observation"] = obs[i]
                 info["TimeLimit.truncated"] = True
                 info["episode"] = {"r": float(self._returns[i]), "l": self._length}
                 info["episode_metrics"] = {k: float(v[i]) for k, v in metrics.items()}
+                info["episode_reward_terms"] = {k: float(v[i]) for k, v in terms.items()}
             obs = self.reset()
         return obs, reward.astype(np.float32), dones, infos
 

@@ -88,9 +88,10 @@ def test_bad_actions_raise_and_out_of_range_clips():
     b = gym.make("QianchuanBidding-v0")
     a.reset(seed=1)
     b.reset(seed=1)
-    _, _, _, _, ia = a.step(np.array([5.0, -9.0]))
-    _, _, _, _, ib = b.step(np.array([1.0, -1.0]))
-    assert ia == ib
+    oa, ra, _, _, ia = a.step(np.array([5.0, -9.0]))
+    ob, rb, _, _, ib = b.step(np.array([1.0, -1.0]))
+    np.testing.assert_array_equal(oa, ob)
+    assert ra == rb and ia["target_roi"] == ib["target_roi"] and ia["budget"] == ib["budget"]
     assert ia["target_roi"] == pytest.approx(round(3.0 * 1.25, 2))
     assert ia["budget"] == pytest.approx(12000 / 1.5)
 
@@ -174,3 +175,31 @@ def test_observation_is_only_dashboard_features_and_documented():
         documented = (f"| {name} |" in doc) or (f"| {stem}_d1 " in doc)
         assert documented, name
     assert f"({len(FEATURE_NAMES)},)" in doc
+
+
+def test_scenario_mix_splits_accounts_and_matches_single_scenarios():
+    from envs.simulator import ScenarioMix
+
+    names = ["3c", "food", "beauty"]
+    configs = [load_scenario(n, episode_days=12) for n in names]
+    mix = ScenarioMix(configs, n=7)
+    assert [s.n for s in mix.sims] == [3, 2, 2]
+    obs = mix.reset(seeds=list(range(7)))
+    alone = Simulator(configs[1], n=2)
+    np.testing.assert_array_equal(obs[3:5], alone.reset(seeds=[3, 4]))
+    act = np.zeros((7, 2), np.float32)
+    for _ in range(12):
+        obs, reward, done, info = mix.step(act)
+        o2, r2, d2, i2 = alone.step(act[3:5])
+    assert done and d2
+    np.testing.assert_array_equal(reward[3:5], r2)
+    np.testing.assert_array_equal(info["episode_metrics"]["profit"][3:5],
+                                  i2["episode_metrics"]["profit"])
+    assert info["episode_reward_terms"]["spend"].shape == (7,)
+    with pytest.raises(ValueError, match="episode_days"):
+        ScenarioMix([load_scenario("3c"), load_scenario("food", episode_days=30)], 4)
+    venv = QianchuanVecEnv(names, n_envs=6, seed=0, episode_days=12)
+    venv.reset()
+    for _ in range(12):
+        _, _, dones, infos = venv.step(np.zeros((6, 2), np.float32))
+    assert dones.all() and "episode_reward_terms" in infos[5]
