@@ -1,0 +1,95 @@
+"""Tomorrow's payment-ROI target and daily budget from an account's daily report.
+
+    python scripts/recommend.py --policy runs/<run>/export/policy.onnx --history report.csv
+    python scripts/recommend.py --policy playbook --history report.csv --json
+    python scripts/recommend.py --policy runs/<run>/export/policy.onnx --batch reports/ \
+        --out recommendations.csv
+
+Bad input is reported with the file, row and column, and exits with code 2. In ``--batch``
+a bad report is reported on stderr and skipped; the others are still scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from agents.serving.errors import ServingError
+from agents.serving.recommend import (
+    COMPARE_POLICY,
+    RecommendOptions,
+    format_table,
+    load_policy,
+    recommend_files,
+    report_files,
+    to_json,
+    write_batch_csv,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--policy", required=True,
+                   help="runs/<run>/export/policy.onnx, 'playbook' or another rule's name")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--history", help="one account's daily report (.csv or .xlsx)")
+    src.add_argument("--batch", metavar="DIR", help="score every report in DIR")
+    p.add_argument("--out", default="recommendations.csv",
+                   help="--batch: the CSV to write (default: %(default)s)")
+    p.add_argument("--promo-dates", help="promotion peaks: YYYY-MM-DD (a peak of the "
+                   "scenario's length) or YYYY-MM-DD..YYYY-MM-DD, comma-separated")
+    p.add_argument("--breakeven-roi", type=float,
+                   help="the account's break-even payment ROI (default: the scenario's)")
+    p.add_argument("--edits-today", type=int, default=0,
+                   help="target edits already made today (the platform allows 2)")
+    p.add_argument("--act-while-learning", action="store_true",
+                   help="do not hold the settings while the plan is learning")
+    p.add_argument("--scenario", default="3c",
+                   help="scenario of a rule-based --policy (an ONNX policy has its own)")
+    p.add_argument("--compare", default=COMPARE_POLICY,
+                   help="rule-based policy shown beside the answer ('none': none)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = p.parse_args(argv)
+    if args.edits_today < 0:
+        p.error("--edits-today must be >= 0")
+    if args.threads < 1:
+        p.error("--threads must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    options = RecommendOptions(
+        promo_dates=args.promo_dates, breakeven_roi=args.breakeven_roi,
+        edits_today=args.edits_today, act_while_learning=args.act_while_learning,
+        compare=None if args.compare.lower() == "none" else args.compare)
+    try:
+        policy = load_policy(args.policy, scenario=args.scenario, threads=args.threads)
+        if args.history:
+            recs, _ = recommend_files(policy, [args.history], options)
+            print(to_json(recs) if args.json else format_table(recs[0]))
+            return 0
+        recs, skipped = recommend_files(policy, report_files(args.batch), options,
+                                        skip_bad=True)
+        for item in skipped:
+            print(f"skipped {item['error']}", file=sys.stderr)
+        if not recs:
+            raise ServingError(f"--batch: every report was bad ({len(skipped)} skipped)",
+                               args.batch)
+        write_batch_csv(recs, args.out)
+        if args.json:
+            print(to_json(recs, skipped, batch=True))
+        else:
+            print(f"{len(recs)} account(s) scored, {len(skipped)} skipped: wrote {args.out}")
+        return 0
+    except ServingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
