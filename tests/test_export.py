@@ -1,0 +1,125 @@
+"""Export: one ONNX graph that acts exactly like the trained model, with a checked manifest."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.export import ACTION_ATOL, REAL_RTOL, ExportError, export_run, load_checkpoint
+from agents.serving.manifest import REQUIRED_KEYS, file_sha256
+from agents.serving.onnx_policy import OnnxPolicy
+from envs.history import FEATURE_NAMES, HISTORY_DAYS_REQUIRED
+from envs.qianchuan_env import ENV_VERSION
+from envs.simulator import Simulator
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # needs the session's tiny trained run
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory) -> Path:
+    """The tiny run's best checkpoint exported into a private folder."""
+    return export_run(tiny_run, "best", out_dir=tmp_path_factory.mktemp("export"))
+
+
+def fresh_observations(cfg, seeds=(31000, 31001, 31002), days=40) -> np.ndarray:
+    """Observations the parity check never saw: other seeds, random actions."""
+    sim = Simulator(cfg, n=len(seeds))
+    obs = sim.reset(seeds=list(seeds))
+    rng = np.random.default_rng(5)
+    out = [obs]
+    for _ in range(days):
+        obs, _, _, _ = sim.step(rng.uniform(-1, 1, (len(seeds), sim.action_dim)))
+        out.append(obs)
+    return np.concatenate(out)
+
+
+def test_manifest_holds_the_contract_fields(exported, tiny_run):
+    manifest = json.loads((exported / "policy.json").read_text())
+    assert set(REQUIRED_KEYS) <= set(manifest)
+    assert manifest["onnx_sha256"] == file_sha256(exported / "policy.onnx")
+    assert manifest["feature_names"] == list(FEATURE_NAMES)
+    assert manifest["history_days_required"] == HISTORY_DAYS_REQUIRED
+    assert manifest["env_version"] == ENV_VERSION
+    assert manifest["action_space"]["shape"] == [2] and manifest["action_space"]["low"] == -1.0
+    assert manifest["source"]["checkpoint"] == "best"
+    assert manifest["source"]["run_dir"] == str(tiny_run)
+    norm = manifest["normalisation"]
+    assert len(norm["obs_mean"]) == len(FEATURE_NAMES) and norm["clip_obs"] > 0
+    assert {"torch", "onnxruntime", "stable_baselines3"} <= set(manifest["package_versions"])
+    parity = manifest["parity"]
+    assert parity["observations"] >= 500
+    assert parity["max_abs_action_diff"] <= ACTION_ATOL
+    assert parity["max_rel_real_diff"] <= REAL_RTOL
+
+
+def test_graph_matches_model_predict_on_unseen_observations_any_batch(exported, tiny_run):
+    ck = load_checkpoint(tiny_run, "best")
+    policy = OnnxPolicy(exported / "policy.onnx")
+    obs = fresh_observations(ck.scenario)
+    reference = ck.predict(obs)
+    for batch in (1, 7, len(obs)):  # dynamic batch axis
+        got = np.concatenate([policy.predict(obs[i:i + batch])[0]
+                              for i in range(0, len(obs), batch)])
+        assert np.abs(got - reference).max() <= ACTION_ATOL
+    assert policy.predict(obs[0])[0].shape == (2,)  # a single observation
+    # the normalisation is inside the graph: the raw observation is the input
+    assert not np.allclose(reference, ck.policy.model.predict(obs, deterministic=True)[0])
+
+
+def test_every_checkpoint_exports_to_the_run_folder(tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    step = sorted((run / "checkpoints").iterdir())[0].name
+    for checkpoint in ("final", step):
+        out = export_run(run, checkpoint)
+        assert out == run / "export"
+        manifest = json.loads((out / "policy.json").read_text())
+        assert manifest["source"]["checkpoint"] == checkpoint
+
+
+def test_parity_failure_fails_loudly_and_replaces_nothing(exported, tiny_run, monkeypatch,
+                                                          capsys):
+    import agents.export as export_module
+
+    before = {p.name: p.read_bytes() for p in exported.iterdir()}
+    forward = export_module.FrozenPolicy.forward
+    monkeypatch.setattr(export_module.FrozenPolicy, "forward",
+                        lambda self, obs: forward(self, obs) * 0.99 + 1e-4)
+    with pytest.raises(ExportError, match="parity check failed"):
+        export_run(tiny_run, "best", out_dir=exported)
+    assert {p.name: p.read_bytes() for p in exported.iterdir()} == before
+
+    assert load_export_cli().main(["--run", str(tiny_run), "--out", str(exported)]) == 2
+    assert "parity check failed" in capsys.readouterr().err
+
+
+def load_export_cli():
+    spec = importlib.util.spec_from_file_location("export_cli", ROOT / "scripts" / "export.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--checkpoint", "step_999999"], "no complete 'step_999999' model"),
+    (["--checkpoint", "worst"], "use 'best', 'final'"),
+])
+def test_bad_checkpoint_exits_2(tiny_run, args, message, capsys):
+    assert load_export_cli().main(["--run", str(tiny_run), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_run_exits_2_without_traceback():
+    done = subprocess.run([sys.executable, "scripts/export.py", "--run", "no/such/run"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "no run folder" in done.stderr and "Traceback" not in done.stderr
