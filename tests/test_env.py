@@ -92,8 +92,9 @@ def test_bad_actions_raise_and_out_of_range_clips():
     ob, rb, _, _, ib = b.step(np.array([1.0, -1.0]))
     np.testing.assert_array_equal(oa, ob)
     assert ra == rb and ia["target_roi"] == ib["target_roi"] and ia["budget"] == ib["budget"]
-    assert ia["target_roi"] == pytest.approx(round(3.0 * 1.25, 2))
-    assert ia["budget"] == pytest.approx(12000 / 1.5)
+    cfg = a.unwrapped.config
+    assert ia["target_roi"] == pytest.approx(round(cfg.launch_target_roi * 1.25, 2))
+    assert ia["budget"] == pytest.approx(cfg.launch_budget_cny / 1.5)
 
 
 def test_platform_limits_apply_after_the_step():
