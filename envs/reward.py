@@ -24,11 +24,15 @@ def floor_shortfall(cfg: ScenarioConfig, out: DayOutcome) -> np.ndarray:
 
 
 def reward_terms(cfg: ScenarioConfig, params: AccountParams, out: DayOutcome,
-                 pending_refunds: np.ndarray | None) -> dict[str, np.ndarray]:
+                 pending_refunds: np.ndarray | None,
+                 floor_multiplier: float = 0.0) -> dict[str, np.ndarray]:
     """The day's reward terms in CNY.
 
     :param pending_refunds: on the episode's last day, incremental refunds not yet landed
         (charged now); None on other days.
+    :param floor_multiplier: Lagrange multiplier of the settlement-ROI floor constraint (CNY
+        per CNY of shortfall) for the profit objective; training may adapt it (dual ascent).
+        0 leaves the reward the plain profit.
     """
     if cfg.refund_charging == "on_order":
         refunds = out.cohort_incremental_refunds
@@ -39,10 +43,13 @@ def reward_terms(cfg: ScenarioConfig, params: AccountParams, out: DayOutcome,
     if cfg.objective == "gmv_floor":
         return {"settled_gmv": out.incremental_gmv - refunds,
                 "floor_penalty": -cfg.floor_penalty * floor_shortfall(cfg, out)}
-    return {
+    terms = {
         "gmv_value": params.margin * out.incremental_gmv,
         "refunds": -params.margin * refunds,
         "spend": -out.spend,
         "credit": out.credit,
         "refresh_cost": -out.refresh_cost,
     }
+    if floor_multiplier > 0.0:
+        terms["floor_lagrangian"] = -floor_multiplier * floor_shortfall(cfg, out)
+    return terms

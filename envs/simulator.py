@@ -39,6 +39,9 @@ class Simulator:
         self.tally = EpisodeTally(n)
         self.term_sums: dict[str, np.ndarray] = {}
         self._rngs: list[np.random.Generator] | None = None
+        # Lagrange multiplier of the settlement-ROI floor (CNY per CNY of shortfall), adapted
+        # by training when the floor is treated as a constraint; 0: plain objective.
+        self.floor_multiplier = 0.0
 
     # ----------------------------------------------------------------------
     def reset(self, rng: np.random.Generator | None = None,
@@ -144,7 +147,7 @@ class Simulator:
         out = self._advance(decision, draws)
         done = bool(self.state.day[0] >= cfg.episode_days)
         pending = self.model.pending_incremental_refunds(self.state) if done else None
-        terms = reward_terms(cfg, self.params, out, pending)
+        terms = reward_terms(cfg, self.params, out, pending, self.floor_multiplier)
         reward = sum(terms.values()) / cfg.reward_scale_cny
         self.tally.add(cfg, self.params, out)
         for key, value in terms.items():
@@ -186,6 +189,15 @@ class ScenarioMix:
         self.n = n
         self.sims = [Simulator(cfg, k) for cfg, k in zip(configs, sizes, strict=True)]
         self.action_dim = self.sims[0].action_dim
+
+    @property
+    def floor_multiplier(self) -> float:
+        return self.sims[0].floor_multiplier
+
+    @floor_multiplier.setter
+    def floor_multiplier(self, value: float) -> None:
+        for sim in self.sims:
+            sim.floor_multiplier = value
 
     def reset(self, rng: np.random.Generator | None = None,
               seeds: list[int] | np.ndarray | None = None) -> np.ndarray:

@@ -204,3 +204,16 @@ def test_scenario_mix_splits_accounts_and_matches_single_scenarios():
     for _ in range(12):
         _, _, dones, infos = venv.step(np.zeros((6, 2), np.float32))
     assert dones.all() and "episode_reward_terms" in infos[5]
+
+
+def test_floor_multiplier_adds_a_lagrangian_term_only_when_set():
+    sim = Simulator(load_scenario("3c", settlement_roi_floor=8.0), n=4)
+    sim.reset(seeds=[0, 1, 2, 3])
+    _, r0, _, info0 = sim.step(np.zeros((4, 2)))
+    assert "floor_lagrangian" not in info0["reward_terms"]
+    sim.reset(seeds=[0, 1, 2, 3])
+    sim.floor_multiplier = 0.5
+    _, r1, _, info1 = sim.step(np.zeros((4, 2)))
+    penalty = info1["reward_terms"]["floor_lagrangian"]
+    assert np.all(penalty < 0)
+    np.testing.assert_allclose(r1, r0 + penalty / sim.cfg.reward_scale_cny)
