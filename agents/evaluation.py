@@ -1,0 +1,334 @@
+"""Paired benchmark of policies on scenarios: every policy on the same report seeds.
+
+:func:`evaluate` runs heuristics (by registered name) and trained runs (by run folder) on
+each scenario, with one episode per seed from ``seed`` on, and writes to ``out_dir``:
+
+- ``summary.csv``: one row per scenario and policy; for every episode metric (contracts)
+  its mean and 95% interval, the paired difference against the playbook with its interval,
+  plus the normalised score ``(profit - constant) / (oracle - constant)`` and the
+  probability that an episode of the policy beats the playbook's on profit;
+- ``episodes.csv`` (every episode's metrics), ``report.md``, ``eval.json`` (the record);
+- PNG plots: bars per scenario, one episode's trajectory per policy, performance profiles;
+- TensorBoard scalars ``eval/<policy>/<metric>`` under ``tb/<scenario>/``.
+
+The references ``constant``, ``oracle`` (for the normalised score) and ``playbook`` (for the
+paired differences) are always run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from agents import eval_plots, eval_stats
+from agents.policies import POLICIES, make_policy
+from agents.rollout import RolloutResult, rollout
+from agents.run_folder import (
+    RunError,
+    command_line,
+    package_versions,
+    write_json_atomic,
+    write_text_atomic,
+)
+from envs.config import ConfigError, ScenarioConfig, load_scenario
+from envs.metrics import EPISODE_METRICS
+
+REPORT_SEED = 10000  # contracts: reports and README tables use seeds from 10000
+REFERENCES = ("constant", "oracle", "playbook")
+BOOTSTRAP_REPS = 2000
+
+
+class EvaluationError(ValueError):
+    """A policy, scenario or run folder cannot be evaluated (a message for the user)."""
+
+
+@dataclass
+class PolicySource:
+    """Where a policy comes from: a registered name, or a trained run folder."""
+
+    label: str
+    name: str | None = None  # registered policy
+    run_dir: Path | None = None  # trained run
+
+    def build(self, scenario: ScenarioConfig):
+        """The policy and the config to run it on, for one scenario."""
+        if self.name is not None:
+            policy = make_policy(self.name, scenario)
+            return policy, policy.config
+        from agents.ppo_policy import load_trained_policy
+
+        policy = load_trained_policy(self.run_dir)
+        trained = policy.scenario
+        config = (trained if trained.name == scenario.name
+                  else scenario.replace(action_space=trained.action_space))
+        return policy, config
+
+
+def resolve_policies(names: list[str]) -> list[PolicySource]:
+    """Registered names and run folders -> sources, references first; errors name what exists.
+
+    Trained runs are loaded once here, so a missing or damaged model fails before any work.
+    """
+    sources: list[PolicySource] = []
+    runs = [n for n in names if n not in POLICIES]
+    for name in runs:
+        path = Path(name)
+        if not path.exists() and "/" not in name and "\\" not in name:
+            raise EvaluationError(f"unknown policy {name!r}; known: {', '.join(sorted(POLICIES))}"
+                                  " (or give a trained run folder)")
+        _check_run(path)
+    for ref in REFERENCES:
+        if ref not in names:
+            sources.append(PolicySource(ref, name=ref))
+    for name in names:
+        if name in POLICIES:
+            sources.append(PolicySource(name, name=name))
+        else:
+            label = "ppo" if len(runs) == 1 else f"ppo_{Path(name).name}"
+            sources.append(PolicySource(label, run_dir=Path(name)))
+    seen: set[str] = set()
+    unique = [s for s in sources if not (s.label in seen or seen.add(s.label))]
+    return unique
+
+
+def _check_run(path: Path) -> None:
+    """Load a run's model once; any failure becomes an :class:`EvaluationError`."""
+    from agents.ppo_policy import load_trained_policy
+
+    try:
+        load_trained_policy(path)
+    except RunError as exc:
+        raise EvaluationError(f"{exc}{_runs_hint(path)}") from None
+    except Exception as exc:  # a damaged zip or pickle raises many kinds of errors
+        raise EvaluationError(f"cannot load the model of run {str(path)!r}: "
+                              f"{type(exc).__name__}: {exc}") from None
+
+
+def _runs_hint(path: Path) -> str:
+    parent = path.parent if path.parent.is_dir() else Path("runs")
+    found = sorted(p.name for p in parent.glob("*") if (p / "run.json").is_file())
+    return f"; runs in {parent}: {', '.join(found) if found else 'none'}"
+
+
+def resolve_scenarios(names: list[str]) -> list[ScenarioConfig]:
+    """Scenario configs by name or YAML path; an unknown one lists the known ones."""
+    try:
+        return [load_scenario(n) for n in names]
+    except ConfigError as exc:
+        raise EvaluationError(str(exc)) from None
+
+
+@dataclass
+class ScenarioResult:
+    """Every policy's episodes on one scenario (same seeds)."""
+
+    scenario: ScenarioConfig
+    seeds: np.ndarray
+    results: dict[str, RolloutResult] = field(default_factory=dict)
+
+
+def run_all(sources: list[PolicySource], scenarios: list[ScenarioConfig], episodes: int,
+            seed: int, progress: bool = True) -> list[ScenarioResult]:
+    """Roll out every policy on every scenario over seeds ``seed .. seed + episodes - 1``."""
+    seeds = np.arange(seed, seed + episodes)
+    out = [ScenarioResult(sc, seeds) for sc in scenarios]
+    bar = tqdm(total=len(sources) * len(scenarios), disable=not progress, unit="run",
+               desc="evaluate")
+    for res in out:
+        for src in sources:
+            bar.set_postfix_str(f"{res.scenario.name}/{src.label}")
+            policy, config = src.build(res.scenario)
+            res.results[src.label] = rollout(policy, config, seeds, record_daily=True)
+            bar.update()
+    bar.close()
+    return out
+
+
+def summarise(runs: list[ScenarioResult], seed: int) -> list[dict[str, Any]]:
+    """Rows of ``summary.csv``: per scenario and policy, means, intervals, paired differences."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for res in runs:
+        r = res.results
+        idx = eval_stats.bootstrap_indices(len(res.seeds), BOOTSTRAP_REPS, rng)
+        base, const, oracle = r["playbook"].metrics, r["constant"].metrics, r["oracle"].metrics
+        for label, result in r.items():
+            m = result.metrics
+            row: dict[str, Any] = {"scenario": res.scenario.name, "policy": label,
+                                   "episodes": len(res.seeds)}
+            score = eval_stats.normalised_score(m["profit"], const["profit"], oracle["profit"],
+                                                idx)
+            row.update(zip(("normalised_score", "normalised_score_ci_low",
+                            "normalised_score_ci_high"), score, strict=True))
+            row["prob_improvement_vs_playbook"] = eval_stats.probability_of_improvement(
+                m["profit"], base["profit"])
+            for key in EPISODE_METRICS:
+                row.update(zip((key, f"{key}_ci_low", f"{key}_ci_high"),
+                               eval_stats.mean_interval(m[key], idx), strict=True))
+                diff = eval_stats.mean_interval(m[key] - base[key], idx)
+                row.update(zip((f"{key}_diff_vs_playbook", f"{key}_diff_ci_low",
+                                f"{key}_diff_ci_high"), diff, strict=True))
+            rows.append(row)
+    return rows
+
+
+def episode_scores(runs: list[ScenarioResult]) -> dict[str, np.ndarray]:
+    """Per-episode normalised profit, policy -> (episodes, scenarios), for rliable."""
+    out: dict[str, list[np.ndarray]] = {}
+    for res in runs:
+        c = res.results["constant"].metrics["profit"].mean()
+        gap = res.results["oracle"].metrics["profit"].mean() - c
+        for label, result in res.results.items():
+            out.setdefault(label, []).append((result.metrics["profit"] - c) / gap)
+    return {k: np.stack(v, axis=1) for k, v in out.items()}
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def _episode_rows(runs: list[ScenarioResult]) -> list[dict[str, Any]]:
+    rows = []
+    for res in runs:
+        for label, result in res.results.items():
+            for i, s in enumerate(res.seeds):
+                rows.append({"scenario": res.scenario.name, "policy": label, "seed": int(s),
+                             **{k: float(result.metrics[k][i]) for k in EPISODE_METRICS}})
+    return rows
+
+
+def _fmt(row: dict[str, Any], key: str, digits: int = 0) -> str:
+    return (f"{row[key]:,.{digits}f} [{row[key + '_ci_low']:,.{digits}f}, "
+            f"{row[key + '_ci_high']:,.{digits}f}]")
+
+
+def heuristics_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: profit (k CNY) and normalised score per scenario (rows) and policy."""
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
+    by = {(r["scenario"], r["policy"]): r for r in rows}
+    lines = ["| scenario | " + " | ".join(policies) + " |",
+             "|---|" + "---|" * len(policies)]
+    for sc in scenarios:
+        cells = [f"{by[sc, p]['profit'] / 1000:,.0f}k ({by[sc, p]['normalised_score']:.2f})"
+                 for p in policies]
+        lines.append(f"| {sc} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report_markdown(rows: list[dict[str, Any]], aggregates: dict[str, dict[str, float]],
+                    record: dict[str, Any]) -> str:
+    """The human-readable report."""
+    out = [f"# Evaluation {record['created']}", "",
+           f"Seeds {record['seeds'][0]}..{record['seeds'][-1]} ({record['episodes']} episodes "
+           "per scenario, the same seeds for every policy: paired). Intervals are 95% "
+           "bootstrap intervals over episodes; normalised score = (profit - constant) / "
+           "(oracle - constant).", "",
+           f"Command: `{' '.join(record['command'])}`", "",
+           "## Profit per episode (k CNY) and normalised score", "", heuristics_table(rows), "",
+           "## Across scenarios (normalised score, rliable stratified bootstrap)", "",
+           "| policy | IQM [95% CI] | mean [95% CI] |", "|---|---|---|"]
+    for label, a in aggregates.items():
+        out.append(f"| {label} | {a['iqm']:.3f} [{a['iqm_ci_low']:.3f}, {a['iqm_ci_high']:.3f}]"
+                   f" | {a['mean']:.3f} [{a['mean_ci_low']:.3f}, {a['mean_ci_high']:.3f}] |")
+    out += ["", "![performance profiles](performance_profiles.png)", ""]
+    for sc in dict.fromkeys(r["scenario"] for r in rows):
+        out += [f"## {sc}", "", "| policy | profit, CNY | normalised | profit vs playbook, CNY "
+                "| P(beats playbook) | payment ROI | settlement ROI | learning days "
+                "| interruptions |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in (r for r in rows if r["scenario"] == sc):
+            out.append(
+                f"| {r['policy']} | {_fmt(r, 'profit')} | {_fmt(r, 'normalised_score', 2)} | "
+                f"{r['profit_diff_vs_playbook']:,.0f} [{r['profit_diff_ci_low']:,.0f}, "
+                f"{r['profit_diff_ci_high']:,.0f}] | {r['prob_improvement_vs_playbook']:.2f} | "
+                f"{r['payment_roi']:.2f} | {r['settlement_roi']:.2f} | "
+                f"{r['learning_days']:.1f} | {r['interruptions']:.1f} |")
+        out += ["", f"![{sc}](bars_{sc}.png)", ""]
+    return "\n".join(out) + "\n"
+
+
+def write_tensorboard(rows: list[dict[str, Any]], tb_dir: Path) -> None:
+    """Scalars ``eval/<policy>/<metric>`` (and the normalised score), one folder per scenario."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    for sc in dict.fromkeys(r["scenario"] for r in rows):
+        writer = SummaryWriter(str(tb_dir / sc))
+        for r in (r for r in rows if r["scenario"] == sc):
+            for key in (*EPISODE_METRICS, "normalised_score"):
+                writer.add_scalar(f"eval/{r['policy']}/{key}", r[key], 0)
+        writer.close()
+
+
+def evaluate(policies: list[str], scenarios: list[str], episodes: int = 32,
+             seed: int = REPORT_SEED, out_dir: Path | None = None, progress: bool = True,
+             tensorboard: bool = True, plots: bool = True) -> Path:
+    """Benchmark ``policies`` on ``scenarios`` and write the outputs; return the folder.
+
+    :param policies: registered names and/or trained run folders.
+    :param scenarios: scenario names or YAML paths.
+    :param out_dir: default: ``<run>/eval/`` for a single trained run, else
+        ``runs/eval__<time>/``.
+    :raises EvaluationError: unknown policy or scenario, missing run, damaged model.
+    """
+    if episodes < 2:
+        raise EvaluationError("--episodes must be at least 2 (intervals need a spread)")
+    sources = resolve_policies(policies)
+    configs = resolve_scenarios(scenarios)
+    if out_dir is None:
+        trained = [s.run_dir for s in sources if s.run_dir is not None]
+        out_dir = (trained[0] / "eval" if len(trained) == 1
+                   else Path("runs") / f"eval__{time.strftime('%Y%m%d-%H%M%S')}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    runs = run_all(sources, configs, episodes, seed, progress)
+    rows = summarise(runs, seed)
+    scores = episode_scores(runs)
+    aggregates = eval_stats.aggregate_scores(scores, seed)
+    record = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command_line(),
+        "seed": seed, "episodes": episodes, "seeds": [int(s) for s in runs[0].seeds],
+        "policies": [{"label": s.label, "name": s.name,
+                      "run_dir": str(s.run_dir) if s.run_dir else None} for s in sources],
+        "scenarios": {c.name: {"hash": c.hash(), "config": c.to_dict()} for c in configs},
+        "packages": package_versions(), "aggregates": aggregates,
+    }
+    write_text_atomic(out_dir / "summary.csv", _csv_text(rows))
+    write_text_atomic(out_dir / "episodes.csv", _csv_text(_episode_rows(runs)))
+    if plots:
+        _write_plots(runs, rows, scores, seed, out_dir)
+    if tensorboard:
+        write_tensorboard(rows, out_dir / "tb")
+    record["wall_time_s"] = round(time.perf_counter() - started, 1)
+    write_text_atomic(out_dir / "report.md", report_markdown(rows, aggregates, record))
+    write_json_atomic(out_dir / "eval.json", record)
+    return out_dir
+
+
+def _write_plots(runs: list[ScenarioResult], rows: list[dict[str, Any]],
+                 scores: dict[str, np.ndarray], seed: int, out_dir: Path) -> None:
+    for res in runs:
+        name = res.scenario.name
+        eval_plots.plot_bars(name, [r for r in rows if r["scenario"] == name],
+                             out_dir / f"bars_{name}.png")
+        for label, result in res.results.items():
+            first = {k: v[0] for k, v in result.daily.items()}
+            eval_plots.plot_trajectory(name, label, first, int(res.seeds[0]),
+                                       out_dir / f"trajectory_{name}_{label}.png")
+    taus = np.linspace(-1.0, 1.5, 51)
+    profiles, cis = eval_stats.performance_profiles(scores, taus, seed)
+    eval_plots.plot_profiles(taus, profiles, cis, out_dir / "performance_profiles.png")
+
+

@@ -1,0 +1,31 @@
+"""Calibration sanity (market brief §10), per scenario on 32 report seeds: no straw men."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.policies import make_policy
+from agents.rollout import rollout
+from envs.config import list_scenarios, load_scenario
+
+SEEDS = np.arange(10000, 10032)
+
+
+@pytest.mark.parametrize("name", list_scenarios())
+def test_typical_target_buys_a_meaningful_share_and_breakeven_is_near_it(name):
+    cfg = load_scenario(name)
+    assert 0.3 <= cfg.typical_pool_share <= 0.8
+    assert abs(cfg.breakeven_roi / cfg.typical_target_roi - 1.0) <= 0.2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list_scenarios())
+def test_playbook_scores_between_half_and_almost_the_oracle(name):
+    cfg = load_scenario(name)
+    profit = {}
+    for p in ("constant", "playbook", "oracle"):
+        policy = make_policy(p, cfg)
+        profit[p] = rollout(policy, policy.config, SEEDS).metrics["profit"].mean()
+    score = (profit["playbook"] - profit["constant"]) / (profit["oracle"] - profit["constant"])
+    assert 0.5 <= score <= 0.98, (name, score, profit)

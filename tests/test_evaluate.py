@@ -1,0 +1,85 @@
+"""The benchmark: reproducible bit for bit, scripts/evaluate.py end to end, clear errors."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agents.evaluation import evaluate
+from envs.metrics import EPISODE_METRICS
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "evaluate.py"
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), "--no-progress", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_same_seed_same_numbers_bit_for_bit(tmp_path):
+    kwargs = dict(policies=["pid"], scenarios=["food"], episodes=3, seed=10000,
+                  progress=False, tensorboard=False, plots=False)
+    a = evaluate(out_dir=tmp_path / "a", **kwargs)
+    b = evaluate(out_dir=tmp_path / "b", **kwargs)
+    for name in ("summary.csv", "episodes.csv"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+    c = evaluate(out_dir=tmp_path / "c", **{**kwargs, "seed": 10003})
+    assert (a / "episodes.csv").read_bytes() != (c / "episodes.csv").read_bytes()
+
+
+@pytest.mark.slow
+def test_script_end_to_end_on_two_scenarios(tmp_path):
+    out = tmp_path / "eval"
+    proc = run_script("--policies", "playbook", "pid", "--scenarios", "3c", "food",
+                      "--episodes", "3", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    with open(out / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["scenario"], r["policy"]) for r in rows} == {
+        (s, p) for s in ("3c", "food") for p in ("constant", "oracle", "playbook", "pid")}
+    for key in (*EPISODE_METRICS, "normalised_score", "prob_improvement_vs_playbook",
+                "profit_diff_vs_playbook", "profit_ci_low", "profit_ci_high"):
+        assert key in rows[0]
+    by = {(r["scenario"], r["policy"]): r for r in rows}
+    assert float(by["3c", "oracle"]["normalised_score"]) == pytest.approx(1.0)
+    assert float(by["3c", "constant"]["normalised_score"]) == pytest.approx(0.0)
+    assert float(by["3c", "playbook"]["profit_diff_vs_playbook"]) == 0.0
+    for name in ("report.md", "eval.json", "episodes.csv", "bars_3c.png",
+                 "trajectory_food_pid.png", "performance_profiles.png"):
+        assert (out / name).is_file(), name
+    assert list((out / "tb" / "3c").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("--policies", "no_such_policy"), "known: constant"),
+    (("--scenarios", "atlantis"), "known: 3c"),
+    (("--policies", "runs/does_not_exist__x"), "no run folder"),
+])
+def test_bad_input_is_a_clear_error(args, expected, tmp_path):
+    proc = run_script(*args, "--episodes", "2", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_trained_run_and_damaged_model(tiny_run, tmp_path):
+    out = tmp_path / "ppo_eval"
+    proc = run_script("--policies", str(tiny_run), "--scenarios", "3c", "--episodes", "2",
+                      "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    with open(out / "summary.csv", newline="") as f:
+        assert "ppo" in {r["policy"] for r in csv.DictReader(f)}
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_run, damaged)
+    (damaged / "best" / "model.zip").write_bytes(b"not a zip file")
+    proc = run_script("--policies", str(damaged), "--scenarios", "3c", "--episodes", "2",
+                      "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2
+    assert "cannot load the model" in proc.stderr and "Traceback" not in proc.stderr

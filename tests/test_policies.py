@@ -1,0 +1,193 @@
+"""Each rule's trigger and effect on hand-made decoded histories; the oracle's edge."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.policies import POLICIES, make_policy
+from agents.policies.controllers import MultiplicativeStepPolicy, PIDPolicy
+from agents.policies.operator import OperatorPolicy
+from agents.policies.playbook import (
+    BalanceRule,
+    BudgetSplitRule,
+    CreativeRotationRule,
+    LadderRule,
+    PhaseRule,
+    PlaybookPolicy,
+    PromotionRule,
+    RaiseWhenTargetMetRule,
+    RestartDecayingPlanRule,
+    SettlementPlanRule,
+    TargetBandRule,
+)
+from agents.policies.settings import DaySettings
+from agents.rollout import rollout
+from envs.actions import to_decision
+from envs.config import list_scenarios, load_scenario
+from envs.history import FEATURE_NAMES
+from envs.market import MarketState
+
+
+def history(**values) -> dict[str, np.ndarray]:
+    """A decoded observation of one account: a calm mature plan, overridden by ``values``."""
+    base = {name: 0.0 for name in FEATURE_NAMES}
+    base.update({f"roi_d{k}": 3.0 for k in range(1, 8)})
+    base.update({f"spend_to_budget_d{k}": 0.6 for k in range(1, 8)})
+    base.update(roi_7d=3.0, roi_prev_7d=3.0, target_roi=3.0, breakeven_roi=3.17,
+                plan_age_days=20.0, days_since_target_change=3.0, creative_age_days=10.0,
+                days_to_promo=30.0, days_after_promo=30.0, balance_days=20.0,
+                share_payment_roi=0.4, share_volume=0.6, log_budget_to_spend_7d=0.5)
+    base.update(values)
+    return {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in base.items()}
+
+
+def apply(rule, obs) -> DaySettings:
+    return rule(obs, DaySettings.hold(obs))
+
+
+def test_raise_when_target_met_and_budget_nearly_spent():
+    met = apply(RaiseWhenTargetMetRule(), history(roi_d1=3.2, spend_to_budget_d1=0.85))
+    assert 0.2 <= met.target_roi[0] - 3.0 <= 0.3
+    idle = apply(RaiseWhenTargetMetRule(), history(roi_d1=3.2, spend_to_budget_d1=0.5))
+    assert idle.target_roi[0] == 3.0
+    # the stable phase tolerates a 15% shortfall; the mature phase does not
+    assert apply(RaiseWhenTargetMetRule(), history(roi_d1=2.7, spend_to_budget_d1=0.9)
+                 ).target_roi[0] == pytest.approx(3.25)
+    assert apply(RaiseWhenTargetMetRule(), history(roi_d1=2.7, spend_to_budget_d1=0.9,
+                                                   plan_age_days=40)).target_roi[0] == 3.0
+
+
+def test_band_of_0_9_around_the_7_day_mean():
+    mature = dict(plan_age_days=40.0, share_volume=0.0, share_payment_roi=0.2,
+                  share_settlement_roi=0.8, roi_7d=3.0)
+    assert apply(TargetBandRule(), history(target_roi=4.5, **mature)).target_roi[0] == (
+        pytest.approx(3.9))
+    assert apply(TargetBandRule(), history(target_roi=1.5, **mature)).target_roi[0] == (
+        pytest.approx(2.1))
+    assert apply(TargetBandRule(), history(target_roi=3.5, **mature)).target_roi[0] == 3.5
+    # with volume plans in the account mean, the band does not apply
+    assert apply(TargetBandRule(), history(target_roi=4.5)).target_roi[0] == 4.5
+
+
+def test_budget_split_40_60_in_the_stable_phase():
+    s = apply(BudgetSplitRule(), history(share_payment_roi=1.0, share_volume=0.0))
+    assert s.shares[0] == pytest.approx([0.4, 0.0, 0.6])
+    week1 = history(plan_age_days=3, share_payment_roi=1.0, share_volume=0.0)
+    assert apply(BudgetSplitRule(), week1).shares[0] == pytest.approx([1.0, 0.0, 0.0])
+
+
+def test_settlement_plans_get_at_least_30_percent():
+    obs = history(share_payment_roi=0.5, share_settlement_roi=0.1, share_volume=0.4)
+    assert apply(SettlementPlanRule(), obs).shares[0] == pytest.approx([0.3, 0.3, 0.4])
+    assert apply(SettlementPlanRule(), history()).shares[0] == pytest.approx([0.4, 0.0, 0.6])
+
+
+def test_three_phases():
+    launch = apply(PhaseRule(), history(plan_age_days=0, roi_7d=3.0, target_roi=3.0))
+    assert launch.target_roi[0] == pytest.approx(2.4)  # 80% of the mean, the 3C case
+    assert launch.shares[0] == pytest.approx([1.0, 0.0, 0.0])
+    assert launch.budget_ratio[0] >= 1.0
+    mature = apply(PhaseRule(), history(plan_age_days=30))
+    assert mature.shares[0] == pytest.approx([0.2, 0.8, 0.0])
+    stable = apply(PhaseRule(), history(plan_age_days=15))
+    assert stable.shares[0] == pytest.approx([0.4, 0.0, 0.6])
+
+
+def test_promotion_cut_floor_and_restore():
+    first = apply(PromotionRule(), history(days_to_promo=7, target_roi=3.0))
+    second = apply(PromotionRule(), history(days_to_promo=6, target_roi=first.target_roi[0]))
+    assert second.target_roi[0] == pytest.approx(2.4)  # -20% in two steps
+    assert first.target_roi[0] / 3.0 > 1 / 1.15  # each step below the re-learning change
+    floor = apply(PromotionRule(), history(in_promo=1, days_to_promo=0, target_roi=1.5,
+                                           roi_7d=3.0))
+    assert floor.target_roi[0] == pytest.approx(2.1)  # 70% of the mean
+    back = apply(PromotionRule(), history(days_after_promo=3, target_roi=2.4))
+    assert back.target_roi[0] == pytest.approx(2.4 / np.sqrt(0.8))
+    assert apply(PromotionRule(), history()).target_roi[0] == 3.0
+
+
+def test_weekly_ladder():
+    due = history(plan_age_days=21, days_since_target_change=7)
+    assert 0.2 <= apply(LadderRule(), due).target_roi[0] - 3.0 <= 0.3
+    assert apply(LadderRule(), history(days_since_target_change=3)).target_roi[0] == 3.0
+    promo = history(plan_age_days=21, days_since_target_change=7, days_to_promo=5)
+    assert apply(LadderRule(), promo).target_roi[0] == 3.0
+
+
+def test_balance_cap_at_a_third():
+    # balance = 1.5 days of mean spend, budget = mean spend: the budget must halve
+    low = history(balance_days=1.5, log_budget_to_spend_7d=0.0)
+    assert apply(BalanceRule(), low).budget_ratio[0] == pytest.approx(0.5)
+    assert apply(BalanceRule(), history()).budget_ratio[0] == 1.0
+    topup_morning = history(balance_days=1.5, log_budget_to_spend_7d=0.0, plan_age_days=14)
+    assert apply(BalanceRule(7), topup_morning).budget_ratio[0] == 1.0
+
+
+def test_restart_a_decaying_plan_and_rotate_creatives():
+    decaying = history(log_gmv_trend=np.log(0.8), creative_age_days=20,
+                       days_since_target_change=10)
+    assert apply(RestartDecayingPlanRule(), decaying).refresh[0]
+    assert not apply(RestartDecayingPlanRule(), history(log_gmv_trend=np.log(0.8))).refresh[0]
+    learning = dict(decaying, learning=np.ones(1))
+    assert not apply(RestartDecayingPlanRule(), learning).refresh[0]
+    assert apply(CreativeRotationRule(28), history(creative_age_days=28)).refresh[0]
+    assert not apply(CreativeRotationRule(28), history(creative_age_days=27)).refresh[0]
+
+
+def test_operator_rules_of_thumb():
+    cfg = load_scenario("3c")
+    op = OperatorPolicy(cfg)
+    good = history(roi_d1=3.5, roi_d2=3.4, roi_d3=3.3, roi_7d=3.4, spend_to_budget_d1=1.0)
+    s = op.settings(good)
+    assert s.budget_ratio[0] == pytest.approx(1.2)
+    capped = op.settings(dict(good, spend_to_budget_d1=np.array([0.7])))
+    assert capped.budget_ratio[0] == pytest.approx(1.05)  # 1.5x yesterday's spend
+    far = op.settings(history(roi_7d=2.0))
+    assert far.target_roi[0] == pytest.approx(3.3)  # at most +10% a day
+    promo = op.settings(history(days_to_promo=7))
+    assert promo.target_roi[0] == pytest.approx(2.8)
+
+
+def test_controllers():
+    cfg = load_scenario("3c")
+    low = history(**{f"roi_d{k}": 2.5 for k in range(1, 8)})
+    assert 3.0 < PIDPolicy(cfg).settings(low).target_roi[0] <= 3.3 + 1e-9
+    high = history(**{f"roi_d{k}": 4.0 for k in range(1, 8)})
+    assert PIDPolicy(cfg).settings(high).target_roi[0] < 3.0
+    step = MultiplicativeStepPolicy(cfg)
+    assert step.settings(low).target_roi[0] == pytest.approx(3.15)
+    assert step.settings(high).target_roi[0] == pytest.approx(3.0 / 1.05)
+
+
+def test_playbook_action_applies_its_settings():
+    """The encoded action, through the env's mapping, lands on the proposed settings."""
+    cfg = load_scenario("3c")
+    policy = PlaybookPolicy(cfg)
+    obs = history(roi_d1=3.2, spend_to_budget_d1=0.85)
+    action = policy.decide(obs)
+    state = MarketState(**{k: None for k in MarketState.__dataclass_fields__})
+    state.target_roi, state.budget_cny = np.array([3.0]), np.array([10000.0])
+    state.shares, state.day = np.array([[0.4, 0.0, 0.6]]), np.array([20])
+    state.creative_age_days = np.array([10.0])
+    decision = to_decision(policy.config, state, action.astype(float))
+    assert decision.target_roi[0] == pytest.approx(3.25)
+    assert decision.shares[0] == pytest.approx([0.4, 0.0, 0.6], abs=0.02)
+    assert not decision.refresh[0]
+
+
+def test_every_policy_is_registered():
+    assert {"constant", "playbook", "operator", "pid", "step", "oracle"} <= set(POLICIES)
+
+
+@pytest.mark.slow
+def test_oracle_beats_every_heuristic_in_every_scenario():
+    seeds = np.arange(10000, 10004)
+    for name in list_scenarios():
+        cfg = load_scenario(name)
+        profit = {}
+        for p in POLICIES:
+            policy = make_policy(p, cfg)
+            profit[p] = rollout(policy, policy.config, seeds).metrics["profit"].mean()
+        best_heuristic = max(v for k, v in profit.items() if k != "oracle")
+        assert profit["oracle"] > best_heuristic, (name, profit)
