@@ -138,12 +138,7 @@ def _decode(raw: bytes, path: Path) -> tuple[str, str]:
 
 def _read_csv(path: Path) -> tuple[list[tuple[int, list[Any]]], str]:
     text, encoding = _decode(path.read_bytes(), path)
-    sample = "\n".join(text.splitlines()[:_HEADER_SCAN_ROWS + 5])
-    try:
-        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",\t;")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     rows = []
     try:
         for cells in reader:
@@ -151,6 +146,21 @@ def _read_csv(path: Path) -> tuple[list[tuple[int, list[Any]]], str]:
     except csv.Error as exc:
         raise ServingError(f"not a readable CSV table ({exc})", path, reader.line_num) from None
     return rows, encoding
+
+
+def _delimiter(text: str) -> str:
+    """The delimiter (comma, tab or semicolon) under which the header row holds the most
+    recognised columns; a comma when no header is found."""
+    head = text.splitlines()[:_HEADER_SCAN_ROWS]
+    best, found = ",", 0
+    for delimiter in (",", "\t", ";"):
+        for cells in csv.reader(head, delimiter=delimiter):
+            columns = _map_header(cells)[0]
+            if _is_header(columns):
+                if len(columns) > found:
+                    best, found = delimiter, len(columns)
+                break
+    return best
 
 
 def _read_xlsx(path: Path) -> tuple[list[tuple[int, list[Any]]], str]:
@@ -195,17 +205,12 @@ def parse_number(value: Any, path: Path, row: int, header: str) -> float | None:
         number = float(value)
     else:
         text = _cell_text(value)
-        if text.lower() in _MISSING:
-            return None
-        scale = 1.0
-        if text.endswith(("%", "％")):
-            text, scale = text[:-1], 0.01
-        text = re.sub(r"[,，\s¥￥]|元$|CNY$", "", text)
         try:
-            number = float(text) * scale
+            number = float(text)  # the common case: a plain number
         except ValueError:
-            raise ServingError(f"expected a number, got {_cell_text(value)!r}", path, row,
-                               header) from None
+            number = _parse_formatted(text, value, path, row, header)
+        if number is None or math.isnan(number):  # "nan" is how some tools write a blank
+            return None
     if not math.isfinite(number):
         raise ServingError(f"expected a finite number, got {_cell_text(value)!r}", path, row,
                            header)
@@ -213,6 +218,21 @@ def parse_number(value: Any, path: Path, row: int, header: str) -> float | None:
         raise ServingError(f"negative value {_cell_text(value)!r} (must be >= 0)", path, row,
                            header)
     return number
+
+
+def _parse_formatted(text: str, value: Any, path: Path, row: int, header: str) -> float | None:
+    """``1,234.5``, ``¥1,234``, ``12%``; None for a blank or dash."""
+    if text.lower() in _MISSING:
+        return None
+    scale = 1.0
+    if text.endswith(("%", "％")):
+        text, scale = text[:-1], 0.01
+    text = re.sub(r"[,，\s¥￥]|元$|CNY$", "", text)
+    try:
+        return float(text) * scale
+    except ValueError:
+        raise ServingError(f"expected a number, got {_cell_text(value)!r}", path, row,
+                           header) from None
 
 
 def parse_date(value: Any, path: Path, row: int, header: str) -> dt.date | None:
@@ -226,6 +246,10 @@ def parse_date(value: Any, path: Path, row: int, header: str) -> dt.date | None:
     if text.lower() in _MISSING:
         return None
     text = text.split()[0].split("T")[0]
+    try:
+        return dt.date.fromisoformat(text)  # the common case, fast
+    except ValueError:
+        pass
     for fmt in _DATE_FORMATS:
         try:
             return dt.datetime.strptime(text, fmt).date()
@@ -265,10 +289,14 @@ def _map_header(cells: Sequence[Any]) -> tuple[dict[str, int], list[str]]:
     return {name: index for name, (_, index) in best.items()}, ignored
 
 
+def _is_header(columns: dict[str, int]) -> bool:
+    """A header row names the date and at least two other required columns."""
+    return "date" in columns and len(set(columns) & set(REQUIRED)) >= 3
+
+
 def _find_header(rows: list[tuple[int, list[Any]]], path: Path) -> int:
     for pos, (_, cells) in enumerate(rows[:_HEADER_SCAN_ROWS]):
-        found, _ = _map_header(cells)
-        if "date" in found and len(set(found) & set(REQUIRED)) >= 3:
+        if _is_header(_map_header(cells)[0]):
             return pos
     wanted = ", ".join(f"{name} ({ALIASES[name][-1] if name != 'date' else '日期'})"
                        for name in REQUIRED)
