@@ -18,6 +18,7 @@ every step counted so far, so ``step_<N>`` holds the model after ``N`` steps.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -180,15 +181,21 @@ def _next_multiple(step: int, every: int) -> int:
 
 class ValidationCallback(BaseCallback):
     """Every ``eval_freq`` steps: validate, log, and keep the best model (by mean return on
-    the validation seeds) in ``best/`` with its own normalisation statistics."""
+    the validation seeds) in ``best/`` with its own normalisation statistics.
+
+    :param on_validation: optional, called with each periodic result; it may stop training
+        by raising (e.g. ``optuna.TrialPruned``: the exception leaves ``train()``).
+    """
 
     def __init__(self, validator: Validator, eval_freq: int, run_dir: Path,
-                 best_score: float = -math.inf):
+                 best_score: float = -math.inf,
+                 on_validation: Callable[[ValidationResult], None] | None = None):
         super().__init__()
         self.validator = validator
         self.eval_freq = eval_freq
         self.run_dir = Path(run_dir)
         self.best_score = best_score
+        self.on_validation = on_validation
         self.last: ValidationResult | None = None
         self._next = 0
 
@@ -197,8 +204,10 @@ class ValidationCallback(BaseCallback):
 
     def _on_rollout_start(self) -> None:
         if self.model.num_timesteps >= self._next:
-            self.validate()
+            result = self.validate()
             self._next = _next_multiple(self.model.num_timesteps, self.eval_freq)
+            if self.on_validation is not None:
+                self.on_validation(result)
 
     def _on_step(self) -> bool:
         return True

@@ -17,7 +17,7 @@ import math
 import shlex
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from agents.callbacks import (
     ProgressBarCallback,
     StopOnRequest,
     ValidationCallback,
+    ValidationResult,
     Validator,
     analyst_layout,
     comparison_tags,
@@ -245,7 +246,8 @@ def _stop_on_signals(stop: StopOnRequest) -> Iterator[None]:
 
 
 def _session(run_dir: Path, config: TrainConfig, scenario: ScenarioConfig, session: int,
-             checkpoint: Path | None, command: list[str]) -> Path:
+             checkpoint: Path | None, command: list[str],
+             on_validation: Callable[[ValidationResult], None] | None = None) -> Path:
     """Train until ``config.training.total_timesteps``, from ``checkpoint`` if given."""
     t = config.training
     torch.set_num_threads(t.torch_threads)
@@ -270,7 +272,7 @@ def _session(run_dir: Path, config: TrainConfig, scenario: ScenarioConfig, sessi
     writer.add_custom_scalars(analyst_layout(t.baseline))
 
     market = MarketMetricsCallback()
-    validation = ValidationCallback(validator, t.eval_freq, run_dir, best_score)
+    validation = ValidationCallback(validator, t.eval_freq, run_dir, best_score, on_validation)
     checkpoints = CheckpointCallback(t.checkpoint_freq, run_dir)
     stop = StopOnRequest()
     callbacks = [market, validation, checkpoints, stop]
@@ -324,13 +326,17 @@ def _session(run_dir: Path, config: TrainConfig, scenario: ScenarioConfig, sessi
 
 # ---------------------------------------------------------------------------------------------
 def train(config: TrainConfig, runs_dir: str | Path = "runs", run_name: str | None = None,
-          command: list[str] | None = None) -> Path:
+          command: list[str] | None = None,
+          on_validation: Callable[[ValidationResult], None] | None = None) -> Path:
     """Train PPO into a new run folder and return it.
 
     :param runs_dir: where run folders live.
     :param run_name: replaces the whole default name ``<scenario>__<exp>__<seed>__<time>``;
         an existing name is an error (:class:`RunError`).
     :param command: the command line to record (default: this process's).
+    :param on_validation: called with each periodic :class:`ValidationResult` (tuning's
+        pruning hook); an exception it raises stops training (run status ``failed``) and
+        leaves ``train()``.
     """
     scenario = config.scenario_config()
     Validator(scenario, config.training.baseline, 2)  # an unknown baseline fails before any I/O
@@ -346,7 +352,7 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_name: str | No
         "env_version": ENV_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "num_timesteps": 0, "scenario_config": scenario.to_dict(), "sessions": [],
     })
-    return _session(run_dir, config, scenario, 0, None, command)
+    return _session(run_dir, config, scenario, 0, None, command, on_validation)
 
 
 def load_run_config(run_dir: Path) -> tuple[TrainConfig, ScenarioConfig]:
