@@ -1,0 +1,1 @@
+"""Tuning and sweeps on a shared Optuna storage: search spaces, the trial queue, studies."""
