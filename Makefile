@@ -16,7 +16,7 @@ $(STAMP): requirements.lock pyproject.toml
 setup: $(STAMP)
 
 train: $(STAMP)  ## train PPO on the default scenario (TensorBoard logs in runs/)
-	$(PY) scripts/simulate.py $(ARGS)
+	$(PY) scripts/train.py $(ARGS)
 
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest $(ARGS)

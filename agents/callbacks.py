@@ -260,10 +260,6 @@ class MarketMetricsCallback(BaseCallback):
     """At each training episode's end: ``market/<metric>`` and ``market/reward_terms/<term>``
     (means over the accounts that finished at this step)."""
 
-    def __init__(self):
-        super().__init__()
-        self.last: dict[str, float] = {}
-
     def _on_step(self) -> bool:
         ended = [info for info in self.locals["infos"] if "episode_metrics" in info]
         if not ended:
@@ -273,7 +269,6 @@ class MarketMetricsCallback(BaseCallback):
         for key in EPISODE_METRICS:
             value = float(np.mean([info["episode_metrics"][key] for info in ended]))
             writer.add_scalar(f"market/{key}", value, step)
-            self.last[key] = value
         terms = [info["episode_reward_terms"] for info in ended
                  if "episode_reward_terms" in info]
         for key in terms[0] if terms else ():
@@ -294,55 +289,71 @@ class StopOnRequest(BaseCallback):
         return not self.requested
 
 
-class ProgressBarCallback(BaseCallback):
-    """A rich progress bar: steps, ETA, the recent episode reward and the last validation."""
+def _short_cny(value: float) -> str:
+    """12345 -> '12.3k', -1234567 -> '-1.23M' (CNY)."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.0f}"
 
-    def __init__(self, total_timesteps: int, market: MarketMetricsCallback,
-                 validation: ValidationCallback):
+
+class ProgressBarCallback(BaseCallback):
+    """A rich progress bar: steps, elapsed time, ETA, steps/s, the recent episode reward and
+    the last validation's profit next to the baseline's."""
+
+    def __init__(self, total_timesteps: int, validation: ValidationCallback):
         super().__init__()
         self.total = total_timesteps
-        self.market = market
         self.validation = validation
-        self.bar = None
-        self._last = 0
+        self.progress = None
+        self._task = None
 
     def _on_training_start(self) -> None:
-        import warnings
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        from tqdm import TqdmExperimentalWarning
-        from tqdm.rich import tqdm
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", TqdmExperimentalWarning)
-            self.bar = tqdm(total=self.total, initial=self.model.num_timesteps, unit="step")
-        self._last = self.model.num_timesteps
+        self.progress = Progress(
+            BarColumn(bar_width=24), MofNCompleteColumn(), TextColumn("steps"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"))
+        self.progress.start()
+        self._task = self.progress.add_task("train", total=self.total,
+                                            completed=self.model.num_timesteps, info="")
 
     def _describe(self) -> str:
         parts = []
         rewards = [ep["r"] for ep in self.model.ep_info_buffer or ()]
         if rewards:
-            parts.append(f"ep reward {np.mean(rewards):.2f}")
-        if "profit" in self.market.last:
-            parts.append(f"profit {self.market.last['profit']:,.0f}")
+            parts.append(f"reward {np.mean(rewards):.2f}")
         last = self.validation.last
         if last is not None:
-            parts.append(f"val: PPO {last.ppo['profit']:,.0f} vs {last.baseline} "
-                         f"{last.reference['profit']:,.0f}")
+            parts.append(f"val profit: PPO {_short_cny(last.ppo['profit'])} vs "
+                         f"{last.baseline} {_short_cny(last.reference['profit'])}")
         return " | ".join(parts)
 
+    def _on_rollout_start(self) -> None:
+        if self.progress is not None:
+            self.progress.update(self._task, completed=self.model.num_timesteps,
+                                 info=self._describe())
+
     def _on_step(self) -> bool:
-        if self.bar is not None and self.model.num_timesteps - self._last >= 1000:
-            self.bar.set_description(self._describe(), refresh=False)
-            self.bar.update(self.model.num_timesteps - self._last)
-            self._last = self.model.num_timesteps
+        if self.progress is not None and self.n_calls % 16 == 0:
+            self.progress.update(self._task, completed=self.model.num_timesteps)
         return True
 
     def _on_training_end(self) -> None:
-        if self.bar is not None:
-            self.bar.set_description(self._describe(), refresh=False)
-            self.bar.update(self.model.num_timesteps - self._last)
-            self.bar.close()
-            self.bar = None
+        if self.progress is not None:
+            done = self.model.num_timesteps  # the last rollout may pass the total
+            self.progress.update(self._task, total=max(done, self.total), completed=done,
+                                 info=self._describe())
+            self.progress.stop()
+            self.progress = None
 
 
 def read_eval(folder: Path) -> dict[str, Any] | None:

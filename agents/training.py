@@ -277,7 +277,7 @@ def _session(run_dir: Path, config: TrainConfig, scenario: ScenarioConfig, sessi
     stop = StopOnRequest()
     callbacks = [market, validation, checkpoints, stop]
     if t.progress_bar:
-        callbacks.append(ProgressBarCallback(t.total_timesteps, market, validation))
+        callbacks.append(ProgressBarCallback(t.total_timesteps, validation))
 
     info = read_run_json(run_dir)
     sessions = info.get("sessions", [])
