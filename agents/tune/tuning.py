@@ -295,7 +295,8 @@ def export_best(study: optuna.Study, name: str, config_dir: Path = PPO_CONFIG_DI
     return path
 
 
-def summarize(study: optuna.Study, top: int = 5) -> str:
+def summarize(study: optuna.Study, top: int = 5,
+              value: str = "PPO - playbook profit, CNY per validation episode") -> str:
     """The study in a few lines: trials by state, the best ones, retried slots."""
     trials = study.get_trials(deepcopy=False)
     states: dict[str, int] = {}
@@ -310,7 +311,7 @@ def summarize(study: optuna.Study, top: int = 5) -> str:
     done = sorted((t for t in trials if t.state == TrialState.COMPLETE),
                   key=lambda t: -t.value)[:top]
     if done:
-        lines.append("best trials (PPO - playbook profit, CNY per validation episode):")
+        lines.append(f"best trials ({value}):")
     for t in done:
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in t.params.items())

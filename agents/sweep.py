@@ -1,0 +1,332 @@
+"""Multi-seed sweeps: a grid of PPO configs x scenarios x seeds run by any number of workers
+through the tuning queue (:mod:`agents.tune.queue`), then one aggregate with rliable's
+interquartile mean and stratified-bootstrap intervals.
+
+Each cell trains with :func:`agents.training.train` and evaluates its final model against
+the playbook on the report seeds (from 10000, contracts): the paired profit difference per
+episode (CNY) with its t-interval. Across scenarios, a cell's score is that difference per
+CNY of the playbook's settled GMV on the same seeds, ``(PPO - playbook profit) / playbook
+settled GMV`` (0: as good as the playbook; 0.02: two more points of profit margin on the
+playbook's sales; scale-free, and defined when the playbook's own profit is near 0). Per
+config, the scores form a (seeds x scenarios) matrix whose IQM and mean get 95%
+stratified-bootstrap intervals (seeds resampled within each scenario, as rliable does).
+
+::
+
+    runs/sweep__<name>/
+      study.db  study.json                   the default storage and the study's record
+      <scenario>__<config>__<seed>__t<N>/    one run folder per cell (trial N)
+      aggregate.json  summary.csv            written when every cell is done
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+from rliable import metrics as rly_metrics
+
+from agents.callbacks import paired_difference
+from agents.policies import make_policy
+from agents.ppo_config import TrainConfig, load_train_config, parse_sets
+from agents.ppo_policy import load_trained_policy
+from agents.rollout import rollout
+from agents.run_folder import command_line, write_json_atomic, write_text_atomic
+from agents.training import InterruptedTrainingError, train
+from agents.tune.queue import (
+    SLOT_ATTR,
+    HeartbeatSettings,
+    QueueSpec,
+    TrialQueue,
+    TuneError,
+    WorkerReport,
+    create_or_join,
+    describe_url,
+    open_storage,
+    queue_size,
+    slot_trials,
+)
+from agents.tune.tuning import (
+    RUN_ATTR,
+    SEED_ATTR,
+    default_storage_url,
+    mark_abandoned,
+    study_dir,
+    write_study_record,
+)
+
+REPORT_SEED_START = 10000  # contracts: reports use seeds from 10000
+CONFIDENCE = 0.95
+BOOTSTRAP_REPS = 2000
+EVAL_ATTR = "evaluation"  # trial user attr: the cell's report-seed evaluation
+AGGREGATE_JSON = "aggregate.json"
+SUMMARY_CSV = "summary.csv"
+
+
+@dataclass(frozen=True)
+class SweepGrid:
+    """Configs x scenarios x seeds, plus what every cell shares."""
+
+    configs: tuple[str, ...]  # PPO presets (configs/ppo/) or YAML paths
+    scenarios: tuple[str, ...]  # scenario presets (configs/scenarios/) or YAML paths
+    seeds: tuple[int, ...]  # training seeds
+    sets: Mapping[str, Any]  # dotted config values for every cell (e.g. the budget)
+    eval_episodes: int  # report seeds 10000.. per cell
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Short config names (file stems)."""
+        return tuple(Path(c).stem for c in self.configs)
+
+    def cells(self) -> list[dict[str, Any]]:
+        """One dict per cell, config-major: ``{config, scenario, seed}`` (config = label)."""
+        return [{"config": label, "scenario": scenario, "seed": seed}
+                for label in self.labels for scenario in self.scenarios for seed in self.seeds]
+
+    def cell_config(self, cell: Mapping[str, Any]) -> TrainConfig:
+        """The resolved training config of a cell."""
+        source = self.configs[self.labels.index(cell["config"])]
+        return load_train_config(source, scenario=cell["scenario"],
+                                 values={**self.sets, "seed": cell["seed"]})
+
+    def identity(self) -> dict[str, Any]:
+        """What joining workers must share: every cell's resolved config (by hash)."""
+        return {"cells": [{**c, "config_hash": self.cell_config(c).hash()}
+                          for c in self.cells()], "eval_episodes": self.eval_episodes}
+
+
+def make_grid(configs: Sequence[str], scenarios: Sequence[str], seeds: Sequence[int],
+              sets: Sequence[str] = (), eval_episodes: int = 16) -> SweepGrid:
+    """A validated grid: every cell's config loads (bad keys fail before any training).
+
+    :raises ConfigError: a bad config, scenario or ``--set``.
+    :raises TuneError: an empty or repeated axis, too few evaluation episodes.
+    """
+    for name, axis in (("--configs", configs), ("--scenarios", scenarios), ("--seeds", seeds)):
+        if not axis:
+            raise TuneError(f"{name}: needs at least one value")
+        if len(set(axis)) != len(axis):
+            raise TuneError(f"{name}: repeated values in {list(axis)}")
+    if any(s < 0 for s in seeds):
+        raise TuneError(f"--seeds: must be >= 0, got {list(seeds)}")
+    if eval_episodes < 2:
+        raise TuneError(f"--eval-episodes: needs at least 2 (for an interval), got "
+                        f"{eval_episodes}")
+    labels = [Path(c).stem for c in configs]
+    if len(set(labels)) != len(labels):
+        raise TuneError(f"--configs: two configs share a name ({labels})")
+    grid = SweepGrid(tuple(configs), tuple(scenarios), tuple(int(s) for s in seeds),
+                     parse_sets(list(sets)), eval_episodes)
+    for cell in grid.cells()[:: len(grid.seeds)]:  # one per config x scenario
+        grid.cell_config(cell)
+    return grid
+
+
+# ---------------------------------------------------------------------------------------------
+def report_seeds(n: int) -> np.ndarray:
+    """The first ``n`` report seeds (10000, 10001, ...)."""
+    return np.arange(REPORT_SEED_START, REPORT_SEED_START + n)
+
+
+def evaluate_run(run_dir: Path, baseline: str, n_episodes: int) -> dict[str, Any]:
+    """A run's final model and ``baseline`` on the same report seeds: mean profits (CNY per
+    episode) and the paired difference with its 95% t-interval."""
+    policy = load_trained_policy(run_dir, "final")
+    seeds = report_seeds(n_episodes)
+    ppo = rollout(policy, policy.scenario, seeds).metrics
+    reference_policy = make_policy(baseline, policy.scenario)
+    reference = rollout(reference_policy, getattr(reference_policy, "config", policy.scenario),
+                        seeds).metrics
+    diff, low, high = paired_difference(ppo["profit"], reference["profit"])
+    return {"baseline": baseline, "seeds": [int(seeds[0]), int(seeds[-1])],
+            "ppo_profit": float(np.mean(ppo["profit"])),
+            "baseline_profit": float(np.mean(reference["profit"])),
+            "baseline_settled_gmv": float(np.mean(reference["settled_gmv"])),
+            "profit_diff": diff, "profit_diff_ci": [low, high]}
+
+
+class SweepObjective:
+    """One cell: train, evaluate on the report seeds, return PPO - playbook profit."""
+
+    def __init__(self, grid: SweepGrid, folder: Path, study_name: str):
+        self.grid = grid
+        self.folder = folder
+        self.study_name = study_name
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        cell = self.grid.cells()[int(trial.user_attrs[SLOT_ATTR])]
+        trial.suggest_categorical("config", self.grid.labels)  # the enqueued values, recorded
+        trial.suggest_categorical("scenario", self.grid.scenarios)
+        trial.suggest_categorical("seed", self.grid.seeds)
+        mark_abandoned(trial.user_attrs, trial.number)
+        trial.set_user_attr(SEED_ATTR, cell["seed"])
+        config = self.grid.cell_config(cell)
+        run_name = f"{config.scenario_config().name}__{cell['config']}__{cell['seed']}__" \
+                   f"t{trial.number}"
+        trial.set_user_attr(RUN_ATTR, str(self.folder / run_name))
+        try:
+            run_dir = train(config, runs_dir=self.folder, run_name=run_name,
+                            command=[*command_line(), f"# cell {trial.number} of "
+                                     f"{self.study_name}"])
+        except InterruptedTrainingError as exc:
+            raise KeyboardInterrupt(str(exc)) from exc
+        evaluation = evaluate_run(run_dir, config.training.baseline, self.grid.eval_episodes)
+        trial.set_user_attr(EVAL_ATTR, evaluation)
+        return evaluation["profit_diff"]
+
+
+@dataclass
+class SweepResult:
+    """What a sweep worker leaves."""
+
+    study: optuna.Study
+    folder: Path
+    storage: str
+    report: WorkerReport
+    aggregate: dict[str, Any] | None  # None while cells are unfinished
+
+
+def sweep(grid: SweepGrid, study_name: str, storage_url: str | None = None,
+          runs_dir: str | Path = "runs", heartbeat: HeartbeatSettings | None = None,
+          max_trials: int | None = None, log: Callable[[str], None] = print) -> SweepResult:
+    """Create or join a sweep and work on it; when every cell is done, write the aggregate.
+
+    :raises TuneError: bad storage, or the name exists with another grid.
+    """
+    heartbeat = heartbeat or HeartbeatSettings()
+    folder = study_dir(runs_dir, "sweep", study_name)
+    folder.mkdir(parents=True, exist_ok=True)
+    url = storage_url or default_storage_url(folder)
+    storage = open_storage(url, heartbeat)
+    cells = grid.cells()
+    study, created = create_or_join(storage, study_name,
+                                    QueueSpec("sweep", grid.identity(), cells))
+    log(f"{'created' if created else 'joined'} sweep {study_name!r} ({len(cells)} cells: "
+        f"{len(grid.configs)} configs x {len(grid.scenarios)} scenarios x {len(grid.seeds)} "
+        f"seeds) in {describe_url(url)}")
+    write_study_record(folder, {"study_name": study_name, "kind": "sweep",
+                                "storage": describe_url(url), "identity": grid.identity()})
+
+    def make_study(slot: int) -> optuna.Study:
+        return optuna.load_study(study_name=study_name, storage=storage)
+
+    queue = TrialQueue(storage, study_name, make_study, heartbeat, log)
+    report = queue.work(SweepObjective(grid, folder, study_name), max_trials=max_trials)
+    aggregate = None
+    if _unfinished(queue.study) == []:
+        aggregate = write_aggregate(queue.study, grid, folder)
+    return SweepResult(queue.study, folder, describe_url(url), report, aggregate)
+
+
+def _unfinished(study: optuna.Study) -> list[int]:
+    slots = slot_trials(study)
+    return [s for s in range(queue_size(study)) if s not in slots
+            or not slots[s].state.is_finished()]
+
+
+# ---------------------------------------------------------------------------------------------
+def stratified_bootstrap(scores: np.ndarray, func: Callable[[np.ndarray], float], reps: int,
+                         rng: np.random.Generator) -> np.ndarray:
+    """``func`` of ``reps`` resamples of ``scores`` (runs, tasks): runs drawn with replacement
+    within each task (rliable's stratified bootstrap)."""
+    runs, tasks = scores.shape
+    idx = rng.integers(0, runs, size=(reps, runs, tasks))
+    return np.array([func(np.take_along_axis(scores, i, axis=0)) for i in idx])
+
+
+def aggregate_scores(scores: np.ndarray, seed: int = 0,
+                     reps: int = BOOTSTRAP_REPS) -> dict[str, float]:
+    """IQM and mean of a (runs, tasks) score matrix with 95% stratified-bootstrap intervals."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, float] = {}
+    tail = 50.0 * (1.0 - CONFIDENCE)
+    for name, func in (("iqm", rly_metrics.aggregate_iqm), ("mean", rly_metrics.aggregate_mean)):
+        boot = stratified_bootstrap(scores, func, reps, rng)
+        low, high = np.percentile(boot, [tail, 100.0 - tail])
+        out.update({name: float(func(scores)), f"{name}_ci_low": float(low),
+                    f"{name}_ci_high": float(high)})
+    return out
+
+
+def cell_score(evaluation: Mapping[str, Any]) -> float:
+    """``(PPO - baseline profit) / baseline settled GMV`` (NaN if the baseline sold nothing)."""
+    sales = evaluation["baseline_settled_gmv"]
+    return evaluation["profit_diff"] / sales if sales > 0 else float("nan")
+
+
+def write_aggregate(study: optuna.Study, grid: SweepGrid, folder: Path) -> dict[str, Any]:
+    """``aggregate.json`` and ``summary.csv`` from the finished cells (atomically).
+
+    :raises TuneError: a cell did not complete (its trial failed by its own error).
+    """
+    cells = grid.cells()
+    slots = slot_trials(study)
+    missing = [cells[s] for s in range(len(cells))
+               if s not in slots or slots[s].state != TrialState.COMPLETE]
+    if missing:
+        raise TuneError(f"sweep {study.study_name!r}: {len(missing)} cell(s) did not complete "
+                        f"(first: {missing[0]}); see their trials' 'error' attribute")
+    evaluations = {s: slots[s].user_attrs[EVAL_ATTR] for s in range(len(cells))}
+    rows, per_config = [], {}
+    for i, label in enumerate(grid.labels):
+        matrix = np.full((len(grid.seeds), len(grid.scenarios)), np.nan)
+        for slot, cell in enumerate(cells):
+            if cell["config"] == label:
+                matrix[grid.seeds.index(cell["seed"]),
+                       grid.scenarios.index(cell["scenario"])] = cell_score(
+                           evaluations[slot])
+        per_config[label] = {**aggregate_scores(matrix, seed=i),
+                             "scores": matrix.round(6).tolist()}
+        for scenario in grid.scenarios:
+            evs = [evaluations[s] for s, c in enumerate(cells)
+                   if c["config"] == label and c["scenario"] == scenario]
+            rows.append({"config": label, "scenario": scenario, "n_seeds": len(evs),
+                         "ppo_profit": np.mean([e["ppo_profit"] for e in evs]),
+                         "baseline_profit": np.mean([e["baseline_profit"] for e in evs]),
+                         "profit_diff": np.mean([e["profit_diff"] for e in evs]),
+                         "score": np.mean([cell_score(e) for e in evs])})
+    result = {"study_name": study.study_name, "score": "(PPO - playbook profit) / playbook "
+              "settled GMV, means over the report seeds", "eval_episodes": grid.eval_episodes,
+              "report_seeds": [REPORT_SEED_START, REPORT_SEED_START + grid.eval_episodes - 1],
+              "confidence": CONFIDENCE, "bootstrap_reps": BOOTSTRAP_REPS,
+              "configs": list(grid.labels), "scenarios": list(grid.scenarios),
+              "seeds": list(grid.seeds), "aggregate": per_config, "cells": rows}
+    write_json_atomic(folder / AGGREGATE_JSON, result)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(folder / SUMMARY_CSV, buffer.getvalue())
+    return result
+
+
+def describe_aggregate(result: Mapping[str, Any]) -> str:
+    """The aggregate as a table: per config, the IQM and mean gain with intervals."""
+    lines = [f"score = (PPO - playbook profit) / playbook settled GMV, "
+             f"{len(result['seeds'])} seeds x "
+             f"{len(result['scenarios'])} scenarios per config (report seeds "
+             f"{result['report_seeds'][0]}..{result['report_seeds'][1]}; 95% stratified "
+             "bootstrap):",
+             f"  {'config':24s}{'IQM':>10s}{'95% CI':>22s}{'mean':>10s}{'95% CI':>22s}"]
+    def ci(agg: Mapping[str, float], name: str) -> str:
+        return f"[{agg[name + '_ci_low']:+.1%}, {agg[name + '_ci_high']:+.1%}]"
+
+    for label, agg in result["aggregate"].items():
+        lines.append(f"  {label:24s}{agg['iqm']:>+10.1%}{ci(agg, 'iqm'):>22s}"
+                     f"{agg['mean']:>+10.1%}{ci(agg, 'mean'):>22s}")
+    if any(np.isnan(agg["iqm"]) for agg in result["aggregate"].values()):
+        lines.append("  (nan: a baseline with no settled GMV in some cell)")
+    lines.append("per cell group (mean over seeds, CNY per episode):")
+    for row in result["cells"]:
+        lines.append(f"  {row['config']:24s}{row['scenario']:16s}PPO {row['ppo_profit']:>12,.0f}"
+                     f"  playbook {row['baseline_profit']:>12,.0f}  diff "
+                     f"{row['profit_diff']:>+12,.0f}")
+    return "\n".join(lines)
+
