@@ -76,20 +76,30 @@ def comparison_tags(baseline: str) -> dict[str, str]:
 
 
 def analyst_layout(baseline: str) -> dict[str, dict[str, list]]:
-    """CUSTOM SCALARS charts that put PPO and the baseline on the same axes."""
+    """CUSTOM SCALARS charts that put PPO and the baseline on the same axes.
+
+    Both lines of a chart share their run's colour; the baseline's is the flat one (the same
+    deterministic policy on the same seeds at every validation).
+    """
     tags = comparison_tags(baseline)
+
+    def pair(metric: str) -> list:
+        return ["Multiline", [f"^eval/ppo/{metric}$", f"^eval/{baseline}/{metric}$"]]
+
     charts: dict[str, list] = {
-        f"profit per episode, CNY: PPO vs {baseline}":
-            ["Multiline", ["eval/ppo/profit", f"eval/{baseline}/profit"]],
-        f"PPO minus {baseline} profit, CNY/episode (95% CI; above 0 = PPO better)":
+        f"PPO minus {baseline}: profit per episode, CNY, 95% CI (above 0: PPO earns more)":
             ["Margin", [tags["diff"], tags["low"], tags["high"]]],
+        f"profit per episode, CNY: PPO (curve) vs {baseline} (flat line)": pair("profit"),
     }
-    for metric in ("settlement_roi", "gmv", "roi_floor_violation_days", "interruptions"):
-        charts[f"{metric}: PPO vs {baseline}"] = ["Multiline", [f"eval/ppo/{metric}",
-                                                                f"eval/{baseline}/{metric}"]]
-    return {f"Does PPO beat the {baseline}? (validation seeds)": charts,
-            "Training episodes": {"profit and ROI": ["Multiline", ["market/profit",
-                                                                   "market/settlement_roi"]]}}
+    for metric in ("settlement_roi", "gmv", "spend", "roi_floor_violation_days"):
+        charts[f"{metric}: PPO (curve) vs {baseline} (flat line)"] = pair(metric)
+    training = {
+        "profit per training episode, CNY": ["Multiline", ["^market/profit$"]],
+        "settlement ROI of training episodes": ["Multiline", ["^market/settlement_roi$"]],
+        "reward terms per training episode, CNY": ["Multiline", ["^market/reward_terms/"]],
+    }
+    return {f"Does PPO beat the {baseline}? (validation seeds 20000..)": charts,
+            "Training episodes": training}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,11 +327,14 @@ class ProgressBarCallback(BaseCallback):
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
+        from rich.table import Column
 
+        fixed = Column(no_wrap=True)  # the numbers stay on one line; the text wraps
         self.progress = Progress(
-            BarColumn(bar_width=24), MofNCompleteColumn(), TextColumn("steps"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"))
+            BarColumn(bar_width=24), MofNCompleteColumn(table_column=fixed),
+            TextColumn("steps"), TimeElapsedColumn(table_column=Column(no_wrap=True)),
+            TextColumn("ETA"), TimeRemainingColumn(table_column=Column(no_wrap=True)),
+            TextColumn("{task.fields[info]}", table_column=Column(overflow="fold", ratio=1)))
         self.progress.start()
         self._task = self.progress.add_task("train", total=self.total,
                                             completed=self.model.num_timesteps, info="")

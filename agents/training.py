@@ -407,7 +407,8 @@ def describe_run(run_dir: Path, runs_root: Path | None = None) -> str:
     final, best = info.get("final_eval"), info.get("best_eval")
     root = runs_root if runs_root is not None else run_dir.parent
     lines = [f"run folder: {run_dir}",
-             f"TensorBoard: tensorboard --logdir {root}   (then open http://localhost:6006)"]
+             f"TensorBoard: tensorboard --logdir {root}   then open "
+             "http://localhost:6006/#custom_scalars (PPO vs the baseline; verdicts in #text)"]
     if final is None:
         return "\n".join(lines)
     base = final["baseline"]
