@@ -27,3 +27,30 @@ def tiny_run(tmp_path_factory) -> Path:
     config = load_train_config(sets=TINY_RUN_SETTINGS)
     runs = tmp_path_factory.mktemp("runs")
     return train(config, runs_dir=runs, run_name="tiny", command=["pytest", "tiny_run"])
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL URL for the shared-storage tests: ``$QCRL_TEST_POSTGRES_URL`` (CI starts a
+    server with scripts/postgres.sh), else a server this session starts (and stops) with the
+    same script. Skips only outside CI when no server can be started here."""
+    import os
+    import subprocess
+    import tempfile
+
+    url = os.environ.get("QCRL_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    script = Path(__file__).resolve().parent.parent / "scripts" / "postgres.sh"
+    folder = tempfile.mkdtemp(prefix="qcrl-test-pg-", dir="/tmp")  # readable by postgres
+    started = subprocess.run(["bash", str(script), "start", folder], capture_output=True,
+                             text=True, timeout=600)
+    if started.returncode != 0:
+        message = f"no PostgreSQL server: {started.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    yield started.stdout.strip().splitlines()[-1]
+    subprocess.run(["bash", str(script), "stop", folder, "--purge"], capture_output=True,
+                   timeout=120)
