@@ -21,6 +21,7 @@ Heartbeats need an RDB storage: SQLite (one machine) or PostgreSQL/MySQL (severa
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -98,6 +99,11 @@ def open_storage(url: str, heartbeat: HeartbeatSettings) -> RDBStorage:
     if dialect not in RDB_DIALECTS:
         raise TuneError(f"--storage {describe_url(url)}: {dialect!r} is not a database Optuna "
                         f"can share with heartbeats (use {', '.join(RDB_DIALECTS)})")
+    engine_url = url
+    if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None:
+        # SQLAlchemy 2.1 defaults to psycopg 3; the lock file pins psycopg2-binary
+        engine_url = parsed.set(drivername="postgresql+psycopg2").render_as_string(
+            hide_password=False)
     if dialect == "sqlite":
         connect_args: dict[str, Any] = {"timeout": 60}  # seconds to wait on a locked file
     elif dialect == "postgresql":
@@ -109,7 +115,7 @@ def open_storage(url: str, heartbeat: HeartbeatSettings) -> RDBStorage:
         for attempt in range(3):
             try:
                 return RDBStorage(
-                    url, engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
+                    engine_url, engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
                     heartbeat_interval=heartbeat.interval_s, grace_period=heartbeat.grace_s,
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                         max_retry=heartbeat.max_retry))

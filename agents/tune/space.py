@@ -298,6 +298,8 @@ def _param(key: str, spec: Any, base: TrainConfig, fixed: Mapping[str, Any]) -> 
         if step is not None:
             if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0:
                 raise ConfigError(f"{where}.step: expected a number > 0, got {step!r}")
+            if kind == "int" and not float(step).is_integer():
+                raise ConfigError(f"{where}.step: an int range needs a whole step, got {step!r}")
             if log:
                 raise ConfigError(f"{where}: step and log cannot be combined")
         param = ParamSpec(key, kind, low=low, high=high, log=log, step=step)
