@@ -13,7 +13,8 @@ One day, in order (see ``docs/market-model.md`` for each mechanic and its source
 2. the pool: cost ``V`` (weekday, AR(1) shock, promotion, creative fatigue, learning and
    post-interruption throttles) and mean ROI ``m`` (shock, promotion, learning, cost penalty);
 3. the bidder: ROI plans buy the qualifying traffic (closed form in :mod:`envs.pool`) within
-   their budgets, the volume plan buys the best of what is left within its budget; spend is
+   their budgets, the volume plan buys the best of what is left within its budget, at no
+   better than the pool's mean ROI; spend is
    capped by the balance (running out interrupts delivery);
 4. achieved GMV (calibration bias and noise), Poisson orders, basket noise;
 5. refunds: a rate rising with depth and on peaks, lower for settlement-ROI plans, landing
@@ -48,6 +49,14 @@ SMALL_POISSON = 12.0  # below this mean, orders are drawn by exact inversion
 _BATCH_LAST = frozenset({"learn_orders", "refund_pipe", "cohort_settled"})
 
 
+def _repeat(batch, times: int):
+    """Each account of a dataclass of arrays repeated ``times`` times (account-major)."""
+    return type(batch)(**{
+        f.name: np.repeat(getattr(batch, f.name), times,
+                          axis=-1 if f.name in _BATCH_LAST else 0)
+        for f in dataclasses.fields(batch)})
+
+
 def _stack(items: list):
     """Concatenate dataclasses of arrays field by field (a batch from single accounts)."""
     first = items[0]
@@ -78,6 +87,7 @@ class AccountParams:
         return 1.0 / (self.margin * (1.0 - self.refund_rate))
 
     stack = classmethod(lambda cls, items: _stack(items))
+    repeat = _repeat  # params.repeat(k): each account k times, account-major
 
 
 @dataclass
@@ -103,6 +113,7 @@ class MarketState:
     cohort_settled: np.ndarray  # (7, n): settled GMV of the last 7 order days, oldest first
 
     stack = classmethod(lambda cls, items: _stack(items))
+    repeat = _repeat  # state.repeat(k): each account k times, account-major
 
     def copy(self) -> MarketState:
         return MarketState(**{f.name: getattr(self, f.name).copy()
@@ -351,7 +362,10 @@ class MarketModel:
 
         # 4. achieved GMV and orders
         gmv_pay, gmv_set = avg_roi * spend_pay, avg_roi * spend_set
-        gmv_vol = avg_roi * vol_top + deep_gmv
+        # The volume plan has no ROI control: it takes the best traffic left, but its average
+        # is at most the pool's mean ROI (brief §1), so a small volume budget behind a high
+        # target cannot act as a second ROI lever.
+        gmv_vol = np.minimum(avg_roi * vol_top + deep_gmv, pool_roi * spend_vol)
         expected_gmv = gmv_pay + gmv_set + gmv_vol
         if cfg.bidder_noise_enabled:
             noise_sd = cfg.bidder_noise_sd * np.where(s.learning, cfg.learning_noise_mult, 1.0)

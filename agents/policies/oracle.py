@@ -13,12 +13,9 @@ tail credit stands in for what lies beyond) and the finite search leave room abo
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from agents.policies.base import Policy, register_policy
-from envs import market
 from envs.actions import action_dim, encode_action, to_decision
 from envs.config import ScenarioConfig
 from envs.market import N_DRAWS, AccountParams, DayOutcome, MarketState
@@ -34,17 +31,6 @@ def day_profit(params: AccountParams, out: DayOutcome) -> np.ndarray:
 
 
 # Fields of MarketState stored with the batch axis last (ring buffers, day-major).
-_BATCH_LAST = getattr(market, "_BATCH_LAST", frozenset())
-
-
-def _repeat(batch, times: int):
-    """A dataclass of arrays with every account repeated ``times`` times (account-major)."""
-    return type(batch)(**{
-        f.name: np.repeat(getattr(batch, f.name), times,
-                          axis=-1 if f.name in _BATCH_LAST else 0)
-        for f in dataclasses.fields(batch)})
-
-
 @register_policy("oracle")
 class OraclePolicy(Policy):
     """MPC over 7-day action sequences by the cross-entropy method (hidden-state access).
@@ -97,8 +83,8 @@ class OraclePolicy(Policy):
         std = np.full_like(mean, self.init_std)
         best = mean.copy()
         best_value = np.full(n, -np.inf)
-        rep_state = _repeat(state, self.candidates)
-        rep_params = _repeat(params, self.candidates)
+        rep_state = state.repeat(self.candidates)
+        rep_params = params.repeat(self.candidates)
         for _ in range(self.iterations):
             noise = self.rng.standard_normal((n, self.candidates, horizon, self.dim))
             seqs = np.clip(mean[:, None] + std[:, None] * noise, -1.0, 1.0)
