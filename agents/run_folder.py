@@ -121,6 +121,22 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def code_version() -> dict[str, Any]:
+    """The project's git commit and whether the working tree had changes (when in git)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                "--untracked-files=no"], check=True, capture_output=True,
+                               text=True, timeout=10).stdout.strip() != ""
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}
+    return {"git_commit": commit, "git_dirty": dirty}
+
+
 def command_line() -> list[str]:
     """The command that started this process."""
     return [sys.executable, *sys.argv]

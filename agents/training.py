@@ -54,6 +54,7 @@ from agents.run_folder import (
     VECNORMALIZE_FILE,
     RunError,
     checkpoint_steps,
+    code_version,
     command_line,
     create_run_dir,
     default_run_name,
@@ -168,10 +169,15 @@ def make_model(config: TrainConfig, env: VecNormalize) -> PPO:
 
 
 # ---------------------------------------------------------------------------------------------
+def _is_hparams(event) -> bool:
+    return any(v.metadata.plugin_data.plugin_name == "hparams" for v in event.summary.value)
+
+
 def truncate_events(tb_dir: Path, last_step: int) -> int:
     """Drop events with ``step > last_step`` from the event files in ``tb_dir`` (each file
-    rewritten atomically in place), so a resumed run continues one stream. Returns the
-    number of events dropped."""
+    rewritten atomically in place), so a resumed run continues one stream; also the HPARAMS
+    session of an earlier finish (a run writes it when it finishes). Returns the number of
+    events dropped."""
     from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
     from tensorboard.compat.proto import event_pb2
     from tensorboard.summary.writer.record_writer import RecordWriter
@@ -180,7 +186,8 @@ def truncate_events(tb_dir: Path, last_step: int) -> int:
     for path in sorted(Path(tb_dir).glob("events.out.tfevents.*")):
         kept = []
         for record in RawEventFileLoader(str(path)).Load():
-            if event_pb2.Event.FromString(record).step > last_step:
+            event = event_pb2.Event.FromString(record)
+            if event.step > last_step or _is_hparams(event):
                 dropped += 1
             else:
                 kept.append(record)
@@ -349,6 +356,7 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_name: str | No
         "scenario": scenario.name, "scenario_hash": scenario.hash(),
         "config_hash": config.hash(), "experiment": config.experiment,
         "command": shlex.join(command), "package_versions": package_versions(),
+        "code": code_version(),
         "env_version": ENV_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "num_timesteps": 0, "scenario_config": scenario.to_dict(), "sessions": [],
     })

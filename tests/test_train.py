@@ -111,6 +111,7 @@ def test_run_folder_follows_the_contracts(tiny_run):
     assert info["status"] == "finished" and info["seed"] == 7 and info["scenario"] == "3c"
     assert info["num_timesteps"] == 512 and info["command"] == "pytest tiny_run"
     assert {"torch", "stable_baselines3", "numpy", "python"} <= set(info["package_versions"])
+    assert set(info["code"]) == {"git_commit", "git_dirty"}
     config = load_train_config(tiny_run / "config.yaml")
     assert config.hash() == info["config_hash"]
     assert checkpoint_steps(tiny_run) == [256, 512]
@@ -298,6 +299,7 @@ def test_sigkill_then_resume_continues_one_stream(tmp_path):
         s = steps(acc, tag)
         assert s == sorted(set(s)), tag
     assert steps(acc, "eval/ppo/profit")[-1] == target
+    assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
 
 
 # ------------------------------------------------------------------------------ RL Zoo
