@@ -25,6 +25,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from envs.config import ConfigError, ScenarioConfig, load_scenario
+from envs.config import _coerce as coerce_field  # the scenario config's type checks
 
 PPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "ppo"
 DEFAULT_PRESET = "default"
@@ -197,7 +198,11 @@ def _plain(value: Any) -> Any:
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """Check ``value`` against the type ``hint``; ints are accepted where floats are."""
+    """Check ``value`` against the type ``hint``; ints are accepted where floats are.
+
+    Sections, optional values and mappings are handled here; scalars and tuples exactly as
+    the scenario config checks them.
+    """
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, prefix=f"{key}.")
     origin = get_origin(hint)
@@ -206,31 +211,11 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return None
         (inner,) = [a for a in get_args(hint) if a is not NoneType]
         return _coerce(key, value, inner)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list of whole numbers, got {value!r}")
-        return tuple(_coerce(key, v, get_args(hint)[0]) for v in value)
-    if hint is Mapping[str, Any] or origin is Mapping:
+    if origin is Mapping:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping of keys to values, got {value!r}")
         return dict(value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported type {hint}")  # pragma: no cover
+    return coerce_field(key, value, hint)
 
 
 def _build(cls: type, data: Any, prefix: str = "") -> Any:
