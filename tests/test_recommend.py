@@ -402,6 +402,7 @@ def test_bad_options_exit_2(capsys, args, expected):
     ("env_version", 999, "env_version"),
     ("history_days_required", 7, "history_days_required"),
     ("format", "something else", "not a policy manifest"),
+    ("action_space", {"shape": [6]}, "action space has 6 components"),
 ])
 def test_manifest_that_does_not_match_the_model_exits_2(tmp_path, capsys, exported, field,
                                                         value, expected):

@@ -151,7 +151,7 @@ def history_inputs(report: AccountReport, defaults: AccountDefaults,
                          "--breakeven-roi or a breakeven_roi column)")
     if all(name in v for name in PLAN_SHARE_COLUMNS):
         shares = np.array([v[name][-1] for name in PLAN_SHARE_COLUMNS])
-        if not np.isclose(shares.sum(), 1.0, atol=0.02):
+        if abs(float(shares.sum()) - 1.0) > 0.02:
             raise ServingError(f"plan shares on the last row sum to {shares.sum():.3f}, "
                                "not 1", report.path, column=report.mapping["share_volume"])
     else:

@@ -15,6 +15,7 @@ import onnxruntime as ort
 
 from agents.serving.errors import ServingError
 from agents.serving.manifest import INPUT_NAME, OUTPUT_NAME, load_manifest
+from envs.actions import action_dim
 from envs.config import ConfigError, ScenarioConfig, from_dict
 
 
@@ -64,6 +65,11 @@ class OnnxPolicy:
         if inputs[0].shape[-1] != self.n_features:
             raise ServingError(f"model takes {inputs[0].shape[-1]} features, the manifest "
                                f"lists {self.n_features}", where)
+        if action_dim(self.config.action_space) != self.action_dim:
+            raise ServingError(f"manifest action space has {self.action_dim} components, its "
+                               f"scenario's {self.config.action_space!r} space has "
+                               f"{action_dim(self.config.action_space)}",
+                               self.path.with_name("policy.json"))
         if outputs[0].shape[-1] != self.action_dim:
             raise ServingError(f"model returns {outputs[0].shape[-1]} action components, the "
                                f"manifest's action space has {self.action_dim}", where)
