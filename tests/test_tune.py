@@ -287,7 +287,7 @@ def run_and_kill_one(tmp_path: Path, storage_url: str | None) -> dict:
     if storage_url:
         argv += ["--storage", storage_url]
     url = storage_url or default_storage_url(study_dir(runs, "tune", name))
-    storage = open_storage(url, FAST)
+    storage = None  # opened once the workers have created the study (they race to create it)
     victim = start_worker(argv, tmp_path / "victim.log")
     survivor = start_worker(argv, tmp_path / "survivor.log")
     try:
@@ -299,6 +299,7 @@ def run_and_kill_one(tmp_path: Path, storage_url: str | None) -> dict:
             time.sleep(0.2)
             if not (study_dir(runs, "tune", name) / "study.json").exists():
                 continue
+            storage = storage or open_storage(url, FAST)
             try:
                 study = optuna.load_study(study_name=name, storage=storage)
             except KeyError:
