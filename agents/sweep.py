@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.trial import TrialState
+from rliable import library as rly_library
 from rliable import metrics as rly_metrics
 
 from agents.callbacks import paired_difference
@@ -232,27 +233,27 @@ def _unfinished(study: optuna.Study) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------------
-def stratified_bootstrap(scores: np.ndarray, func: Callable[[np.ndarray], float], reps: int,
-                         rng: np.random.Generator) -> np.ndarray:
-    """``func`` of ``reps`` resamples of ``scores`` (runs, tasks): runs drawn with replacement
-    within each task (rliable's stratified bootstrap)."""
-    runs, tasks = scores.shape
-    idx = rng.integers(0, runs, size=(reps, runs, tasks))
-    return np.array([func(np.take_along_axis(scores, i, axis=0)) for i in idx])
-
-
 def aggregate_scores(scores: np.ndarray, seed: int = 0,
                      reps: int = BOOTSTRAP_REPS) -> dict[str, float]:
-    """IQM and mean of a (runs, tasks) score matrix with 95% stratified-bootstrap intervals."""
-    rng = np.random.default_rng(seed)
-    out: dict[str, float] = {}
-    tail = 50.0 * (1.0 - CONFIDENCE)
-    for name, func in (("iqm", rly_metrics.aggregate_iqm), ("mean", rly_metrics.aggregate_mean)):
-        boot = stratified_bootstrap(scores, func, reps, rng)
-        low, high = np.percentile(boot, [tail, 100.0 - tail])
-        out.update({name: float(func(scores)), f"{name}_ci_low": float(low),
-                    f"{name}_ci_high": float(high)})
-    return out
+    """IQM and mean of a (runs, tasks) score matrix with 95% percentile intervals from
+    rliable's stratified bootstrap (runs resampled within each task).
+
+    rliable draws its indices from NumPy's global generator; it is seeded with ``seed`` for
+    the call and the caller's state is put back afterwards.
+    """
+    def func(x: np.ndarray) -> np.ndarray:
+        return np.array([rly_metrics.aggregate_iqm(x), rly_metrics.aggregate_mean(x)])
+
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        point, ci = rly_library.get_interval_estimates({"x": scores}, func, reps=reps,
+                                                      confidence_interval_size=CONFIDENCE)
+    finally:
+        np.random.set_state(saved)
+    (iqm, mean), (low, high) = point["x"], ci["x"]
+    return {"iqm": float(iqm), "iqm_ci_low": float(low[0]), "iqm_ci_high": float(high[0]),
+            "mean": float(mean), "mean_ci_low": float(low[1]), "mean_ci_high": float(high[1])}
 
 
 def cell_score(evaluation: Mapping[str, Any]) -> float:
