@@ -58,8 +58,8 @@ from envs import ENV_ID
 from envs.actions import ACTION_NAMES, action_dim
 from envs.config import ScenarioConfig
 from envs.history import FEATURE_INDEX, FEATURE_NAMES, HISTORY_DAYS_REQUIRED
-from envs.qianchuan_env import ENV_VERSION
 from envs.simulator import Simulator
+from envs.version import ENV_VERSION
 
 ACTION_ATOL = 1e-5  # contracts: the [-1, 1] action, absolute
 REAL_RTOL = 1e-6  # contracts: target, budget (and plan shares), relative

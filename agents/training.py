@@ -70,8 +70,8 @@ from agents.run_folder import (
 )
 from envs.config import ScenarioConfig
 from envs.config import from_dict as scenario_from_dict
-from envs.qianchuan_env import ENV_VERSION
 from envs.vec_env import QianchuanVecEnv
+from envs.version import ENV_VERSION
 
 ACTIVATION_CLASSES = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU,
                       "leaky_relu": torch.nn.LeakyReLU, "silu": torch.nn.SiLU}

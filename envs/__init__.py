@@ -22,7 +22,7 @@ _LAZY = {
     "ConfigError": "envs.config", "ScenarioConfig": "envs.config",
     "list_scenarios": "envs.config", "load_scenario": "envs.config",
     "FEATURE_NAMES": "envs.history", "HISTORY_DAYS_REQUIRED": "envs.history",
-    "ENV_VERSION": "envs.qianchuan_env", "QianchuanBiddingEnv": "envs.qianchuan_env",
+    "ENV_VERSION": "envs.version", "QianchuanBiddingEnv": "envs.qianchuan_env",
 }
 __all__ = ["ENV_ID", *_LAZY]
 

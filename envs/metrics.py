@@ -14,6 +14,12 @@ _SUMS = ("profit", "gmv", "settled_gmv", "spend", "refunds", "learning_days", "i
          "roi_floor_violation_days")
 
 
+def day_profit(params: AccountParams, out: DayOutcome) -> np.ndarray:
+    """A day's contribution profit (CNY), its order cohort's refunds counted in full."""
+    return (params.margin * (out.incremental_gmv - out.cohort_incremental_refunds)
+            - out.spend + out.credit - out.refresh_cost)
+
+
 class EpisodeTally:
     """Running sums over an episode for ``n`` accounts.
 
@@ -27,8 +33,7 @@ class EpisodeTally:
 
     def add(self, cfg: ScenarioConfig, params: AccountParams, out: DayOutcome) -> None:
         s = self.sums
-        s["profit"] += (params.margin * (out.incremental_gmv - out.cohort_incremental_refunds)
-                        - out.spend + out.credit - out.refresh_cost)
+        s["profit"] += day_profit(params, out)
         s["gmv"] += out.gmv
         s["settled_gmv"] += out.gmv - out.cohort_refunds
         s["spend"] += out.spend

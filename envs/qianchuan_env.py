@@ -13,8 +13,7 @@ from envs.actions import ACTION_NAMES
 from envs.config import ScenarioConfig, load_scenario
 from envs.history import FEATURE_NAMES, HISTORY_DAYS_REQUIRED, OBS_BOUND
 from envs.simulator import INFO_KEYS, Simulator
-
-ENV_VERSION = 0
+from envs.version import ENV_VERSION  # noqa: E402,F401  (re-exported)
 
 
 def _scalar(x: np.ndarray) -> Any:

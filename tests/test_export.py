@@ -15,8 +15,8 @@ from agents.export import ACTION_ATOL, REAL_RTOL, ExportError, export_run, load_
 from agents.serving.manifest import REQUIRED_KEYS, file_sha256
 from agents.serving.onnx_policy import OnnxPolicy
 from envs.history import FEATURE_NAMES, HISTORY_DAYS_REQUIRED
-from envs.qianchuan_env import ENV_VERSION
 from envs.simulator import Simulator
+from envs.version import ENV_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow  # needs the session's tiny trained run

@@ -13,24 +13,18 @@ tail credit stands in for what lies beyond) and the finite search leave room abo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from agents.policies.base import Policy, register_policy
 from envs.actions import action_dim, encode_action, to_decision
 from envs.config import ScenarioConfig
-from envs.market import N_DRAWS, AccountParams, DayOutcome, MarketState
+
+if TYPE_CHECKING:  # the model itself loads only when the oracle plans (keeps imports light)
+    from envs.market import AccountParams, MarketState
 
 
-def day_profit(params: AccountParams, out: DayOutcome) -> np.ndarray:
-    """Contribution profit of one day (CNY), each cohort's refunds counted in full.
-
-    The same sum as the episode metric ``profit`` (:class:`envs.metrics.EpisodeTally`).
-    """
-    return (params.margin * (out.incremental_gmv - out.cohort_incremental_refunds)
-            - out.spend + out.credit - out.refresh_cost)
-
-
-# Fields of MarketState stored with the batch axis last (ring buffers, day-major).
 @register_policy("oracle")
 class OraclePolicy(Policy):
     """MPC over 7-day action sequences by the cross-entropy method (hidden-state access).
@@ -111,6 +105,9 @@ class OraclePolicy(Policy):
         """Expected profit (CNY) of each candidate sequence (n, candidates)."""
         n, c, horizon, dim = seqs.shape
         model = self.sim.model
+        from envs.market import N_DRAWS
+        from envs.metrics import day_profit
+
         draws = np.zeros((n * c, N_DRAWS))
         total = np.zeros(n * c)
         profit = total

@@ -40,7 +40,7 @@ def file_sha256(path: str | Path) -> str:
 
 def current_env_version() -> int:
     """The env version of this code (imports the env module: the market model and SciPy)."""
-    from envs.qianchuan_env import ENV_VERSION
+    from envs.version import ENV_VERSION
 
     return ENV_VERSION
 
