@@ -45,23 +45,11 @@ from agents.tune.queue import (
     SLOT_ATTR,
     HeartbeatSettings,
     QueueSpec,
-    TrialQueue,
     TuneError,
-    WorkerReport,
-    create_or_join,
-    describe_url,
-    open_storage,
     queue_size,
     slot_trials,
 )
-from agents.tune.tuning import (
-    RUN_ATTR,
-    SEED_ATTR,
-    default_storage_url,
-    mark_abandoned,
-    study_dir,
-    write_study_record,
-)
+from agents.tune.study import RUN_ATTR, SEED_ATTR, StudyRun, mark_abandoned, run_study
 
 REPORT_SEED_START = 10000  # contracts: reports use seeds from 10000
 CONFIDENCE = 0.95
@@ -183,47 +171,23 @@ class SweepObjective:
         return evaluation["profit_diff"]
 
 
-@dataclass
-class SweepResult:
-    """What a sweep worker leaves."""
-
-    study: optuna.Study
-    folder: Path
-    storage: str
-    report: WorkerReport
-    aggregate: dict[str, Any] | None  # None while cells are unfinished
-
-
 def sweep(grid: SweepGrid, study_name: str, storage_url: str | None = None,
           runs_dir: str | Path = "runs", heartbeat: HeartbeatSettings | None = None,
-          max_trials: int | None = None, log: Callable[[str], None] = print) -> SweepResult:
+          max_trials: int | None = None,
+          log: Callable[[str], None] = print) -> tuple[StudyRun, dict[str, Any] | None]:
     """Create or join a sweep and work on it; when every cell is done, write the aggregate.
 
+    :return: the worker's run, and the aggregate (None while cells are unfinished).
     :raises TuneError: bad storage, or the name exists with another grid.
     """
-    heartbeat = heartbeat or HeartbeatSettings()
-    folder = study_dir(runs_dir, "sweep", study_name)
-    folder.mkdir(parents=True, exist_ok=True)
-    url = storage_url or default_storage_url(folder)
-    storage = open_storage(url, heartbeat)
-    cells = grid.cells()
-    study, created = create_or_join(storage, study_name,
-                                    QueueSpec("sweep", grid.identity(), cells))
-    log(f"{'created' if created else 'joined'} sweep {study_name!r} ({len(cells)} cells: "
-        f"{len(grid.configs)} configs x {len(grid.scenarios)} scenarios x {len(grid.seeds)} "
-        f"seeds) in {describe_url(url)}")
-    write_study_record(folder, {"study_name": study_name, "kind": "sweep",
-                                "storage": describe_url(url), "identity": grid.identity()})
-
-    def make_study(slot: int) -> optuna.Study:
-        return optuna.load_study(study_name=study_name, storage=storage)
-
-    queue = TrialQueue(storage, study_name, make_study, heartbeat, log)
-    report = queue.work(SweepObjective(grid, folder, study_name), max_trials=max_trials)
+    spec = QueueSpec("sweep", grid.identity(), grid.cells())
+    run = run_study(spec, study_name, lambda folder: SweepObjective(grid, folder, study_name),
+                    storage_url=storage_url, runs_dir=runs_dir, heartbeat=heartbeat,
+                    max_trials=max_trials, log=log)
     aggregate = None
-    if _unfinished(queue.study) == []:
-        aggregate = write_aggregate(queue.study, grid, folder)
-    return SweepResult(queue.study, folder, describe_url(url), report, aggregate)
+    if _unfinished(run.study) == []:
+        aggregate = write_aggregate(run.study, grid, run.folder)
+    return run, aggregate
 
 
 def _unfinished(study: optuna.Study) -> list[int]:

@@ -1,5 +1,6 @@
-"""Sweep PPO configs x scenarios x seeds through a shared Optuna storage (any number of
-workers, on one machine or many), then aggregate with rliable intervals (IQM, 95% CI).
+"""Sweep PPO configs x scenarios x seeds: any number of workers share one queue of cells.
+
+When every cell is done, one aggregate with rliable intervals (IQM and mean, 95% CI).
 
     python scripts/sweep.py --study-name s1 --configs default --scenarios 3c beauty --seeds 0 1 2
     python scripts/sweep.py --study-name s1 --configs default --scenarios 3c beauty --seeds 0 1 2 \\
@@ -16,20 +17,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.sweep import (  # noqa: E402
+    AGGREGATE_JSON,
+    SUMMARY_CSV,
     describe_aggregate,
     make_grid,
     sweep,
     write_aggregate,
 )
-from agents.tune.cli import add_worker_args, heartbeat_settings, log_line, run_cli  # noqa: E402
-from agents.tune.tuning import load_study, study_dir, summarize  # noqa: E402
+from agents.tune.cli import heartbeat_settings, log_line, run_cli, worker_parser  # noqa: E402
+from agents.tune.study import describe_study_run, load_study, study_dir  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.splitlines()[1:]))
-    add_worker_args(parser)
+    parser = worker_parser(__doc__)
     parser.add_argument("--configs", nargs="+", default=["default"],
                         help="PPO presets (configs/ppo/) or YAML paths")
     parser.add_argument("--scenarios", nargs="+", default=["3c"],
@@ -58,15 +58,13 @@ def main(argv: list[str] | None = None) -> int:
                                                                args.study_name))
             print(describe_aggregate(aggregate))
             return
-        result = sweep(grid, args.study_name, args.storage, args.runs_dir,
-                       heartbeat_settings(args), max_trials=args.max_trials_here, log=log_line)
-        print(summarize(result.study, value="PPO - playbook profit, CNY per report episode"))
-        if result.aggregate is not None:
-            print(describe_aggregate(result.aggregate))
-            print(f"aggregate: {result.folder / 'aggregate.json'}, "
-                  f"{result.folder / 'summary.csv'}")
-        print(f"run folders: {result.folder}   (TensorBoard: tensorboard --logdir "
-              f"{result.folder})")
+        run, aggregate = sweep(grid, args.study_name, args.storage, args.runs_dir,
+                               heartbeat_settings(args), max_trials=args.max_trials_here,
+                               log=log_line)
+        print(describe_study_run(run, "PPO - playbook profit, CNY per report episode"))
+        if aggregate is not None:
+            print(describe_aggregate(aggregate))
+            print(f"aggregate: {run.folder / AGGREGATE_JSON}, {run.folder / SUMMARY_CSV}")
 
     return run_cli(body)
 

@@ -1,5 +1,7 @@
-"""Tune PPO with Optuna: trials train with the project's train() and are scored against the
-playbook on the validation seeds; start as many workers as you like on one study.
+"""Tune PPO with Optuna: any number of workers, on one machine or many, share one study.
+
+Each trial trains with the project's train() and is scored by PPO - playbook profit on the
+validation seeds (CNY per episode); hopeless trials are pruned at periodic validations.
 
     python scripts/tune.py --study-name lr1 --n-trials 30              # SQLite in runs/tune__lr1/
     python scripts/tune.py --study-name lr1                            # a 2nd worker joins
@@ -16,16 +18,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.tune.cli import add_worker_args, heartbeat_settings, log_line, run_cli  # noqa: E402
+from agents.tune.cli import heartbeat_settings, log_line, run_cli, worker_parser  # noqa: E402
 from agents.tune.space import DEFAULT_SPACE, list_spaces, load_space  # noqa: E402
-from agents.tune.tuning import export_best, summarize, tune  # noqa: E402
+from agents.tune.study import describe_study_run  # noqa: E402
+from agents.tune.tuning import export_best, tune  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.splitlines()[1:]))
-    add_worker_args(parser)
+    parser = worker_parser(__doc__)
     parser.add_argument("--space", default=DEFAULT_SPACE, help="search space in configs/tune/"
                         f" or a YAML path (spaces: {', '.join(list_spaces())})")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -45,13 +45,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         space = load_space(args.space, sets=args.set)
-        result = tune(space, args.study_name, args.storage, args.n_trials, args.runs_dir,
-                      heartbeat_settings(args), max_trials=args.max_trials_here, log=log_line)
-        print(summarize(result.study))
-        print(f"trial run folders: {result.folder}   (TensorBoard: tensorboard --logdir "
-              f"{result.folder})")
+        run = tune(space, args.study_name, args.storage, args.n_trials, args.runs_dir,
+                   heartbeat_settings(args), max_trials=args.max_trials_here, log=log_line)
+        print(describe_study_run(run, "PPO - playbook profit, CNY per validation episode"))
         if args.export_best:
-            path = export_best(result.study, args.export_best, force=args.force)
+            path = export_best(run.study, args.export_best, force=args.force)
             print(f"best trial's config: {path}   (train it: python scripts/train.py "
                   f"--config {path.stem})")
 

@@ -33,7 +33,7 @@ from agents.tune.queue import (
     create_or_join,
     open_storage,
 )
-from agents.tune.tuning import RUN_ATTR, default_storage_url, study_dir
+from agents.tune.study import RUN_ATTR, default_storage_url, study_dir
 from envs.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

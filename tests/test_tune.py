@@ -33,15 +33,8 @@ from agents.tune.queue import (
     open_storage,
 )
 from agents.tune.space import load_space
-from agents.tune.tuning import (
-    RUN_ATTR,
-    SEED_ATTR,
-    TuneObjective,
-    best_trial,
-    default_storage_url,
-    export_best,
-    study_dir,
-)
+from agents.tune.study import RUN_ATTR, SEED_ATTR, default_storage_url, study_dir
+from agents.tune.tuning import TuneObjective, best_trial, export_best
 from envs.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,8 +11,12 @@ from agents.tune.queue import HeartbeatSettings, TuneError
 from envs.config import ConfigError
 
 
-def add_worker_args(parser: argparse.ArgumentParser) -> None:
-    """The study, its storage and the dead-worker settings."""
+def worker_parser(doc: str) -> argparse.ArgumentParser:
+    """A command's parser (description and examples from its docstring) with the worker
+    arguments: the study, its storage and the dead-worker settings."""
+    lines = doc.splitlines()
+    parser = argparse.ArgumentParser(description=lines[0], epilog="\n".join(lines[1:]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--study-name", required=True,
                         help="the study; workers with the same name and storage share it")
     parser.add_argument("--storage", help="any Optuna RDB URL (default: SQLite "
@@ -28,6 +32,7 @@ def add_worker_args(parser: argparse.ArgumentParser) -> None:
                         help="retries of a trial whose workers keep dying (default 3)")
     parser.add_argument("--max-trials-here", type=int, metavar="N",
                         help="this worker stops after N trials (the rest stay queued)")
+    return parser
 
 
 def heartbeat_settings(args: argparse.Namespace) -> HeartbeatSettings:

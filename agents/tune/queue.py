@@ -137,6 +137,7 @@ class QueueSpec:
     slots: Sequence[Mapping[str, Any]]  # fixed params of each slot ({} lets the sampler draw)
     slot_attrs: Sequence[Mapping[str, Any]] = ()  # extra user attrs per slot
     strict_size: bool = True  # joining: the study must have len(slots) slots
+    study_attrs: Mapping[str, Any] = field(default_factory=dict)  # set by the creator
 
     def identity_hash(self) -> str:
         import hashlib
@@ -175,6 +176,8 @@ def create_or_join(storage: RDBStorage, study_name: str, spec: QueueSpec,
     study.set_user_attr(KIND_ATTR, spec.kind)
     study.set_user_attr(IDENTITY_ATTR, json.loads(json.dumps(spec.identity, default=str)))
     study.set_user_attr(IDENTITY_HASH_ATTR, spec.identity_hash())
+    for key, value in spec.study_attrs.items():
+        study.set_user_attr(key, value)
     attrs = list(spec.slot_attrs) or [{}] * len(spec.slots)
     for slot, (params, extra) in enumerate(zip(spec.slots, attrs, strict=True)):
         study.enqueue_trial(dict(params), user_attrs={SLOT_ATTR: slot, **extra})
@@ -213,6 +216,14 @@ def _check_joinable(study: optuna.Study, spec: QueueSpec) -> None:
 def queue_size(study: optuna.Study) -> int:
     """The number of slots the study's creator enqueued."""
     return int(study.user_attrs.get(QUEUE_SIZE_ATTR, 0))
+
+
+def state_counts(study: optuna.Study) -> dict[str, int]:
+    """The study's trials by state name (``COMPLETE``, ``FAIL``, ``RUNNING``, ...)."""
+    out: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        out[trial.state.name] = out.get(trial.state.name, 0) + 1
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,13 +312,6 @@ class TrialQueue:
                 continue
         return None
 
-    def counts(self) -> dict[str, int]:
-        """The study's trials by state name."""
-        out: dict[str, int] = {}
-        for trial in self.study.get_trials(deepcopy=False):
-            out[trial.state.name] = out.get(trial.state.name, 0) + 1
-        return out
-
     # -- the loop -------------------------------------------------------------------------
     def work(self, run_trial: Callable[[optuna.Trial], float],
              max_trials: int | None = None) -> WorkerReport:
@@ -326,7 +330,7 @@ class TrialQueue:
                 report.ran.append(self._run(trial_id, run_trial))
                 waiting_said = False
                 continue
-            running = self.counts().get("RUNNING", 0)
+            running = state_counts(self.study).get("RUNNING", 0)
             if running == 0:
                 break
             if not waiting_said:
@@ -334,7 +338,7 @@ class TrialQueue:
                          "other workers run (a dead one comes back here)")
                 waiting_said = True
             time.sleep(poll_s)
-        report.states = self.counts()
+        report.states = state_counts(self.study)
         return report
 
     def _run(self, trial_id: int, run_trial: Callable[[optuna.Trial], float]) -> int:
