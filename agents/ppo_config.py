@@ -24,8 +24,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-from envs.config import ConfigError, ScenarioConfig, load_scenario
-from envs.config import _coerce as coerce_field  # the scenario config's type checks
+from envs.config import ConfigError, ScenarioConfig, coerce_value, load_scenario, read_yaml_mapping
 
 PPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "ppo"
 DEFAULT_PRESET = "default"
@@ -215,7 +214,7 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping of keys to values, got {value!r}")
         return dict(value)
-    return coerce_field(key, value, hint)
+    return coerce_value(key, value, hint)
 
 
 def _build(cls: type, data: Any, prefix: str = "") -> Any:
@@ -255,16 +254,6 @@ def preset_for_scenario(scenario: str) -> str:
     return scenario if (PPO_CONFIG_DIR / f"{scenario}.yaml").is_file() else DEFAULT_PRESET
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys to values")
-    return data
-
-
 def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     """``top`` over ``base``, section by section (``env.overrides`` merges key by key)."""
     out = dict(base)
@@ -285,7 +274,7 @@ def _resolve_preset(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dic
                           f"preset in configs/ppo/ ({', '.join(list_presets())})")
     if str(path.resolve()) in seen:
         raise ConfigError(f"PPO config {path.stem!r}: 'base' chain loops")
-    data = _read_yaml(path)
+    data = read_yaml_mapping(path)
     is_default = path.resolve() == (PPO_CONFIG_DIR / f"{DEFAULT_PRESET}.yaml").resolve()
     base = data.pop("base", None if is_default else DEFAULT_PRESET)
     if base is not None:

@@ -88,49 +88,6 @@ class InterruptedTrainingError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------
-class _RewardTermTally:
-    """Wraps a :class:`envs.simulator.Simulator` and sums each episode's reward terms (CNY)."""
-
-    def __init__(self, sim):
-        self._sim = sim
-        self.sums: dict[str, np.ndarray] = {}
-        self.finished: dict[str, np.ndarray] | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sim, name)
-
-    def reset(self, *args, **kwargs):
-        self.sums = {}
-        return self._sim.reset(*args, **kwargs)
-
-    def step(self, *args, **kwargs):
-        obs, reward, done, raw = self._sim.step(*args, **kwargs)
-        for key, value in raw["reward_terms"].items():
-            self.sums[key] = self.sums.get(key, 0.0) + value
-        if done:
-            self.finished = self.sums
-        return obs, reward, done, raw
-
-
-class TrainingVecEnv(QianchuanVecEnv):
-    """:class:`QianchuanVecEnv` whose episode-end infos also carry ``episode_reward_terms``
-    (the episode's reward terms, CNY), for the ``market/reward_terms/`` curves."""
-
-    def __init__(self, scenario: ScenarioConfig, n_envs: int, seed: int):
-        super().__init__(scenario, n_envs=n_envs, seed=seed)
-        self.sim = _RewardTermTally(self.sim)
-        self.render_mode = None
-
-    def step_wait(self):
-        obs, reward, dones, infos = super().step_wait()
-        if dones[0] and self.sim.finished is not None:
-            for i, info in enumerate(infos):
-                info["episode_reward_terms"] = {k: float(v[i])
-                                                for k, v in self.sim.finished.items()}
-            self.sim.finished = None
-        return obs, reward, dones, infos
-
-
 def session_seed(seed: int, session: int) -> int:
     """The training env's generator seed for a session of a run (0: the first).
 
@@ -143,7 +100,7 @@ def session_seed(seed: int, session: int) -> int:
 def make_training_env(config: TrainConfig, scenario: ScenarioConfig, session: int = 0,
                       vecnormalize_path: Path | None = None) -> VecNormalize:
     """The batched training env behind ``VecNormalize`` (fresh, or with saved statistics)."""
-    venv = TrainingVecEnv(scenario, config.env.n_envs, session_seed(config.seed, session))
+    venv = QianchuanVecEnv(scenario, config.env.n_envs, session_seed(config.seed, session))
     if vecnormalize_path is not None:
         env = VecNormalize.load(str(vecnormalize_path), venv)
         env.training = True

@@ -317,14 +317,15 @@ def validate(cfg: ScenarioConfig) -> None:
         raise ConfigError("learning_window_days: must not exceed learning_fail_days")
 
 
-def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """Check ``value`` against the field's type; ints are accepted for floats."""
+def coerce_value(key: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against the type ``hint`` (bool, int, float, str or a tuple of them);
+    ints are accepted for floats. Raises :class:`ConfigError` naming ``key``."""
     if get_origin(hint) is tuple:
         (item_type, _) = get_args(hint)
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list of {item_type.__name__}, got "
                               f"{type(value).__name__}")
-        return tuple(_coerce(key, v, item_type) for v in value)
+        return tuple(coerce_value(key, v, item_type) for v in value)
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
@@ -351,7 +352,7 @@ def from_dict(data: dict[str, Any]) -> ScenarioConfig:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"unknown scenario key(s): {', '.join(unknown)}")
-    values = {k: _coerce(k, v, hints[k]) for k, v in data.items()}
+    values = {k: coerce_value(k, v, hints[k]) for k, v in data.items()}
     return ScenarioConfig(**values)
 
 
@@ -373,6 +374,19 @@ def load_scenario(name_or_path: str | Path | ScenarioConfig = DEFAULT_SCENARIO,
     return from_dict(data)
 
 
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping, read safely; a clear :class:`ConfigError` otherwise."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values")
+    return data
+
+
 def _read_preset(name_or_path: str | Path, seen: tuple[str, ...]) -> dict[str, Any]:
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
@@ -382,12 +396,7 @@ def _read_preset(name_or_path: str | Path, seen: tuple[str, ...]) -> dict[str, A
                           f"{', '.join(list_scenarios())}")
     if str(path) in seen:
         raise ConfigError(f"scenario {path.stem!r}: 'base' chain loops")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys to values")
+    data = read_yaml_mapping(path)
     base = data.pop("base", None)
     name = data.pop("name", path.stem)
     if base is not None:

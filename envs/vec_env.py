@@ -20,6 +20,13 @@ from envs.history import FEATURE_NAMES, OBS_BOUND
 from envs.simulator import INFO_KEYS, ScenarioMix, Simulator
 
 
+def _batch_rng(seed: int | None) -> np.random.Generator:
+    """The batch's generator; its stream differs from ``default_rng(seed)`` (per-account)."""
+    if seed is None:
+        return np.random.default_rng()
+    return np.random.default_rng(np.random.SeedSequence([int(seed), 0xBA7C4]))
+
+
 class QianchuanVecEnv(VecEnv):
     """``n_envs`` simulated accounts of one scenario as one SB3 ``VecEnv``.
 
@@ -27,7 +34,8 @@ class QianchuanVecEnv(VecEnv):
         accounts split across scenarios (cross-scenario training; see
         :class:`envs.simulator.ScenarioMix`).
     :param n_envs: number of accounts.
-    :param seed: seed of the batch's generator.
+    :param seed: seed of the batch's generator (derived through ``SeedSequence``, so a
+        batch never replays the per-account episodes of report or validation seeds).
     :param full_info: per-day info dicts for every account (slow at large ``n_envs``); by
         default infos are empty except at episode end (``episode``, ``episode_metrics``,
         ``terminal_observation``).
@@ -47,18 +55,18 @@ class QianchuanVecEnv(VecEnv):
         self.render_mode = None
         super().__init__(n_envs, obs_space, act_space)
         self.full_info = full_info
-        self._rng = np.random.default_rng(seed)
+        self._rng = _batch_rng(seed)
         self._actions: np.ndarray | None = None
         self._returns = np.zeros(n_envs)
         self._length = 0
 
     def seed(self, seed: int | None = None):
-        self._rng = np.random.default_rng(seed)
+        self._rng = _batch_rng(seed)
         return [seed] * self.num_envs
 
     def reset(self) -> np.ndarray:
         if self._seeds[0] is not None:  # honour VecEnv.seed() semantics of SB3 >= 2
-            self._rng = np.random.default_rng(self._seeds[0])
+            self._rng = _batch_rng(self._seeds[0])
         self._reset_seeds()
         self._returns[:] = 0.0
         self._length = 0
