@@ -1,52 +1,90 @@
-"""Statistics of a paired evaluation: bootstrap intervals, normalised scores, rliable aggregates.
+"""Statistics of a paired evaluation, with rliable: intervals, aggregates, performance profiles.
 
-Every policy runs on the same seeds, so per-scenario intervals resample *episodes* with one
-shared index draw for all policies (a paired bootstrap): differences against the playbook
-and the normalised score keep their pairing. Aggregates across scenarios use rliable's
-stratified bootstrap (IQM and mean of normalised scores, probability of improvement,
-performance profiles): rliable's metrics, with the stratified resampling done here.
+Every policy runs on the same seeds. Each statistic is the mean of a per-episode quantity, so
+pairing is kept by building that quantity per seed before resampling: a difference against
+the playbook is the mean of per-seed differences, and an episode's normalised score is its
+profit gain over the constant policy *on the same seed* in units of the oracle's mean gain.
+Intervals are rliable's percentile intervals from its stratified bootstrap
+(:func:`rliable.library.get_interval_estimates`; within one scenario it is the ordinary
+bootstrap over episodes). Aggregates across scenarios are rliable's IQM and mean, with
+performance profiles (:func:`rliable.library.create_performance_profile`).
+
+Reproducibility: rliable's ``StratifiedBootstrap`` draws its indices with ``np.random.choice``
+(NumPy's global generator; its ``random_state`` argument only seeds arch's generator, which
+that class never uses). Every bootstrap here therefore runs inside :func:`seeded_numpy`, with
+a seed made of the evaluation seed and the names of the scenario and policy, so a policy's
+intervals do not depend on which other policies are evaluated beside it.
 """
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import numpy as np
+from rliable import library as rly
 from rliable import metrics as rlm
 
 CONFIDENCE = 0.95
+BOOTSTRAP_REPS = 2000
 
 
-def bootstrap_indices(n_episodes: int, reps: int, rng: np.random.Generator) -> np.ndarray:
-    """Resampled episode indices (reps, n_episodes), shared by every policy of a scenario."""
-    return rng.integers(0, n_episodes, size=(reps, n_episodes))
+def stream_seed(seed: int, *names: str) -> list[int]:
+    """Entropy of one bootstrap: the evaluation seed and a CRC-32 of each name (uint32 words)."""
+    return [seed & 0xFFFFFFFF, seed >> 32, *(zlib.crc32(n.encode()) for n in names)]
 
 
-def interval(samples: np.ndarray) -> tuple[float, float]:
-    """Percentile interval of bootstrap samples at :data:`CONFIDENCE`."""
-    tail = 50.0 * (1.0 - CONFIDENCE)
-    lo, hi = np.percentile(samples, [tail, 100.0 - tail])
-    return float(lo), float(hi)
+@contextmanager
+def seeded_numpy(entropy: list[int]) -> Iterator[None]:
+    """Seed NumPy's global generator for the block, then put the caller's state back."""
+    saved = np.random.get_state()
+    np.random.seed(entropy)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
 
 
-def mean_interval(values: np.ndarray, idx: np.ndarray) -> tuple[float, float, float]:
-    """Mean of per-episode ``values`` and its paired-bootstrap interval."""
-    return (float(values.mean()), *interval(values[idx].mean(axis=1)))
+def bootstrap(scores: np.ndarray, func: Callable[[np.ndarray], np.ndarray], entropy: list[int],
+              reps: int = BOOTSTRAP_REPS) -> tuple[np.ndarray, np.ndarray]:
+    """``func(scores)`` and its 95% interval, from rliable's stratified bootstrap (seeded).
 
-
-def normalised_score(profit: np.ndarray, constant: np.ndarray, oracle: np.ndarray,
-                     idx: np.ndarray) -> tuple[float, float, float]:
-    """``(profit - constant) / (oracle - constant)`` of the means, with its interval.
-
-    :param profit: per-episode profit of the policy (CNY), same seeds as the references.
+    :param scores: (episodes, strata): episodes are resampled within each column.
+    :return: (point estimate, (2, ...) lower and upper bounds).
     """
-    def ratio(p, c, o):
-        gap = o - c
-        return (p - c) / np.where(np.abs(gap) > 1e-9, gap, np.nan)
+    with seeded_numpy(entropy):
+        point, ci = rly.get_interval_estimates({"x": scores}, func, reps=reps,
+                                               confidence_interval_size=CONFIDENCE)
+    return np.asarray(point["x"]), np.asarray(ci["x"])
 
-    point = float(ratio(profit.mean(), constant.mean(), oracle.mean()))
-    boot = ratio(profit[idx].mean(1), constant[idx].mean(1), oracle[idx].mean(1))
-    finite = boot[np.isfinite(boot)]
-    lo, hi = interval(finite) if finite.size else (float("nan"), float("nan"))
-    return point, lo, hi
+
+def column_means(values: np.ndarray, entropy: list[int],
+                 reps: int = BOOTSTRAP_REPS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean of each column of per-episode ``values`` (episodes, k) and its 95% interval.
+
+    Each column is its own stratum (resampled on its own), which is what a per-column interval
+    needs; put per-seed differences in a column to keep a comparison paired.
+
+    :return: (means (k,), lower bounds (k,), upper bounds (k,)).
+    """
+    point, ci = bootstrap(values, lambda x: x.mean(axis=0), entropy, reps)
+    return point, ci[0], ci[1]
+
+
+def normalised_scores(profit: np.ndarray, constant: np.ndarray,
+                      oracle: np.ndarray) -> np.ndarray:
+    """Per-episode normalised score ``(profit_i - constant_i) / (mean(oracle) - mean(constant))``.
+
+    Its mean is the scenario's normalised score ``(profit - constant) / (oracle - constant)``
+    of the means; per seed it is the gain over the constant policy on the same market draws.
+
+    :param profit: per-episode profit of the policy (CNY), the references' on the same seeds.
+    """
+    gap = float(oracle.mean() - constant.mean())
+    if abs(gap) <= 1e-9:
+        return np.full(profit.shape, np.nan)
+    return (profit - constant) / gap
 
 
 def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
@@ -54,53 +92,38 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
     return float(rlm.probability_of_improvement(x[:, None], y[:, None]))
 
 
-def stratified_samples(scores: np.ndarray, func, reps: int,
-                       rng: np.random.Generator) -> np.ndarray:
-    """``func`` on ``reps`` stratified resamples of ``scores`` (runs, tasks): runs are drawn
-    with replacement within each task (rliable's ``StratifiedBootstrap``; its own class needs
-    the ``arch`` package, whose pinned version does not import with pandas 3).
-    """
-    runs, tasks = scores.shape
-    idx = rng.integers(0, runs, size=(reps, runs, tasks))
-    resampled = np.take_along_axis(np.broadcast_to(scores, (reps, runs, tasks)), idx, axis=1)
-    return np.stack([func(x) for x in resampled])
+def iqm_and_mean(x: np.ndarray) -> np.ndarray:
+    """rliable's IQM and mean of a (runs, tasks) score matrix."""
+    return np.array([rlm.aggregate_iqm(x), rlm.aggregate_mean(x)])
 
 
 def aggregate_scores(scores: dict[str, np.ndarray], seed: int,
-                     reps: int = 2000) -> dict[str, dict[str, float]]:
+                     reps: int = BOOTSTRAP_REPS) -> dict[str, dict[str, float]]:
     """IQM and mean of normalised scores across scenarios, with stratified-bootstrap CIs.
 
     :param scores: policy -> (episodes, scenarios) per-episode normalised scores.
     :return: policy -> {iqm, iqm_ci_low, iqm_ci_high, mean, mean_ci_low, mean_ci_high}.
     """
-    def func(x):
-        return np.array([rlm.aggregate_iqm(x), rlm.aggregate_mean(x)])
-
     out = {}
-    for i, (name, x) in enumerate(scores.items()):
-        boot = stratified_samples(x, func, reps, np.random.default_rng([seed, i]))
-        point = func(x)
-        iqm_lo, iqm_hi = interval(boot[:, 0])
-        mean_lo, mean_hi = interval(boot[:, 1])
-        out[name] = {"iqm": float(point[0]), "iqm_ci_low": iqm_lo, "iqm_ci_high": iqm_hi,
-                     "mean": float(point[1]), "mean_ci_low": mean_lo, "mean_ci_high": mean_hi}
+    for name, x in scores.items():
+        point, ci = bootstrap(x, iqm_and_mean, stream_seed(seed, "aggregate", name), reps)
+        out[name] = {"iqm": float(point[0]), "iqm_ci_low": float(ci[0, 0]),
+                     "iqm_ci_high": float(ci[1, 0]), "mean": float(point[1]),
+                     "mean_ci_low": float(ci[0, 1]), "mean_ci_high": float(ci[1, 1])}
     return out
 
 
 def performance_profiles(scores: dict[str, np.ndarray], taus: np.ndarray, seed: int,
-                         reps: int = 500) -> tuple[dict, dict]:
-    """Performance profiles (rliable's score distributions): the share of episodes, over all
+                         reps: int = BOOTSTRAP_REPS // 4) -> tuple[dict, dict]:
+    """rliable's performance profiles (score distributions): the share of episodes, over all
     scenarios, whose normalised score exceeds each tau; with stratified-bootstrap bands.
 
     :return: (policy -> profile (taus,), policy -> (2, taus) lower and upper band).
     """
-    def func(x):
-        return (x.reshape(-1, 1) > taus[None, :]).mean(axis=0)
-
     profiles, bands = {}, {}
-    for i, (name, x) in enumerate(scores.items()):
-        boot = stratified_samples(x, func, reps, np.random.default_rng([seed, 100 + i]))
-        profiles[name] = func(x)
-        tail = 50.0 * (1.0 - CONFIDENCE)
-        bands[name] = np.percentile(boot, [tail, 100.0 - tail], axis=0)
+    for name, x in scores.items():
+        with seeded_numpy(stream_seed(seed, "profile", name)):
+            profile, band = rly.create_performance_profile(
+                {name: x}, taus, reps=reps, confidence_interval_size=CONFIDENCE)
+        profiles[name], bands[name] = profile[name], band[name]
     return profiles, bands

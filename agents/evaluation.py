@@ -42,7 +42,6 @@ from envs.metrics import EPISODE_METRICS
 
 REPORT_SEED = 10000  # contracts: reports and README tables use seeds from 10000
 REFERENCES = ("constant", "oracle", "playbook")
-BOOTSTRAP_REPS = 2000
 
 
 class EvaluationError(ValueError):
@@ -151,42 +150,50 @@ def run_all(sources: list[PolicySource], scenarios: list[ScenarioConfig], episod
     return out
 
 
-def summarise(runs: list[ScenarioResult], seed: int) -> list[dict[str, Any]]:
-    """Rows of ``summary.csv``: per scenario and policy, means, intervals, paired differences."""
-    rng = np.random.default_rng(seed)
+def summarise(runs: list[ScenarioResult], seed: int,
+              reps: int = eval_stats.BOOTSTRAP_REPS) -> list[dict[str, Any]]:
+    """Rows of ``summary.csv``: per scenario and policy, means, intervals, paired differences.
+
+    Every interval comes from one seeded rliable bootstrap per scenario and policy over the
+    per-episode columns: the episode metrics, their per-seed differences against the playbook
+    and the per-episode normalised score (:mod:`agents.eval_stats`).
+    """
     rows = []
     for res in runs:
         r = res.results
-        idx = eval_stats.bootstrap_indices(len(res.seeds), BOOTSTRAP_REPS, rng)
         base, const, oracle = r["playbook"].metrics, r["constant"].metrics, r["oracle"].metrics
         for label, result in r.items():
             m = result.metrics
+            columns = np.column_stack(
+                [m[k] for k in EPISODE_METRICS] + [m[k] - base[k] for k in EPISODE_METRICS]
+                + [eval_stats.normalised_scores(m["profit"], const["profit"], oracle["profit"])])
+            mean, low, high = eval_stats.column_means(
+                columns, eval_stats.stream_seed(seed, res.scenario.name, label), reps)
+            k = len(EPISODE_METRICS)
             row: dict[str, Any] = {"scenario": res.scenario.name, "policy": label,
-                                   "episodes": len(res.seeds)}
-            score = eval_stats.normalised_score(m["profit"], const["profit"], oracle["profit"],
-                                                idx)
-            row.update(zip(("normalised_score", "normalised_score_ci_low",
-                            "normalised_score_ci_high"), score, strict=True))
+                                   "episodes": len(res.seeds), "normalised_score": mean[-1],
+                                   "normalised_score_ci_low": low[-1],
+                                   "normalised_score_ci_high": high[-1]}
             row["prob_improvement_vs_playbook"] = eval_stats.probability_of_improvement(
                 m["profit"], base["profit"])
-            for key in EPISODE_METRICS:
-                row.update(zip((key, f"{key}_ci_low", f"{key}_ci_high"),
-                               eval_stats.mean_interval(m[key], idx), strict=True))
-                diff = eval_stats.mean_interval(m[key] - base[key], idx)
-                row.update(zip((f"{key}_diff_vs_playbook", f"{key}_diff_ci_low",
-                                f"{key}_diff_ci_high"), diff, strict=True))
+            for i, key in enumerate(EPISODE_METRICS):
+                row.update({key: mean[i], f"{key}_ci_low": low[i], f"{key}_ci_high": high[i],
+                            f"{key}_diff_vs_playbook": mean[k + i],
+                            f"{key}_diff_ci_low": low[k + i],
+                            f"{key}_diff_ci_high": high[k + i]})
             rows.append(row)
     return rows
 
 
 def episode_scores(runs: list[ScenarioResult]) -> dict[str, np.ndarray]:
-    """Per-episode normalised profit, policy -> (episodes, scenarios), for rliable."""
+    """Per-episode normalised scores, policy -> (episodes, scenarios), for rliable."""
     out: dict[str, list[np.ndarray]] = {}
     for res in runs:
-        c = res.results["constant"].metrics["profit"].mean()
-        gap = res.results["oracle"].metrics["profit"].mean() - c
+        const = res.results["constant"].metrics["profit"]
+        oracle = res.results["oracle"].metrics["profit"]
         for label, result in res.results.items():
-            out.setdefault(label, []).append((result.metrics["profit"] - c) / gap)
+            out.setdefault(label, []).append(
+                eval_stats.normalised_scores(result.metrics["profit"], const, oracle))
     return {k: np.stack(v, axis=1) for k, v in out.items()}
 
 
@@ -229,13 +236,15 @@ def heuristics_table(rows: list[dict[str, Any]]) -> str:
 
 
 def report_markdown(rows: list[dict[str, Any]], aggregates: dict[str, dict[str, float]],
-                    record: dict[str, Any]) -> str:
-    """The human-readable report."""
+                    record: dict[str, Any], plots: bool = True) -> str:
+    """The human-readable report (with links to the PNG plots if they were drawn)."""
     out = [f"# Evaluation {record['created']}", "",
            f"Seeds {record['seeds'][0]}..{record['seeds'][-1]} ({record['episodes']} episodes "
            "per scenario, the same seeds for every policy: paired). Intervals are 95% "
-           "bootstrap intervals over episodes; normalised score = (profit - constant) / "
-           "(oracle - constant).", "",
+           "percentile intervals of rliable's stratified bootstrap over episodes; differences "
+           "against the playbook are means of per-seed differences; normalised score = "
+           "(profit - constant) / (oracle - constant), per episode the gain over the constant "
+           "policy on the same seed.", "",
            f"Command: `{' '.join(record['command'])}`", "",
            "## Profit per episode (k CNY) and normalised score", "", heuristics_table(rows), "",
            "## Across scenarios (normalised score, rliable stratified bootstrap)", "",
@@ -243,7 +252,7 @@ def report_markdown(rows: list[dict[str, Any]], aggregates: dict[str, dict[str, 
     for label, a in aggregates.items():
         out.append(f"| {label} | {a['iqm']:.3f} [{a['iqm_ci_low']:.3f}, {a['iqm_ci_high']:.3f}]"
                    f" | {a['mean']:.3f} [{a['mean_ci_low']:.3f}, {a['mean_ci_high']:.3f}] |")
-    out += ["", "![performance profiles](performance_profiles.png)", ""]
+    out += ["", "![performance profiles](performance_profiles.png)", ""] if plots else [""]
     for sc in dict.fromkeys(r["scenario"] for r in rows):
         out += [f"## {sc}", "", "| policy | profit, CNY | normalised | profit vs playbook, CNY "
                 "| P(beats playbook) | payment ROI | settlement ROI | learning days "
@@ -255,7 +264,7 @@ def report_markdown(rows: list[dict[str, Any]], aggregates: dict[str, dict[str, 
                 f"{r['profit_diff_ci_high']:,.0f}] | {r['prob_improvement_vs_playbook']:.2f} | "
                 f"{r['payment_roi']:.2f} | {r['settlement_roi']:.2f} | "
                 f"{r['learning_days']:.1f} | {r['interruptions']:.1f} |")
-        out += ["", f"![{sc}](bars_{sc}.png)", ""]
+        out += ["", f"![{sc}](bars_{sc}.png)", ""] if plots else [""]
     return "\n".join(out) + "\n"
 
 
@@ -273,17 +282,24 @@ def write_tensorboard(rows: list[dict[str, Any]], tb_dir: Path) -> None:
 
 def evaluate(policies: list[str], scenarios: list[str], episodes: int = 32,
              seed: int = REPORT_SEED, out_dir: Path | None = None, progress: bool = True,
-             tensorboard: bool = True, plots: bool = True) -> Path:
+             tensorboard: bool = True, plots: bool = True,
+             bootstrap_reps: int = eval_stats.BOOTSTRAP_REPS) -> Path:
     """Benchmark ``policies`` on ``scenarios`` and write the outputs; return the folder.
 
     :param policies: registered names and/or trained run folders.
     :param scenarios: scenario names or YAML paths.
+    :param bootstrap_reps: bootstrap resamples of every interval and aggregate (the
+        performance profiles' bands use a quarter of them).
     :param out_dir: default: ``<run>/eval/`` for a single trained run, else
         ``runs/eval__<time>/``.
     :raises EvaluationError: unknown policy or scenario, missing run, damaged model.
     """
     if episodes < 2:
         raise EvaluationError("--episodes must be at least 2 (intervals need a spread)")
+    if seed < 0:
+        raise EvaluationError(f"--seed must be >= 0, got {seed}")
+    if bootstrap_reps < 100:
+        raise EvaluationError(f"--bootstrap-reps must be at least 100, got {bootstrap_reps}")
     sources = resolve_policies(policies)
     configs = resolve_scenarios(scenarios)
     if out_dir is None:
@@ -294,12 +310,13 @@ def evaluate(policies: list[str], scenarios: list[str], episodes: int = 32,
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     runs = run_all(sources, configs, episodes, seed, progress)
-    rows = summarise(runs, seed)
+    rows = summarise(runs, seed, bootstrap_reps)
     scores = episode_scores(runs)
-    aggregates = eval_stats.aggregate_scores(scores, seed)
+    aggregates = eval_stats.aggregate_scores(scores, seed, bootstrap_reps)
     record = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command_line(),
         "seed": seed, "episodes": episodes, "seeds": [int(s) for s in runs[0].seeds],
+        "bootstrap_reps": bootstrap_reps,
         "policies": [{"label": s.label, "name": s.name,
                       "run_dir": str(s.run_dir) if s.run_dir else None} for s in sources],
         "scenarios": {c.name: {"hash": c.hash(), "config": c.to_dict()} for c in configs},
@@ -308,17 +325,18 @@ def evaluate(policies: list[str], scenarios: list[str], episodes: int = 32,
     write_text_atomic(out_dir / "summary.csv", _csv_text(rows))
     write_text_atomic(out_dir / "episodes.csv", _csv_text(_episode_rows(runs)))
     if plots:
-        _write_plots(runs, rows, scores, seed, out_dir)
+        _write_plots(runs, rows, scores, seed, bootstrap_reps // 4, out_dir)
     if tensorboard:
         write_tensorboard(rows, out_dir / "tb")
     record["wall_time_s"] = round(time.perf_counter() - started, 1)
-    write_text_atomic(out_dir / "report.md", report_markdown(rows, aggregates, record))
+    write_text_atomic(out_dir / "report.md", report_markdown(rows, aggregates, record, plots))
     write_json_atomic(out_dir / "eval.json", record)
     return out_dir
 
 
 def _write_plots(runs: list[ScenarioResult], rows: list[dict[str, Any]],
-                 scores: dict[str, np.ndarray], seed: int, out_dir: Path) -> None:
+                 scores: dict[str, np.ndarray], seed: int, profile_reps: int,
+                 out_dir: Path) -> None:
     for res in runs:
         name = res.scenario.name
         eval_plots.plot_bars(name, [r for r in rows if r["scenario"] == name],
@@ -328,7 +346,7 @@ def _write_plots(runs: list[ScenarioResult], rows: list[dict[str, Any]],
             eval_plots.plot_trajectory(name, label, first, int(res.seeds[0]),
                                        out_dir / f"trajectory_{name}_{label}.png")
     taus = np.linspace(-1.0, 1.5, 51)
-    profiles, cis = eval_stats.performance_profiles(scores, taus, seed)
+    profiles, cis = eval_stats.performance_profiles(scores, taus, seed, profile_reps)
     eval_plots.plot_profiles(taus, profiles, cis, out_dir / "performance_profiles.png")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agents.eval_stats import BOOTSTRAP_REPS  # noqa: E402
 from agents.evaluation import REPORT_SEED, EvaluationError, evaluate  # noqa: E402
 from agents.policies import POLICIES  # noqa: E402
 from envs.config import list_scenarios  # noqa: E402
@@ -30,14 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=REPORT_SEED, help="first report seed")
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--bootstrap-reps", type=int, default=BOOTSTRAP_REPS,
+                        help="bootstrap resamples per interval")
     args = parser.parse_args(argv)
     try:
         out = evaluate(args.policies, args.scenarios, args.episodes, args.seed, args.out,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, plots=not args.no_plots,
+                       bootstrap_reps=args.bootstrap_reps)
     except EvaluationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {out}/report.md, summary.csv, plots and tb/")
+    plots = "" if args.no_plots else ", plots"
+    print(f"wrote {out}/report.md, summary.csv{plots} and tb/")
     return 0
 
 

@@ -1,8 +1,14 @@
-"""The benchmark: reproducible bit for bit, scripts/evaluate.py end to end, clear errors."""
+"""The benchmark: reproducible bit for bit, scripts/evaluate.py end to end, clear errors.
+
+The end-to-end test runs the script in a fresh interpreter; the other CLI tests call its
+``main`` in this process (same code, no interpreter start-up). Intervals use 200 bootstrap
+resamples here (2000 by default): the tests check structure and reproducibility, not widths.
+"""
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -15,6 +21,7 @@ from envs.metrics import EPISODE_METRICS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "evaluate.py"
+REPS = "200"
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:
@@ -22,9 +29,25 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+def load_cli():
+    spec = importlib.util.spec_from_file_location("evaluate_cli", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CLI = load_cli()
+
+
+def cli(capsys, *args: str) -> tuple[int, str]:
+    """scripts/evaluate.py in this process: (exit code, stderr)."""
+    code = CLI.main(["--no-progress", *args])
+    return code, capsys.readouterr().err
+
+
 def test_same_seed_same_numbers_bit_for_bit(tmp_path):
     kwargs = dict(policies=["pid"], scenarios=["food"], episodes=3, seed=10000,
-                  progress=False, tensorboard=False, plots=False)
+                  progress=False, tensorboard=False, plots=False, bootstrap_reps=int(REPS))
     a = evaluate(out_dir=tmp_path / "a", **kwargs)
     b = evaluate(out_dir=tmp_path / "b", **kwargs)
     for name in ("summary.csv", "episodes.csv"):
@@ -37,7 +60,7 @@ def test_same_seed_same_numbers_bit_for_bit(tmp_path):
 def test_script_end_to_end_on_two_scenarios(tmp_path):
     out = tmp_path / "eval"
     proc = run_script("--policies", "playbook", "pid", "--scenarios", "3c", "food",
-                      "--episodes", "3", "--out", str(out))
+                      "--episodes", "3", "--bootstrap-reps", REPS, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     with open(out / "summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -60,26 +83,30 @@ def test_script_end_to_end_on_two_scenarios(tmp_path):
     (("--policies", "no_such_policy"), "known: constant"),
     (("--scenarios", "atlantis"), "known: 3c"),
     (("--policies", "runs/does_not_exist__x"), "no run folder"),
+    (("--seed", "-1"), "--seed must be >= 0"),
+    (("--bootstrap-reps", "10"), "--bootstrap-reps must be at least 100"),
 ])
-def test_bad_input_is_a_clear_error(args, expected, tmp_path):
-    proc = run_script(*args, "--episodes", "2", "--out", str(tmp_path / "out"))
-    assert proc.returncode == 2
-    assert expected in proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_bad_input_is_a_clear_error(args, expected, tmp_path, capsys):
+    code, err = cli(capsys, *args, "--episodes", "2", "--out", str(tmp_path / "out"))
+    assert code == 2
+    assert expected in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.slow
-def test_trained_run_and_damaged_model(tiny_run, tmp_path):
+def test_trained_run_and_damaged_model(tiny_run, tmp_path, capsys):
     out = tmp_path / "ppo_eval"
-    proc = run_script("--policies", str(tiny_run), "--scenarios", "3c", "--episodes", "2",
-                      "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
+    code, err = cli(capsys, "--policies", str(tiny_run), "--scenarios", "3c", "--episodes", "2",
+                    "--no-plots", "--bootstrap-reps", REPS, "--out", str(out))
+    assert code == 0, err
     with open(out / "summary.csv", newline="") as f:
         assert "ppo" in {r["policy"] for r in csv.DictReader(f)}
+    assert "![3c](bars_3c.png)" not in (out / "report.md").read_text()  # no dead links
+    assert not list(out.glob("*.png"))
     damaged = tmp_path / "damaged"
     shutil.copytree(tiny_run, damaged)
     (damaged / "best" / "model.zip").write_bytes(b"not a zip file")
-    proc = run_script("--policies", str(damaged), "--scenarios", "3c", "--episodes", "2",
-                      "--out", str(tmp_path / "x"))
-    assert proc.returncode == 2
-    assert "cannot load the model" in proc.stderr and "Traceback" not in proc.stderr
+    code, err = cli(capsys, "--policies", str(damaged), "--scenarios", "3c", "--episodes", "2",
+                    "--out", str(tmp_path / "x"))
+    assert code == 2
+    assert "cannot load the model" in err and "Traceback" not in err
