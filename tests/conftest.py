@@ -54,3 +54,28 @@ def postgres_url():
     yield started.stdout.strip().splitlines()[-1]
     subprocess.run(["bash", str(script), "stop", folder, "--purge"], capture_output=True,
                    timeout=120)
+
+
+CALIBRATION_SEEDS = tuple(range(10000, 10032))  # 32 report seeds (contracts: from 10000)
+
+
+@pytest.fixture(scope="session")
+def baseline_profits():
+    """``profits(scenario) -> {policy: profit per episode (CNY)}`` for every registered policy
+    on :data:`CALIBRATION_SEEDS`, rolled out on first use and shared (calibration and the
+    oracle's edge over the heuristics read the same episodes)."""
+    from agents.policies import POLICIES, make_policy
+    from agents.rollout import rollout
+    from envs.config import load_scenario
+
+    cache: dict[str, dict] = {}
+
+    def profits(scenario: str) -> dict:
+        if scenario not in cache:
+            cfg = load_scenario(scenario)
+            policies = {name: make_policy(name, cfg) for name in sorted(POLICIES)}
+            cache[scenario] = {name: rollout(p, p.config, CALIBRATION_SEEDS).metrics["profit"]
+                               for name, p in policies.items()}
+        return cache[scenario]
+
+    return profits
