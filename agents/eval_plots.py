@@ -43,11 +43,11 @@ def plot_bars(scenario: str, rows: list[dict], path: Path) -> Path:
 
 def _shade(ax, days: np.ndarray, mask: np.ndarray, color: str, label: str | None) -> None:
     """Shade the days where ``mask`` holds (contiguous runs as one span each)."""
-    first = True
-    for d in days[mask.astype(bool)]:
-        ax.axvspan(d - 0.5, d + 0.5, color=color, alpha=0.25, lw=0,
-                   label=label if first else None)
-        first = False
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    starts, ends = days[edges[:-1] == 1], days[edges[1:] == -1]
+    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        ax.axvspan(a - 0.5, b + 0.5, color=color, alpha=0.25, lw=0,
+                   label=label if i == 0 else None)
 
 
 def plot_trajectory(scenario: str, policy: str, daily: dict[str, np.ndarray], seed: int,

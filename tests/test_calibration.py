@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from agents.policies import make_policy
-from agents.rollout import rollout
 from envs.config import list_scenarios, load_scenario
 
-SEEDS = np.arange(10000, 10032)
+N_SEEDS = 32  # the report seeds 10000..10031 (the baseline_profits fixture, tests/conftest.py)
 
 
 @pytest.mark.parametrize("name", list_scenarios())
@@ -21,11 +18,9 @@ def test_typical_target_buys_a_meaningful_share_and_breakeven_is_near_it(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list_scenarios())
-def test_playbook_scores_between_half_and_almost_the_oracle(name):
-    cfg = load_scenario(name)
-    profit = {}
-    for p in ("constant", "playbook", "oracle"):
-        policy = make_policy(p, cfg)
-        profit[p] = rollout(policy, policy.config, SEEDS).metrics["profit"].mean()
+def test_playbook_scores_between_half_and_almost_the_oracle(name, baseline_profits):
+    runs = baseline_profits(name)  # every policy on the 32 report seeds, shared
+    assert all(len(v) == N_SEEDS for v in runs.values())
+    profit = {p: runs[p].mean() for p in ("constant", "playbook", "oracle")}
     score = (profit["playbook"] - profit["constant"]) / (profit["oracle"] - profit["constant"])
     assert 0.5 <= score <= 0.98, (name, score, profit)

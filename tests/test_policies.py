@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.policies import POLICIES, make_policy
+from agents.policies import POLICIES
 from agents.policies.controllers import MultiplicativeStepPolicy, PIDPolicy
 from agents.policies.operator import OperatorPolicy
 from agents.policies.playbook import (
@@ -22,7 +22,6 @@ from agents.policies.playbook import (
     TargetBandRule,
 )
 from agents.policies.settings import DaySettings
-from agents.rollout import rollout
 from envs.actions import to_decision
 from envs.config import list_scenarios, load_scenario
 from envs.history import FEATURE_NAMES
@@ -181,13 +180,11 @@ def test_every_policy_is_registered():
 
 
 @pytest.mark.slow
-def test_oracle_beats_every_heuristic_in_every_scenario():
-    seeds = np.arange(10000, 10004)
-    for name in list_scenarios():
-        cfg = load_scenario(name)
-        profit = {}
-        for p in POLICIES:
-            policy = make_policy(p, cfg)
-            profit[p] = rollout(policy, policy.config, seeds).metrics["profit"].mean()
-        best_heuristic = max(v for k, v in profit.items() if k != "oracle")
-        assert profit["oracle"] > best_heuristic, (name, profit)
+@pytest.mark.parametrize("name", list_scenarios())
+def test_oracle_beats_every_heuristic_in_every_scenario(name, baseline_profits):
+    """On the 32 calibration seeds (rollouts shared with tests/test_calibration.py)."""
+    runs = baseline_profits(name)
+    assert set(runs) == set(POLICIES)
+    profit = {p: v.mean() for p, v in runs.items()}
+    best_heuristic = max(v for k, v in profit.items() if k != "oracle")
+    assert profit["oracle"] > best_heuristic, (name, profit)
