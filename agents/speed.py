@@ -118,3 +118,27 @@ def machine_description() -> dict[str, str]:
         pass
     return {"cpu": cpu, "cores": str(os.cpu_count()), "python": platform.python_version(),
             "numpy": np.__version__, "platform": platform.platform()}
+
+
+BEAT_TAG = "eval/ppo_vs_playbook/profit_diff_ci_low"
+
+
+def first_beat_time(run_dir, started_at: float, tag: str = BEAT_TAG) -> tuple[float, int] | None:
+    """Wall seconds from ``started_at`` (a ``time.time()``) until the run's validation first
+    showed PPO beating the playbook (the paired profit difference's 95% lower bound above 0),
+    and the training step it happened at; None if it never did.
+    """
+    from pathlib import Path
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = []
+    for path in sorted(Path(run_dir, "tb").rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
+        acc.Reload()
+        if tag in acc.Tags().get("scalars", []):
+            events += acc.Scalars(tag)
+    for event in sorted(events, key=lambda e: e.step):
+        if event.value > 0:
+            return event.wall_time - started_at, event.step
+    return None
