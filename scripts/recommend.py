@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from agents.serving.errors import ServingError
 from agents.serving.recommend import (
@@ -26,11 +27,16 @@ from agents.serving.recommend import (
     write_batch_csv,
 )
 
+# A small PPO policy trained by this pipeline on the default scenario and exported, shipped
+# so recommendations work before anything is trained (tests/test_default_policy.py).
+DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "models" / "default_3c" / "policy.onnx"
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--policy", required=True,
-                   help="runs/<run>/export/policy.onnx, 'playbook' or another rule's name")
+    p.add_argument("--policy", default=str(DEFAULT_POLICY),
+                   help="runs/<run>/export/policy.onnx, 'playbook' or another rule's name "
+                   "(default: the shipped policy, models/default_3c/policy.onnx)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--history", help="one account's daily report (.csv or .xlsx)")
     src.add_argument("--batch", metavar="DIR", help="score every report in DIR")
