@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agents.evaluation import evaluate
@@ -110,3 +111,21 @@ def test_trained_run_and_damaged_model(tiny_run, tmp_path, capsys):
                     "--out", str(tmp_path / "x"))
     assert code == 2
     assert "cannot load the model" in err and "Traceback" not in err
+
+
+def test_rliable_bootstrap_is_seeded_per_policy_and_leaves_numpy_alone():
+    from agents import eval_stats
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 3))
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    alone = eval_stats.aggregate_scores({"a": x}, seed=5, reps=200)
+    assert (np.random.get_state()[1] == before).all()  # the caller's global state is back
+    beside = eval_stats.aggregate_scores({"b": y, "a": x}, seed=5, reps=200)
+    assert beside["a"] == alone["a"]  # another policy does not move a policy's interval
+    assert eval_stats.aggregate_scores({"a": x}, seed=6, reps=200) != alone
+    # a paired difference is the mean of per-seed differences, with its interval around it
+    mean, low, high = eval_stats.column_means(x - y, eval_stats.stream_seed(5, "s", "a"), 200)
+    assert mean == pytest.approx((x - y).mean(axis=0))
+    assert (low <= mean).all() and (mean <= high).all()
