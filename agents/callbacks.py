@@ -11,6 +11,12 @@ TensorBoard tags written here (contracts), besides SB3's ``rollout/`` and ``trai
   the paired profit difference per episode (CNY) and its 95% t-interval;
 - ``eval/verdict`` (text): the comparison in words.
 
+A cross-scenario run validates on each of its scenarios (the same seeds in each): the ``eval/``
+tags above are then means over the scenarios (the difference's interval stratified by
+scenario), and ``eval_<scenario>/...`` carries the same tags for each scenario alone. With the
+Lagrangian floor on, ``train/floor_multiplier`` is the multiplier after each rollout and
+``train/floor_violation_days`` the rollout's mean violation days per episode.
+
 Validation and checkpoints run at the start of a rollout, when the model has learnt from
 every step counted so far, so ``step_<N>`` holds the model after ``N`` steps.
 """
@@ -68,18 +74,21 @@ def paired_difference(a: np.ndarray, b: np.ndarray,
     return mean, mean - half, mean + half
 
 
-def comparison_tags(baseline: str) -> dict[str, str]:
-    """Tags of the paired profit comparison against ``baseline``."""
-    group = f"eval/ppo_vs_{baseline}"
+def comparison_tags(baseline: str, prefix: str = "eval") -> dict[str, str]:
+    """Tags of the paired profit comparison against ``baseline`` (``eval_<scenario>`` prefix:
+    one scenario of a cross-scenario run)."""
+    group = f"{prefix}/ppo_vs_{baseline}"
     return {"diff": f"{group}/profit_diff", "low": f"{group}/profit_diff_ci_low",
             "high": f"{group}/profit_diff_ci_high"}
 
 
-def analyst_layout(baseline: str) -> dict[str, dict[str, list]]:
+def analyst_layout(baseline: str, scenarios: tuple[str, ...] = ()) -> dict[str, dict[str, list]]:
     """CUSTOM SCALARS charts that put PPO and the baseline on the same axes.
 
     Both lines of a chart share their run's colour; the baseline's is the flat one (the same
     deterministic policy on the same seeds at every validation).
+
+    :param scenarios: the scenarios of a cross-scenario run (a margin and a profit chart each).
     """
     tags = comparison_tags(baseline)
 
@@ -98,8 +107,18 @@ def analyst_layout(baseline: str) -> dict[str, dict[str, list]]:
         "settlement ROI of training episodes": ["Multiline", ["^market/settlement_roi$"]],
         "reward terms per training episode, CNY": ["Multiline", ["^market/reward_terms/"]],
     }
-    return {f"Does PPO beat the {baseline}? (validation seeds 20000..)": charts,
-            "Training episodes": training}
+    layout = {f"Does PPO beat the {baseline}? (validation seeds 20000..)": charts,
+              "Training episodes": training}
+    if scenarios:
+        per: dict[str, list] = {}
+        for name in scenarios:
+            own = comparison_tags(baseline, f"eval_{name}")
+            per[f"{name}: PPO minus {baseline}, profit per episode, CNY, 95% CI"] = [
+                "Margin", [own["diff"], own["low"], own["high"]]]
+            per[f"{name}: profit per episode, CNY: PPO vs {baseline}"] = [
+                "Multiline", [f"^eval_{name}/ppo/profit$", f"^eval_{name}/{baseline}/profit$"]]
+        layout[f"Per scenario (the charts above: means over {len(scenarios)} scenarios)"] = per
+    return layout
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,6 +134,7 @@ class ValidationResult:
     profit_diff: float  # mean paired PPO - baseline profit, CNY per episode
     profit_diff_ci_low: float
     profit_diff_ci_high: float
+    per_scenario: dict[str, ValidationResult] | None = None  # a cross-scenario run's parts
 
     @property
     def verdict(self) -> str:
@@ -133,7 +153,11 @@ class ValidationResult:
                 f"{self.n_seeds} validation seeds): {self.verdict} than the {self.baseline}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "verdict": self.verdict}
+        out = {**asdict(self), "verdict": self.verdict}
+        out.pop("per_scenario")
+        if self.per_scenario is not None:
+            out["per_scenario"] = {k: v.to_dict() for k, v in self.per_scenario.items()}
+        return out
 
 
 def _means(result: RolloutResult) -> dict[str, float]:
@@ -160,28 +184,93 @@ class Validator:
                                       self.seeds)
         return self._reference
 
-    def evaluate(self, model, vecnormalize, step: int) -> ValidationResult:
+    def rollout_model(self, model, vecnormalize) -> RolloutResult:
         """Deterministic PPO actions on raw observations normalised by frozen statistics."""
-        ppo = rollout(model, self.scenario, self.seeds,
-                      observation_filter=vecnormalize.normalize_obs)
-        ref = self.reference()
+        return rollout(model, self.scenario, self.seeds,
+                       observation_filter=vecnormalize.normalize_obs)
+
+    def evaluate(self, model, vecnormalize, step: int) -> ValidationResult:
+        """PPO against the baseline on the validation seeds."""
+        ppo, ref = self.rollout_model(model, vecnormalize), self.reference()
         diff, low, high = paired_difference(ppo.metrics["profit"], ref.metrics["profit"])
         return ValidationResult(step, self.baseline, len(self.seeds), _means(ppo), _means(ref),
                                 diff, low, high)
 
 
-def write_validation(writer, result: ValidationResult) -> None:
-    """The ``eval/`` tags and the verdict text of one validation."""
+def stratified_difference(diffs: list[np.ndarray],
+                          confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """Mean over strata of the mean paired difference, and its t-interval ``(mean, low,
+    high)``: variance ``sum(var_s / n_s) / S^2``, degrees of freedom ``sum(n_s - 1)``."""
+    means = [float(np.mean(d)) for d in diffs]
+    mean = float(np.mean(means))
+    dof = sum(len(d) - 1 for d in diffs)
+    if dof < 1 or any(len(d) < 2 or not np.isfinite(d).all() for d in diffs):
+        return mean, math.nan, math.nan
+    se = math.sqrt(sum(np.var(d, ddof=1) / len(d) for d in diffs)) / len(diffs)
+    half = float(stats.t.ppf(0.5 + confidence / 2, dof) * se)
+    return mean, mean - half, mean + half
+
+
+class ScenarioValidators:
+    """Validation of a cross-scenario run: PPO and the baseline on the validation seeds of each
+    scenario; the result is the mean over the scenarios, with each scenario's own result in
+    :attr:`ValidationResult.per_scenario`."""
+
+    def __init__(self, scenarios: list[ScenarioConfig], baseline: str, n_episodes: int):
+        self.baseline = baseline
+        self.validators = [Validator(sc, baseline, n_episodes) for sc in scenarios]
+
+    def evaluate(self, model, vecnormalize, step: int) -> ValidationResult:
+        parts, diffs = {}, []
+        for validator in self.validators:
+            ppo, ref = validator.rollout_model(model, vecnormalize), validator.reference()
+            diffs.append(ppo.metrics["profit"] - ref.metrics["profit"])
+            diff, low, high = paired_difference(ppo.metrics["profit"], ref.metrics["profit"])
+            parts[validator.scenario.name] = ValidationResult(
+                step, self.baseline, len(validator.seeds), _means(ppo), _means(ref), diff, low,
+                high)
+        diff, low, high = stratified_difference(diffs)
+        return ValidationResult(
+            step, self.baseline, sum(len(v.seeds) for v in self.validators),
+            _mean_dicts([p.ppo for p in parts.values()]),
+            _mean_dicts([p.reference for p in parts.values()]), diff, low, high, parts)
+
+
+def _mean_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([d[k] for d in dicts])) for k in dicts[0]}
+
+
+def make_validator(scenarios: list[ScenarioConfig], baseline: str,
+                   n_episodes: int) -> Validator | ScenarioValidators:
+    """A :class:`Validator` for one scenario, :class:`ScenarioValidators` for several."""
+    if len(scenarios) == 1:
+        return Validator(scenarios[0], baseline, n_episodes)
+    return ScenarioValidators(scenarios, baseline, n_episodes)
+
+
+def _write_scalars(writer, result: ValidationResult, prefix: str) -> None:
     step = result.step
     for key, value in result.ppo.items():
-        writer.add_scalar(f"eval/ppo/{key}", value, step)
+        writer.add_scalar(f"{prefix}/ppo/{key}", value, step)
     for key, value in result.reference.items():
-        writer.add_scalar(f"eval/{result.baseline}/{key}", value, step)
-    tags = comparison_tags(result.baseline)
+        writer.add_scalar(f"{prefix}/{result.baseline}/{key}", value, step)
+    tags = comparison_tags(result.baseline, prefix)
     writer.add_scalar(tags["diff"], result.profit_diff, step)
     writer.add_scalar(tags["low"], result.profit_diff_ci_low, step)
     writer.add_scalar(tags["high"], result.profit_diff_ci_high, step)
-    writer.add_text("eval/verdict", result.sentence(), step)
+
+
+def write_validation(writer, result: ValidationResult) -> None:
+    """The ``eval/`` tags and the verdict text of one validation (and ``eval_<scenario>/``
+    tags for each scenario of a cross-scenario run)."""
+    _write_scalars(writer, result, "eval")
+    text = result.sentence()
+    for name, part in (result.per_scenario or {}).items():
+        _write_scalars(writer, part, f"eval_{name}")
+        text += f"  \n{name}: {part.sentence()}"
+    if result.per_scenario:
+        text = f"mean over {len(result.per_scenario)} scenarios: {text}"
+    writer.add_text("eval/verdict", text, result.step)
     writer.flush()
 
 
@@ -286,6 +375,52 @@ class MarketMetricsCallback(BaseCallback):
                               float(np.mean([t[key] for t in terms])), step)
         writer.flush()
         return True
+
+
+class FloorMultiplierCallback(BaseCallback):
+    """Dual ascent on the settlement-ROI floor's Lagrange multiplier (the training env's
+    ``sim.floor_multiplier``, CNY of reward per CNY of settled GMV short of the floor).
+
+    After each rollout: ``multiplier += lr x (mean violation days of the episodes that ended -
+    target_violation_days)``, clipped to ``[0, max_multiplier]``; logged as
+    ``train/floor_multiplier`` and recorded in ``run.json`` (``floor_multiplier``), where a
+    resumed run picks it up.
+    """
+
+    def __init__(self, target_violation_days: float, lr: float, max_multiplier: float,
+                 multiplier: float, run_dir: Path):
+        super().__init__()
+        self.target = target_violation_days
+        self.lr = lr
+        self.max_multiplier = max_multiplier
+        self.multiplier = float(np.clip(multiplier, 0.0, max_multiplier))
+        self.run_dir = Path(run_dir)
+        self._days: list[float] = []
+
+    def _apply(self) -> None:
+        self.training_env.unwrapped.sim.floor_multiplier = self.multiplier
+
+    def _on_training_start(self) -> None:
+        self._apply()
+
+    def _on_step(self) -> bool:
+        self._days.extend(info["episode_metrics"]["roi_floor_violation_days"]
+                          for info in self.locals["infos"] if "episode_metrics" in info)
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if not self._days:
+            return
+        days = float(np.mean(self._days))
+        self._days = []
+        step = self.model.num_timesteps
+        self.multiplier = float(np.clip(self.multiplier + self.lr * (days - self.target), 0.0,
+                                        self.max_multiplier))
+        self._apply()
+        writer = tb_writer(self.logger)
+        writer.add_scalar("train/floor_multiplier", self.multiplier, step)
+        writer.add_scalar("train/floor_violation_days", days, step)
+        update_run_json(self.run_dir, floor_multiplier=self.multiplier)
 
 
 class StopOnRequest(BaseCallback):

@@ -8,6 +8,9 @@ preset it names with ``base: <name>``. Unknown keys, wrong types and out-of-rang
 
 ``--set key=value`` overrides are parsed by the type of the field they name, so
 ``--set ppo.learning_rate=3e-4`` is a float and ``--set policy.net_arch=64,64`` a list of ints.
+
+``env.scenario`` is one scenario, or a list of them for one policy trained across scenarios
+(``--set env.scenario=3c,food``; ``env.overrides`` apply to each).
 """
 
 from __future__ import annotations
@@ -34,21 +37,36 @@ ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "silu")
 LR_SCHEDULES = ("constant", "linear")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _DEVICE = re.compile(r"^(cpu|auto|cuda(:\d+)?|mps)$")
+MIX_NAME = "mix"  # the <scenario> part of a cross-scenario run's folder name
 
 
 @dataclass(frozen=True)
 class EnvSection:
     """The vectorised environment PPO trains on."""
 
-    scenario: str  # preset name in configs/scenarios/ or a YAML path
-    overrides: Mapping[str, Any]  # scenario fields to override (validated by the scenario)
+    scenario: str | tuple[str, ...]  # preset name in configs/scenarios/ or a YAML path; or a
+    # list of them: one batch of accounts split across the scenarios (cross-scenario training)
+    overrides: Mapping[str, Any]  # scenario fields to override, in every scenario
     n_envs: int  # accounts simulated in parallel
     normalize_reward: bool  # VecNormalize also scales rewards (observations always are)
     clip_obs: float  # normalised observations are clipped to +-clip_obs
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
+        if isinstance(self.scenario, tuple):
+            if not self.scenario:
+                raise ConfigError("env.scenario: an empty list names no scenario")
+            if len(set(self.scenario)) != len(self.scenario):
+                raise ConfigError(f"env.scenario: {list(self.scenario)} names a scenario twice")
+            if self.n_envs < len(self.scenario):
+                raise ConfigError(f"env.n_envs: {self.n_envs} accounts cannot cover "
+                                  f"{len(self.scenario)} scenarios")
         _positive("env.n_envs", self.n_envs)
+
+    @property
+    def scenarios(self) -> tuple[str, ...]:
+        """The scenario names as a tuple (one for a single-scenario run)."""
+        return self.scenario if isinstance(self.scenario, tuple) else (self.scenario,)
         _positive("env.clip_obs", self.clip_obs)
 
 
@@ -128,6 +146,33 @@ class TrainingSection:
 
 
 @dataclass(frozen=True)
+class LagrangianSection:
+    """The settlement-ROI floor as a constraint: dual ascent on its Lagrange multiplier.
+
+    After each rollout the multiplier (CNY of reward per CNY of settled GMV short of the floor)
+    moves by ``lr x (mean violation days of the rollout's episodes - target)``, within
+    ``[0, max_multiplier]``; the simulator charges ``multiplier x shortfall`` as the reward
+    term ``floor_lagrangian``. Missing from runs made before it existed: off.
+    """
+
+    enabled: bool = False
+    target_violation_days: float = 0.0  # ROI-floor violation days per episode allowed
+    lr: float = 0.0  # multiplier change per violation day above the target, per rollout
+    max_multiplier: float = 0.0  # upper bound of the multiplier
+    initial_multiplier: float = 0.0  # the multiplier of the first rollout
+
+    def __post_init__(self) -> None:
+        for key in ("target_violation_days", "lr", "max_multiplier", "initial_multiplier"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"lagrangian.{key}: must be >= 0, got {getattr(self, key)!r}")
+        if self.initial_multiplier > self.max_multiplier:
+            raise ConfigError(f"lagrangian.initial_multiplier: {self.initial_multiplier} "
+                              f"exceeds lagrangian.max_multiplier ({self.max_multiplier})")
+        if self.enabled and not (self.lr > 0 and self.max_multiplier > 0):
+            raise ConfigError("lagrangian: enabled needs lr > 0 and max_multiplier > 0")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a PPO training run (the resolved ``config.yaml``)."""
 
@@ -137,6 +182,7 @@ class TrainConfig:
     ppo: PPOSection
     policy: PolicySection
     training: TrainingSection
+    lagrangian: LagrangianSection = LagrangianSection()  # off in runs made before it existed
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.experiment) or "__" in self.experiment:
@@ -150,13 +196,27 @@ class TrainConfig:
                               f"(env.n_envs x ppo.n_steps = {rollout})")
 
     @property
+    def is_mix(self) -> bool:
+        """Whether the run trains across several scenarios."""
+        return isinstance(self.env.scenario, tuple) and len(self.env.scenario) > 1
+
+    @property
     def rollout_steps(self) -> int:
         """Env steps collected per PPO update (``n_envs * n_steps``)."""
         return self.env.n_envs * self.ppo.n_steps
 
     def scenario_config(self) -> ScenarioConfig:
-        """The scenario this run trains on, with its overrides applied."""
-        return load_scenario(self.env.scenario, **dict(self.env.overrides))
+        """The scenario this run trains on, with its overrides applied (the first one of a
+        cross-scenario run)."""
+        return self.scenario_configs()[0]
+
+    def scenario_configs(self) -> list[ScenarioConfig]:
+        """Every scenario this run trains on, in order, with the overrides applied."""
+        return [load_scenario(name, **dict(self.env.overrides)) for name in self.env.scenarios]
+
+    def run_label(self) -> str:
+        """The ``<scenario>`` part of the run folder's name (``mix`` across scenarios)."""
+        return MIX_NAME if self.is_mix else self.scenario_config().name
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, YAML-friendly data (tuples as lists), loadable again by :func:`from_dict`."""
@@ -205,11 +265,15 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, prefix=f"{key}.")
     origin = get_origin(hint)
-    if origin is UnionType:  # X | None
+    if origin is UnionType:  # X | None, or str | tuple[str, ...] (one item or a list)
         if value is None and NoneType in get_args(hint):
             return None
-        (inner,) = [a for a in get_args(hint) if a is not NoneType]
-        return _coerce(key, value, inner)
+        inner = [a for a in get_args(hint) if a is not NoneType]
+        listed = [a for a in inner if get_origin(a) is tuple]
+        if listed and len(inner) > 1:
+            inner = listed if isinstance(value, (list, tuple)) else [a for a in inner
+                                                                     if a not in listed]
+        return _coerce(key, value, inner[0])
     if origin is Mapping:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping of keys to values, got {value!r}")
@@ -227,19 +291,26 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(prefix + k for k in unknown)} "
                           f"(known in {section}: {', '.join(names)})")
-    missing = [n for n in names if n not in data]
+    optional = {f.name for f in dataclasses.fields(cls)
+                if f.default is not dataclasses.MISSING}
+    missing = [n for n in names if n not in data and n not in optional]
     if missing:
         raise ConfigError(f"missing config key(s): {', '.join(prefix + k for k in missing)}")
-    return cls(**{n: _coerce(prefix + n, data[n], hints[n]) for n in names})
+    return cls(**{n: _coerce(prefix + n, data[n], hints[n]) for n in names if n in data})
 
 
 def from_dict(data: Mapping[str, Any]) -> TrainConfig:
     """A validated config from complete plain data; also checks the scenario and overrides."""
     config = _build(TrainConfig, data)
     try:
-        config.scenario_config()
+        configs = config.scenario_configs()
     except ConfigError as exc:
         raise ConfigError(f"env: {exc}") from None
+    for cfg in configs[1:]:  # one batch steps the scenarios together (envs.simulator.ScenarioMix)
+        for key in ("episode_days", "action_space", "objective"):
+            if getattr(cfg, key) != getattr(configs[0], key):
+                raise ConfigError(f"env.scenario: {configs[0].name!r} and {cfg.name!r} differ "
+                                  f"in {key}; scenarios trained together must share it")
     return config
 
 
@@ -309,8 +380,10 @@ def parse_value(dotted: str, text: str) -> Any:
     raw = text.strip()
     if get_origin(hint) is UnionType and raw.lower() in ("null", "none", "~"):
         return None
-    if get_origin(hint) is UnionType:
-        hint = [a for a in get_args(hint) if a is not NoneType][0]
+    if get_origin(hint) is UnionType:  # X | None; str | tuple[str, ...]: a list if it looks so
+        inner = [a for a in get_args(hint) if a is not NoneType]
+        listed = raw.startswith("[") or "," in raw
+        hint = next((a for a in inner if (get_origin(a) is tuple) == listed), inner[0])
     try:
         if hint is int:
             number = float(raw.replace("_", ""))
@@ -328,7 +401,8 @@ def parse_value(dotted: str, text: str) -> Any:
             return raw
         if get_origin(hint) is tuple:
             items = yaml.safe_load(raw) if raw.startswith("[") else raw.split(",")
-            return [int(str(v).strip()) for v in items]
+            item_type = get_args(hint)[0]
+            return [item_type(str(v).strip()) for v in items]
     except (ValueError, TypeError, yaml.YAMLError):
         expected = {int: "a whole number", float: "a number", bool: "true or false"}
         raise ConfigError(f"{dotted}: expected {expected.get(hint, 'a list of whole numbers')}, "

@@ -6,6 +6,9 @@ The run folder follows the contracts (:mod:`agents.run_folder`); the callbacks
 (:mod:`agents.callbacks`) write the business metrics, validate against the playbook on the
 validation seeds, keep the best model and checkpoint atomically.
 
+A config naming several scenarios trains one policy across them (one batch of accounts split
+across the scenarios, :class:`envs.simulator.ScenarioMix`) and validates on each.
+
 Resume continues from the last complete checkpoint with the same step counter and its own
 normalisation statistics; TensorBoard events after that checkpoint's step are dropped, so
 the curves continue as one stream.
@@ -13,6 +16,7 @@ the curves continue as one stream.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import shlex
 import signal
@@ -33,14 +37,15 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.callbacks import (
     CheckpointCallback,
+    FloorMultiplierCallback,
     MarketMetricsCallback,
     ProgressBarCallback,
     StopOnRequest,
     ValidationCallback,
     ValidationResult,
-    Validator,
     analyst_layout,
     comparison_tags,
+    make_validator,
     read_eval,
     tb_writer,
 )
@@ -97,9 +102,10 @@ def session_seed(seed: int, session: int) -> int:
     return int(np.random.SeedSequence([seed, session, 0x5151]).generate_state(1)[0])
 
 
-def make_training_env(config: TrainConfig, scenario: ScenarioConfig, session: int = 0,
-                      vecnormalize_path: Path | None = None) -> VecNormalize:
-    """The batched training env behind ``VecNormalize`` (fresh, or with saved statistics)."""
+def make_training_env(config: TrainConfig, scenario: ScenarioConfig | list[ScenarioConfig],
+                      session: int = 0, vecnormalize_path: Path | None = None) -> VecNormalize:
+    """The batched training env behind ``VecNormalize`` (fresh, or with saved statistics);
+    a list of scenarios splits the batch across them."""
     venv = QianchuanVecEnv(scenario, config.env.n_envs, session_seed(config.seed, session))
     if vecnormalize_path is not None:
         env = VecNormalize.load(str(vecnormalize_path), venv)
@@ -157,9 +163,17 @@ def truncate_events(tb_dir: Path, last_step: int) -> int:
     return dropped
 
 
-def _hparams(config: TrainConfig, scenario: ScenarioConfig) -> dict[str, Any]:
+def scenarios_hash(scenarios: list[ScenarioConfig]) -> str:
+    """A scenario's hash, or for several a short sha256 of theirs in order."""
+    if len(scenarios) == 1:
+        return scenarios[0].hash()
+    return hashlib.sha256(" ".join(s.hash() for s in scenarios).encode()).hexdigest()[:12]
+
+
+def _hparams(config: TrainConfig, scenarios: list[ScenarioConfig]) -> dict[str, Any]:
     """Flat hyperparameters for the HPARAMS tab (lists and mappings as text)."""
-    flat: dict[str, Any] = {"scenario": scenario.name, "scenario_hash": scenario.hash()}
+    flat: dict[str, Any] = {"scenario": config.run_label(),
+                            "scenario_hash": scenarios_hash(scenarios)}
 
     def walk(prefix: str, node: Any) -> None:
         if isinstance(node, dict) and not prefix.endswith("overrides"):
@@ -209,13 +223,14 @@ def _stop_on_signals(stop: StopOnRequest) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _session(run_dir: Path, config: TrainConfig, scenario: ScenarioConfig, session: int,
+def _session(run_dir: Path, config: TrainConfig, scenarios: list[ScenarioConfig], session: int,
              checkpoint: Path | None, command: list[str],
              on_validation: Callable[[ValidationResult], None] | None = None) -> Path:
     """Train until ``config.training.total_timesteps``, from ``checkpoint`` if given."""
     t = config.training
     torch.set_num_threads(t.torch_threads)
-    validator = Validator(scenario, t.baseline, t.eval_episodes)
+    validator = make_validator(scenarios, t.baseline, t.eval_episodes)
+    scenario = scenarios if len(scenarios) > 1 else scenarios[0]
     tb_dir = run_dir / TB_DIR
     if checkpoint is None:
         env = make_training_env(config, scenario, session)
@@ -233,17 +248,23 @@ def _session(run_dir: Path, config: TrainConfig, scenario: ScenarioConfig, sessi
     logger = Logger(str(tb_dir), [TensorBoardOutputFormat(str(tb_dir))])
     model.set_logger(logger)
     writer = tb_writer(logger)
-    writer.add_custom_scalars(analyst_layout(t.baseline))
+    writer.add_custom_scalars(analyst_layout(
+        t.baseline, tuple(s.name for s in scenarios) if len(scenarios) > 1 else ()))
 
     market = MarketMetricsCallback()
     validation = ValidationCallback(validator, t.eval_freq, run_dir, best_score, on_validation)
     checkpoints = CheckpointCallback(t.checkpoint_freq, run_dir)
     stop = StopOnRequest()
     callbacks = [market, validation, checkpoints, stop]
+    info = read_run_json(run_dir)
+    lag = config.lagrangian
+    if lag.enabled:
+        callbacks.insert(1, FloorMultiplierCallback(
+            lag.target_violation_days, lag.lr, lag.max_multiplier,
+            info.get("floor_multiplier", lag.initial_multiplier), run_dir))
     if t.progress_bar:
         callbacks.append(ProgressBarCallback(t.total_timesteps, validation))
 
-    info = read_run_json(run_dir)
     sessions = info.get("sessions", [])
     sessions.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "start_step": start,
                      "command": shlex.join(command), "env_seed": session_seed(config.seed,
@@ -279,7 +300,7 @@ def _session(run_dir: Path, config: TrainConfig, scenario: ScenarioConfig, sessi
     save_model_dir(run_dir / "final", model, env, {**final.to_dict(), "selected_by": "final"})
     if model.num_timesteps not in checkpoint_steps(run_dir):
         checkpoints.save()
-    _write_hparams(writer, _hparams(config, scenario), _hparam_metrics(t.baseline))
+    _write_hparams(writer, _hparams(config, scenarios), _hparam_metrics(t.baseline))
     logger.close()
     sessions[-1]["ended"] = "finished"
     update_run_json(run_dir, status="finished", num_timesteps=model.num_timesteps,
@@ -302,33 +323,44 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_name: str | No
         pruning hook); an exception it raises stops training (run status ``failed``) and
         leaves ``train()``.
     """
-    scenario = config.scenario_config()
-    Validator(scenario, config.training.baseline, 2)  # an unknown baseline fails before any I/O
-    name = run_name or default_run_name(scenario.name, config.experiment, config.seed)
+    scenarios = config.scenario_configs()
+    make_validator(scenarios[:1], config.training.baseline, 2)  # unknown baseline: before I/O
+    scenario = scenarios[0]
+    name = run_name or default_run_name(config.run_label(), config.experiment, config.seed)
     run_dir = create_run_dir(Path(runs_dir), name)
     command = command or command_line()
     write_text_atomic(run_dir / CONFIG_YAML, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    mix = {"scenarios": [s.name for s in scenarios],
+           "scenario_configs": [s.to_dict() for s in scenarios]} if config.is_mix else {}
     write_json_atomic(run_dir / RUN_JSON, {
         "run_name": name, "status": "running", "seed": config.seed,
-        "scenario": scenario.name, "scenario_hash": scenario.hash(),
+        "scenario": config.run_label(), "scenario_hash": scenarios_hash(scenarios),
         "config_hash": config.hash(), "experiment": config.experiment,
         "command": shlex.join(command), "package_versions": package_versions(),
         "code": code_version(),
         "env_version": ENV_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "num_timesteps": 0, "scenario_config": scenario.to_dict(), "sessions": [],
+        "num_timesteps": 0, "scenario_config": scenario.to_dict(), **mix, "sessions": [],
     })
-    return _session(run_dir, config, scenario, 0, None, command, on_validation)
+    return _session(run_dir, config, scenarios, 0, None, command, on_validation)
 
 
 def load_run_config(run_dir: Path) -> tuple[TrainConfig, ScenarioConfig]:
     """A run's training config (``config.yaml``) and the exact scenario it trained on (stored
-    in ``run.json``, so later edits of the preset do not change the run)."""
+    in ``run.json``, so later edits of the preset do not change the run; the first scenario
+    of a cross-scenario run: :func:`load_run_scenarios` has them all)."""
     try:
         data = yaml.safe_load((Path(run_dir) / CONFIG_YAML).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise RunError(f"{run_dir}: cannot read {CONFIG_YAML} ({exc})") from None
     config = config_from_dict(data)
     return config, scenario_from_dict(read_run_json(run_dir)["scenario_config"])
+
+
+def load_run_scenarios(run_dir: Path) -> list[ScenarioConfig]:
+    """Every scenario a run trained on, exactly as stored in its ``run.json``."""
+    info = read_run_json(run_dir)
+    return [scenario_from_dict(d) for d in info.get("scenario_configs",
+                                                    [info["scenario_config"]])]
 
 
 def resume(run: str | Path, runs_dir: str | Path = "runs", total_timesteps: int | None = None,
@@ -341,7 +373,8 @@ def resume(run: str | Path, runs_dir: str | Path = "runs", total_timesteps: int 
     """
     run_dir = resolve_run(run, Path(runs_dir))
     restore_model_dirs(run_dir)
-    config, scenario = load_run_config(run_dir)
+    config, _ = load_run_config(run_dir)
+    scenarios = load_run_scenarios(run_dir)
     changes = {}
     if total_timesteps is not None:
         changes["training.total_timesteps"] = total_timesteps
@@ -361,7 +394,7 @@ def resume(run: str | Path, runs_dir: str | Path = "runs", total_timesteps: int 
     checkpoint = model_dir(run_dir, f"step_{steps[-1]}") if steps else None
     if checkpoint is None:
         truncate_events(run_dir / TB_DIR, -1)
-    return _session(run_dir, config, scenario, len(info.get("sessions", [])), checkpoint,
+    return _session(run_dir, config, scenarios, len(info.get("sessions", [])), checkpoint,
                     command or command_line())
 
 
@@ -397,4 +430,9 @@ def describe_run(run_dir: Path, runs_root: Path | None = None) -> str:
     lines.append(f"  PPO final - {base} profit: {final['profit_diff']:+,.0f} CNY/episode, 95% CI "
                  f"[{final['profit_diff_ci_low']:+,.0f}, {final['profit_diff_ci_high']:+,.0f}]"
                  f" -> {final['verdict']} than the {base}")
+    for name, part in (final.get("per_scenario") or {}).items():
+        lines.append(f"    {name:14s} PPO {part['ppo']['profit']:>11,.0f}  {base} "
+                     f"{part['reference']['profit']:>11,.0f}  difference "
+                     f"{part['profit_diff']:+,.0f} [{part['profit_diff_ci_low']:+,.0f}, "
+                     f"{part['profit_diff_ci_high']:+,.0f}]")
     return "\n".join(lines)
