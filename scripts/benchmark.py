@@ -61,7 +61,8 @@ def _pin_one_core() -> str:
 def time_to_beat(scenario: str, smoke: bool) -> dict:
     """Run the README's main command (``scripts/train.py``, defaults) and time the first
     validation that beats the playbook; smoke mode trains a few hundred steps."""
-    extra = (["--timesteps", "512", "--n-envs", "4", "--set", "training.eval_freq=256",
+    extra = (["--timesteps", "512", "--n-envs", "4", "--set", "ppo.batch_size=84",
+              "--set", "training.eval_freq=256",
               "--set", "training.eval_episodes=4", "--set", "training.checkpoint_freq=512"]
              if smoke else [])
     with tempfile.TemporaryDirectory() as runs:

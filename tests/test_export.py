@@ -47,7 +47,8 @@ def test_manifest_holds_the_contract_fields(exported, tiny_run):
     assert manifest["feature_names"] == list(FEATURE_NAMES)
     assert manifest["history_days_required"] == HISTORY_DAYS_REQUIRED
     assert manifest["env_version"] == ENV_VERSION
-    assert manifest["action_space"]["shape"] == [2] and manifest["action_space"]["low"] == -1.0
+    # the tiny run uses the default config: the full action space (6 components)
+    assert manifest["action_space"]["shape"] == [6] and manifest["action_space"]["low"] == -1.0
     assert manifest["source"]["checkpoint"] == "best"
     assert manifest["source"]["run_dir"] == str(tiny_run)
     norm = manifest["normalisation"]
@@ -68,7 +69,7 @@ def test_graph_matches_model_predict_on_unseen_observations_any_batch(exported, 
         got = np.concatenate([policy.predict(obs[i:i + batch])[0]
                               for i in range(0, len(obs), batch)])
         assert np.abs(got - reference).max() <= ACTION_ATOL
-    assert policy.predict(obs[0])[0].shape == (2,)  # a single observation
+    assert policy.predict(obs[0])[0].shape == (6,)  # a single observation, full actions
     # the normalisation is inside the graph: the raw observation is the input
     assert not np.allclose(reference, ck.policy.model.predict(obs, deterministic=True)[0])
 

@@ -162,7 +162,7 @@ def test_trained_policy_answers_an_example_beside_the_playbook(capsys, exported,
     assert code == 0, err
     rec = json.loads(out)
     assert rec["policy"]["name"] == "tiny:best"
-    assert len(rec["policy"]["action"]) == 2
+    assert len(rec["policy"]["action"]) == 6  # the default (full) action space
     assert rec["playbook"]["name"] == "playbook"
     for answer in (rec["policy"], rec["playbook"]):
         assert {"raw", "recommended", "change", "guards"} <= set(answer)
@@ -402,7 +402,7 @@ def test_bad_options_exit_2(capsys, args, expected):
     ("env_version", 999, "env_version"),
     ("history_days_required", 7, "history_days_required"),
     ("format", "something else", "not a policy manifest"),
-    ("action_space", {"shape": [6]}, "action space has 6 components"),
+    ("action_space", {"shape": [2]}, "action space has 2 components"),
 ])
 def test_manifest_that_does_not_match_the_model_exits_2(tmp_path, capsys, exported, field,
                                                         value, expected):

@@ -174,7 +174,8 @@ def test_trained_policy_answers_on_raw_observations(tiny_run):
                      -policy.clip_obs, policy.clip_obs)
     np.testing.assert_allclose(policy.normalize(raw), manual)
     for checkpoint in ("best", "latest", "step_256"):
-        assert load_trained_policy(tiny_run, checkpoint).predict(raw[0])[0].shape == (2,)
+        shape = load_trained_policy(tiny_run, checkpoint).predict(raw[0])[0].shape
+        assert shape == (6,)  # the default config trains in the full action space
     with pytest.raises(RunError, match="step_999"):
         load_trained_policy(tiny_run, "step_999")
 
