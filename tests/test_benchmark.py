@@ -15,7 +15,7 @@ def test_benchmark_smoke_writes_figures(tmp_path):
     (path,) = tmp_path.glob("benchmark__3c__*__smoke.json")
     result = json.loads(path.read_text())
     assert result["model_account_days_per_s"]["64"] > 0
-    assert 0 < result["env_share_of_training"]["median"] < 1
+    assert 0 < result["env_share_of_training"]["default config"]["median"] < 1
     assert result["machine"]["cores"]
 
 
