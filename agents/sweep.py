@@ -39,7 +39,7 @@ from agents.policies import make_policy
 from agents.ppo_config import TrainConfig, load_train_config, parse_sets
 from agents.ppo_policy import load_trained_policy
 from agents.rollout import rollout
-from agents.run_folder import command_line, write_json_atomic, write_text_atomic
+from agents.run_folder import write_json_atomic, write_text_atomic
 from agents.training import InterruptedTrainingError, train
 from agents.tune.queue import (
     SLOT_ATTR,
@@ -49,7 +49,14 @@ from agents.tune.queue import (
     queue_size,
     slot_trials,
 )
-from agents.tune.study import RUN_ATTR, SEED_ATTR, StudyRun, mark_abandoned, run_study
+from agents.tune.study import (
+    RUN_ATTR,
+    SEED_ATTR,
+    StudyRun,
+    mark_abandoned,
+    run_study,
+    safe_command,
+)
 
 REPORT_SEED_START = 10000  # contracts: reports use seeds from 10000
 CONFIDENCE = 0.95
@@ -162,7 +169,7 @@ class SweepObjective:
         trial.set_user_attr(RUN_ATTR, str(self.folder / run_name))
         try:
             run_dir = train(config, runs_dir=self.folder, run_name=run_name,
-                            command=[*command_line(), f"# cell {trial.number} of "
+                            command=[*safe_command(), f"# cell {trial.number} of "
                                      f"{self.study_name}"])
         except InterruptedTrainingError as exc:
             raise KeyboardInterrupt(str(exc)) from exc

@@ -18,6 +18,7 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
 from agents.ppo_config import load_train_config
 from agents.run_folder import read_run_json
@@ -300,10 +301,11 @@ def run_and_kill_one(tmp_path: Path, storage_url: str | None) -> dict:
             trials = study.get_trials(deepcopy=False)
             done = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
             for t in trials:
-                run_dir = Path(t.user_attrs.get(RUN_ATTR, "/nonexistent"))
-                if (t.state == TrialState.RUNNING and done and (run_dir / "run.json").exists()
-                        and t.user_attrs.get(WORKER_ATTR, "").endswith(f":{victim.pid}")):
-                    target = t
+                run_json = Path(t.user_attrs.get(RUN_ATTR, "/nonexistent")) / "run.json"
+                if (t.state == TrialState.RUNNING and done and run_json.exists()
+                        and t.user_attrs.get(WORKER_ATTR, "").endswith(f":{victim.pid}")
+                        and read_run_json(run_json.parent)["status"] == "running"):
+                    target = t  # in the middle of training
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)
         survivor.wait(timeout=240)
@@ -335,7 +337,10 @@ def check_no_trial_lost_or_duplicated(outcome: dict) -> None:
     for number, value in outcome["done_before"].items():  # nothing finished is lost
         assert study.trials[number].state == TrialState.COMPLETE
         assert study.trials[number].value == value
-    assert read_run_json(Path(killed.user_attrs[RUN_ATTR]))["status"] == "abandoned"
+    killed_run = read_run_json(Path(killed.user_attrs[RUN_ATTR]))
+    assert f"retried as trial {retry.number}" in killed_run["note"]
+    assert killed_run["status"] == "abandoned" or (  # unless it ended in the ms before the kill
+        killed_run["status"] == "finished" and "before the study recorded" in killed_run["note"])
     space = outcome["space"]
     for t in states["COMPLETE"]:
         info = read_run_json(Path(t.user_attrs[RUN_ATTR]))
@@ -372,4 +377,11 @@ def test_killed_worker_on_sqlite_loses_and_duplicates_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_killed_worker_on_postgresql_loses_and_duplicates_nothing(tmp_path, postgres_url):
-    check_no_trial_lost_or_duplicated(run_and_kill_one(tmp_path, postgres_url))
+    outcome = run_and_kill_one(tmp_path, postgres_url)
+    check_no_trial_lost_or_duplicated(outcome)
+    password = make_url(postgres_url).password
+    folder = study_dir(tmp_path / "runs", "tune", outcome["study"].study_name)
+    records = [folder / "study.json", *folder.glob("trial_*/run.json")]
+    assert len(records) == N_TRIALS + 2  # the study's and every attempt's
+    for path in records:  # recorded command lines hide the database password
+        assert password not in path.read_text(), path

@@ -112,19 +112,28 @@ def open_storage(url: str, heartbeat: HeartbeatSettings) -> RDBStorage:
         connect_args = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
-        for attempt in range(3):
+        attempt = 0
+        while True:
             try:
                 return RDBStorage(
                     engine_url, engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
                     heartbeat_interval=heartbeat.interval_s, grace_period=heartbeat.grace_s,
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                         max_retry=heartbeat.max_retry))
-            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-                time.sleep(1.0 + attempt)  # another worker is creating the tables right now
             except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError) as exc:
                 reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                if _creating_tables(exc) and attempt < 2:
+                    attempt += 1
+                    time.sleep(attempt)  # another worker is creating the tables right now
+                    continue
                 raise TuneError(f"cannot open storage {describe_url(url)}: {reason}") from None
-    raise TuneError(f"cannot open storage {describe_url(url)}: its tables could not be created")
+
+
+def _creating_tables(exc: BaseException) -> bool:
+    """Two workers started on a new database race to create Optuna's tables; the loser sees
+    a duplicate table, type or key (SQLite and PostgreSQL word it differently)."""
+    return isinstance(exc, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)) \
+        or "already exists" in str(exc)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ record, and one run folder per trial (the trial's ``run_dir`` user attr).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import shlex
@@ -67,19 +68,34 @@ def default_storage_url(folder: Path) -> str:
     return f"sqlite:///{(folder / STUDY_DB).resolve()}"
 
 
+def safe_command(argv: list[str] | None = None) -> list[str]:
+    """This process's command line (or ``argv``) with database passwords hidden, for records:
+    ``--storage postgresql://user:pw@host/db`` becomes ``postgresql://user:***@host/db``."""
+    out = []
+    for arg in command_line() if argv is None else argv:
+        prefix, _, value = arg.rpartition("=") if arg.startswith("--") else ("", "", arg)
+        if "://" in value and "@" in value:
+            value = describe_url(value)
+        out.append(f"{prefix}={value}" if prefix else value)
+    return out
+
+
 def write_study_record(folder: Path, record: Mapping[str, Any]) -> None:
-    """``study.json`` on this machine (first worker writes it; later ones add themselves)."""
+    """``study.json`` on this machine (first worker writes it; later ones add themselves,
+    one at a time: workers starting together take turns on a lock file)."""
     path = folder / STUDY_JSON
-    workers = []
-    if path.is_file():
-        try:
-            workers = json.loads(path.read_text(encoding="utf-8")).get("workers", [])
-        except (OSError, ValueError):
-            workers = []
-    workers.append({"command": shlex.join(command_line()),
-                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    write_json_atomic(path, {**record, "package_versions": package_versions(),
-                             "workers": workers})
+    with open(folder / ".study.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        workers = []
+        if path.is_file():
+            try:
+                workers = json.loads(path.read_text(encoding="utf-8")).get("workers", [])
+            except (OSError, ValueError):
+                workers = []
+        workers.append({"command": shlex.join(safe_command()),
+                        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        write_json_atomic(path, {**record, "package_versions": package_versions(),
+                                 "workers": workers})
 
 
 def mark_abandoned(user_attrs: Mapping[str, Any], retry_number: int) -> None:
@@ -87,10 +103,13 @@ def mark_abandoned(user_attrs: Mapping[str, Any], retry_number: int) -> None:
     trial starts with the user attrs of the attempt it replaces."""
     old = user_attrs.get(RUN_ATTR)
     if old and (Path(old) / RUN_JSON).is_file():
-        info = read_run_json(Path(old))
-        if info.get("status") in ("running", "failed"):
+        status = read_run_json(Path(old)).get("status")
+        if status in ("running", "failed"):
             update_run_json(Path(old), status="abandoned",
                             note=f"its worker died; retried as trial {retry_number}")
+        else:  # trained to the end, but the worker died before the study recorded it
+            update_run_json(Path(old), note=f"its worker died before the study recorded "
+                            f"the result; retried as trial {retry_number}")
 
 
 @dataclass

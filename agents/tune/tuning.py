@@ -32,11 +32,18 @@ from optuna.trial import FrozenTrial, TrialState
 
 from agents.callbacks import ValidationResult
 from agents.ppo_config import DEFAULT_PRESET, PPO_CONFIG_DIR, load_train_config
-from agents.run_folder import command_line, read_run_json, update_run_json, write_text_atomic
+from agents.run_folder import read_run_json, update_run_json, write_text_atomic
 from agents.training import InterruptedTrainingError, train
 from agents.tune.queue import SLOT_ATTR, HeartbeatSettings, QueueSpec, TuneError
 from agents.tune.space import SearchSpace
-from agents.tune.study import RUN_ATTR, SEED_ATTR, StudyRun, mark_abandoned, run_study
+from agents.tune.study import (
+    RUN_ATTR,
+    SEED_ATTR,
+    StudyRun,
+    mark_abandoned,
+    run_study,
+    safe_command,
+)
 from envs.config import ConfigError
 
 DEFAULT_N_TRIALS = 20
@@ -83,7 +90,7 @@ class TuneObjective:
 
         try:
             train(config, runs_dir=self.folder, run_name=run_name,
-                  command=[*command_line(), f"# trial {trial.number} of {self.study_name}"],
+                  command=[*safe_command(), f"# trial {trial.number} of {self.study_name}"],
                   on_validation=on_validation)
         except optuna.TrialPruned:
             update_run_json(run_dir, status="pruned")
