@@ -18,6 +18,9 @@ setup: $(STAMP)
 train: $(STAMP)  ## train PPO on the default scenario (TensorBoard logs in runs/)
 	$(PY) scripts/train.py $(ARGS)
 
+results: $(STAMP)  ## train PPO on every scenario x 3 seeds, benchmark all, write docs/results.md
+	$(PY) scripts/results.py $(ARGS)
+
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest $(ARGS)
 
