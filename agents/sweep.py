@@ -40,7 +40,6 @@ from agents.ppo_config import TrainConfig, load_train_config, parse_sets
 from agents.ppo_policy import load_trained_policy
 from agents.rollout import rollout
 from agents.run_folder import write_json_atomic, write_text_atomic
-from agents.training import InterruptedTrainingError, train
 from agents.tune.queue import (
     SLOT_ATTR,
     HeartbeatSettings,
@@ -49,14 +48,7 @@ from agents.tune.queue import (
     queue_size,
     slot_trials,
 )
-from agents.tune.study import (
-    RUN_ATTR,
-    SEED_ATTR,
-    StudyRun,
-    mark_abandoned,
-    run_study,
-    safe_command,
-)
+from agents.tune.study import StudyRun, run_study, train_trial
 
 REPORT_SEED_START = 10000  # contracts: reports use seeds from 10000
 CONFIDENCE = 0.95
@@ -151,28 +143,18 @@ def evaluate_run(run_dir: Path, baseline: str, n_episodes: int) -> dict[str, Any
 class SweepObjective:
     """One cell: train, evaluate on the report seeds, return PPO - playbook profit."""
 
-    def __init__(self, grid: SweepGrid, folder: Path, study_name: str):
+    def __init__(self, grid: SweepGrid, folder: Path):
         self.grid = grid
         self.folder = folder
-        self.study_name = study_name
 
     def __call__(self, trial: optuna.Trial) -> float:
         cell = self.grid.cells()[int(trial.user_attrs[SLOT_ATTR])]
         trial.suggest_categorical("config", self.grid.labels)  # the enqueued values, recorded
         trial.suggest_categorical("scenario", self.grid.scenarios)
         trial.suggest_categorical("seed", self.grid.seeds)
-        mark_abandoned(trial.user_attrs, trial.number)
-        trial.set_user_attr(SEED_ATTR, cell["seed"])
         config = self.grid.cell_config(cell)
-        run_name = f"{config.scenario_config().name}__{cell['config']}__{cell['seed']}__" \
-                   f"t{trial.number}"
-        trial.set_user_attr(RUN_ATTR, str(self.folder / run_name))
-        try:
-            run_dir = train(config, runs_dir=self.folder, run_name=run_name,
-                            command=[*safe_command(), f"# cell {trial.number} of "
-                                     f"{self.study_name}"])
-        except InterruptedTrainingError as exc:
-            raise KeyboardInterrupt(str(exc)) from exc
+        run_dir = train_trial(trial, config, self.folder, f"{config.scenario_config().name}__"
+                              f"{cell['config']}__{cell['seed']}__t{trial.number}")
         evaluation = evaluate_run(run_dir, config.training.baseline, self.grid.eval_episodes)
         trial.set_user_attr(EVAL_ATTR, evaluation)
         return evaluation["profit_diff"]
@@ -188,7 +170,7 @@ def sweep(grid: SweepGrid, study_name: str, storage_url: str | None = None,
     :raises TuneError: bad storage, or the name exists with another grid.
     """
     spec = QueueSpec("sweep", grid.identity(), grid.cells())
-    run = run_study(spec, study_name, lambda folder: SweepObjective(grid, folder, study_name),
+    run = run_study(spec, study_name, lambda folder: SweepObjective(grid, folder),
                     storage_url=storage_url, runs_dir=runs_dir, heartbeat=heartbeat,
                     max_trials=max_trials, log=log)
     aggregate = None

@@ -209,7 +209,7 @@ def test_hopeless_trial_is_pruned_at_a_periodic_validation(tmp_path):
         return optuna.load_study(study_name="prune", storage=storage, pruner=always)
 
     queue = TrialQueue(storage, "prune", make_study, FAST, log=lambda line: None)
-    queue.work(TuneObjective(space, folder, "prune"))
+    queue.work(TuneObjective(space, folder))
     (trial,) = queue.study.trials
     assert trial.state == TrialState.PRUNED
     assert list(trial.intermediate_values) == [256]  # reported at the first validation

@@ -21,6 +21,7 @@ Heartbeats need an RDB storage: SQLite (one machine) or PostgreSQL/MySQL (severa
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -149,8 +150,6 @@ class QueueSpec:
     study_attrs: Mapping[str, Any] = field(default_factory=dict)  # set by the creator
 
     def identity_hash(self) -> str:
-        import hashlib
-
         blob = json.dumps(self.identity, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -22,6 +22,8 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
+from agents.callbacks import ValidationResult
+from agents.ppo_config import TrainConfig
 from agents.run_folder import (
     RUN_JSON,
     command_line,
@@ -30,6 +32,7 @@ from agents.run_folder import (
     update_run_json,
     write_json_atomic,
 )
+from agents.training import InterruptedTrainingError, train
 from agents.tune.queue import (
     HeartbeatSettings,
     QueueSpec,
@@ -110,6 +113,27 @@ def mark_abandoned(user_attrs: Mapping[str, Any], retry_number: int) -> None:
         else:  # trained to the end, but the worker died before the study recorded it
             update_run_json(Path(old), note=f"its worker died before the study recorded "
                             f"the result; retried as trial {retry_number}")
+
+
+def train_trial(trial: optuna.Trial, config: TrainConfig, folder: Path, run_name: str,
+                on_validation: Callable[[ValidationResult], None] | None = None) -> Path:
+    """Train a trial's run into the study's folder with :func:`agents.training.train`; the
+    trial records its run folder and seed. A pruned run's status becomes ``pruned``; an
+    interrupted one (Ctrl-C, SIGTERM) raises ``KeyboardInterrupt`` so the queue gives the
+    trial back."""
+    mark_abandoned(trial.user_attrs, trial.number)  # a retry carries the dead attempt's attrs
+    run_dir = folder / run_name
+    trial.set_user_attr(SEED_ATTR, config.seed)
+    trial.set_user_attr(RUN_ATTR, str(run_dir))
+    try:
+        return train(config, runs_dir=folder, run_name=run_name, on_validation=on_validation,
+                     command=[*safe_command(), f"# trial {trial.number} of "
+                              f"{trial.study.study_name}"])
+    except optuna.TrialPruned:
+        update_run_json(run_dir, status="pruned")
+        raise
+    except InterruptedTrainingError as exc:
+        raise KeyboardInterrupt(str(exc)) from exc
 
 
 @dataclass

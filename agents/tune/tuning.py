@@ -32,18 +32,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from agents.callbacks import ValidationResult
 from agents.ppo_config import DEFAULT_PRESET, PPO_CONFIG_DIR, load_train_config
-from agents.run_folder import read_run_json, update_run_json, write_text_atomic
-from agents.training import InterruptedTrainingError, train
+from agents.run_folder import read_run_json, write_text_atomic
 from agents.tune.queue import SLOT_ATTR, HeartbeatSettings, QueueSpec, TuneError
 from agents.tune.space import SearchSpace
-from agents.tune.study import (
-    RUN_ATTR,
-    SEED_ATTR,
-    StudyRun,
-    mark_abandoned,
-    run_study,
-    safe_command,
-)
+from agents.tune.study import StudyRun, run_study, train_trial
 from envs.config import ConfigError
 
 DEFAULT_N_TRIALS = 20
@@ -59,26 +51,20 @@ def slot_seed(seed: int, slot: int) -> int:
 class TuneObjective:
     """One trial: suggest, train (pruned at validations), score by PPO - playbook profit."""
 
-    def __init__(self, space: SearchSpace, folder: Path, study_name: str):
+    def __init__(self, space: SearchSpace, folder: Path):
         self.space = space
         self.folder = folder
-        self.study_name = study_name
 
     def __call__(self, trial: optuna.Trial) -> float:
         slot = int(trial.user_attrs[SLOT_ATTR])
-        mark_abandoned(trial.user_attrs, trial.number)  # a retry carries the dead attempt's
-        seed = self.space.seed + slot
         values = self.space.suggest(trial)
         try:
-            config = self.space.trial_config(values, seed, f"{self.study_name}-{slot}")
+            config = self.space.trial_config(values, self.space.seed + slot,
+                                             f"{trial.study.study_name}-{slot}")
         except ConfigError as exc:  # a combination the space's checks could not rule out
             raise optuna.TrialPruned(f"invalid combination: {exc}") from None
-        run_name = f"trial_{trial.number:04d}"
-        run_dir = self.folder / run_name
-        for key, value in ((SEED_ATTR, seed), (RUN_ATTR, str(run_dir)),
-                           (CONFIG_ATTR, config.to_dict()),
-                           (PRESET_ATTR, self.space.exported_values(values))):
-            trial.set_user_attr(key, value)
+        trial.set_user_attr(CONFIG_ATTR, config.to_dict())
+        trial.set_user_attr(PRESET_ATTR, self.space.exported_values(values))
 
         def on_validation(result: ValidationResult) -> None:
             trial.report(result.profit_diff, step=result.step)
@@ -88,15 +74,8 @@ class TuneObjective:
                     f"{result.profit_diff:+,.0f} CNY/episode, below the median of earlier "
                     "trials")
 
-        try:
-            train(config, runs_dir=self.folder, run_name=run_name,
-                  command=[*safe_command(), f"# trial {trial.number} of {self.study_name}"],
-                  on_validation=on_validation)
-        except optuna.TrialPruned:
-            update_run_json(run_dir, status="pruned")
-            raise
-        except InterruptedTrainingError as exc:
-            raise KeyboardInterrupt(str(exc)) from exc
+        run_dir = train_trial(trial, config, self.folder, f"trial_{trial.number:04d}",
+                              on_validation)
         final = read_run_json(run_dir)["final_eval"]
         trial.set_user_attr("profit_diff_ci", [final["profit_diff_ci_low"],
                                                final["profit_diff_ci_high"]])
@@ -128,7 +107,7 @@ def tune(space: SearchSpace, study_name: str, storage_url: str | None = None,
         return {"sampler": space.make_sampler(slot_seed(space.seed, slot)),
                 "pruner": space.make_pruner()}
 
-    return run_study(spec, study_name, lambda folder: TuneObjective(space, folder, study_name),
+    return run_study(spec, study_name, lambda folder: TuneObjective(space, folder),
                      storage_url=storage_url, runs_dir=runs_dir, heartbeat=heartbeat,
                      study_kwargs=study_kwargs, record={"space": space.name},
                      max_trials=max_trials, log=log)
