@@ -27,7 +27,14 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-from envs.config import ConfigError, ScenarioConfig, coerce_value, load_scenario, read_yaml_mapping
+from envs.config import (
+    ConfigError,
+    ScenarioConfig,
+    coerce_value,
+    load_scenario,
+    preset_path,
+    read_yaml_mapping,
+)
 
 PPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "ppo"
 DEFAULT_PRESET = "default"
@@ -337,12 +344,7 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _resolve_preset(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = PPO_CONFIG_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"unknown PPO config {str(name_or_path)!r}: no such file, and not a "
-                          f"preset in configs/ppo/ ({', '.join(list_presets())})")
+    path = preset_path(name_or_path, PPO_CONFIG_DIR, "PPO config")
     if str(path.resolve()) in seen:
         raise ConfigError(f"PPO config {path.stem!r}: 'base' chain loops")
     data = read_yaml_mapping(path)

@@ -387,13 +387,25 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
-def _read_preset(name_or_path: str | Path, seen: tuple[str, ...]) -> dict[str, Any]:
+def preset_path(name_or_path: str | Path, folder: Path, what: str) -> Path:
+    """The YAML file of a preset given by name (``<folder>/<name>.yaml``) or by path.
+
+    :param what: what a preset is, for the error (e.g. "scenario").
+    :raises ConfigError: no such file; the message lists the presets in ``folder``.
+    """
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
-        path = SCENARIO_DIR / f"{name_or_path}.yaml"
+        path = folder / f"{name_or_path}.yaml"
     if not path.is_file():
-        raise ConfigError(f"unknown scenario {str(name_or_path)!r}; known: "
-                          f"{', '.join(list_scenarios())}")
+        known = sorted(p.stem for p in folder.glob("*.yaml"))
+        raise ConfigError(f"unknown {what} {str(name_or_path)!r}: no such file, and not one "
+                          f"in {folder.parent.name}/{folder.name}/; known: "
+                          f"{', '.join(known) or 'none'}")
+    return path
+
+
+def _read_preset(name_or_path: str | Path, seen: tuple[str, ...]) -> dict[str, Any]:
+    path = preset_path(name_or_path, SCENARIO_DIR, "scenario")
     if str(path) in seen:
         raise ConfigError(f"scenario {path.stem!r}: 'base' chain loops")
     data = read_yaml_mapping(path)
