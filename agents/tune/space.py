@@ -29,7 +29,7 @@ import optuna
 import yaml
 
 from agents.ppo_config import TrainConfig, load_train_config, parse_sets
-from envs.config import ConfigError
+from envs.config import ConfigError, preset_path
 
 TUNE_CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "tune"
 DEFAULT_SPACE = "default"
@@ -141,13 +141,7 @@ def list_spaces() -> list[str]:
 
 def space_path(name_or_path: str | Path) -> Path:
     """A space given by name (``configs/tune/<name>.yaml``) or path."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = TUNE_CONFIG_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"unknown search space {str(name_or_path)!r}: no such file, and not "
-                          f"a space in configs/tune/ ({', '.join(list_spaces()) or 'none'})")
-    return path
+    return preset_path(name_or_path, TUNE_CONFIG_DIR, "search space")
 
 
 def load_space(name_or_path: str | Path = DEFAULT_SPACE,
