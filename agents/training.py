@@ -7,7 +7,9 @@ The run folder follows the contracts (:mod:`agents.run_folder`); the callbacks
 validation seeds, keep the best model and checkpoint atomically.
 
 A config naming several scenarios trains one policy across them (one batch of accounts split
-across the scenarios, :class:`envs.simulator.ScenarioMix`) and validates on each.
+across the scenarios, :class:`envs.simulator.ScenarioMix`) and validates on each. Validation
+runs on the scenarios without per-episode parameter randomisation (``randomize``), which only
+widens what training sees.
 
 Resume continues from the last complete checkpoint with the same step counter and its own
 normalisation statistics; TensorBoard events after that checkpoint's step are dropped, so
@@ -113,6 +115,12 @@ def make_training_env(config: TrainConfig, scenario: ScenarioConfig | list[Scena
         return env
     return VecNormalize(venv, norm_obs=True, norm_reward=config.env.normalize_reward,
                         clip_obs=config.env.clip_obs, gamma=config.ppo.gamma)
+
+
+def validation_scenarios(scenarios: list[ScenarioConfig]) -> list[ScenarioConfig]:
+    """The scenarios a run validates on: its own, without per-episode parameter randomisation
+    (``randomize``: a training device; validation, like the report, judges the scenario)."""
+    return [s.replace(randomize=0.0) if s.randomize else s for s in scenarios]
 
 
 def make_model(config: TrainConfig, env: VecNormalize) -> PPO:
@@ -229,7 +237,7 @@ def _session(run_dir: Path, config: TrainConfig, scenarios: list[ScenarioConfig]
     """Train until ``config.training.total_timesteps``, from ``checkpoint`` if given."""
     t = config.training
     torch.set_num_threads(t.torch_threads)
-    validator = make_validator(scenarios, t.baseline, t.eval_episodes)
+    validator = make_validator(validation_scenarios(scenarios), t.baseline, t.eval_episodes)
     scenario = scenarios if len(scenarios) > 1 else scenarios[0]
     tb_dir = run_dir / TB_DIR
     if checkpoint is None:

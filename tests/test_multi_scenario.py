@@ -218,6 +218,17 @@ def test_a_mix_run_resumes_with_its_scenarios_and_multiplier(mix_run, tmp_path):
     assert multipliers[-1].value == pytest.approx(info["floor_multiplier"], rel=1e-5)
 
 
+def test_validation_judges_the_scenarios_without_randomisation():
+    from agents.training import validation_scenarios
+
+    config = load_train_config("all_scenarios")
+    trained = config.scenario_configs()
+    validated = validation_scenarios(trained)
+    assert all(c.randomize == 0.2 for c in trained)
+    assert [c.replace(randomize=0.2) for c in validated] == trained
+    assert all(c.randomize == 0.0 for c in validated)
+
+
 @pytest.mark.slow
 def test_a_mix_policy_is_judged_on_the_named_scenarios(mix_run):
     from agents.results import TrainedSource
