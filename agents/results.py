@@ -318,7 +318,9 @@ def make_results(scenarios: list[str] | None = None, seeds: tuple[int, ...] = TR
     img.parent.mkdir(parents=True, exist_ok=True)
     report.plot_learning_curves(curves, img)
 
-    skipped = sum(r["status"].startswith("skipped") for r in trained)
+    skipped = [r["name"] for r in trained if r["status"].startswith("skipped")]
+    records = [report.run_record(runs_dir / p.name) for p in plans]
+    reused_s = sum(r["seconds"] for r in records if r["name"] in skipped)
     code = code_version()
     ppo_plans = [p for p in plans if p.family == "ppo"]
     mix_plans = [p for p in plans if p.family == "mix"]
@@ -328,9 +330,9 @@ def make_results(scenarios: list[str] | None = None, seeds: tuple[int, ...] = TR
         "git_commit": (code.get("git_commit") or "unknown")[:10],
         "git_dirty": bool(code.get("git_dirty")), "machine": machine_description(),
         "workers": workers, "train_wall_s": train_wall, "eval_wall_s": eval_wall,
-        "resumed_note": (f"; {skipped} of {len(plans)} runs were finished by an earlier call "
-                         "and reused (their training time is not in this wall time)"
-                         if skipped else ""),
+        "resumed_note": (f"; {len(skipped)} of {len(plans)} runs were finished by an earlier "
+                         f"call and reused (their {reused_s / 60:.1f} min of training, summed "
+                         "over runs, are not in this wall time)" if skipped else ""),
         "episodes": episodes, "report_seeds": [seed, seed + episodes - 1],
         "training_seeds": list(seeds), "ppo_presets": presets, "ppo_timesteps": timesteps,
         "mix_preset": f"`configs/ppo/{MIX_PRESET}.yaml`",
@@ -338,7 +340,6 @@ def make_results(scenarios: list[str] | None = None, seeds: tuple[int, ...] = TR
                           if mix_plans else ""),
     }
     meta["wall_time_s"] = time.perf_counter() - started
-    records = [report.run_record(runs_dir / p.name) for p in plans]
     text = report.document(meta, rows, fam, cross, aggregates, records, CURVES_PNG)
     write_text_atomic(out, text)
     write_text_atomic(runs_dir / "summary.csv", _csv_text(rows))

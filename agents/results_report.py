@@ -369,7 +369,8 @@ def document(meta: dict[str, Any], rows: list[dict[str, Any]],
         f"Written by `{meta['command']}` on {meta['created']} (git {meta['git_commit']}"
         f"{', uncommitted changes' if meta['git_dirty'] else ''}); wall time "
         f"**{meta['wall_time_s'] / 60:.1f} min** on {meta['machine']} ({meta['workers']} "
-        f"training process(es) at a time, one torch thread each): training "
+        f"training process{'es' if meta['workers'] > 1 else ''} at a time, one torch thread "
+        "each): training "
         f"{meta['train_wall_s'] / 60:.1f} min, evaluation {meta['eval_wall_s'] / 60:.1f} min"
         f"{meta['resumed_note']}.", "",
         f"Every policy plays the same {meta['episodes']} report seeds {seeds[0]}..{seeds[-1]} "
@@ -401,7 +402,8 @@ def document(meta: dict[str, Any], rows: list[dict[str, Any]],
             "Validation profit per episode (seeds 20000..) during training: mean over training "
             "seeds, band from the lowest to the highest seed; the black line is the playbook "
             "on the same validation seeds. The cross-scenario runs (dashed) count all their "
-            "steps, shared by every scenario, and validate on fewer seeds per scenario.", "",
+            "steps, shared by every scenario, and validate on the scenarios as named (without "
+            "the training's ±20% randomisation).", "",
             "## Every policy on every scenario", ""]
     for scenario in fam:
         out += [f"### {scenario}", "", policies_table(rows, scenario), ""]
