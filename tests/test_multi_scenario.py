@@ -258,7 +258,7 @@ def test_results_pipeline_trains_evaluates_and_reports(tmp_path):
     out = tmp_path / "docs" / "results.md"
     runs = tmp_path / "runs"
     cmd = [sys.executable, str(ROOT / "scripts" / "results.py"), "--scenarios", *MIX,
-           "--seeds", "0", "--workers", "2", "--episodes", "3", "--bootstrap-reps", "100",
+           "--seeds", "0", "--workers", "1", "--episodes", "3", "--bootstrap-reps", "100",
            "--runs-dir", str(runs), "--out", str(out)]
     for item in TINY_RESULTS_SETTINGS:
         cmd += ["--set", item]
@@ -281,6 +281,19 @@ def test_results_pipeline_trains_evaluates_and_reports(tmp_path):
     again = train_runs(plans, runs, workers=2, log=logged.append)
     assert all(r["status"].startswith("skipped") for r in again) and len(again) == 3
     assert logged == [f"3 run(s) already finished in {runs}: skipped"]
+
+
+def test_training_jobs_cross_process_boundaries():
+    """``--workers 2`` hands each job to a spawned process: its arguments must pickle (a
+    spawned pool costs seconds of imports, so the pool itself runs in ``make results``)."""
+    import pickle
+
+    from agents.ppo_config import from_dict
+    from agents.results import plan_runs
+
+    for plan in plan_runs(list(MIX), (0, 1), sets=TINY_RESULTS_SETTINGS):
+        name, data = pickle.loads(pickle.dumps((plan.name, plan.config.to_dict())))
+        assert name == plan.name and from_dict(data) == plan.config
 
 
 @pytest.mark.parametrize("args,message", [
