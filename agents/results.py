@@ -257,19 +257,11 @@ CURVES_PNG = "img/learning_curves.png"  # relative to the markdown file
 
 
 def machine_description() -> str:
-    """``<n> cores, <cpu model>`` of this machine."""
-    import os
-    import platform
+    """``<n> cores (<cpu model>)`` of this machine."""
+    from agents.speed import machine_description as describe
 
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({model})"
+    machine = describe()
+    return f"{machine['cores']} cores ({machine['cpu']})"
 
 
 def _describe_presets(plans: list[PlannedRun]) -> tuple[str, str]:

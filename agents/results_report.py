@@ -19,7 +19,7 @@ import numpy as np
 from scipy import stats
 
 from agents import eval_stats
-from agents.evaluation import ScenarioResult
+from agents.evaluation import ScenarioResult, episode_scores
 
 FAMILIES = {"ppo": "PPO, one per scenario", "mix": "PPO, one across all scenarios"}
 # Per-episode quantities summarised for a family: (name, function of (result, results)).
@@ -134,17 +134,11 @@ def family_of(label: str) -> str | None:
 def family_scores(runs: list[ScenarioResult]) -> dict[str, np.ndarray]:
     """Per-episode normalised scores for rliable's aggregates: every single policy
     (episodes, scenarios) and every family, its runs stacked ((runs x episodes), scenarios)."""
-    out: dict[str, list[np.ndarray]] = {}
-    for res in runs:
-        const = res.results["constant"].metrics["profit"]
-        oracle = res.results["oracle"].metrics["profit"]
-        groups: dict[str, list[np.ndarray]] = {}
-        for label, result in res.results.items():
-            groups.setdefault(family_of(label) or label, []).append(
-                eval_stats.normalised_scores(result.metrics["profit"], const, oracle))
-        for key, parts in groups.items():
-            out.setdefault(key, []).append(np.concatenate(parts))
-    return {k: np.stack(v, axis=1) for k, v in out.items() if len(v) == len(runs)}
+    out: dict[str, np.ndarray] = {}
+    for label, scores in episode_scores(runs).items():
+        key = family_of(label) or label
+        out[key] = np.concatenate([out[key], scores]) if key in out else scores
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,6 +237,11 @@ def verdict(stats_: dict[str, Any], playbook: dict[str, Any]) -> str:
     return "**yes**" if not fails else "no: " + ", ".join(fails)
 
 
+def _family_rows(fam: dict[str, dict[str, Any]], family: str):
+    """``(scenario, stats)`` for every scenario where ``family`` has runs."""
+    return [(scenario, per[family]) for scenario, per in fam.items() if per.get(family)]
+
+
 def headline_table(rows: list[dict[str, Any]], fam: dict[str, dict[str, Any]],
                    family: str = "ppo") -> str:
     """PPO (over training seeds) next to the playbook and the oracle, per scenario."""
@@ -253,10 +252,7 @@ def headline_table(rows: list[dict[str, Any]], fam: dict[str, dict[str, Any]],
         "(playbook) | ROI-floor violation days: PPO (playbook) | interruptions: PPO "
         "(playbook) | PPO ahead? |",
         "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for scenario, per in fam.items():
-        s = per.get(family)
-        if s is None:
-            continue
+    for scenario, s in _family_rows(fam, family):
         pb, orc = by[scenario, "playbook"], by[scenario, "oracle"]
         gap = orc["profit"] - pb["profit"]
         share = f"{s['profit_diff'][0] / gap:.0%}" if gap > 0 else "n/a"
@@ -290,10 +286,7 @@ def seeds_table(fam: dict[str, dict[str, Any]], family: str = "ppo") -> str:
     """Per scenario: each training seed's mean profit and difference, and the spread."""
     lines = ["| scenario | PPO − playbook per training seed (k CNY) | mean over seeds "
              "[95% t-interval across seeds] | profit per seed (k CNY) |", "|---|---|---|---|"]
-    for scenario, per in fam.items():
-        s = per.get(family)
-        if s is None:
-            continue
+    for scenario, s in _family_rows(fam, family):
         seeds = s["seeds"]
         diffs = ", ".join(f"{label.split('_')[-1]}: {v['profit_diff'] / 1000:+.1f}"
                           for label, v in seeds.items())
