@@ -64,10 +64,10 @@ class PolicySource:
         from agents.ppo_policy import load_trained_policy
 
         policy = load_trained_policy(self.run_dir)
-        trained = policy.scenario
-        config = (trained if trained.name == scenario.name
-                  else scenario.replace(action_space=trained.action_space))
-        return policy, config
+        # Paired comparisons need every policy on the same market: the benchmark's scenario,
+        # in the run's own action space (not its training config, which may randomise
+        # parameters or mix scenarios).
+        return policy, scenario.replace(action_space=policy.scenario.action_space)
 
 
 def resolve_policies(names: list[str]) -> list[PolicySource]:
