@@ -117,9 +117,8 @@ class DecisionContext:
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """``num / den``, 0 where ``den`` is 0 (no spend: no ROI to show)."""
-    num, den = np.broadcast_arrays(np.asarray(num, dtype=np.float64), den)
-    return np.divide(num, den, out=np.zeros(num.shape), where=den > 0)
+    """``num / den`` for arrays of one shape, 0 where ``den`` is 0 (no spend: no ROI)."""
+    return np.divide(num, den, out=np.zeros(den.shape), where=den > 0)
 
 
 def _log_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -151,7 +150,9 @@ def build_features(table: HistoryTable, ctx: DecisionContext) -> np.ndarray:
     settled = v[:, COL["settled_gmv"]]
     settled_ok = ~np.isnan(settled)
     settle_win = slice(SETTLED_NEWEST - 6, SETTLED_NEWEST + 1)  # the 7 newest settled days
-    unchanged = np.cumprod(target[::-1] == target_now, axis=0).sum(0)
+    # days back from yesterday with today's target: the first differing day, or all of them
+    same = target[::-1] == target_now
+    unchanged = np.where(same.all(0), HISTORY_DAYS_REQUIRED, np.argmin(same, axis=0))
 
     out = np.empty((len(FEATURE_NAMES), n), dtype=np.float64)  # feature-major, transposed last
     out[0:LAG_DAYS] = _ratio(gmv[lag], spend[lag])
@@ -198,8 +199,7 @@ def build_features(table: HistoryTable, ctx: DecisionContext) -> np.ndarray:
         out[FEATURE_INDEX[name]] = values if scale is None else values * (1.0 / scale)
     # log ratios are clipped to +-5, everything to +-OBS_BOUND
     np.clip(out, -OBS_BOUND, OBS_BOUND, out=out)
-    for i in _LOG_FEATURES:
-        np.clip(out[i], -5.0, 5.0, out=out[i])
+    out[_LOG_FEATURES] = np.clip(out[_LOG_FEATURES], -5.0, 5.0)
     return out.T.astype(np.float32)
 
 

@@ -42,6 +42,8 @@ DRAW_TRAFFIC, DRAW_POOL_ROI, DRAW_BIDDER, DRAW_ORDERS, DRAW_BASKET, DRAW_REFUNDS
 N_DRAWS = 6
 REFUND_DAYS = 7
 SMALL_POISSON = 12.0  # below this mean, orders are drawn by exact inversion
+_COUNTS = np.arange(48.0)[None, :]  # counts the exact inversion considers (P(k >= 48) < 1e-12)
+_LOG_FACTORIALS = gammaln(_COUNTS + 1.0)
 
 
 # Ring buffers keep the batch axis LAST (day-major), so shifting a day and summing over days
@@ -175,8 +177,7 @@ def poisson_from_normal(lam: np.ndarray, z: np.ndarray) -> np.ndarray:
     small = lam < SMALL_POISSON
     if small.any():
         ls = lam[small][:, None]
-        k = np.arange(48.0)[None, :]
-        log_pmf = k * np.log(np.maximum(ls, 1e-300)) - ls - gammaln(k + 1.0)
+        log_pmf = _COUNTS * np.log(np.maximum(ls, 1e-300)) - ls - _LOG_FACTORIALS
         cdf = np.cumsum(np.exp(log_pmf), axis=1)
         u = ndtr(z[small])[:, None]
         counts[small] = np.sum(cdf < u * (1.0 - 1e-12), axis=1)

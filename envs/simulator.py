@@ -33,7 +33,11 @@ class Simulator:
         self.n = n
         self.model = MarketModel(config)
         self.action_dim = action_dim(config.action_space)
-        self.history = np.zeros((n, config.history_days, len(COLUMNS)))
+        # Day-major history (days, columns, n) with room for as many days again, so a new
+        # day is one row written after the window, and the window moves back only once per
+        # ``history_days`` days (feature reductions over days are then contiguous rows).
+        self._days = np.zeros((2 * config.history_days, len(COLUMNS), n))
+        self._end = config.history_days  # the window is _days[_end - history_days:_end]
         self.params = None
         self.state = None
         self.tally = EpisodeTally(n)
@@ -69,7 +73,8 @@ class Simulator:
             self._rngs = None
             self.params = self.model.sample_params(rng, n)
             self.state = self.model.initial_state(self.params, rng)
-        self.history[:] = 0.0
+        self._days[:] = 0.0
+        self._end = cfg.history_days
         for _ in range(cfg.history_days):
             s = self.state
             hold = Decision(s.target_roi, s.budget_cny, s.shares, np.zeros(n, dtype=bool))
@@ -91,7 +96,11 @@ class Simulator:
         """Run the model one day and append the day's dashboard row."""
         before = self.state
         self.state, out = self.model.step(before, self.params, decision, draws)
-        row = np.empty((self.n, len(COLUMNS)))
+        keep = self.cfg.history_days - 1
+        if self._end == self._days.shape[0]:  # full: move the newest days to the front
+            self._days[:keep] = self._days[self._end - keep:self._end]
+            self._end = keep
+        row = self._days[self._end]
         for name, values in (("spend", out.spend), ("gmv", out.gmv), ("orders", out.orders),
                              ("refunds", out.refunds), ("settled_gmv", np.nan),
                              ("target_roi", decision.target_roi),
@@ -99,11 +108,15 @@ class Simulator:
                              ("learning", self.state.learning),
                              ("learn_failed", self.state.learn_failed),
                              ("interrupted", out.interrupted)):
-            row[:, COL[name]] = values
-        self.history[:, :-1] = self.history[:, 1:]
-        self.history[:, -1] = row
-        self.history[:, SETTLED_NEWEST, COL["settled_gmv"]] = out.settled_gmv
+            row[COL[name]] = values
+        self._end += 1
+        self._days[self._end + SETTLED_NEWEST, COL["settled_gmv"]] = out.settled_gmv
         return out
+
+    @property
+    def history(self) -> np.ndarray:
+        """The dashboard history (n, history_days, columns), oldest day first (a view)."""
+        return self._days[self._end - self.cfg.history_days:self._end].transpose(2, 0, 1)
 
     def context(self) -> DecisionContext:
         """The decision day's context, as the advertiser knows it."""
