@@ -40,12 +40,12 @@ def check_action(action: np.ndarray, dim: int) -> np.ndarray:
         raise ValueError(f"action has {a.shape[-1]} components, expected {dim}")
     if not np.all(np.isfinite(a)):
         raise ValueError(f"action contains NaN or infinite values: {action!r}")
-    return np.clip(a, -1.0, 1.0)
+    return np.minimum(np.maximum(a, -1.0), 1.0)
 
 
 def platform_target(target_roi: np.ndarray) -> np.ndarray:
     """The target as the platform stores it: 0.01-100, two decimals."""
-    return np.round(np.clip(target_roi, TARGET_MIN, TARGET_MAX), 2)
+    return np.round(np.minimum(np.maximum(target_roi, TARGET_MIN), TARGET_MAX), 2)
 
 
 def platform_budget(budget_cny: np.ndarray) -> np.ndarray:

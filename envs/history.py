@@ -41,7 +41,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     "weekday_sin", "weekday_cos",
 )
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
-_LOG_FEATURES = [i for i, name in enumerate(FEATURE_NAMES) if name.startswith("log_")]
 
 # Documentation of each feature: (unit or scale, meaning). The env's docstring table and the
 # docs are generated from this, so they cannot drift from the code.
@@ -86,6 +85,10 @@ FEATURE_DOCS: dict[str, tuple[str, str]] = {
 _SCALES = {"plan_age_days": 28.0, "days_since_target_change": 7.0, "creative_age_days": 28.0,
            "days_to_promo": 7.0, "days_after_promo": 7.0, "balance_days": 10.0,
            "orders_3d": 20.0}
+# Each feature's multiplier (1 / its scale) and clip bound (log ratios +-5, the rest +-OBS_BOUND).
+_INV_SCALES = np.array([1.0 / _SCALES.get(name, 1.0) for name in FEATURE_NAMES])[:, None]
+_BOUNDS = np.array([5.0 if name.startswith("log_") else OBS_BOUND
+                    for name in FEATURE_NAMES])[:, None]
 
 
 @dataclass
@@ -150,9 +153,11 @@ def build_features(table: HistoryTable, ctx: DecisionContext) -> np.ndarray:
     settled = v[:, COL["settled_gmv"]]
     settled_ok = ~np.isnan(settled)
     settle_win = slice(SETTLED_NEWEST - 6, SETTLED_NEWEST + 1)  # the 7 newest settled days
-    # days back from yesterday with today's target: the first differing day, or all of them
-    same = target[::-1] == target_now
-    unchanged = np.where(same.all(0), HISTORY_DAYS_REQUIRED, np.argmin(same, axis=0))
+    # days back from yesterday with today's target: the first differing day (a sentinel
+    # row that differs caps the count at the whole window)
+    same = np.zeros((HISTORY_DAYS_REQUIRED + 1, n), dtype=bool)
+    np.equal(target[::-1], target_now, out=same[:-1])
+    unchanged = np.argmin(same, axis=0)
 
     out = np.empty((len(FEATURE_NAMES), n), dtype=np.float64)  # feature-major, transposed last
     out[0:LAG_DAYS] = _ratio(gmv[lag], spend[lag])
@@ -195,11 +200,10 @@ def build_features(table: HistoryTable, ctx: DecisionContext) -> np.ndarray:
         "weekday_cos": np.cos((2.0 * np.pi / 7.0) * ctx.weekday),
     }
     for name, values in cols.items():
-        scale = _SCALES.get(name)
-        out[FEATURE_INDEX[name]] = values if scale is None else values * (1.0 / scale)
-    # log ratios are clipped to +-5, everything to +-OBS_BOUND
-    np.clip(out, -OBS_BOUND, OBS_BOUND, out=out)
-    out[_LOG_FEATURES] = np.clip(out[_LOG_FEATURES], -5.0, 5.0)
+        out[FEATURE_INDEX[name]] = values
+    out *= _INV_SCALES
+    np.minimum(out, _BOUNDS, out=out)
+    np.maximum(out, -_BOUNDS, out=out)
     return out.T.astype(np.float32)
 
 

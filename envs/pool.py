@@ -85,8 +85,11 @@ def qualifying_share(target_roi: np.ndarray, pool_roi: np.ndarray, sigma: np.nda
     j = np.minimum(y.astype(np.intp), SIGMA_STEPS - 2)
     fx = x - i
     fy = y - j
-    top = table[j, i] * (1.0 - fx) + table[j, i + 1] * fx
-    bottom = table[j + 1, i] * (1.0 - fx) + table[j + 1, i + 1] * fx
+    flat = table.ravel()
+    corner = j * LOG_RATIO_STEPS + i  # table[j, i] in the flat table
+    top = flat.take(corner) * (1.0 - fx) + flat.take(corner + 1) * fx
+    corner += LOG_RATIO_STEPS
+    bottom = flat.take(corner) * (1.0 - fx) + flat.take(corner + 1) * fx
     return top * (1.0 - fy) + bottom * fy
 
 
