@@ -36,8 +36,9 @@ from envs.config import ConfigError, load_scenario  # noqa: E402
 
 def ppo_settings(large_n_envs: int, smoke: bool) -> list[tuple[str, int, dict]]:
     """The PPO settings the env share is measured at: the default training config, and a
-    large batch of accounts (the env's cost per account-day falls with the batch, PPO's does
-    not)."""
+    large batch of accounts with 8-day rollouts and minibatches of 1,024 (the env's cost per
+    account-day falls with the batch, PPO's does not; docs/training.md compares how the two
+    settings learn)."""
     from agents.ppo_config import load_train_config
 
     c = load_train_config("default")
@@ -45,11 +46,12 @@ def ppo_settings(large_n_envs: int, smoke: bool) -> list[tuple[str, int, dict]]:
                "n_epochs": c.ppo.n_epochs,
                "policy_kwargs": {"net_arch": list(c.policy.net_arch),
                                  "log_std_init": c.policy.log_std_init}}
-    large = dict(default, n_steps=16, batch_size=4096)
+    large = dict(default, n_steps=8, batch_size=1024)
     if smoke:
         return [("default config", 8, dict(default, n_steps=16, batch_size=64))]
-    return [("default config", c.env.n_envs, default), (f"{large_n_envs} envs", large_n_envs,
-                                                         large)]
+    return [(f"default config ({c.env.n_envs} envs x {c.ppo.n_steps} days)", c.env.n_envs,
+             default),
+            (f"{large_n_envs} envs x {large['n_steps']} days", large_n_envs, large)]
 
 
 ALL_CORES = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
