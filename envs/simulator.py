@@ -115,7 +115,8 @@ class Simulator:
 
     @property
     def history(self) -> np.ndarray:
-        """The dashboard history (n, history_days, columns), oldest day first (a view)."""
+        """The dashboard history (n, history_days, columns), oldest day first: a view that
+        the next step overwrites, so copy it to keep it."""
         return self._days[self._end - self.cfg.history_days:self._end].transpose(2, 0, 1)
 
     def context(self) -> DecisionContext:
