@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
 from agents.ppo_config import TrainConfig, load_train_config, parse_sets
-from envs.config import ConfigError, preset_path
+from envs.config import ConfigError, preset_path, read_yaml_mapping
 
 TUNE_CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "tune"
 DEFAULT_SPACE = "default"
@@ -153,10 +152,7 @@ def load_space(name_or_path: str | Path = DEFAULT_SPACE,
     :raises ConfigError: naming the file and the key that is wrong.
     """
     path = space_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    data = read_yaml_mapping(path)
     try:
         return _build_space(path.stem, data, sets)
     except ConfigError as exc:
