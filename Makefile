@@ -11,6 +11,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -c "from envs.simulator import warm_up; warm_up()"  # compile the simulator (cached)
 	touch $(STAMP)
 
 setup: $(STAMP)

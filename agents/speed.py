@@ -71,6 +71,8 @@ def env_share_of_training(cfg: ScenarioConfig, ppo_kwargs: dict, n_envs: int, ti
     The env's time is everything inside the batched env's ``reset`` and ``step_wait``
     (model, history, features, reward, auto-reset), measured by a thin wrapper; the rest is
     PPO (rollout bookkeeping, policy forward passes, gradient updates) and normalisation.
+    Loading the simulator's compiled code (:mod:`envs.compiled`; compiling it, the first
+    time on a machine) happens before the clock starts.
     """
     import torch
     from stable_baselines3 import PPO
@@ -96,6 +98,8 @@ def env_share_of_training(cfg: ScenarioConfig, ppo_kwargs: dict, n_envs: int, ti
             return out
 
     torch.set_num_threads(1)
+    # load (or, once per machine, compile) the simulator's compiled code before timing
+    Simulator(cfg, 1).reset(np.random.default_rng(0))
     timed = _Timed(QianchuanVecEnv(cfg, n_envs=n_envs, seed=seed))
     venv = VecNormalize(timed, norm_obs=True, norm_reward=True)
     model = PPO("MlpPolicy", venv, seed=seed, verbose=0, **ppo_kwargs)

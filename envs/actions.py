@@ -9,9 +9,12 @@ Platform limits apply after the step: target 0.01-100 with two decimals, budget 
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from envs.compiled import compiled, helper
 
 if TYPE_CHECKING:  # keep this module light: the recommendation CLI imports it
     from envs.config import ScenarioConfig
@@ -33,42 +36,76 @@ def action_dim(space: str) -> int:
 
 def check_action(action: np.ndarray, dim: int) -> np.ndarray:
     """Return ``action`` as float (n, dim), clipped to [-1, 1]; NaN or inf is an error."""
+    return np.minimum(np.maximum(validate_action(action, dim), -1.0), 1.0)
+
+
+def validate_action(action: np.ndarray, dim: int) -> np.ndarray:
+    """Return ``action`` as float (n, dim), not clipped; NaN or inf is an error."""
     a = np.asarray(action, dtype=np.float64)
     if a.ndim == 1:
         a = a[None, :]
     if a.shape[-1] != dim:
         raise ValueError(f"action has {a.shape[-1]} components, expected {dim}")
-    if not np.all(np.isfinite(a)):
+    # one sum is finite when every value is (a sum that overflows is checked value by value)
+    if not math.isfinite(a.sum()) and not np.all(np.isfinite(a)):
         raise ValueError(f"action contains NaN or infinite values: {action!r}")
-    return np.minimum(np.maximum(a, -1.0), 1.0)
+    return a
 
 
+@helper
 def platform_target(target_roi: np.ndarray) -> np.ndarray:
     """The target as the platform stores it: 0.01-100, two decimals."""
     return np.round(np.minimum(np.maximum(target_roi, TARGET_MIN), TARGET_MAX), 2)
 
 
+@helper
 def platform_budget(budget_cny: np.ndarray) -> np.ndarray:
     """The budget as the platform accepts it: at least 300 CNY."""
     return np.maximum(budget_cny, BUDGET_MIN_CNY)
 
 
-def to_decision(cfg: ScenarioConfig, state: MarketState, action: np.ndarray) -> Decision:
-    """The morning's settings from a checked action (n, dim)."""
+def to_decision(cfg: ScenarioConfig, state: MarketState, action: np.ndarray,
+                engine: str | None = None) -> Decision:
+    """The morning's settings from a checked action (n, dim).
+
+    :param engine: ``numba`` or ``numpy`` (:mod:`envs.compiled`); default
+        ``$QIANCHUAN_ENGINE``, else ``numba``.
+    """
     from envs.market import Decision
 
-    target = platform_target(state.target_roi * (1.0 + cfg.target_max_step) ** action[:, 0])
-    budget = platform_budget(state.budget_cny * (1.0 + cfg.budget_max_step) ** action[:, 1])
-    if cfg.action_space == "full":
-        weights = cfg.share_range ** action[:, 2:5]
-        shares = weights / weights.sum(axis=1, keepdims=True)
+    decide = compiled(decision_arrays, engine)
+    return Decision(*decide(np.asarray(action, dtype=np.float64), state.target_roi,
+                            state.budget_cny, state.shares, state.day, state.creative_age_days,
+                            float(cfg.target_max_step), float(cfg.budget_max_step),
+                            cfg.action_space == "full", float(cfg.share_range),
+                            int(cfg.scheduled_refresh_days)))
+
+
+@helper
+def decision_arrays(action: np.ndarray, target_roi: np.ndarray, budget_cny: np.ndarray,
+                    shares: np.ndarray, day: np.ndarray, creative_age_days: np.ndarray,
+                    target_max_step: float, budget_max_step: float, full: bool,
+                    share_range: float, scheduled_refresh_days: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The kernel of :func:`to_decision`: new target, budget, shares and refresh flags.
+
+    :param action: (n, dim) float64, clipped here to [-1, 1]; the state's arrays follow, then
+        the config's step sizes, whether the action space is ``full``, its share range and the
+        scheduled refresh interval (days, 0: none) used by ``basic`` actions.
+    """
+    action = np.minimum(np.maximum(action, -1.0), 1.0)
+    target = platform_target(target_roi * (1.0 + target_max_step) ** action[:, 0])
+    budget = platform_budget(budget_cny * (1.0 + budget_max_step) ** action[:, 1])
+    if full:
+        weights = share_range ** action[:, 2:5]
+        total = weights[:, 0] + weights[:, 1] + weights[:, 2]
+        new_shares = weights / np.expand_dims(total, 1)
         refresh = action[:, 5] > 0.0
     else:
-        shares = state.shares
-        every = cfg.scheduled_refresh_days
-        refresh = ((every > 0) & (state.day > 0) & (state.creative_age_days >= every)
-                   if every > 0 else np.zeros(state.day.shape, dtype=bool))
-    return Decision(target_roi=target, budget_cny=budget, shares=shares, refresh=refresh)
+        new_shares = shares.copy()
+        every = scheduled_refresh_days
+        refresh = (every > 0) & (day > 0) & (creative_age_days >= every)
+    return target, budget, new_shares, refresh
 
 
 def encode_action(cfg: ScenarioConfig, target_ratio: np.ndarray, budget_ratio: np.ndarray,

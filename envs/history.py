@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from envs.compiled import helper
+
 HISTORY_DAYS_REQUIRED = 14
 OBS_BOUND = 100.0  # every feature is clipped to [-OBS_BOUND, OBS_BOUND] (ROIs above 100 are noise)
 LAG_DAYS = 7
@@ -86,9 +88,9 @@ _SCALES = {"plan_age_days": 28.0, "days_since_target_change": 7.0, "creative_age
            "days_to_promo": 7.0, "days_after_promo": 7.0, "balance_days": 10.0,
            "orders_3d": 20.0}
 # Each feature's multiplier (1 / its scale) and clip bound (log ratios +-5, the rest +-OBS_BOUND).
-_INV_SCALES = np.array([1.0 / _SCALES.get(name, 1.0) for name in FEATURE_NAMES])[:, None]
+_INV_SCALES = np.array([1.0 / _SCALES.get(name, 1.0) for name in FEATURE_NAMES])
 _BOUNDS = np.array([5.0 if name.startswith("log_") else OBS_BOUND
-                    for name in FEATURE_NAMES])[:, None]
+                    for name in FEATURE_NAMES])
 
 
 @dataclass
@@ -119,18 +121,131 @@ class DecisionContext:
     shares: np.ndarray  # (n, 3)
 
 
+# Column and feature positions as plain ints (compiled code cannot look names up in dicts).
+(_SPEND, _GMV, _ORDERS, _REFUNDS, _SETTLED, _TARGET, _BUDGET, _BALANCE, _LEARNING,
+ _LEARN_FAILED, _INTERRUPTED) = (COL[name] for name in COLUMNS)
+_F = FEATURE_INDEX
+(_ROI_7D, _ROI_PREV_7D, _LOG_GMV_TREND, _LOG_SPEND_TREND, _TARGET_ROI, _BREAKEVEN_ROI,
+ _LOG_TARGET_TO_ROI_7D, _LOG_TARGET_TO_BREAKEVEN, _LOG_BUDGET_TO_SPEND_7D,
+ _LOG_BUDGET_TO_SPEND_D1, _REFUND_RATE_7D, _SETTLEMENT_ROI_D7, _SETTLEMENT_ROI_7D, _LEARNING_F,
+ _LEARN_FAILED_F, _INTERRUPTED_D1, _ORDERS_3D, _PLAN_AGE_DAYS, _DAYS_SINCE_TARGET_CHANGE,
+ _CREATIVE_AGE_DAYS, _DAYS_TO_PROMO, _IN_PROMO, _DAYS_AFTER_PROMO, _BALANCE_DAYS,
+ _SHARE_PAYMENT_ROI, _SHARE_SETTLEMENT_ROI, _SHARE_VOLUME, _WEEKDAY_SIN, _WEEKDAY_COS) = (
+    _F[name] for name in FEATURE_NAMES[2 * LAG_DAYS:])
+
+
+@helper
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """``num / den`` for arrays of one shape, 0 where ``den`` is 0 (no spend: no ROI)."""
-    return np.divide(num, den, out=np.zeros(den.shape), where=den > 0)
+    """``num / den``, 0 where ``den`` is 0 (no spend: no ROI)."""
+    ok = den > 0
+    return np.where(ok, num / np.where(ok, den, 1.0), 0.0)
 
 
+@helper
+def _sum_days(rows: np.ndarray) -> np.ndarray:
+    """Sum over the first (day) axis, row by row: the order NumPy's ``sum(axis=0)`` adds in,
+    and a loop Numba compiles well."""
+    total = rows[0].copy()
+    for day in range(1, rows.shape[0]):
+        total += rows[day]
+    return total
+
+
+@helper
 def _log_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """``ln(num / den)`` with a 1-CNY floor (clipped to [-5, 5] by the caller)."""
     return np.log((num + 1.0) / (den + 1.0))
 
 
+@helper
+def feature_rows(days: np.ndarray, plan_age_days: np.ndarray, creative_age_days: np.ndarray,
+                 days_to_promo: np.ndarray, days_after_promo: np.ndarray,
+                 in_promo: np.ndarray, weekday: np.ndarray, breakeven_roi: np.ndarray,
+                 shares: np.ndarray) -> np.ndarray:
+    """The features of a day-major history: the kernel of :func:`build_features`.
+
+    Written in the NumPy subset Numba compiles (:mod:`envs.compiled`): the simulator runs it
+    compiled, ``recommend`` as plain NumPy.
+
+    :param days: (days, len(COLUMNS), n) float64, oldest first, the last row yesterday, at
+        least :data:`HISTORY_DAYS_REQUIRED` days.
+    :param plan_age_days: and the other arguments: the fields of :class:`DecisionContext`,
+        float64 arrays (n,) ((n, 3) for ``shares``).
+    :return: float32 (n, len(FEATURE_NAMES)), scaled and clipped.
+    """
+    v = days[days.shape[0] - HISTORY_DAYS_REQUIRED:]
+    n = v.shape[2]
+    spend, gmv = v[:, _SPEND], v[:, _GMV]
+    budget, target = v[:, _BUDGET], v[:, _TARGET]
+    spend7, gmv7 = _sum_days(spend[-7:]), _sum_days(gmv[-7:])
+    spend_prev7, gmv_prev7 = _sum_days(spend[-14:-7]), _sum_days(gmv[-14:-7])
+    roi_7d = _ratio(gmv7, spend7)
+    mean_spend7 = spend7 * (1.0 / 7.0)
+    target_now, budget_now = target[-1], budget[-1]
+    settled = v[:, _SETTLED]
+    settled_ok = ~np.isnan(settled)
+    newest = SETTLED_NEWEST  # the 7 newest settled days are rows newest-6 .. newest
+    settled_win = np.where(settled_ok[newest - 6:newest + 1], settled[newest - 6:newest + 1],
+                           0.0)
+    settled_spend = np.where(settled_ok[newest - 6:newest + 1], spend[newest - 6:newest + 1],
+                             0.0)
+    # days back from yesterday with today's target, up to the whole window
+    unchanged = np.zeros(n)
+    running = np.ones(n, dtype=np.bool_)
+    for back in range(1, HISTORY_DAYS_REQUIRED + 1):
+        running &= target[-back] == target_now
+        unchanged += running
+
+    out = np.empty((n, len(FEATURE_NAMES)))
+    out[:, 0:LAG_DAYS] = _ratio(gmv[-1:-LAG_DAYS - 1:-1], spend[-1:-LAG_DAYS - 1:-1]).T
+    out[:, LAG_DAYS:2 * LAG_DAYS] = _ratio(spend[-1:-LAG_DAYS - 1:-1],
+                                           budget[-1:-LAG_DAYS - 1:-1]).T
+    out[:, _ROI_7D] = roi_7d
+    out[:, _ROI_PREV_7D] = _ratio(gmv_prev7, spend_prev7)
+    out[:, _LOG_GMV_TREND] = _log_ratio(_sum_days(gmv[-3:]) * (1.0 / 3.0), gmv7 * (1.0 / 7.0))
+    out[:, _LOG_SPEND_TREND] = _log_ratio(_sum_days(spend[-3:]) * (1.0 / 3.0), mean_spend7)
+    out[:, _TARGET_ROI] = target_now
+    out[:, _BREAKEVEN_ROI] = breakeven_roi
+    out[:, _LOG_TARGET_TO_ROI_7D] = np.log(target_now / np.maximum(roi_7d, 0.01))
+    out[:, _LOG_TARGET_TO_BREAKEVEN] = np.log(target_now / breakeven_roi)
+    out[:, _LOG_BUDGET_TO_SPEND_7D] = _log_ratio(budget_now, mean_spend7)
+    out[:, _LOG_BUDGET_TO_SPEND_D1] = _log_ratio(budget_now, spend[-1])
+    out[:, _REFUND_RATE_7D] = np.minimum(_ratio(_sum_days(v[-7:, _REFUNDS]),
+                                             _sum_days(gmv[-8:-1])), 1.0)
+    out[:, _SETTLEMENT_ROI_D7] = _ratio(np.where(settled_ok[newest], settled[newest], 0.0),
+                                     spend[newest])
+    out[:, _SETTLEMENT_ROI_7D] = _ratio(_sum_days(settled_win), _sum_days(settled_spend))
+    out[:, _LEARNING_F] = v[-1, _LEARNING]
+    out[:, _LEARN_FAILED_F] = v[-1, _LEARN_FAILED]
+    out[:, _INTERRUPTED_D1] = v[-1, _INTERRUPTED]
+    out[:, _ORDERS_3D] = _sum_days(v[-3:, _ORDERS])
+    out[:, _PLAN_AGE_DAYS] = plan_age_days
+    out[:, _DAYS_SINCE_TARGET_CHANGE] = unchanged
+    out[:, _CREATIVE_AGE_DAYS] = np.minimum(creative_age_days, 120.0)
+    out[:, _DAYS_TO_PROMO] = days_to_promo
+    out[:, _IN_PROMO] = in_promo
+    out[:, _DAYS_AFTER_PROMO] = days_after_promo
+    out[:, _BALANCE_DAYS] = np.minimum(np.maximum(_ratio(v[-1, _BALANCE], mean_spend7), 0.0), 60.0)
+    out[:, _SHARE_PAYMENT_ROI] = shares[:, 0]
+    out[:, _SHARE_SETTLEMENT_ROI] = shares[:, 1]
+    out[:, _SHARE_VOLUME] = shares[:, 2]
+    out[:, _WEEKDAY_SIN] = np.sin((2.0 * np.pi / 7.0) * weekday)
+    out[:, _WEEKDAY_COS] = np.cos((2.0 * np.pi / 7.0) * weekday)
+    out *= _INV_SCALES
+    return np.minimum(np.maximum(out, -_BOUNDS), _BOUNDS).astype(np.float32)
+
+
+def context_arrays(ctx: DecisionContext) -> tuple[np.ndarray, ...]:
+    """The context's fields as float64 arrays, in :func:`feature_rows`' argument order."""
+    return tuple(np.asarray(getattr(ctx, name), dtype=np.float64)
+                 for name in ("plan_age_days", "creative_age_days", "days_to_promo",
+                              "days_after_promo", "in_promo", "weekday", "breakeven_roi",
+                              "shares"))
+
+
 def build_features(table: HistoryTable, ctx: DecisionContext) -> np.ndarray:
-    """The observation for the day being decided.
+    """The observation for the day being decided (plain NumPy; the simulator runs the same
+    :func:`feature_rows` compiled).
 
     :param table: at least :data:`HISTORY_DAYS_REQUIRED` days, the last row yesterday.
     :param ctx: the decision day's context.
@@ -139,72 +254,9 @@ def build_features(table: HistoryTable, ctx: DecisionContext) -> np.ndarray:
     if table.values.shape[1] < HISTORY_DAYS_REQUIRED:
         raise ValueError(f"history has {table.values.shape[1]} days, needs "
                          f"{HISTORY_DAYS_REQUIRED}")
-    # day-major copy (days, columns, n): every reduction over days is then a sum of rows
-    v = np.ascontiguousarray(table.values[:, -HISTORY_DAYS_REQUIRED:, :].transpose(1, 2, 0))
-    n = v.shape[2]
-    spend, gmv = v[:, COL["spend"]], v[:, COL["gmv"]]
-    budget, target = v[:, COL["budget"]], v[:, COL["target_roi"]]
-    lag = slice(-1, -LAG_DAYS - 1, -1)  # yesterday first
-    spend7, gmv7 = spend[-7:].sum(0), gmv[-7:].sum(0)
-    spend_prev7, gmv_prev7 = spend[-14:-7].sum(0), gmv[-14:-7].sum(0)
-    roi_7d = _ratio(gmv7, spend7)
-    mean_spend7 = spend7 * (1.0 / 7.0)
-    target_now, budget_now = target[-1], budget[-1]
-    settled = v[:, COL["settled_gmv"]]
-    settled_ok = ~np.isnan(settled)
-    settle_win = slice(SETTLED_NEWEST - 6, SETTLED_NEWEST + 1)  # the 7 newest settled days
-    # days back from yesterday with today's target: the first differing day (a sentinel
-    # row that differs caps the count at the whole window)
-    same = np.zeros((HISTORY_DAYS_REQUIRED + 1, n), dtype=bool)
-    np.equal(target[::-1], target_now, out=same[:-1])
-    unchanged = np.argmin(same, axis=0)
-
-    out = np.empty((len(FEATURE_NAMES), n), dtype=np.float64)  # feature-major, transposed last
-    out[0:LAG_DAYS] = _ratio(gmv[lag], spend[lag])
-    out[LAG_DAYS:2 * LAG_DAYS] = _ratio(spend[lag], budget[lag])
-    cols = {
-        "roi_7d": roi_7d,
-        "roi_prev_7d": _ratio(gmv_prev7, spend_prev7),
-        "log_gmv_trend": _log_ratio(gmv[-3:].sum(0) * (1.0 / 3.0), gmv7 * (1.0 / 7.0)),
-        "log_spend_trend": _log_ratio(spend[-3:].sum(0) * (1.0 / 3.0), mean_spend7),
-        "target_roi": target_now,
-        "breakeven_roi": ctx.breakeven_roi,
-        "log_target_to_roi_7d": np.log(target_now / np.maximum(roi_7d, 0.01)),
-        "log_target_to_breakeven": np.log(target_now / ctx.breakeven_roi),
-        "log_budget_to_spend_7d": _log_ratio(budget_now, mean_spend7),
-        "log_budget_to_spend_d1": _log_ratio(budget_now, spend[-1]),
-        "refund_rate_7d": np.minimum(_ratio(v[-7:, COL["refunds"]].sum(0), gmv[-8:-1].sum(0)),
-                                     1.0),
-        "settlement_roi_d7": _ratio(np.where(settled_ok[SETTLED_NEWEST],
-                                             settled[SETTLED_NEWEST], 0.0),
-                                    spend[SETTLED_NEWEST]),
-        "settlement_roi_7d": _ratio(np.where(settled_ok[settle_win], settled[settle_win],
-                                             0.0).sum(0),
-                                    (spend[settle_win] * settled_ok[settle_win]).sum(0)),
-        "learning": v[-1, COL["learning"]],
-        "learn_failed": v[-1, COL["learn_failed"]],
-        "interrupted_d1": v[-1, COL["interrupted"]],
-        "orders_3d": v[-3:, COL["orders"]].sum(0),
-        "plan_age_days": ctx.plan_age_days,
-        "days_since_target_change": np.minimum(unchanged, HISTORY_DAYS_REQUIRED),
-        "creative_age_days": np.minimum(ctx.creative_age_days, 120.0),
-        "days_to_promo": ctx.days_to_promo,
-        "in_promo": ctx.in_promo,
-        "days_after_promo": ctx.days_after_promo,
-        "balance_days": np.minimum(np.maximum(_ratio(v[-1, COL["balance"]], mean_spend7), 0.0),
-                                   60.0),
-        "share_payment_roi": ctx.shares[:, 0],
-        "share_settlement_roi": ctx.shares[:, 1],
-        "share_volume": ctx.shares[:, 2],
-        "weekday_sin": np.sin((2.0 * np.pi / 7.0) * ctx.weekday),
-        "weekday_cos": np.cos((2.0 * np.pi / 7.0) * ctx.weekday),
-    }
-    for name, values in cols.items():
-        out[FEATURE_INDEX[name]] = values
-    out *= _INV_SCALES
-    np.minimum(out, _BOUNDS, out=out)
-    np.maximum(out, -_BOUNDS, out=out)
-    return out.T.astype(np.float32)
+    days = np.ascontiguousarray(table.values[:, -HISTORY_DAYS_REQUIRED:, :].transpose(1, 2, 0),
+                                dtype=np.float64)
+    return feature_rows(days, *context_arrays(ctx))
 
 
 def decode_features(obs: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,10 +1,12 @@
 """The market model: one day of a Qianchuan advertiser's account, batched over accounts.
 
-Plain NumPy. Every array has a leading batch axis of ``n`` accounts (one account is
-``n = 1``). Randomness enters only through explicit arrays: :meth:`MarketModel.reset` takes
-a :class:`numpy.random.Generator`, and :meth:`MarketModel.step` takes the day's standard
-normal draws ``(n, N_DRAWS)``. So a batch of accounts evolves exactly as the same accounts
-run one by one with the same draws.
+NumPy, in the subset Numba compiles: the day is one function, :func:`simulate_day`, that
+the simulator runs compiled and that also runs as plain NumPy (:mod:`envs.compiled`). Every
+array has a leading batch axis of ``n`` accounts (one account is ``n = 1``). Randomness
+enters only through explicit arrays: :meth:`MarketModel.sample_params` and
+:meth:`MarketModel.initial_state` take a :class:`numpy.random.Generator`, and
+:meth:`MarketModel.step` takes the day's standard normal draws ``(n, N_DRAWS)``. So a
+batch of accounts evolves exactly as the same accounts run one by one with the same draws.
 
 One day, in order (see ``docs/market-model.md`` for each mechanic and its sources):
 
@@ -27,14 +29,15 @@ One day, in order (see ``docs/market-model.md`` for each mechanic and its source
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from typing import NamedTuple, get_type_hints
 
 import numpy as np
 from scipy.special import gammaln, ndtr
 
 from envs.calendar import PromoCalendar
+from envs.compiled import compiled, helper
 from envs.config import ScenarioConfig
-from envs.pool import gmv_share, qualifying_share
+from envs.pool import gmv_share, qualifying_share, share_table, table_share
 
 PLANS = ("payment_roi", "settlement_roi", "volume")
 # Columns of the daily draws, each a standard normal.
@@ -42,8 +45,8 @@ DRAW_TRAFFIC, DRAW_POOL_ROI, DRAW_BIDDER, DRAW_ORDERS, DRAW_BASKET, DRAW_REFUNDS
 N_DRAWS = 6
 REFUND_DAYS = 7
 SMALL_POISSON = 12.0  # below this mean, orders are drawn by exact inversion
-_COUNTS = np.arange(48.0)[None, :]  # counts the exact inversion considers (P(k >= 48) < 1e-12)
-_LOG_FACTORIALS = gammaln(_COUNTS + 1.0)
+_MAX_COUNT = 48  # counts the exact inversion considers (P(k >= 48) < 1e-12)
+_LOG_FACTORIALS = gammaln(np.arange(_MAX_COUNT) + 1.0)
 
 
 # Ring buffers keep the batch axis LAST (day-major), so shifting a day and summing over days
@@ -52,24 +55,23 @@ _BATCH_LAST = frozenset({"learn_orders", "refund_pipe", "cohort_settled"})
 
 
 def _repeat(batch, times: int):
-    """Each account of a dataclass of arrays repeated ``times`` times (account-major)."""
+    """Each account of a named tuple of arrays repeated ``times`` times (account-major)."""
     return type(batch)(**{
-        f.name: np.repeat(getattr(batch, f.name), times,
-                          axis=-1 if f.name in _BATCH_LAST else 0)
-        for f in dataclasses.fields(batch)})
+        name: np.repeat(getattr(batch, name), times, axis=-1 if name in _BATCH_LAST else 0)
+        for name in batch._fields})
 
 
 def _stack(items: list):
-    """Concatenate dataclasses of arrays field by field (a batch from single accounts)."""
+    """Concatenate named tuples of arrays field by field (a batch from single accounts)."""
     first = items[0]
     return type(first)(**{
-        f.name: np.concatenate([getattr(x, f.name) for x in items],
-                               axis=-1 if f.name in _BATCH_LAST else 0)
-        for f in dataclasses.fields(first)})
+        name: np.concatenate([getattr(x, name) for x in items],
+                             axis=-1 if name in _BATCH_LAST else 0)
+        for name in first._fields})
 
 
-@dataclass
-class AccountParams:
+# The model's records are named tuples of arrays, which compiled code takes and returns.
+class AccountParams(NamedTuple):
     """Per-account economics, fixed for an episode (drawn at reset). Arrays of shape (n,)."""
 
     pool_cost_cny: np.ndarray
@@ -92,8 +94,7 @@ class AccountParams:
     repeat = _repeat  # params.repeat(k): each account k times, account-major
 
 
-@dataclass
-class MarketState:
+class MarketState(NamedTuple):
     """Everything the model carries from one day to the next. Arrays of shape (n, ...)."""
 
     day: np.ndarray  # days since launch (negative in the pre-launch history)
@@ -118,19 +119,17 @@ class MarketState:
     repeat = _repeat  # state.repeat(k): each account k times, account-major
 
     def copy(self) -> MarketState:
-        return MarketState(**{f.name: getattr(self, f.name).copy()
-                              for f in dataclasses.fields(self)})
+        return MarketState(*(np.array(value) for value in self))
 
     def account(self, i: int) -> MarketState:
         """Account ``i`` alone, as a batch of one (a copy)."""
-        return MarketState(**{f.name: (getattr(self, f.name)[..., i:i + 1]
-                                       if f.name in _BATCH_LAST
-                                       else getattr(self, f.name)[i:i + 1]).copy()
-                              for f in dataclasses.fields(self)})
+        return MarketState(**{name: (getattr(self, name)[..., i:i + 1]
+                                     if name in _BATCH_LAST
+                                     else getattr(self, name)[i:i + 1]).copy()
+                              for name in self._fields})
 
 
-@dataclass
-class Decision:
+class Decision(NamedTuple):
     """The morning's settings. Arrays of shape (n,) ((n, 3) for shares)."""
 
     target_roi: np.ndarray
@@ -139,8 +138,7 @@ class Decision:
     refresh: np.ndarray  # bool: refresh creatives today
 
 
-@dataclass
-class DayOutcome:
+class DayOutcome(NamedTuple):
     """What one day produced. Dashboard fields first, hidden quantities after."""
 
     spend: np.ndarray  # CNY
@@ -165,6 +163,7 @@ class DayOutcome:
     organic_gmv: np.ndarray  # organic lift and uplift (CNY)
 
 
+@helper
 def poisson_from_normal(lam: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Poisson(``lam``) counts from standard normal draws ``z`` by quantile mapping.
 
@@ -174,26 +173,68 @@ def poisson_from_normal(lam: np.ndarray, z: np.ndarray) -> np.ndarray:
     lam = np.maximum(lam, 0.0)
     approx = lam + np.sqrt(lam) * z + (z * z - 1.0) / 6.0
     counts = np.maximum(np.ceil(approx - 0.5), 0.0)
-    small = lam < SMALL_POISSON
-    if small.any():
-        ls = lam[small][:, None]
-        log_pmf = _COUNTS * np.log(np.maximum(ls, 1e-300)) - ls - _LOG_FACTORIALS
-        cdf = np.cumsum(np.exp(log_pmf), axis=1)
-        u = ndtr(z[small])[:, None]
-        counts[small] = np.sum(cdf < u * (1.0 - 1e-12), axis=1)
+    small = np.nonzero(lam < SMALL_POISSON)[0]
+    if small.shape[0] > 0:
+        ls = lam[small]
+        log_lam = np.log(np.maximum(ls, 1e-300))
+        u = ndtr(z[small]) * (1.0 - 1e-12)
+        cdf = np.zeros(small.shape[0])
+        below = np.zeros(small.shape[0])  # how many counts k have P(K <= k) < u
+        for k in range(_MAX_COUNT):
+            cdf += np.exp(k * log_lam - ls - _LOG_FACTORIALS[k])
+            below += cdf < u
+        counts[small] = below
     return counts
+
+
+# Scalar fields of ScenarioConfig, as the named tuple compiled code reads them (``c.<field>``).
+_SCALAR_TYPES = (bool, int, float)
+_CONFIG_HINTS = get_type_hints(ScenarioConfig)
+DayConstants = NamedTuple("DayConstants", [
+    (f.name, _CONFIG_HINTS[f.name]) for f in dataclasses.fields(ScenarioConfig)
+    if _CONFIG_HINTS[f.name] in _SCALAR_TYPES])
+DayConstants.__module__ = __name__
+
+
+def day_constants(config: ScenarioConfig) -> DayConstants:
+    """The config's scalar fields, each cast to its declared type (one compiled signature)."""
+    return DayConstants(*(kind(getattr(config, name))
+                          for name, kind in DayConstants.__annotations__.items()))
+
+
+class DayTables(NamedTuple):
+    """The arrays a day reads besides the accounts' own: weekday and promotion multipliers,
+    the refund kernel, the pool's share table."""
+
+    weekday_traffic: np.ndarray  # (7,) multiplier on the pool's cost, Monday first
+    refund_kernel: np.ndarray  # (REFUND_DAYS,) share of refunds landing 1..7 days later
+    calendar_offset: int  # calendar row of day 0
+    traffic_mult: np.ndarray  # per calendar row (PromoCalendar)
+    roi_mult: np.ndarray
+    refund_mult: np.ndarray
+    in_peak: np.ndarray
+    share_table: np.ndarray  # envs.pool.share_table()
 
 
 class MarketModel:
     """The day-by-day market of a scenario, for ``n`` accounts at once."""
 
-    def __init__(self, config: ScenarioConfig):
+    def __init__(self, config: ScenarioConfig, engine: str | None = None):
+        """:param engine: ``numba`` or ``numpy`` for :meth:`step` (:mod:`envs.compiled`);
+            default ``$QIANCHUAN_ENGINE``, else ``numba``."""
         self.cfg = config
         self.calendar = PromoCalendar.from_config(config)
-        self.weekday_traffic = (np.asarray(config.weekday_traffic) if config.weekday_enabled
-                                else np.ones(7))
-        self.refund_kernel = np.asarray(config.refund_kernel)
+        self.weekday_traffic = (np.asarray(config.weekday_traffic, dtype=np.float64)
+                                if config.weekday_enabled else np.ones(7))
+        self.refund_kernel = np.asarray(config.refund_kernel, dtype=np.float64)
         self.launch_shares = np.asarray(config.launch_shares)
+        cal = self.calendar
+        self.constants = day_constants(config)
+        self.tables = DayTables(self.weekday_traffic, self.refund_kernel, cal.offset,
+                                cal.traffic_mult, cal.roi_mult, cal.refund_mult, cal.in_peak,
+                                share_table())
+        self._constants, self._tables = tuple(self.constants), tuple(self.tables)
+        self._simulate_day = compiled(simulate_day_of_tuples, engine)
 
     # ------------------------------------------------------------------ reset
     def sample_params(self, rng: np.random.Generator, n: int) -> AccountParams:
@@ -271,7 +312,7 @@ class MarketModel:
     # ------------------------------------------------------------------- step
     def step(self, state: MarketState, params: AccountParams, decision: Decision,
              draws: np.ndarray) -> tuple[MarketState, DayOutcome]:
-        """Simulate one day for every account.
+        """Simulate one day for every account (see :func:`simulate_day`).
 
         :param state: the state at dawn (not modified).
         :param params: each account's economics.
@@ -279,198 +320,234 @@ class MarketModel:
         :param draws: standard normals of shape (n, :data:`N_DRAWS`).
         :return: the state at the next dawn, and the day's outcome.
         """
-        cfg = self.cfg
-        # arrays changed in place below are copied; the rest are replaced, never mutated
-        s = dataclasses.replace(state, learning=state.learning.copy(),
-                                learn_failed=state.learn_failed.copy(),
-                                learn_days=state.learn_days.copy(),
-                                learn_orders=state.learn_orders.copy())
-        n = s.day.shape[0]
-        launched = s.day >= 0
-        cal = self.calendar.index(s.day)
-
-        # 1. the decision; what restarts learning; top-ups
-        target_jump = np.abs(np.log(decision.target_roi / s.target_roi)) > np.log1p(
-            cfg.relearn_target_change)
-        budget_jump = decision.budget_cny > s.budget_cny * (1.0 + cfg.relearn_budget_jump)
-        target_edit = decision.target_roi != s.target_roi
-        refresh = decision.refresh & launched
-        in_protection = launched & (s.day < cfg.cost_protection_days)
-        s.protection_edits += (in_protection & (target_edit | refresh)).astype(np.int64)
-        if cfg.learning_enabled:
-            relearn = launched & (target_jump | budget_jump | refresh | s.interrupted)
-            s.learning |= relearn
-            s.learn_failed &= ~relearn
-            s.learn_days[relearn] = 0
-            s.learn_orders[:, relearn] = 0.0
-        s.target_roi = decision.target_roi.astype(float)
-        s.budget_cny = decision.budget_cny.astype(float)
-        s.shares = decision.shares.astype(float)
-        s.creative_age_days = np.where(refresh, 0.0, s.creative_age_days)
-        if cfg.balance_enabled:
-            topup = launched & (s.day > 0) & (s.day % cfg.topup_interval_days == 0)
-            s.balance_cny = s.balance_cny + np.where(topup, cfg.topup_cny, 0.0)
-
-        # 2. the pool
-        if cfg.shocks_enabled:
-            rho = cfg.traffic_shock_ar
-            s.traffic_shock = rho * s.traffic_shock + cfg.traffic_shock_sd * np.sqrt(
-                1.0 - rho * rho) * draws[:, DRAW_TRAFFIC]
-            roi_noise = np.exp(cfg.roi_shock_sd * draws[:, DRAW_POOL_ROI])
-        else:
-            s.traffic_shock = np.zeros(n)
-            roi_noise = 1.0
-        weekday = self.weekday_traffic[(params.start_weekday + s.day) % 7]
-        fatigue = (cfg.fatigue_floor + (1.0 - cfg.fatigue_floor)
-                   * np.exp2(-s.creative_age_days / cfg.creative_half_life_days)
-                   if cfg.fatigue_enabled else 1.0)
-        recovering = s.recovery_days_left > 0
-        traffic_mult = (np.where(s.learning, cfg.learning_traffic_mult, 1.0)
-                        * np.where(s.learn_failed, cfg.learn_failed_traffic_mult, 1.0)
-                        * np.where(recovering, 1.0 - cfg.interrupt_traffic_penalty, 1.0))
-        pool_cost = (params.pool_cost_cny * weekday * np.exp(s.traffic_shock)
-                     * self.calendar.traffic_mult[cal] * fatigue * traffic_mult)
-        pool_roi = (params.pool_mean_roi * roi_noise * self.calendar.roi_mult[cal]
-                    * np.where(s.learning, cfg.learning_roi_mult, 1.0)
-                    / np.where(recovering, 1.0 + cfg.interrupt_cost_penalty, 1.0))
-        sigma = params.pool_sigma
-
-        # 3. the bidder: ROI plans buy qualifying traffic, the volume plan the best of the rest
-        q = qualifying_share(s.target_roi, pool_roi, sigma)
-        qualifying_cost = pool_cost * q
-        avg_roi = np.where(q < 1.0, np.maximum(s.target_roi, pool_roi), pool_roi)
-        budgets = s.budget_cny[:, None] * s.shares
-        spend_set = np.minimum(budgets[:, 1], (1.0 - cfg.settlement_volume_penalty)
-                               * qualifying_cost)
-        spend_pay = np.minimum(budgets[:, 0], qualifying_cost - spend_set)
-        roi_spend = spend_pay + spend_set
-        spend_vol = np.minimum(budgets[:, 2], pool_cost - roi_spend)
-        vol_top = np.minimum(spend_vol, qualifying_cost - roi_spend)  # at the qualifying ROI
-        vol_deep = spend_vol - vol_top  # below the threshold, best first
-        depth = np.minimum(q + vol_deep / np.maximum(pool_cost, 1e-9), 1.0)
-        # GMV share of the qualifying traffic: H(q) = q * avg / m (avg ROI = target if q < 1)
-        bought_share = q * avg_roi / pool_roi
-        deep_gmv = np.where(vol_deep > 0.0, pool_cost * pool_roi * np.maximum(
-            gmv_share(depth, sigma) - bought_share, 0.0), 0.0)
-        spend = roi_spend + spend_vol
-        interrupted = np.zeros(n, dtype=bool)
-        if cfg.balance_enabled:
-            available = np.where(launched, np.maximum(s.balance_cny, 0.0), np.inf)
-            interrupted = spend > available
-            scale = np.where(interrupted, available / np.maximum(spend, 1e-9), 1.0)
-            spend_pay, spend_set, vol_top = spend_pay * scale, spend_set * scale, vol_top * scale
-            deep_gmv, spend_vol, spend = deep_gmv * scale, spend_vol * scale, spend * scale
-
-        # 4. achieved GMV and orders
-        gmv_pay, gmv_set = avg_roi * spend_pay, avg_roi * spend_set
-        # The volume plan has no ROI control: it takes the best traffic left, but its average
-        # is at most the pool's mean ROI (brief §1), so a small volume budget behind a high
-        # target cannot act as a second ROI lever.
-        gmv_vol = np.minimum(avg_roi * vol_top + deep_gmv, pool_roi * spend_vol)
-        expected_gmv = gmv_pay + gmv_set + gmv_vol
-        if cfg.bidder_noise_enabled:
-            noise_sd = cfg.bidder_noise_sd * np.where(s.learning, cfg.learning_noise_mult, 1.0)
-            achieved = params.bidder_bias * np.exp(noise_sd * draws[:, DRAW_BIDDER]
-                                                   - 0.5 * noise_sd * noise_sd)
-            basket = np.exp(cfg.basket_noise_sd * draws[:, DRAW_BASKET]
-                            - 0.5 * cfg.basket_noise_sd ** 2)
-        else:
-            achieved = basket = 1.0
-        orders = poisson_from_normal(expected_gmv * achieved / params.aov_cny,
-                                     draws[:, DRAW_ORDERS])
-        gmv = orders * params.aov_cny * basket
-        inv_gmv = 1.0 / np.maximum(expected_gmv, 1e-9)
-        mix_roi, mix_set = (gmv_pay + gmv_set) * inv_gmv, gmv_set * inv_gmv  # GMV shares
-        mix_vol = gmv_vol * inv_gmv
-
-        # 5. refunds and settlement
-        refund_mult = self.calendar.refund_mult[cal]
-        if cfg.refunds_enabled:
-            base_rate = params.refund_rate * refund_mult
-            rate = np.minimum(np.maximum(
-                base_rate * (1.0 + cfg.refund_depth_slope * (depth - params.typical_share)), 0.0),
-                0.95)
-            mean_rate = rate * (1.0 - cfg.settlement_refund_reduction * mix_set)
-            sd = np.sqrt(mean_rate * (1.0 - mean_rate) / np.maximum(orders, 1.0))
-            cohort_refunds = gmv * np.minimum(np.maximum(mean_rate + sd * draws[:, DRAW_REFUNDS],
-                                                         0.0), 1.0)
-        else:
-            base_rate = np.zeros(n)
-            cohort_refunds = np.zeros(n)
-
-        # 6. organic: cannibalisation, whole-site uplift, carry-over lift
-        if cfg.organic_enabled:
-            cannibalised_share = (cfg.cannibalisation * mix_roi
-                                  + cfg.volume_cannibalisation * mix_vol)
-            stock = s.organic_stock_cny
-            organic = (cfg.carryover_rate * stock / (1.0 + stock / cfg.carryover_saturation_cny)
-                       + cfg.volume_organic_uplift * gmv * mix_vol)
-            organic = np.where(launched, organic, 0.0)
-            s.organic_stock_cny = (cfg.carryover_decay * stock
-                                   + (1.0 - cfg.carryover_decay) * gmv)
-        else:
-            cannibalised_share = np.zeros(n)
-            organic = np.zeros(n)
-        incremental_gmv = gmv * (1.0 - cannibalised_share) + organic
-        cohort_incr_refunds = (cohort_refunds * (1.0 - cannibalised_share)
-                               + organic * base_rate)
-
-        landed = state.refund_pipe[:, 0]  # (2, n): what lands today
-        pipe = np.empty_like(state.refund_pipe)
-        pipe[:, :-1] = state.refund_pipe[:, 1:]
-        pipe[0, -1] = 0.0
-        pipe[1, -1] = 0.0
-        pipe[0] += self.refund_kernel[:, None] * cohort_refunds
-        pipe[1] += self.refund_kernel[:, None] * np.where(launched, cohort_incr_refunds, 0.0)
-        s.refund_pipe = pipe
-        settled_today = state.cohort_settled[0]
-        cohorts = np.empty_like(state.cohort_settled)
-        cohorts[:-1] = state.cohort_settled[1:]
-        cohorts[-1] = gmv - cohort_refunds
-        s.cohort_settled = cohorts
-
-        # 7. learning, cost protection, balance, creatives
-        learning_today = s.learning.copy()
-        failed_today = s.learn_failed.copy()
-        if cfg.learning_enabled:
-            s.learn_days += s.learning.astype(np.int64)
-            s.learn_orders[:-1] = s.learn_orders[1:].copy()
-            s.learn_orders[-1] = np.where(s.learning, orders, 0.0)
-            needed = (cfg.learning_exit_orders
-                      + cfg.learning_settlement_extra_orders * s.shares[:, 1])
-            exits = s.learning & (s.learn_orders.sum(axis=0) >= needed)
-            fails = s.learning & ~exits & (s.learn_days >= cfg.learning_fail_days)
-            s.learning &= ~(exits | fails)
-            s.learn_failed |= fails
-        credit = np.zeros(n)
-        if cfg.cost_protection_enabled:
-            roi_gmv = gmv * mix_roi
-            eligible = (in_protection & (s.protection_edits <= cfg.cost_protection_max_edits)
-                        & (orders >= cfg.cost_protection_min_orders)
-                        & (roi_gmv < cfg.cost_protection_ratio * s.target_roi * roi_spend))
-            credit = np.where(eligible, roi_spend - roi_gmv / s.target_roi, 0.0)
-        refresh_cost = np.where(refresh, cfg.refresh_cost_cny, 0.0)
-        if cfg.balance_enabled:
-            s.balance_cny = np.where(launched, s.balance_cny - spend + credit, s.balance_cny)
-        s.recovery_days_left = np.where(interrupted, cfg.interrupt_recovery_days,
-                                        np.maximum(s.recovery_days_left - 1, 0))
-        s.interrupted = interrupted
-        s.creative_age_days = s.creative_age_days + 1.0
-        s.day = s.day + 1
-
-        outcome = DayOutcome(
-            spend=spend, gmv=gmv, orders=orders, refunds=landed[0],
-            settled_gmv=settled_today,
-            payment_roi=np.where(spend > 0, gmv / np.maximum(spend, 1e-9), 0.0),
-            learning=learning_today, learn_failed=failed_today, interrupted=interrupted,
-            promo=self.calendar.in_peak[cal], balance=s.balance_cny.copy(), credit=credit,
-            refresh_cost=refresh_cost, incremental_gmv=np.where(launched, incremental_gmv, 0.0),
-            incremental_refunds_landed=landed[1],
-            cohort_incremental_refunds=np.where(launched, cohort_incr_refunds, 0.0),
-            cohort_refunds=cohort_refunds, pool_share=depth, organic_gmv=organic,
-        )
-        return s, outcome
+        decision = Decision(np.asarray(decision.target_roi, dtype=np.float64),
+                            np.asarray(decision.budget_cny, dtype=np.float64),
+                            np.ascontiguousarray(decision.shares, dtype=np.float64),
+                            np.asarray(decision.refresh, dtype=np.bool_))
+        # plain tuples: Numba's dispatcher types them fast (named tuples cost ~70 µs a call)
+        return self._simulate_day(self._constants, self._tables, tuple(state), tuple(params),
+                                  tuple(decision), np.ascontiguousarray(draws, dtype=np.float64))
 
     def pending_incremental_refunds(self, state: MarketState) -> np.ndarray:
         """Incremental refunds not yet landed (charged when the episode ends), CNY."""
         return state.refund_pipe[1].sum(axis=0)
+
+
+def simulate_day_of_tuples(c: tuple, t: tuple, state: tuple, params: tuple, decision: tuple,
+                           draws: np.ndarray) -> tuple[MarketState, DayOutcome]:
+    """:func:`simulate_day` with its records passed as plain tuples (the compiled entry)."""
+    return simulate_day(DayConstants(*c), DayTables(*t), MarketState(*state),
+                        AccountParams(*params), Decision(*decision), draws)
+
+
+@helper
+def simulate_day(c: DayConstants, t: DayTables, state: MarketState, params: AccountParams,
+                 decision: Decision, draws: np.ndarray) -> tuple[MarketState, DayOutcome]:
+    """One day for every account: the model itself (the steps of this module's docstring).
+
+    Written in the NumPy subset Numba compiles; :class:`MarketModel` runs it compiled unless
+    told otherwise. Arrays of the inputs are never modified.
+
+    :param c: the scenario's scalar parameters (:func:`day_constants`).
+    :param t: the scenario's tables.
+    :param state: the state at dawn.
+    :param params: each account's economics.
+    :param decision: the day's settings, within platform limits (float64, bool ``refresh``).
+    :param draws: standard normals (n, :data:`N_DRAWS`).
+    :return: the state at the next dawn, and the day's outcome.
+    """
+    day = state.day
+    n = day.shape[0]
+    launched = day >= 0
+    cal = np.minimum(np.maximum(day + t.calendar_offset, 0), t.traffic_mult.shape[0] - 1)
+
+    # 1. the decision; what restarts learning; top-ups
+    target_jump = np.abs(np.log(decision.target_roi / state.target_roi)) > np.log1p(
+        c.relearn_target_change)
+    budget_jump = decision.budget_cny > state.budget_cny * (1.0 + c.relearn_budget_jump)
+    target_edit = decision.target_roi != state.target_roi
+    refresh = decision.refresh & launched
+    in_protection = launched & (day < c.cost_protection_days)
+    protection_edits = state.protection_edits + (in_protection
+                                                 & (target_edit | refresh)).astype(np.int64)
+    learning = state.learning.copy()
+    learn_failed = state.learn_failed.copy()
+    learn_days = state.learn_days.copy()
+    learn_orders = state.learn_orders.copy()
+    if c.learning_enabled:
+        relearn = launched & (target_jump | budget_jump | refresh | state.interrupted)
+        learning |= relearn
+        learn_failed &= ~relearn
+        learn_days[relearn] = 0
+        learn_orders[:, relearn] = 0.0
+    target_roi = decision.target_roi.copy()
+    budget_cny = decision.budget_cny.copy()
+    shares = decision.shares.copy()
+    creative_age_days = np.where(refresh, 0.0, state.creative_age_days)
+    balance_cny = state.balance_cny.copy()
+    if c.balance_enabled:
+        topup = launched & (day > 0) & (day % c.topup_interval_days == 0)
+        balance_cny = balance_cny + np.where(topup, c.topup_cny, 0.0)
+
+    # 2. the pool
+    if c.shocks_enabled:
+        rho = c.traffic_shock_ar
+        traffic_shock = rho * state.traffic_shock + c.traffic_shock_sd * np.sqrt(
+            1.0 - rho * rho) * draws[:, DRAW_TRAFFIC]
+        roi_noise = np.exp(c.roi_shock_sd * draws[:, DRAW_POOL_ROI])
+    else:
+        traffic_shock = np.zeros(n)
+        roi_noise = np.ones(n)
+    weekday = t.weekday_traffic[(params.start_weekday + day) % 7]
+    if c.fatigue_enabled:
+        fatigue = c.fatigue_floor + (1.0 - c.fatigue_floor) * np.exp2(
+            -creative_age_days / c.creative_half_life_days)
+    else:
+        fatigue = np.ones(n)
+    recovering = state.recovery_days_left > 0
+    traffic_mult = (np.where(learning, c.learning_traffic_mult, 1.0)
+                    * np.where(learn_failed, c.learn_failed_traffic_mult, 1.0)
+                    * np.where(recovering, 1.0 - c.interrupt_traffic_penalty, 1.0))
+    pool_cost = (params.pool_cost_cny * weekday * np.exp(traffic_shock)
+                 * t.traffic_mult[cal] * fatigue * traffic_mult)
+    pool_roi = (params.pool_mean_roi * roi_noise * t.roi_mult[cal]
+                * np.where(learning, c.learning_roi_mult, 1.0)
+                / np.where(recovering, 1.0 + c.interrupt_cost_penalty, 1.0))
+    sigma = params.pool_sigma
+
+    # 3. the bidder: ROI plans buy qualifying traffic, the volume plan the best of the rest
+    q = table_share(t.share_table, target_roi, pool_roi, sigma)
+    qualifying_cost = pool_cost * q
+    avg_roi = np.where(q < 1.0, np.maximum(target_roi, pool_roi), pool_roi)
+    budgets = np.expand_dims(budget_cny, 1) * shares
+    spend_set = np.minimum(budgets[:, 1], (1.0 - c.settlement_volume_penalty)
+                           * qualifying_cost)
+    spend_pay = np.minimum(budgets[:, 0], qualifying_cost - spend_set)
+    roi_spend = spend_pay + spend_set
+    spend_vol = np.minimum(budgets[:, 2], pool_cost - roi_spend)
+    vol_top = np.minimum(spend_vol, qualifying_cost - roi_spend)  # at the qualifying ROI
+    vol_deep = spend_vol - vol_top  # below the threshold, best first
+    depth = np.minimum(q + vol_deep / np.maximum(pool_cost, 1e-9), 1.0)
+    # GMV share of the qualifying traffic: H(q) = q * avg / m (avg ROI = target if q < 1)
+    bought_share = q * avg_roi / pool_roi
+    deep_gmv = np.where(vol_deep > 0.0, pool_cost * pool_roi * np.maximum(
+        gmv_share(depth, sigma) - bought_share, 0.0), 0.0)
+    spend = roi_spend + spend_vol
+    interrupted = np.zeros(n, dtype=np.bool_)
+    if c.balance_enabled:
+        available = np.where(launched, np.maximum(balance_cny, 0.0), np.inf)
+        interrupted = spend > available
+        scale = np.where(interrupted, available / np.maximum(spend, 1e-9), 1.0)
+        spend_pay, spend_set, vol_top = spend_pay * scale, spend_set * scale, vol_top * scale
+        deep_gmv, spend_vol, spend = deep_gmv * scale, spend_vol * scale, spend * scale
+
+    # 4. achieved GMV and orders
+    gmv_pay, gmv_set = avg_roi * spend_pay, avg_roi * spend_set
+    # The volume plan has no ROI control: it takes the best traffic left, but its average
+    # is at most the pool's mean ROI (brief §1), so a small volume budget behind a high
+    # target cannot act as a second ROI lever.
+    gmv_vol = np.minimum(avg_roi * vol_top + deep_gmv, pool_roi * spend_vol)
+    expected_gmv = gmv_pay + gmv_set + gmv_vol
+    if c.bidder_noise_enabled:
+        noise_sd = c.bidder_noise_sd * np.where(learning, c.learning_noise_mult, 1.0)
+        achieved = params.bidder_bias * np.exp(noise_sd * draws[:, DRAW_BIDDER]
+                                               - 0.5 * noise_sd * noise_sd)
+        basket = np.exp(c.basket_noise_sd * draws[:, DRAW_BASKET]
+                        - 0.5 * c.basket_noise_sd ** 2)
+    else:
+        achieved = np.ones(n)
+        basket = np.ones(n)
+    orders = poisson_from_normal(expected_gmv * achieved / params.aov_cny,
+                                 draws[:, DRAW_ORDERS])
+    gmv = orders * params.aov_cny * basket
+    inv_gmv = 1.0 / np.maximum(expected_gmv, 1e-9)
+    mix_roi, mix_set = (gmv_pay + gmv_set) * inv_gmv, gmv_set * inv_gmv  # GMV shares
+    mix_vol = gmv_vol * inv_gmv
+
+    # 5. refunds and settlement
+    if c.refunds_enabled:
+        base_rate = params.refund_rate * t.refund_mult[cal]
+        rate = np.minimum(np.maximum(
+            base_rate * (1.0 + c.refund_depth_slope * (depth - params.typical_share)), 0.0),
+            0.95)
+        mean_rate = rate * (1.0 - c.settlement_refund_reduction * mix_set)
+        sd = np.sqrt(mean_rate * (1.0 - mean_rate) / np.maximum(orders, 1.0))
+        cohort_refunds = gmv * np.minimum(np.maximum(mean_rate + sd * draws[:, DRAW_REFUNDS],
+                                                     0.0), 1.0)
+    else:
+        base_rate = np.zeros(n)
+        cohort_refunds = np.zeros(n)
+
+    # 6. organic: cannibalisation, whole-site uplift, carry-over lift
+    stock = state.organic_stock_cny
+    if c.organic_enabled:
+        cannibalised_share = (c.cannibalisation * mix_roi
+                              + c.volume_cannibalisation * mix_vol)
+        organic = (c.carryover_rate * stock / (1.0 + stock / c.carryover_saturation_cny)
+                   + c.volume_organic_uplift * gmv * mix_vol)
+        organic = np.where(launched, organic, 0.0)
+        organic_stock_cny = c.carryover_decay * stock + (1.0 - c.carryover_decay) * gmv
+    else:
+        cannibalised_share = np.zeros(n)
+        organic = np.zeros(n)
+        organic_stock_cny = stock.copy()
+    incremental_gmv = gmv * (1.0 - cannibalised_share) + organic
+    cohort_incr_refunds = (cohort_refunds * (1.0 - cannibalised_share)
+                           + organic * base_rate)
+
+    landed = state.refund_pipe[:, 0]  # (2, n): what lands today
+    pipe = np.empty_like(state.refund_pipe)
+    pipe[:, :-1] = state.refund_pipe[:, 1:]
+    pipe[:, -1] = 0.0
+    kernel = np.expand_dims(t.refund_kernel, 1)
+    pipe[0] += kernel * cohort_refunds
+    pipe[1] += kernel * np.where(launched, cohort_incr_refunds, 0.0)
+    settled_today = state.cohort_settled[0].copy()
+    cohorts = np.empty_like(state.cohort_settled)
+    cohorts[:-1] = state.cohort_settled[1:]
+    cohorts[-1] = gmv - cohort_refunds
+
+    # 7. learning, cost protection, balance, creatives
+    learning_today = learning.copy()
+    failed_today = learn_failed.copy()
+    if c.learning_enabled:
+        learn_days += learning.astype(np.int64)
+        learn_orders[:-1] = learn_orders[1:].copy()
+        learn_orders[-1] = np.where(learning, orders, 0.0)
+        needed = c.learning_exit_orders + c.learning_settlement_extra_orders * shares[:, 1]
+        exits = learning & (learn_orders.sum(axis=0) >= needed)
+        fails = learning & ~exits & (learn_days >= c.learning_fail_days)
+        learning &= ~(exits | fails)
+        learn_failed |= fails
+    credit = np.zeros(n)
+    if c.cost_protection_enabled:
+        roi_gmv = gmv * mix_roi
+        eligible = (in_protection & (protection_edits <= c.cost_protection_max_edits)
+                    & (orders >= c.cost_protection_min_orders)
+                    & (roi_gmv < c.cost_protection_ratio * target_roi * roi_spend))
+        credit = np.where(eligible, roi_spend - roi_gmv / target_roi, 0.0)
+    refresh_cost = np.where(refresh, c.refresh_cost_cny, 0.0)
+    if c.balance_enabled:
+        balance_cny = np.where(launched, balance_cny - spend + credit, balance_cny)
+    recovery_days_left = np.where(interrupted, c.interrupt_recovery_days,
+                                  np.maximum(state.recovery_days_left - 1, 0))
+
+    next_state = MarketState(
+        day=day + 1, target_roi=target_roi, budget_cny=budget_cny, shares=shares,
+        traffic_shock=traffic_shock, learning=learning, learn_failed=learn_failed,
+        learn_days=learn_days, learn_orders=learn_orders,
+        creative_age_days=creative_age_days + 1.0, balance_cny=balance_cny,
+        recovery_days_left=recovery_days_left, interrupted=interrupted,
+        protection_edits=protection_edits, organic_stock_cny=organic_stock_cny,
+        refund_pipe=pipe, cohort_settled=cohorts)
+    outcome = DayOutcome(
+        spend=spend, gmv=gmv, orders=orders, refunds=landed[0].copy(),
+        settled_gmv=settled_today,
+        payment_roi=np.where(spend > 0, gmv / np.maximum(spend, 1e-9), 0.0),
+        learning=learning_today, learn_failed=failed_today, interrupted=interrupted,
+        promo=t.in_peak[cal], balance=balance_cny.copy(), credit=credit,
+        refresh_cost=refresh_cost, incremental_gmv=np.where(launched, incremental_gmv, 0.0),
+        incremental_refunds_landed=landed[1].copy(),
+        cohort_incremental_refunds=np.where(launched, cohort_incr_refunds, 0.0),
+        cohort_refunds=cohort_refunds, pool_share=depth, organic_gmv=organic)
+    return next_state, outcome

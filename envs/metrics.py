@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from envs.compiled import helper
 from envs.config import ScenarioConfig
 from envs.market import AccountParams, DayOutcome
-from envs.reward import floor_shortfall
+from envs.reward import shortfall_cny
 
 EPISODE_METRICS = ("profit", "gmv", "settled_gmv", "spend", "payment_roi", "settlement_roi",
                    "refund_rate", "learning_days", "interruptions", "roi_floor_violation_days")
@@ -14,6 +15,7 @@ _SUMS = ("profit", "gmv", "settled_gmv", "spend", "refunds", "learning_days", "i
          "roi_floor_violation_days")
 
 
+@helper
 def day_profit(params: AccountParams, out: DayOutcome) -> np.ndarray:
     """A day's contribution profit (CNY), its order cohort's refunds counted in full."""
     return (params.margin * (out.incremental_gmv - out.cohort_incremental_refunds)
@@ -29,18 +31,11 @@ class EpisodeTally:
     """
 
     def __init__(self, n: int):
-        self.sums = {k: np.zeros(n) for k in _SUMS}
+        self.table = np.zeros((len(_SUMS), n))  # one row per sum, in _SUMS order
+        self.sums = dict(zip(_SUMS, self.table, strict=True))  # views of the rows
 
     def add(self, cfg: ScenarioConfig, params: AccountParams, out: DayOutcome) -> None:
-        s = self.sums
-        s["profit"] += day_profit(params, out)
-        s["gmv"] += out.gmv
-        s["settled_gmv"] += out.gmv - out.cohort_refunds
-        s["spend"] += out.spend
-        s["refunds"] += out.cohort_refunds
-        s["learning_days"] += out.learning
-        s["interruptions"] += out.interrupted
-        s["roi_floor_violation_days"] += (out.spend > 0) & (floor_shortfall(cfg, out) > 0)
+        tally_day(self.table, cfg.floor_settlement_roi, params, out)
 
     def result(self) -> dict[str, np.ndarray]:
         """The episode metrics, arrays of shape (n,)."""
@@ -56,3 +51,17 @@ class EpisodeTally:
             "learning_days": s["learning_days"].copy(), "interruptions": s["interruptions"].copy(),
             "roi_floor_violation_days": s["roi_floor_violation_days"].copy(),
         }
+
+
+@helper
+def tally_day(table: np.ndarray, floor_roi: float, params: AccountParams,
+              out: DayOutcome) -> None:
+    """Add a day to the episode sums ``table`` (rows in the order of ``_SUMS``)."""
+    table[0] += day_profit(params, out)
+    table[1] += out.gmv
+    table[2] += out.gmv - out.cohort_refunds
+    table[3] += out.spend
+    table[4] += out.cohort_refunds
+    table[5] += out.learning
+    table[6] += out.interrupted
+    table[7] += (out.spend > 0) & (shortfall_cny(floor_roi, out) > 0)

@@ -24,10 +24,15 @@ from functools import lru_cache
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from envs.compiled import helper
+
 SIGMA_MIN, SIGMA_MAX, SIGMA_STEPS = 0.1, 1.6, 151
 LOG_RATIO_MAX, LOG_RATIO_STEPS = 6.0, 1201
+D_SIGMA = (SIGMA_MAX - SIGMA_MIN) / (SIGMA_STEPS - 1)  # table step in sigma
+D_LOG_RATIO = LOG_RATIO_MAX / (LOG_RATIO_STEPS - 1)  # table step in ln(target / m)
 
 
+@helper
 def gmv_share(cost_share: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """Share of the pool's GMV earned by its best ``cost_share`` of cost.
 
@@ -58,16 +63,15 @@ def _solve_share(sigma: np.ndarray, log_ratio: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _share_table() -> tuple[np.ndarray, float, float]:
-    """Table of the bought cost share over ``(sigma, ln ratio)``; built once per process
-    (about 0.7 s on one core: 80 bisection steps over 181k grid points)."""
+def share_table() -> np.ndarray:
+    """Table of the bought cost share over ``(sigma, ln ratio)``, flattened (row ``sigma``);
+    built once per process (about 0.7 s on one core: 80 bisection steps over 181k grid
+    points)."""
     sigmas = np.linspace(SIGMA_MIN, SIGMA_MAX, SIGMA_STEPS)[:, None]
     log_ratios = np.linspace(0.0, LOG_RATIO_MAX, LOG_RATIO_STEPS)[None, :]
     table = _solve_share(sigmas, log_ratios)
     table[:, 0] = 1.0  # ratio 1: the target equals the pool mean, everything qualifies
-    d_sigma = (SIGMA_MAX - SIGMA_MIN) / (SIGMA_STEPS - 1)
-    d_log_ratio = LOG_RATIO_MAX / (LOG_RATIO_STEPS - 1)
-    return table, d_sigma, d_log_ratio
+    return table.ravel()
 
 
 def qualifying_share(target_roi: np.ndarray, pool_roi: np.ndarray, sigma: np.ndarray) -> np.ndarray:
@@ -78,19 +82,26 @@ def qualifying_share(target_roi: np.ndarray, pool_roi: np.ndarray, sigma: np.nda
     :param sigma: log-sd of the pool's ROI distribution, within [0.1, 1.6].
     :return: the share ``q`` in (0, 1]; 1 where the target is at or below the pool mean.
     """
-    table, d_sigma, d_log_ratio = _share_table()
+    return table_share(share_table(), np.asarray(target_roi, dtype=np.float64),
+                       np.asarray(pool_roi, dtype=np.float64), np.asarray(sigma, dtype=np.float64))
+
+
+@helper
+def table_share(table: np.ndarray, target_roi: np.ndarray, pool_roi: np.ndarray,
+                sigma: np.ndarray) -> np.ndarray:
+    """:func:`qualifying_share` read from ``table`` (:func:`share_table`), by bilinear
+    interpolation; the form compiled code calls (it cannot reach the cached table)."""
     log_ratio = np.log(np.maximum(target_roi, 1e-12) / pool_roi)
-    x = np.minimum(np.maximum(log_ratio, 0.0), LOG_RATIO_MAX) * (1.0 / d_log_ratio)
-    y = (np.minimum(np.maximum(sigma, SIGMA_MIN), SIGMA_MAX) - SIGMA_MIN) * (1.0 / d_sigma)
+    x = np.minimum(np.maximum(log_ratio, 0.0), LOG_RATIO_MAX) * (1.0 / D_LOG_RATIO)
+    y = (np.minimum(np.maximum(sigma, SIGMA_MIN), SIGMA_MAX) - SIGMA_MIN) * (1.0 / D_SIGMA)
     i = np.minimum(x.astype(np.intp), LOG_RATIO_STEPS - 2)
     j = np.minimum(y.astype(np.intp), SIGMA_STEPS - 2)
     fx = x - i
     fy = y - j
-    flat = table.ravel()
     corner = j * LOG_RATIO_STEPS + i  # table[j, i] in the flat table
-    top = flat.take(corner) * (1.0 - fx) + flat.take(corner + 1) * fx
+    top = table.take(corner) * (1.0 - fx) + table.take(corner + 1) * fx
     corner += LOG_RATIO_STEPS
-    bottom = flat.take(corner) * (1.0 - fx) + flat.take(corner + 1) * fx
+    bottom = table.take(corner) * (1.0 - fx) + table.take(corner + 1) * fx
     return top * (1.0 - fy) + bottom * fy
 
 

@@ -14,13 +14,37 @@ from __future__ import annotations
 
 import numpy as np
 
+from envs.compiled import helper
 from envs.config import ScenarioConfig
 from envs.market import AccountParams, DayOutcome
+
+PROFIT_TERMS = ("gmv_value", "refunds", "spend", "credit", "refresh_cost")
+FLOOR_LAGRANGIAN = "floor_lagrangian"  # added to the profit terms while its multiplier > 0
+GMV_FLOOR_TERMS = ("settled_gmv", "floor_penalty")
 
 
 def floor_shortfall(cfg: ScenarioConfig, out: DayOutcome) -> np.ndarray:
     """CNY of settled ad GMV below ``floor x spend`` for today's order cohort."""
-    return np.maximum(cfg.floor_settlement_roi * out.spend - (out.gmv - out.cohort_refunds), 0.0)
+    return shortfall_cny(cfg.floor_settlement_roi, out)
+
+
+@helper
+def shortfall_cny(floor_roi: float, out: DayOutcome) -> np.ndarray:
+    """CNY of settled ad GMV below ``floor_roi x spend`` for today's order cohort."""
+    return np.maximum(floor_roi * out.spend - (out.gmv - out.cohort_refunds), 0.0)
+
+
+def term_names(cfg: ScenarioConfig, floor_multiplier: float = 0.0) -> tuple[str, ...]:
+    """The names of the reward terms, in the order of :func:`reward_rows`."""
+    if cfg.objective == "gmv_floor":
+        return GMV_FLOOR_TERMS
+    return PROFIT_TERMS + ((FLOOR_LAGRANGIAN,) if floor_multiplier > 0.0 else ())
+
+
+def reward_args(cfg: ScenarioConfig, floor_multiplier: float = 0.0) -> tuple:
+    """The scenario's reward settings as :func:`reward_rows` takes them."""
+    return (cfg.objective == "gmv_floor", cfg.refund_charging == "on_order",
+            float(cfg.floor_settlement_roi), float(cfg.floor_penalty), float(floor_multiplier))
 
 
 def reward_terms(cfg: ScenarioConfig, params: AccountParams, out: DayOutcome,
@@ -34,22 +58,40 @@ def reward_terms(cfg: ScenarioConfig, params: AccountParams, out: DayOutcome,
         per CNY of shortfall) for the profit objective; training may adapt it (dual ascent).
         0 leaves the reward the plain profit.
     """
-    if cfg.refund_charging == "on_order":
+    last_day = pending_refunds is not None
+    pending = pending_refunds if last_day else np.zeros_like(out.spend)
+    rows = reward_rows(reward_args(cfg, floor_multiplier), params.margin, out, pending,
+                       last_day)
+    return dict(zip(term_names(cfg, floor_multiplier), rows, strict=True))
+
+
+@helper
+def reward_rows(args: tuple, margin: np.ndarray, out: DayOutcome, pending_refunds: np.ndarray,
+                last_day: bool) -> np.ndarray:
+    """The day's reward terms (CNY) as rows, named by :func:`term_names`.
+
+    :param args: :func:`reward_args`.
+    :param pending_refunds: incremental refunds not yet landed, charged on the last day.
+    """
+    gmv_floor, on_order, floor_roi, floor_penalty, floor_multiplier = args
+    if on_order:
         refunds = out.cohort_incremental_refunds
+    elif last_day:
+        refunds = out.incremental_refunds_landed + pending_refunds
     else:
         refunds = out.incremental_refunds_landed
-        if pending_refunds is not None:
-            refunds = refunds + pending_refunds
-    if cfg.objective == "gmv_floor":
-        return {"settled_gmv": out.incremental_gmv - refunds,
-                "floor_penalty": -cfg.floor_penalty * floor_shortfall(cfg, out)}
-    terms = {
-        "gmv_value": params.margin * out.incremental_gmv,
-        "refunds": -params.margin * refunds,
-        "spend": -out.spend,
-        "credit": out.credit,
-        "refresh_cost": -out.refresh_cost,
-    }
+    n = out.spend.shape[0]
+    if gmv_floor:
+        rows = np.empty((2, n))
+        rows[0] = out.incremental_gmv - refunds
+        rows[1] = -floor_penalty * shortfall_cny(floor_roi, out)
+        return rows
+    rows = np.empty((6 if floor_multiplier > 0.0 else 5, n))
+    rows[0] = margin * out.incremental_gmv
+    rows[1] = -margin * refunds
+    rows[2] = -out.spend
+    rows[3] = out.credit
+    rows[4] = -out.refresh_cost
     if floor_multiplier > 0.0:
-        terms["floor_lagrangian"] = -floor_multiplier * floor_shortfall(cfg, out)
-    return terms
+        rows[5] = -floor_multiplier * shortfall_cny(floor_roi, out)
+    return rows

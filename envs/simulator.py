@@ -13,12 +13,34 @@ from typing import Any
 
 import numpy as np
 
-from envs.actions import action_dim, check_action, to_decision
+from envs.actions import action_dim, decision_arrays, validate_action
+from envs.compiled import compiled, helper
 from envs.config import ScenarioConfig
-from envs.history import COL, COLUMNS, SETTLED_NEWEST, DecisionContext, HistoryTable, build_features
-from envs.market import N_DRAWS, AccountParams, Decision, MarketModel, MarketState
-from envs.metrics import EpisodeTally
-from envs.reward import reward_terms
+from envs.history import (
+    COL,
+    COLUMNS,
+    HISTORY_DAYS_REQUIRED,
+    SETTLED_NEWEST,
+    DecisionContext,
+    feature_rows,
+)
+from envs.market import (
+    N_DRAWS,
+    AccountParams,
+    DayConstants,
+    DayOutcome,
+    DayTables,
+    Decision,
+    MarketModel,
+    MarketState,
+    simulate_day,
+)
+from envs.metrics import EpisodeTally, tally_day
+from envs.reward import reward_args, reward_rows, term_names
+
+# Dashboard columns as plain ints, for compiled code.
+(_SPEND, _GMV, _ORDERS, _REFUNDS, _SETTLED, _TARGET, _BUDGET, _BALANCE, _LEARNING,
+ _LEARN_FAILED, _INTERRUPTED) = (COL[name] for name in COLUMNS)
 
 # The per-day info keys (contracts), all arrays of shape (n,).
 INFO_KEYS = ("gmv", "spend", "orders", "refunds", "payment_roi", "settled_gmv", "target_roi",
@@ -26,12 +48,25 @@ INFO_KEYS = ("gmv", "spend", "orders", "refunds", "payment_roi", "settled_gmv", 
 
 
 class Simulator:
-    """``n`` accounts of one scenario, stepped together one day at a time."""
+    """``n`` accounts of one scenario, stepped together one day at a time.
 
-    def __init__(self, config: ScenarioConfig, n: int = 1):
+    :param engine: ``numba`` (compiled) or ``numpy`` for the model's day and the features
+        (:mod:`envs.compiled`); default ``$QIANCHUAN_ENGINE``, else ``numba``.
+    """
+
+    def __init__(self, config: ScenarioConfig, n: int = 1, engine: str | None = None):
         self.cfg = config
         self.n = n
-        self.model = MarketModel(config)
+        self.engine = engine
+        self.model = MarketModel(config, engine)
+        self._features = compiled(observation, engine)
+        self._day = compiled(batch_day, engine)
+        self._prelaunch = compiled(prelaunch_history, engine)
+        cal = self.model.calendar
+        self._phase = (cal.offset, cal.days_to_peak, cal.days_after_peak, cal.in_peak)
+        self._action_args = (float(config.target_max_step), float(config.budget_max_step),
+                             config.action_space == "full", float(config.share_range),
+                             int(config.scheduled_refresh_days))
         self.action_dim = action_dim(config.action_space)
         # Day-major history (days, columns, n) with room for as many days again, so a new
         # day is one row written after the window, and the window moves back only once per
@@ -75,43 +110,32 @@ class Simulator:
             self.state = self.model.initial_state(self.params, rng)
         self._days[:] = 0.0
         self._end = cfg.history_days
-        for _ in range(cfg.history_days):
-            s = self.state
-            hold = Decision(s.target_roi, s.budget_cny, s.shares, np.zeros(n, dtype=bool))
-            self._advance(hold, self._draws(rng))
+        draws = self._draws(rng, cfg.history_days)
+        self.state = MarketState(*self._prelaunch(
+            self.model._constants, self.model._tables, tuple(self.state), tuple(self.params),
+            draws, self._days, self._end))
+        self._end += cfg.history_days
         self.state = self.model.launch(self.state, self.params)
         self.tally = EpisodeTally(n)
         self.term_sums = {}
         return self.observe()
 
-    def _draws(self, rng: np.random.Generator | None) -> np.ndarray:
-        """The day's standard normals (n, N_DRAWS), per account when seeded per account."""
+    def _draws(self, rng: np.random.Generator | None, days: int | None = None) -> np.ndarray:
+        """The day's standard normals (n, N_DRAWS), or ``days`` days' (days, n, N_DRAWS); per
+        account when seeded per account (the same numbers as drawing day by day)."""
+        shape = (N_DRAWS,) if days is None else (days, N_DRAWS)
         if self._rngs is not None:
-            return np.stack([r.standard_normal(N_DRAWS) for r in self._rngs])
+            return np.stack([r.standard_normal(shape) for r in self._rngs], axis=-2)
         if rng is None:
             raise ValueError("this batch was reset with one generator: pass rng to step()")
-        return rng.standard_normal((self.n, N_DRAWS))
+        return rng.standard_normal(shape[:-1] + (self.n, N_DRAWS))
 
-    def _advance(self, decision: Decision, draws: np.ndarray):
-        """Run the model one day and append the day's dashboard row."""
-        before = self.state
-        self.state, out = self.model.step(before, self.params, decision, draws)
+    def _make_room(self) -> None:
+        """When the history buffer is full, move the newest days to its front."""
         keep = self.cfg.history_days - 1
-        if self._end == self._days.shape[0]:  # full: move the newest days to the front
+        if self._end == self._days.shape[0]:
             self._days[:keep] = self._days[self._end - keep:self._end]
             self._end = keep
-        row = self._days[self._end]
-        for name, values in (("spend", out.spend), ("gmv", out.gmv), ("orders", out.orders),
-                             ("refunds", out.refunds), ("settled_gmv", np.nan),
-                             ("target_roi", decision.target_roi),
-                             ("budget", decision.budget_cny), ("balance", out.balance),
-                             ("learning", self.state.learning),
-                             ("learn_failed", self.state.learn_failed),
-                             ("interrupted", out.interrupted)):
-            row[COL[name]] = values
-        self._end += 1
-        self._days[self._end + SETTLED_NEWEST, COL["settled_gmv"]] = out.settled_gmv
-        return out
 
     @property
     def history(self) -> np.ndarray:
@@ -121,22 +145,12 @@ class Simulator:
 
     def context(self) -> DecisionContext:
         """The decision day's context, as the advertiser knows it."""
-        s, cal = self.state, self.model.calendar
-        idx = cal.index(s.day)
-        return DecisionContext(
-            plan_age_days=s.day.astype(float),
-            creative_age_days=s.creative_age_days,
-            days_to_promo=cal.days_to_peak[idx].astype(float),
-            days_after_promo=cal.days_after_peak[idx].astype(float),
-            in_promo=cal.in_peak[idx].astype(float),
-            weekday=((self.params.start_weekday + s.day) % 7).astype(float),
-            breakeven_roi=self.params.breakeven_roi,
-            shares=s.shares,
-        )
+        return DecisionContext(*decision_context(self.state, self.params, self._phase))
 
     def observe(self) -> np.ndarray:
-        """Observations (n, F) for the coming day."""
-        return build_features(HistoryTable(self.history), self.context())
+        """Observations (n, F) for the coming day (:func:`envs.history.feature_rows`)."""
+        return self._features(self._days, self._end, tuple(self.state), tuple(self.params),
+                              self._phase)
 
     # ----------------------------------------------------------------------
     def step(self, action: np.ndarray, rng: np.random.Generator | None = None,
@@ -154,16 +168,21 @@ class Simulator:
         if self.state is None:
             raise RuntimeError("call reset() before step()")
         cfg = self.cfg
-        a = check_action(action, self.action_dim)
+        a = validate_action(action, self.action_dim)  # clipped by decision_arrays
         if draws is None:
             draws = self._draws(rng)
-        decision = to_decision(cfg, self.state, a)
-        out = self._advance(decision, draws)
-        done = bool(self.state.day[0] >= cfg.episode_days)
-        pending = self.model.pending_incremental_refunds(self.state) if done else None
-        terms = reward_terms(cfg, self.params, out, pending, self.floor_multiplier)
-        reward = sum(terms.values()) / cfg.reward_scale_cny
-        self.tally.add(cfg, self.params, out)
+        self._make_room()
+        # one call: the decision, the model's day, the dashboard row, the reward, the episode's
+        # sums, the next observation
+        state, out, decision, obs, rows, reward = self._day(
+            self.model._constants, self.model._tables, self._phase, tuple(self.state),
+            tuple(self.params), np.ascontiguousarray(a), self._action_args,
+            np.ascontiguousarray(draws, dtype=np.float64), self._days, self._end,
+            reward_args(cfg, self.floor_multiplier), self.tally.table)
+        self.state = state
+        self._end += 1
+        done = bool(state.day[0] >= cfg.episode_days)
+        terms = dict(zip(term_names(cfg, self.floor_multiplier), rows, strict=True))
         for key, value in terms.items():
             self.term_sums[key] = self.term_sums.get(key, 0.0) + value
         info: dict[str, Any] = {
@@ -177,7 +196,119 @@ class Simulator:
         if done:
             info["episode_metrics"] = self.tally.result()
             info["episode_reward_terms"] = self.term_sums
-        return self.observe(), reward, done, info
+        return obs, reward, done, info
+
+
+# ---------------------------------------------------------------------------- kernels
+# Written in the NumPy subset Numba compiles (envs.compiled): the simulator runs them compiled.
+
+@helper
+def write_dashboard_row(days: np.ndarray, end: int, out: DayOutcome, decision: Decision,
+                        state: MarketState) -> None:
+    """Write the day's dashboard row at ``days[end]`` (day-major buffer (days, columns, n)),
+    and the settled GMV the day reports into the row of the order day it settles.
+
+    :param state: the state after the day (its learning flags are the dashboard's).
+    """
+    row = days[end]
+    row[_SPEND] = out.spend
+    row[_GMV] = out.gmv
+    row[_ORDERS] = out.orders
+    row[_REFUNDS] = out.refunds
+    row[_SETTLED] = np.nan  # not settled yet
+    row[_TARGET] = decision.target_roi
+    row[_BUDGET] = decision.budget_cny
+    row[_BALANCE] = out.balance
+    row[_LEARNING] = state.learning
+    row[_LEARN_FAILED] = state.learn_failed
+    row[_INTERRUPTED] = out.interrupted
+    days[end + 1 + SETTLED_NEWEST, _SETTLED] = out.settled_gmv
+
+
+@helper
+def decision_context(state: MarketState, params: AccountParams, phase: tuple) -> tuple:
+    """The fields of :class:`DecisionContext` for the coming day, in order.
+
+    :param phase: the calendar's ``(offset, days_to_peak, days_after_peak, in_peak)``.
+    """
+    offset, days_to_peak, days_after_peak, in_peak = phase
+    row = np.minimum(np.maximum(state.day + offset, 0), in_peak.shape[0] - 1)
+    return (state.day.astype(np.float64), state.creative_age_days.copy(),
+            days_to_peak[row].astype(np.float64), days_after_peak[row].astype(np.float64),
+            in_peak[row].astype(np.float64),
+            ((params.start_weekday + state.day) % 7).astype(np.float64),
+            1.0 / (params.margin * (1.0 - params.refund_rate)), state.shares.copy())
+
+
+def observation(days: np.ndarray, end: int, state: tuple, params: tuple,
+                phase: tuple) -> np.ndarray:
+    """:func:`observe_window` of plain tuples (compiled entry)."""
+    return observe_window(days, end, MarketState(*state), AccountParams(*params), phase)
+
+
+@helper
+def observe_window(days: np.ndarray, end: int, state: MarketState, params: AccountParams,
+                   phase: tuple) -> np.ndarray:
+    """Observations (n, F) of the window ending before ``days[end]``."""
+    ctx = decision_context(state, params, phase)
+    return feature_rows(days[end - HISTORY_DAYS_REQUIRED:end], ctx[0], ctx[1], ctx[2], ctx[3],
+                        ctx[4], ctx[5], ctx[6], ctx[7])
+
+
+def prelaunch_history(c: tuple, t: tuple, state: tuple, params: tuple, draws: np.ndarray,
+                      days: np.ndarray, end: int) -> MarketState:
+    """The pre-launch history (compiled entry): ``draws.shape[0]`` days of the mature plan
+    holding its settings, their dashboard rows written from ``days[end]`` on.
+
+    :param draws: (days, n, N_DRAWS) standard normals.
+    :return: the state after the last day.
+    """
+    constants, tables, accounts = DayConstants(*c), DayTables(*t), AccountParams(*params)
+    now = MarketState(*state)
+    for day in range(draws.shape[0]):
+        hold = Decision(now.target_roi, now.budget_cny, now.shares,
+                        np.zeros(now.day.shape[0], dtype=np.bool_))
+        now, out = simulate_day(constants, tables, now, accounts, hold, draws[day])
+        write_dashboard_row(days, end + day, out, hold, now)
+    return now
+
+
+def batch_day(c: tuple, t: tuple, phase: tuple, state: tuple, params: tuple,
+              action: np.ndarray, action_args: tuple, draws: np.ndarray, days: np.ndarray,
+              end: int, reward_settings: tuple, tally: np.ndarray
+              ) -> tuple[MarketState, DayOutcome, Decision, np.ndarray, np.ndarray, np.ndarray]:
+    """One day of the batch (compiled entry): the decision from the action
+    (:func:`envs.actions.decision_arrays`), the model's day (:func:`envs.market.simulate_day`),
+    the dashboard row at ``days[end]``, the reward terms (:func:`envs.reward.reward_rows`;
+    on the last day, refunds still pending are charged), the episode sums ``tally``
+    (:func:`envs.metrics.tally_day`, updated in place) and the next day's observation.
+
+    :param action_args: ``(target_max_step, budget_max_step, full, share_range,
+        scheduled_refresh_days)``.
+    :param reward_settings: :func:`envs.reward.reward_args`.
+    :return: the next state, the day's outcome, the decision, the observations (n, F), the
+        reward terms (terms, n) in CNY and the reward (n,) in reward units.
+    """
+    constants, before, accounts = DayConstants(*c), MarketState(*state), AccountParams(*params)
+    target_max_step, budget_max_step, full, share_range, refresh_days = action_args
+    target, budget, shares, refresh = decision_arrays(
+        action, before.target_roi, before.budget_cny, before.shares, before.day,
+        before.creative_age_days, target_max_step, budget_max_step, full, share_range,
+        refresh_days)
+    decision = Decision(target, budget, shares, refresh)
+    after, out = simulate_day(constants, DayTables(*t), before, accounts, decision, draws)
+    write_dashboard_row(days, end, out, decision, after)
+    last_day = after.day[0] >= constants.episode_days
+    pending = after.refund_pipe[1, 0].copy()  # incremental refunds not landed yet
+    for ahead in range(1, after.refund_pipe.shape[1]):
+        pending += after.refund_pipe[1, ahead]
+    rows = reward_rows(reward_settings, accounts.margin, out, pending, last_day)
+    reward = rows[0].copy()
+    for term in range(1, rows.shape[0]):
+        reward += rows[term]
+    tally_day(tally, reward_settings[2], accounts, out)
+    obs = observe_window(days, end + 1, after, accounts, phase)
+    return after, out, decision, obs, rows, reward / constants.reward_scale_cny
 
 
 class ScenarioMix:
@@ -244,3 +375,19 @@ def _concat_info(parts: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             out[key] = np.concatenate([np.asarray(p[key]) for p in parts])
     return out
+
+
+def warm_up() -> None:
+    """Compile (or load from Numba's disk cache) every compiled entry of the simulator, so the
+    first training or evaluation does not pay for it (``make setup`` runs this once)."""
+    from envs.actions import check_action, to_decision
+    from envs.config import load_scenario
+
+    sim = Simulator(load_scenario("3c", action_space="full"), n=2)
+    sim.reset(np.random.default_rng(0))
+    sim.step(np.zeros((2, sim.action_dim)), rng=np.random.default_rng(1))
+    sim.reset(seeds=[0, 1])
+    to_decision(sim.cfg, sim.state, check_action(np.zeros((2, sim.action_dim)), sim.action_dim))
+    sim.model.step(sim.state, sim.params, Decision(sim.state.target_roi, sim.state.budget_cny,
+                                                   sim.state.shares, np.zeros(2, dtype=bool)),
+                   np.zeros((2, N_DRAWS)))

@@ -165,10 +165,10 @@ def test_playbook_action_applies_its_settings():
     policy = PlaybookPolicy(cfg)
     obs = history(roi_d1=3.2, spend_to_budget_d1=0.85)
     action = policy.decide(obs)
-    state = MarketState(**{k: None for k in MarketState.__dataclass_fields__})
-    state.target_roi, state.budget_cny = np.array([3.0]), np.array([10000.0])
-    state.shares, state.day = np.array([[0.4, 0.0, 0.6]]), np.array([20])
-    state.creative_age_days = np.array([10.0])
+    state = MarketState(**{k: None for k in MarketState._fields})._replace(
+        target_roi=np.array([3.0]), budget_cny=np.array([10000.0]),
+        shares=np.array([[0.4, 0.0, 0.6]]), day=np.array([20]),
+        creative_age_days=np.array([10.0]))
     decision = to_decision(policy.config, state, action.astype(float))
     assert decision.target_roi[0] == pytest.approx(3.25)
     assert decision.shares[0] == pytest.approx([0.4, 0.0, 0.6], abs=0.02)

@@ -186,8 +186,8 @@ try:
     runpy.run_path({str(ROOT / "scripts" / "recommend.py")!r}, run_name="__main__")
 except SystemExit as exc:
     assert exc.code in (0, None), exc.code
-heavy = [m for m in ("torch", "stable_baselines3", "sb3_contrib", "cloudpickle")
-         if m in sys.modules]
+heavy = [m for m in ("torch", "stable_baselines3", "sb3_contrib", "cloudpickle", "numba",
+                   "llvmlite") if m in sys.modules]
 print(json.dumps({{"heavy": heavy}}), file=sys.stderr)
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
