@@ -15,7 +15,7 @@ import numpy as np
 
 from envs.config import ScenarioConfig
 from envs.market import N_DRAWS, Decision, MarketModel
-from envs.simulator import Simulator
+from envs.simulator import Simulator, warm_up
 
 
 @dataclass
@@ -99,7 +99,7 @@ def env_share_of_training(cfg: ScenarioConfig, ppo_kwargs: dict, n_envs: int, ti
 
     torch.set_num_threads(1)
     # load (or, once per machine, compile) the simulator's compiled code before timing
-    Simulator(cfg, 1).reset(np.random.default_rng(0))
+    warm_up()
     timed = _Timed(QianchuanVecEnv(cfg, n_envs=n_envs, seed=seed))
     venv = VecNormalize(timed, norm_obs=True, norm_reward=True)
     model = PPO("MlpPolicy", venv, seed=seed, verbose=0, **ppo_kwargs)
@@ -110,7 +110,8 @@ def env_share_of_training(cfg: ScenarioConfig, ppo_kwargs: dict, n_envs: int, ti
 
 
 def machine_description() -> dict[str, str]:
-    """CPU model, core count, Python and NumPy versions: the context of a measurement."""
+    """CPU model, core count, Python, NumPy and Numba versions, the simulator's engine: the
+    context of a measurement."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -120,8 +121,17 @@ def machine_description() -> dict[str, str]:
                     break
     except OSError:
         pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    from envs.compiled import engine
+
+    try:
+        numba_version = version("numba")
+    except PackageNotFoundError:
+        numba_version = "not installed"
     return {"cpu": cpu, "cores": str(os.cpu_count()), "python": platform.python_version(),
-            "numpy": np.__version__, "platform": platform.platform()}
+            "numpy": np.__version__, "numba": numba_version, "simulator_engine": engine(),
+            "platform": platform.platform()}
 
 
 BEAT_TAG = "eval/ppo_vs_playbook/profit_diff_ci_low"

@@ -64,6 +64,12 @@ class Simulator:
         self._prelaunch = compiled(prelaunch_history, engine)
         cal = self.model.calendar
         self._phase = (cal.offset, cal.days_to_peak, cal.days_after_peak, cal.in_peak)
+        # the episode's daily draws, taken from the reset's generator at reset (the same numbers
+        # as drawing day by day, as long as nothing else draws from that generator meanwhile)
+        self.prefetch_draws = True
+        self._prefetched: np.ndarray | None = None
+        self._prefetch_rng: np.random.Generator | None = None
+        self._reward_key: float | None = None  # floor multiplier the reward settings are for
         self._action_args = (float(config.target_max_step), float(config.budget_max_step),
                              config.action_space == "full", float(config.share_range),
                              int(config.scheduled_refresh_days))
@@ -116,6 +122,9 @@ class Simulator:
             draws, self._days, self._end))
         self._end += cfg.history_days
         self.state = self.model.launch(self.state, self.params)
+        self._prefetched = (self._draws(rng, cfg.episode_days) if self.prefetch_draws
+                            else None)
+        self._prefetch_rng = rng
         self.tally = EpisodeTally(n)
         self.term_sums = {}
         return self.observe()
@@ -168,21 +177,40 @@ class Simulator:
         if self.state is None:
             raise RuntimeError("call reset() before step()")
         cfg = self.cfg
-        a = validate_action(action, self.action_dim)  # clipped by decision_arrays
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (self.n, self.action_dim):  # compiled code trusts the shapes it gets
+            a = validate_action(action, self.action_dim)
+            if a.shape[0] != self.n:
+                raise ValueError(f"action has {a.shape[0]} rows for {self.n} accounts")
         if draws is None:
-            draws = self._draws(rng)
+            day = int(self.state.day[0])
+            if (self._prefetched is not None and rng is self._prefetch_rng
+                    and day < self._prefetched.shape[0]):
+                draws = self._prefetched[day]
+            else:
+                draws = self._draws(rng)
+        elif np.shape(draws) != (self.n, N_DRAWS):
+            raise ValueError(f"draws have shape {np.shape(draws)}, expected {(self.n, N_DRAWS)}")
+        if self._reward_key != self.floor_multiplier:
+            self._reward_key = self.floor_multiplier
+            self._reward_settings = reward_args(cfg, self.floor_multiplier)
+            self._term_names = term_names(cfg, self.floor_multiplier)
         self._make_room()
         # one call: the decision, the model's day, the dashboard row, the reward, the episode's
         # sums, the next observation
-        state, out, decision, obs, rows, reward = self._day(
-            self.model._constants, self.model._tables, self._phase, tuple(self.state),
-            tuple(self.params), np.ascontiguousarray(a), self._action_args,
-            np.ascontiguousarray(draws, dtype=np.float64), self._days, self._end,
-            reward_args(cfg, self.floor_multiplier), self.tally.table)
+        try:
+            state, out, decision, obs, rows, reward = self._day(
+                self.model._constants, self.model._tables, self._phase, tuple(self.state),
+                tuple(self.params), np.ascontiguousarray(a), self._action_args,
+                np.ascontiguousarray(draws, dtype=np.float64), self._days, self._end,
+                self._reward_settings, self.tally.table)
+        except ValueError:  # a NaN or inf action: raise with the action in the message
+            validate_action(action, self.action_dim)
+            raise
         self.state = state
         self._end += 1
         done = bool(state.day[0] >= cfg.episode_days)
-        terms = dict(zip(term_names(cfg, self.floor_multiplier), rows, strict=True))
+        terms = dict(zip(self._term_names, rows, strict=True))
         for key, value in terms.items():
             self.term_sums[key] = self.term_sums.get(key, 0.0) + value
         info: dict[str, Any] = {
@@ -289,6 +317,8 @@ def batch_day(c: tuple, t: tuple, phase: tuple, state: tuple, params: tuple,
     :return: the next state, the day's outcome, the decision, the observations (n, F), the
         reward terms (terms, n) in CNY and the reward (n,) in reward units.
     """
+    if not np.isfinite(action).all():  # before anything is written
+        raise ValueError("action contains NaN or infinite values")
     constants, before, accounts = DayConstants(*c), MarketState(*state), AccountParams(*params)
     target_max_step, budget_max_step, full, share_range, refresh_days = action_args
     target, budget, shares, refresh = decision_arrays(
@@ -333,6 +363,8 @@ class ScenarioMix:
         self.cfg = first
         self.n = n
         self.sims = [Simulator(cfg, k) for cfg, k in zip(configs, sizes, strict=True)]
+        for sim in self.sims:  # they share one generator: draw day by day, in turn
+            sim.prefetch_draws = False
         self.action_dim = self.sims[0].action_dim
 
     @property

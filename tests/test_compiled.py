@@ -99,3 +99,9 @@ def test_bad_action_is_still_an_error_on_the_compiled_path():
         sim.step(np.array([[0.0, np.nan], [0.0, 0.0]]), rng=np.random.default_rng(1))
     with pytest.raises(ValueError, match="components"):
         sim.step(np.zeros((2, 3)), rng=np.random.default_rng(1))
+    with pytest.raises(ValueError, match="3 rows for 2 accounts"):
+        sim.step(np.zeros((3, sim.action_dim)), rng=np.random.default_rng(1))
+    with pytest.raises(ValueError, match="draws have shape"):
+        sim.step(np.zeros((2, sim.action_dim)), draws=np.zeros((2, 2)))
+    # nothing was written by the refused steps: the batch still steps normally
+    assert sim.step(np.zeros((2, sim.action_dim)), rng=np.random.default_rng(1))[0].shape[0] == 2
