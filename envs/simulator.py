@@ -158,8 +158,8 @@ class Simulator:
 
     def observe(self) -> np.ndarray:
         """Observations (n, F) for the coming day (:func:`envs.history.feature_rows`)."""
-        return self._features(self._days, self._end, tuple(self.state), tuple(self.params),
-                              self._phase)
+        return _feature_major(self._features(self._days, self._end, tuple(self.state),
+                                             tuple(self.params), self._phase))
 
     # ----------------------------------------------------------------------
     def step(self, action: np.ndarray, rng: np.random.Generator | None = None,
@@ -224,7 +224,7 @@ class Simulator:
         if done:
             info["episode_metrics"] = self.tally.result()
             info["episode_reward_terms"] = self.term_sums
-        return obs, reward, done, info
+        return _feature_major(obs), reward, done, info
 
 
 # ---------------------------------------------------------------------------- kernels
@@ -407,6 +407,14 @@ def _concat_info(parts: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             out[key] = np.concatenate([np.asarray(p[key]) for p in parts])
     return out
+
+
+def _feature_major(obs: np.ndarray) -> np.ndarray:
+    """Observations (n, F) stored feature by feature (Fortran order), the layout the env has
+    always returned: the values do not depend on it, but running statistics over the batch
+    (``VecNormalize``) sum in memory order, so training reproduces bit for bit only with the
+    same layout."""
+    return np.asfortranarray(obs)
 
 
 def warm_up() -> None:

@@ -105,3 +105,12 @@ def test_bad_action_is_still_an_error_on_the_compiled_path():
         sim.step(np.zeros((2, sim.action_dim)), draws=np.zeros((2, 2)))
     # nothing was written by the refused steps: the batch still steps normally
     assert sim.step(np.zeros((2, sim.action_dim)), rng=np.random.default_rng(1))[0].shape[0] == 2
+
+
+def test_observations_keep_their_memory_layout():
+    """Fortran order, as before compilation: VecNormalize's running mean sums in memory
+    order, so a different layout changes training in the last bits."""
+    sim = Simulator(load_scenario("3c"), n=5)
+    assert sim.reset(np.random.default_rng(0)).flags.f_contiguous
+    obs = sim.step(np.zeros((5, sim.action_dim)), rng=np.random.default_rng(1))[0]
+    assert obs.flags.f_contiguous
