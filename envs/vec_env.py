@@ -87,14 +87,16 @@ class QianchuanVecEnv(VecEnv):
         else:
             infos = [{} for _ in range(n)]
         dones = np.full(n, done)
-        if done:
-            metrics, terms = raw["episode_metrics"], raw["episode_reward_terms"]
+        if done:  # per-account Python floats, each array converted once
+            metrics = {k: v.tolist() for k, v in raw["episode_metrics"].items()}
+            terms = {k: v.tolist() for k, v in raw["episode_reward_terms"].items()}
+            returns = self._returns.tolist()
             for i, info in enumerate(infos):
                 info["terminal_observation"] = obs[i]
                 info["TimeLimit.truncated"] = True
-                info["episode"] = {"r": float(self._returns[i]), "l": self._length}
-                info["episode_metrics"] = {k: float(v[i]) for k, v in metrics.items()}
-                info["episode_reward_terms"] = {k: float(v[i]) for k, v in terms.items()}
+                info["episode"] = {"r": returns[i], "l": self._length}
+                info["episode_metrics"] = {k: v[i] for k, v in metrics.items()}
+                info["episode_reward_terms"] = {k: v[i] for k, v in terms.items()}
             obs = self.reset()
         return obs, reward.astype(np.float32), dones, infos
 
