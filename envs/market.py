@@ -182,7 +182,10 @@ def poisson_from_normal(lam: np.ndarray, z: np.ndarray) -> np.ndarray:
         below = np.zeros(small.shape[0])  # how many counts k have P(K <= k) < u
         for k in range(_MAX_COUNT):
             cdf += np.exp(k * log_lam - ls - _LOG_FACTORIALS[k])
-            below += cdf < u
+            short = cdf < u
+            if not short.any():  # the CDF only grows: no later count is below u either
+                break
+            below += short
         counts[small] = below
     return counts
 

@@ -114,11 +114,12 @@ class Simulator:
             self._rngs = None
             self.params = self.model.sample_params(rng, n)
             self.state = self.model.initial_state(self.params, rng)
+        self._params_tuple = tuple(self.params)  # fixed for the episode
         self._days[:] = 0.0
         self._end = cfg.history_days
         draws = self._draws(rng, cfg.history_days)
         self.state = MarketState(*self._prelaunch(
-            self.model._constants, self.model._tables, tuple(self.state), tuple(self.params),
+            self.model._constants, self.model._tables, tuple(self.state), self._params_tuple,
             draws, self._days, self._end))
         self._end += cfg.history_days
         self.state = self.model.launch(self.state, self.params)
@@ -159,7 +160,7 @@ class Simulator:
     def observe(self) -> np.ndarray:
         """Observations (n, F) for the coming day (:func:`envs.history.feature_rows`)."""
         return _feature_major(self._features(self._days, self._end, tuple(self.state),
-                                             tuple(self.params), self._phase))
+                                             self._params_tuple, self._phase))
 
     # ----------------------------------------------------------------------
     def step(self, action: np.ndarray, rng: np.random.Generator | None = None,
@@ -201,7 +202,7 @@ class Simulator:
         try:
             state, out, decision, obs, rows, reward = self._day(
                 self.model._constants, self.model._tables, self._phase, tuple(self.state),
-                tuple(self.params), np.ascontiguousarray(a), self._action_args,
+                self._params_tuple, np.ascontiguousarray(a), self._action_args,
                 np.ascontiguousarray(draws, dtype=np.float64), self._days, self._end,
                 self._reward_settings, self.tally.table)
         except ValueError:  # a NaN or inf action: raise with the action in the message
