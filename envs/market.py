@@ -236,7 +236,8 @@ class MarketModel:
         self.tables = DayTables(self.weekday_traffic, self.refund_kernel, cal.offset,
                                 cal.traffic_mult, cal.roi_mult, cal.refund_mult, cal.in_peak,
                                 share_table())
-        self._constants, self._tables = tuple(self.constants), tuple(self.tables)
+        # the same as plain tuples: what compiled entries take (Numba types them fast)
+        self.constants_tuple, self.tables_tuple = tuple(self.constants), tuple(self.tables)
         self._simulate_day = compiled(simulate_day_of_tuples, engine)
 
     # ------------------------------------------------------------------ reset
@@ -328,12 +329,23 @@ class MarketModel:
                             np.ascontiguousarray(decision.shares, dtype=np.float64),
                             np.asarray(decision.refresh, dtype=np.bool_))
         # plain tuples: Numba's dispatcher types them fast (named tuples cost ~70 µs a call)
-        return self._simulate_day(self._constants, self._tables, tuple(state), tuple(params),
-                                  tuple(decision), np.ascontiguousarray(draws, dtype=np.float64))
+        return self._simulate_day(self.constants_tuple, self.tables_tuple, tuple(state),
+                                  tuple(params), tuple(decision),
+                                  np.ascontiguousarray(draws, dtype=np.float64))
 
     def pending_incremental_refunds(self, state: MarketState) -> np.ndarray:
         """Incremental refunds not yet landed (charged when the episode ends), CNY."""
-        return state.refund_pipe[1].sum(axis=0)
+        return pending_refunds(state.refund_pipe)
+
+
+@helper
+def pending_refunds(refund_pipe: np.ndarray) -> np.ndarray:
+    """Incremental refunds not yet landed (``refund_pipe[1]`` summed over the days ahead),
+    CNY."""
+    pending = refund_pipe[1, 0].copy()
+    for ahead in range(1, refund_pipe.shape[1]):
+        pending += refund_pipe[1, ahead]
+    return pending
 
 
 def simulate_day_of_tuples(c: tuple, t: tuple, state: tuple, params: tuple, decision: tuple,

@@ -33,6 +33,7 @@ from envs.market import (
     Decision,
     MarketModel,
     MarketState,
+    pending_refunds,
     simulate_day,
 )
 from envs.metrics import EpisodeTally, tally_day
@@ -119,8 +120,8 @@ class Simulator:
         self._end = cfg.history_days
         draws = self._draws(rng, cfg.history_days)
         self.state = MarketState(*self._prelaunch(
-            self.model._constants, self.model._tables, tuple(self.state), self._params_tuple,
-            draws, self._days, self._end))
+            self.model.constants_tuple, self.model.tables_tuple, tuple(self.state),
+            self._params_tuple, draws, self._days, self._end))
         self._end += cfg.history_days
         self.state = self.model.launch(self.state, self.params)
         self._prefetched = (self._draws(rng, cfg.episode_days) if self.prefetch_draws
@@ -201,7 +202,7 @@ class Simulator:
         # sums, the next observation
         try:
             state, out, decision, obs, rows, reward = self._day(
-                self.model._constants, self.model._tables, self._phase, tuple(self.state),
+                self.model.constants_tuple, self.model.tables_tuple, self._phase, tuple(self.state),
                 self._params_tuple, np.ascontiguousarray(a), self._action_args,
                 np.ascontiguousarray(draws, dtype=np.float64), self._days, self._end,
                 self._reward_settings, self.tally.table)
@@ -330,10 +331,8 @@ def batch_day(c: tuple, t: tuple, phase: tuple, state: tuple, params: tuple,
     after, out = simulate_day(constants, DayTables(*t), before, accounts, decision, draws)
     write_dashboard_row(days, end, out, decision, after)
     last_day = after.day[0] >= constants.episode_days
-    pending = after.refund_pipe[1, 0].copy()  # incremental refunds not landed yet
-    for ahead in range(1, after.refund_pipe.shape[1]):
-        pending += after.refund_pipe[1, ahead]
-    rows = reward_rows(reward_settings, accounts.margin, out, pending, last_day)
+    rows = reward_rows(reward_settings, accounts.margin, out, pending_refunds(after.refund_pipe),
+                       last_day)
     reward = rows[0].copy()
     for term in range(1, rows.shape[0]):
         reward += rows[term]
