@@ -34,11 +34,6 @@ def action_dim(space: str) -> int:
     return len(ACTION_NAMES[space])
 
 
-def check_action(action: np.ndarray, dim: int) -> np.ndarray:
-    """Return ``action`` as float (n, dim), clipped to [-1, 1]; NaN or inf is an error."""
-    return np.minimum(np.maximum(validate_action(action, dim), -1.0), 1.0)
-
-
 def validate_action(action: np.ndarray, dim: int) -> np.ndarray:
     """Return ``action`` as float (n, dim), not clipped; NaN or inf is an error."""
     a = np.asarray(action, dtype=np.float64)

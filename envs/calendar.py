@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from envs.compiled import helper
 from envs.config import ScenarioConfig
 
 FAR_DAYS = 30  # "no promotion in sight": the value the phase features saturate at
@@ -61,4 +62,11 @@ class PromoCalendar:
 
     def index(self, day: np.ndarray) -> np.ndarray:
         """Row index of each ``day`` (clipped to the calendar)."""
-        return np.minimum(np.maximum(day + self.offset, 0), self.traffic_mult.shape[0] - 1)
+        return calendar_row(day, self.offset, self.traffic_mult.shape[0])
+
+
+@helper
+def calendar_row(day: np.ndarray, offset: int, rows: int) -> np.ndarray:
+    """Row of each ``day`` in a calendar of ``rows`` rows whose day 0 is row ``offset``
+    (clipped to the calendar)."""
+    return np.minimum(np.maximum(day + offset, 0), rows - 1)

@@ -34,7 +34,7 @@ from typing import NamedTuple, get_type_hints
 import numpy as np
 from scipy.special import gammaln, ndtr
 
-from envs.calendar import PromoCalendar
+from envs.calendar import PromoCalendar, calendar_row
 from envs.compiled import compiled, helper
 from envs.config import ScenarioConfig
 from envs.pool import gmv_share, qualifying_share, share_table, table_share
@@ -88,7 +88,7 @@ class AccountParams(NamedTuple):
     @property
     def breakeven_roi(self) -> np.ndarray:
         """Payment ROI at which ads pay for themselves: ``1 / (margin (1 - refund_rate))``."""
-        return 1.0 / (self.margin * (1.0 - self.refund_rate))
+        return breakeven_roi(self.margin, self.refund_rate)
 
     stack = classmethod(lambda cls, items: _stack(items))
     repeat = _repeat  # params.repeat(k): each account k times, account-major
@@ -232,12 +232,11 @@ class MarketModel:
         self.refund_kernel = np.asarray(config.refund_kernel, dtype=np.float64)
         self.launch_shares = np.asarray(config.launch_shares)
         cal = self.calendar
-        self.constants = day_constants(config)
-        self.tables = DayTables(self.weekday_traffic, self.refund_kernel, cal.offset,
+        tables = DayTables(self.weekday_traffic, self.refund_kernel, cal.offset,
                                 cal.traffic_mult, cal.roi_mult, cal.refund_mult, cal.in_peak,
                                 share_table())
         # the same as plain tuples: what compiled entries take (Numba types them fast)
-        self.constants_tuple, self.tables_tuple = tuple(self.constants), tuple(self.tables)
+        self.constants_tuple, self.tables_tuple = tuple(day_constants(config)), tuple(tables)
         self._simulate_day = compiled(simulate_day_of_tuples, engine)
 
     # ------------------------------------------------------------------ reset
@@ -333,9 +332,11 @@ class MarketModel:
                                   tuple(params), tuple(decision),
                                   np.ascontiguousarray(draws, dtype=np.float64))
 
-    def pending_incremental_refunds(self, state: MarketState) -> np.ndarray:
-        """Incremental refunds not yet landed (charged when the episode ends), CNY."""
-        return pending_refunds(state.refund_pipe)
+
+@helper
+def breakeven_roi(margin: np.ndarray, refund_rate: np.ndarray) -> np.ndarray:
+    """Payment ROI at which ads pay for themselves: ``1 / (margin (1 - refund_rate))``."""
+    return 1.0 / (margin * (1.0 - refund_rate))
 
 
 @helper
@@ -374,7 +375,7 @@ def simulate_day(c: DayConstants, t: DayTables, state: MarketState, params: Acco
     day = state.day
     n = day.shape[0]
     launched = day >= 0
-    cal = np.minimum(np.maximum(day + t.calendar_offset, 0), t.traffic_mult.shape[0] - 1)
+    cal = calendar_row(day, t.calendar_offset, t.traffic_mult.shape[0])
 
     # 1. the decision; what restarts learning; top-ups
     target_jump = np.abs(np.log(decision.target_roi / state.target_roi)) > np.log1p(

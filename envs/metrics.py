@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from envs.compiled import helper
-from envs.config import ScenarioConfig
 from envs.market import AccountParams, DayOutcome
 from envs.reward import shortfall_cny
 
@@ -33,9 +32,6 @@ class EpisodeTally:
     def __init__(self, n: int):
         self.table = np.zeros((len(_SUMS), n))  # one row per sum, in _SUMS order
         self.sums = dict(zip(_SUMS, self.table, strict=True))  # views of the rows
-
-    def add(self, cfg: ScenarioConfig, params: AccountParams, out: DayOutcome) -> None:
-        tally_day(self.table, cfg.floor_settlement_roi, params, out)
 
     def result(self) -> dict[str, np.ndarray]:
         """The episode metrics, arrays of shape (n,)."""

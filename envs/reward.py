@@ -16,16 +16,11 @@ import numpy as np
 
 from envs.compiled import helper
 from envs.config import ScenarioConfig
-from envs.market import AccountParams, DayOutcome
+from envs.market import DayOutcome
 
 PROFIT_TERMS = ("gmv_value", "refunds", "spend", "credit", "refresh_cost")
 FLOOR_LAGRANGIAN = "floor_lagrangian"  # added to the profit terms while its multiplier > 0
 GMV_FLOOR_TERMS = ("settled_gmv", "floor_penalty")
-
-
-def floor_shortfall(cfg: ScenarioConfig, out: DayOutcome) -> np.ndarray:
-    """CNY of settled ad GMV below ``floor x spend`` for today's order cohort."""
-    return shortfall_cny(cfg.floor_settlement_roi, out)
 
 
 @helper
@@ -45,24 +40,6 @@ def reward_args(cfg: ScenarioConfig, floor_multiplier: float = 0.0) -> tuple:
     """The scenario's reward settings as :func:`reward_rows` takes them."""
     return (cfg.objective == "gmv_floor", cfg.refund_charging == "on_order",
             float(cfg.floor_settlement_roi), float(cfg.floor_penalty), float(floor_multiplier))
-
-
-def reward_terms(cfg: ScenarioConfig, params: AccountParams, out: DayOutcome,
-                 pending_refunds: np.ndarray | None,
-                 floor_multiplier: float = 0.0) -> dict[str, np.ndarray]:
-    """The day's reward terms in CNY.
-
-    :param pending_refunds: on the episode's last day, incremental refunds not yet landed
-        (charged now); None on other days.
-    :param floor_multiplier: Lagrange multiplier of the settlement-ROI floor constraint (CNY
-        per CNY of shortfall) for the profit objective; training may adapt it (dual ascent).
-        0 leaves the reward the plain profit.
-    """
-    last_day = pending_refunds is not None
-    pending = pending_refunds if last_day else np.zeros_like(out.spend)
-    rows = reward_rows(reward_args(cfg, floor_multiplier), params.margin, out, pending,
-                       last_day)
-    return dict(zip(term_names(cfg, floor_multiplier), rows, strict=True))
 
 
 @helper

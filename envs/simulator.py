@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from envs.actions import action_dim, decision_arrays, validate_action
+from envs.calendar import calendar_row
 from envs.compiled import compiled, helper
 from envs.config import ScenarioConfig
 from envs.history import (
@@ -33,6 +34,7 @@ from envs.market import (
     Decision,
     MarketModel,
     MarketState,
+    breakeven_roi,
     pending_refunds,
     simulate_day,
 )
@@ -262,12 +264,12 @@ def decision_context(state: MarketState, params: AccountParams, phase: tuple) ->
     :param phase: the calendar's ``(offset, days_to_peak, days_after_peak, in_peak)``.
     """
     offset, days_to_peak, days_after_peak, in_peak = phase
-    row = np.minimum(np.maximum(state.day + offset, 0), in_peak.shape[0] - 1)
+    row = calendar_row(state.day, offset, in_peak.shape[0])
     return (state.day.astype(np.float64), state.creative_age_days.copy(),
             days_to_peak[row].astype(np.float64), days_after_peak[row].astype(np.float64),
             in_peak[row].astype(np.float64),
             ((params.start_weekday + state.day) % 7).astype(np.float64),
-            1.0 / (params.margin * (1.0 - params.refund_rate)), state.shares.copy())
+            breakeven_roi(params.margin, params.refund_rate), state.shares.copy())
 
 
 def observation(days: np.ndarray, end: int, state: tuple, params: tuple,
@@ -420,14 +422,14 @@ def _feature_major(obs: np.ndarray) -> np.ndarray:
 def warm_up() -> None:
     """Compile (or load from Numba's disk cache) every compiled entry of the simulator, so the
     first training or evaluation does not pay for it (``make setup`` runs this once)."""
-    from envs.actions import check_action, to_decision
+    from envs.actions import to_decision
     from envs.config import load_scenario
 
     sim = Simulator(load_scenario("3c", action_space="full"), n=2)
     sim.reset(np.random.default_rng(0))
     sim.step(np.zeros((2, sim.action_dim)), rng=np.random.default_rng(1))
     sim.reset(seeds=[0, 1])
-    to_decision(sim.cfg, sim.state, check_action(np.zeros((2, sim.action_dim)), sim.action_dim))
+    to_decision(sim.cfg, sim.state, np.zeros((2, sim.action_dim)))
     sim.model.step(sim.state, sim.params, Decision(sim.state.target_roi, sim.state.budget_cny,
                                                    sim.state.shares, np.zeros(2, dtype=bool)),
                    np.zeros((2, N_DRAWS)))
