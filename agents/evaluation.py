@@ -33,6 +33,7 @@ from agents.rollout import RolloutResult, rollout
 from agents.run_folder import (
     RunError,
     command_line,
+    machine_context,
     package_versions,
     write_json_atomic,
     write_text_atomic,
@@ -320,7 +321,8 @@ def evaluate(policies: list[str], scenarios: list[str], episodes: int = 32,
         "policies": [{"label": s.label, "name": s.name,
                       "run_dir": str(s.run_dir) if s.run_dir else None} for s in sources],
         "scenarios": {c.name: {"hash": c.hash(), "config": c.to_dict()} for c in configs},
-        "packages": package_versions(), "aggregates": aggregates,
+        "packages": package_versions(), "machine": machine_context(),
+        "aggregates": aggregates,
     }
     write_text_atomic(out_dir / "summary.csv", _csv_text(rows))
     write_text_atomic(out_dir / "episodes.csv", _csv_text(_episode_rows(runs)))

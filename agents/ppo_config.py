@@ -69,12 +69,12 @@ class EnvSection:
                 raise ConfigError(f"env.n_envs: {self.n_envs} accounts cannot cover "
                                   f"{len(self.scenario)} scenarios")
         _positive("env.n_envs", self.n_envs)
+        _positive("env.clip_obs", self.clip_obs)
 
     @property
     def scenarios(self) -> tuple[str, ...]:
         """The scenario names as a tuple (one for a single-scenario run)."""
         return self.scenario if isinstance(self.scenario, tuple) else (self.scenario,)
-        _positive("env.clip_obs", self.clip_obs)
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,40 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+# Environment variables that change which code paths compute a run's numbers (and so whether
+# its figures repeat on another machine): docs/market-model.md#what-is-reproducible-where.
+CODE_PATH_VARIABLES = ("QIANCHUAN_ENGINE", "QIANCHUAN_NUMBA_CPU", "NUMBA_CPU_NAME",
+                       "NUMBA_CPU_FEATURES", "NPY_DISABLE_CPU_FEATURES", "ATEN_CPU_CAPABILITY",
+                       "MKL_CBWR", "GLIBC_TUNABLES", "OMP_NUM_THREADS")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_context() -> dict[str, Any]:
+    """What a run's figures depend on besides the code and the package versions: the CPU,
+    the simulator's engine and code generation, NumPy's SIMD paths, the C library, torch's
+    kernel level (when torch is loaded) and the variables that select code paths."""
+    from envs.compiled import codegen_description
+
+    out: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count()}
+    out.update((k, v) for k, v in codegen_description().items()
+               if k not in ("python", "numpy", "numba", "llvmlite"))
+    if "torch" in sys.modules:
+        out["torch_cpu_capability"] = sys.modules["torch"].backends.cpu.get_cpu_capability()
+    out["variables"] = {k: os.environ[k] for k in CODE_PATH_VARIABLES if k in os.environ}
+    return out
+
+
 def code_version() -> dict[str, Any]:
     """The project's git commit and whether the working tree had changes (when in git)."""
     import subprocess

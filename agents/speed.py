@@ -5,11 +5,16 @@ Used by ``scripts/benchmark.py``. These are measurements, not tests: nothing her
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,6 +69,43 @@ def measure_throughput(cfg: ScenarioConfig, n: int, days: int, repeats: int = 3)
     return Throughput(n, model, sim)
 
 
+_THROUGHPUT_CHILD = """
+import json, sys
+from agents.speed import measure_throughput
+from envs.compiled import codegen_description
+from envs.config import load_scenario
+from envs.simulator import warm_up
+warm_up()  # compile or load outside the timing
+scenario, n, days, repeats = sys.argv[1], *map(int, sys.argv[2:])
+t = measure_throughput(load_scenario(scenario), n, days, repeats)
+print(json.dumps({"model_per_s": t.model_per_s, "simulator_per_s": t.simulator_per_s,
+                  "numba_cpu": codegen_description().get("numba_cpu")}))
+"""
+
+
+def codegen_throughput(scenario: str, n: int, days: int, repeats: int = 3) -> dict[str, dict]:
+    """Account-days/s of the model and the simulator under each code generation
+    (``$QIANCHUAN_NUMBA_CPU``: portable and host), each in a fresh process on the caller's
+    cores, since Numba fixes its target CPU once per process. Compiling for a setting not yet
+    cached takes a minute or two, outside the timing."""
+    from envs.compiled import CODEGEN_VARIABLE, CODEGENS
+
+    root = Path(__file__).resolve().parent.parent
+    out = {}
+    for name in CODEGENS:
+        env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_NAME",
+                                                                "NUMBA_CPU_FEATURES")}
+        env[CODEGEN_VARIABLE] = name
+        done = subprocess.run([sys.executable, "-c", _THROUGHPUT_CHILD, scenario, str(n),
+                               str(days), str(repeats)], cwd=root, env=env,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"throughput with {CODEGEN_VARIABLE}={name} failed:\n"
+                               f"{done.stderr[-2000:]}")
+        out[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
 def env_share_of_training(cfg: ScenarioConfig, ppo_kwargs: dict, n_envs: int, timesteps: int,
                           seed: int = 0) -> tuple[float, float]:
     """Train PPO for ``timesteps`` and return (env seconds / wall seconds, wall seconds).
@@ -109,29 +151,22 @@ def env_share_of_training(cfg: ScenarioConfig, ppo_kwargs: dict, n_envs: int, ti
     return timed.seconds / wall, wall
 
 
-def machine_description() -> dict[str, str]:
-    """CPU model, core count, Python, NumPy and Numba versions, the simulator's engine: the
-    context of a measurement."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+def machine_description() -> dict[str, Any]:
+    """The run folders' machine context (CPU, engine, code generation, SIMD paths, code-path
+    variables) plus Python, NumPy and Numba versions and the platform: the context of a
+    measurement."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from envs.compiled import engine
+    from agents.run_folder import machine_context
 
     try:
         numba_version = version("numba")
     except PackageNotFoundError:
         numba_version = "not installed"
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "python": platform.python_version(),
-            "numpy": np.__version__, "numba": numba_version, "simulator_engine": engine(),
-            "platform": platform.platform()}
+    context = machine_context()
+    return {**context, "cores": str(context["cores"]), "python": platform.python_version(),
+            "numpy": np.__version__, "numba": numba_version,
+            "simulator_engine": context["engine"], "platform": platform.platform()}
 
 
 BEAT_TAG = "eval/ppo_vs_playbook/profit_diff_ci_low"

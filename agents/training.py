@@ -65,6 +65,7 @@ from agents.run_folder import (
     command_line,
     create_run_dir,
     default_run_name,
+    machine_context,
     model_dir,
     package_versions,
     read_run_json,
@@ -345,7 +346,7 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_name: str | No
         "scenario": config.run_label(), "scenario_hash": scenarios_hash(scenarios),
         "config_hash": config.hash(), "experiment": config.experiment,
         "command": shlex.join(command), "package_versions": package_versions(),
-        "code": code_version(),
+        "machine": machine_context(), "code": code_version(),
         "env_version": ENV_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "num_timesteps": 0, "scenario_config": scenario.to_dict(), **mix, "sessions": [],
     })

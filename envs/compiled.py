@@ -18,10 +18,19 @@ Who runs what:
 - ``QIANCHUAN_ENGINE=numpy`` makes the simulator run the plain NumPy engine too (debugging,
   or a platform without Numba); ``tests/test_compiled.py`` checks the engines agree.
 
+Code generation (``$QIANCHUAN_NUMBA_CPU``): ``portable`` (the default) compiles for a generic
+x86-64 CPU (Numba's ``NUMBA_CPU_NAME=generic``: SSE2, no FMA or AVX), so the compiled code is
+the same instructions on every machine; ``host`` compiles for this CPU's name and features.
+An explicit ``NUMBA_CPU_NAME`` wins over both. What each setting reproduces where, and what
+portable code costs in speed, is measured in ``docs/market-model.md#speed``.
+
 Numba is imported on the first call of :func:`compiled`, never at import time. Compiled code
-is cached on disk (``~/.cache/qianchuan-rl/numba/<hash>``, or ``$NUMBA_CACHE_DIR``), keyed
-by a hash of the ``envs`` sources, so an edit anywhere in ``envs`` recompiles (Numba's own
-cache only notices edits to the file of the function it compiles, not to the helpers it calls).
+is cached on disk under ``~/.cache/qianchuan-rl/numba/<key>`` (``$NUMBA_CACHE_DIR/<key>`` if
+that is set). The key (:func:`cache_key`) hashes the ``envs`` sources, the versions of
+Python, NumPy, Numba and llvmlite, and the CPU name and features the code is compiled for,
+so code compiled from other sources, by another Numba or for another CPU is never loaded
+(Numba's own cache only notices edits to the file of the function it compiles, not to the
+helpers it calls; it also keys by CPU and version, a second guard).
 """
 
 from __future__ import annotations
@@ -36,6 +45,8 @@ import numpy as np
 
 ENGINE_VARIABLE = "QIANCHUAN_ENGINE"
 ENGINES = ("numba", "numpy")
+CODEGEN_VARIABLE = "QIANCHUAN_NUMBA_CPU"
+CODEGENS = ("portable", "host")
 
 _HELPERS: list[Callable] = []  # plain functions that kernels call (compiled inline)
 _COMPILED: dict[Callable, Callable] = {}
@@ -48,6 +59,96 @@ def engine() -> str:
     if name not in ENGINES:
         raise ValueError(f"{ENGINE_VARIABLE}={name!r}: expected one of {', '.join(ENGINES)}")
     return name
+
+
+def codegen() -> str:
+    """The compiled engine's code generation: ``$QIANCHUAN_NUMBA_CPU`` (``portable`` unless
+    set, or ``host``)."""
+    name = os.environ.get(CODEGEN_VARIABLE, "portable").strip().lower() or "portable"
+    if name not in CODEGENS:
+        raise ValueError(f"{CODEGEN_VARIABLE}={name!r}: expected one of {', '.join(CODEGENS)}")
+    return name
+
+
+def target_cpu() -> tuple[str, str]:
+    """The CPU name and feature string Numba compiles for: ``NUMBA_CPU_NAME`` and
+    ``NUMBA_CPU_FEATURES`` when set, else ``generic`` with no features (portable) or this
+    CPU's (host). Imports llvmlite, not Numba."""
+    name = os.environ.get("NUMBA_CPU_NAME", "").strip()
+    features = os.environ.get("NUMBA_CPU_FEATURES")
+    if not name and codegen() == "portable":
+        name = "generic"
+    if name.lower() == "generic":
+        return "generic", features or ""
+    import llvmlite.binding as llvm
+
+    return (name or llvm.get_host_cpu_name(),
+            features if features is not None else llvm.get_host_cpu_features().flatten())
+
+
+def _versions() -> dict[str, str]:
+    """Versions of what the compiled code depends on (no import of Numba itself)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "numpy": np.__version__}
+    for package in ("numba", "llvmlite"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def cache_key(facts: dict[str, str] | None = None) -> str:
+    """The compiled-code cache's key: a hash of the ``envs`` sources and ``facts`` (default:
+    :func:`build_facts`, the versions and the target CPU)."""
+    facts = build_facts() if facts is None else facts
+    digest = hashlib.sha256(_source_hash().encode())
+    for name in sorted(facts):
+        digest.update(f"\0{name}={facts[name]}".encode())
+    return digest.hexdigest()[:16]
+
+
+def build_facts() -> dict[str, str]:
+    """What compiled code is built from besides the sources: versions and the target CPU."""
+    cpu, features = target_cpu()
+    return {**_versions(), "cpu": cpu, "cpu_features": features}
+
+
+def cache_dir() -> Path:
+    """Where compiled code is cached: ``<base>/<cache_key()>``, the base being
+    ``$NUMBA_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/qianchuan-rl/numba`` (``~/.cache``
+    by default)."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        base = Path(os.environ["NUMBA_CACHE_DIR"])
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        base = base / "qianchuan-rl" / "numba"
+    return base / cache_key()
+
+
+def codegen_description() -> dict[str, str]:
+    """The simulator's engine and, for the compiled one, its code generation, target CPU and
+    versions; NumPy's SIMD extensions in use; the C library: what a run's figures depend on."""
+    import platform
+
+    out = {"engine": engine()}
+    if out["engine"] == "numba":
+        cpu, features = target_cpu()
+        out.update(codegen=codegen(), numba_cpu=cpu,
+                   numba_cpu_features=features if len(features) < 200 else
+                   f"{len(features.split(','))} host features")
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+        out["numpy_simd"] = " ".join(name for name in __cpu_dispatch__
+                                     if __cpu_features__.get(name)) or "baseline only"
+    except ImportError:  # NumPy moved its private module: say so rather than guess
+        out["numpy_simd"] = "unknown"
+    out["libc"] = " ".join(platform.libc_ver()) or "unknown"
+    out.update(_versions())
+    return out
 
 
 def helper(fn: Callable) -> Callable:
@@ -84,17 +185,22 @@ def _source_hash() -> str:
 
 
 def _install() -> Any:
-    """Import Numba (cache directory first), register the helpers and SciPy's ``ndtr`` /
-    ``ndtri`` for compiled code; return the ``numba`` module."""
+    """Import Numba, point it at this build's cache directory and target CPU (in its settings
+    object, not the environment, so child processes choose for themselves), register the
+    helpers and SciPy's ``ndtr`` / ``ndtri`` for compiled code; return the ``numba`` module.
+
+    The target CPU takes effect if nothing in this process has compiled with Numba before
+    (Numba fixes its target machine at its first compilation).
+    """
     global _installed
-    if "NUMBA_CACHE_DIR" not in os.environ:
-        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-        os.environ["NUMBA_CACHE_DIR"] = str(base / "qianchuan-rl" / "numba" / _source_hash())
     import numba
 
     if not _installed:
         from numba.extending import register_jitable
 
+        cpu, features = target_cpu()
+        numba.config.CACHE_DIR = str(cache_dir())
+        numba.config.CPU_NAME, numba.config.CPU_FEATURES = cpu, features
         for fn in _HELPERS:
             register_jitable(fn)
         _register_scipy_normal()

@@ -440,8 +440,9 @@ def simulate_day(c: DayConstants, t: DayTables, state: MarketState, params: Acco
                            * qualifying_cost)
     spend_pay = np.minimum(budgets[:, 0], qualifying_cost - spend_set)
     roi_spend = spend_pay + spend_set
-    spend_vol = np.minimum(budgets[:, 2], pool_cost - roi_spend)
-    vol_top = np.minimum(spend_vol, qualifying_cost - roi_spend)  # at the qualifying ROI
+    # the differences are floored: with q = 1, roi_spend can round a unit above the pool
+    spend_vol = np.minimum(budgets[:, 2], np.maximum(pool_cost - roi_spend, 0.0))
+    vol_top = np.minimum(spend_vol, np.maximum(qualifying_cost - roi_spend, 0.0))
     vol_deep = spend_vol - vol_top  # below the threshold, best first
     depth = np.minimum(q + vol_deep / np.maximum(pool_cost, 1e-9), 1.0)
     # GMV share of the qualifying traffic: H(q) = q * avg / m (avg ROI = target if q < 1)
@@ -455,7 +456,10 @@ def simulate_day(c: DayConstants, t: DayTables, state: MarketState, params: Acco
         interrupted = spend > available
         scale = np.where(interrupted, available / np.maximum(spend, 1e-9), 1.0)
         spend_pay, spend_set, vol_top = spend_pay * scale, spend_set * scale, vol_top * scale
-        deep_gmv, spend_vol, spend = deep_gmv * scale, spend_vol * scale, spend * scale
+        deep_gmv, spend_vol = deep_gmv * scale, spend_vol * scale
+        # an interrupted day spends the balance exactly (spend * scale can round above it), so
+        # balance - spend below is exactly 0 then, and >= 0 whenever spend <= balance
+        spend = np.where(interrupted, available, spend)
 
     # 4. achieved GMV and orders
     gmv_pay, gmv_set = avg_roi * spend_pay, avg_roi * spend_set
@@ -541,7 +545,7 @@ def simulate_day(c: DayConstants, t: DayTables, state: MarketState, params: Acco
         eligible = (in_protection & (protection_edits <= c.cost_protection_max_edits)
                     & (orders >= c.cost_protection_min_orders)
                     & (roi_gmv < c.cost_protection_ratio * target_roi * roi_spend))
-        credit = np.where(eligible, roi_spend - roi_gmv / target_roi, 0.0)
+        credit = np.where(eligible, np.maximum(roi_spend - roi_gmv / target_roi, 0.0), 0.0)
     refresh_cost = np.where(refresh, c.refresh_cost_cny, 0.0)
     if c.balance_enabled:
         balance_cny = np.where(launched, balance_cny - spend + credit, balance_cny)

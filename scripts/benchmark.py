@@ -9,7 +9,9 @@ the environment's share of PPO's wall time during training (one torch thread, me
 3 runs), and the time to beat the playbook: the wall time of the README's main command
 (``scripts/train.py`` with its defaults, validations included) until its validation first
 shows PPO's profit above the playbook's with the paired 95% interval's lower bound above 0.
-A benchmark measures; it asserts nothing.
+Also the model's and the simulator's throughput under each code generation of the compiled
+engine (portable and host, ``envs/compiled.py``), each in a fresh process: what the portable
+default costs. A benchmark measures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core: set before NumPy/torch load
 
-from agents.speed import (env_share_of_training, first_beat_time,  # noqa: E402, I001
-                          machine_description, measure_throughput)
+from agents.speed import (codegen_throughput, env_share_of_training,  # noqa: E402, I001
+                          first_beat_time, machine_description, measure_throughput)
 from envs.config import ConfigError, load_scenario  # noqa: E402
 
 def ppo_settings(large_n_envs: int, smoke: bool) -> list[tuple[str, int, dict]]:
@@ -121,6 +123,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  simulator, {batch} accounts: {batched.simulator_per_s:>12,.0f} account-days/s",
           flush=True)
 
+    # what portable code generation costs: both settings, each in a fresh process
+    by_codegen = codegen_throughput(args.scenario, batch, days_batched // 2,
+                                    repeats=1 if smoke else 3)
+    single_by_codegen = codegen_throughput(args.scenario, 1, days_single // 2,
+                                           repeats=1 if smoke else 3)
+    for name, figures in by_codegen.items():
+        single_figures = single_by_codegen[name]
+        print(f"  codegen {name:<8} ({figures['numba_cpu']}): simulator "
+              f"{figures['simulator_per_s']:>10,.0f} ({batch} accounts), "
+              f"{single_figures['simulator_per_s']:>8,.0f} (1 account); model "
+              f"{figures['model_per_s']:>11,.0f} ({batch}), "
+              f"{single_figures['model_per_s']:>8,.0f} (1) account-days/s", flush=True)
+
     from agents.ppo_config import load_train_config
 
     # the env as training uses it (the default config's scenario overrides, e.g. full actions)
@@ -152,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         "model_account_days_per_s": {"1": single.model_per_s, str(batch): batched.model_per_s},
         "simulator_account_days_per_s": {"1": single.simulator_per_s,
                                          str(batch): batched.simulator_per_s},
+        "by_codegen": {name: {str(batch): by_codegen[name], "1": single_by_codegen[name]}
+                       for name in by_codegen},
         "env_share_of_training": shares,
         "time_to_beat_playbook": beat,
     }

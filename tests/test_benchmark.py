@@ -17,6 +17,11 @@ def test_benchmark_smoke_writes_figures(tmp_path):
     assert result["model_account_days_per_s"]["64"] > 0
     assert 0 < result["env_share_of_training"]["default config"]["median"] < 1
     assert result["machine"]["cores"]
+    assert result["machine"]["codegen"] in ("portable", "host")
+    for name in ("portable", "host"):
+        assert result["by_codegen"][name]["64"]["simulator_per_s"] > 0
+    assert result["by_codegen"]["portable"]["64"]["numba_cpu"] == "generic"
+    assert result["by_codegen"]["host"]["64"]["numba_cpu"] != "generic"
 
 
 def test_benchmark_rejects_unknown_scenario(tmp_path):

@@ -59,6 +59,9 @@ def obs_count(folder: Path) -> float:
     (["env.overrides.margn=0.3"], "margn"),
     (["env.overrides.margin=high"], "margin"),
     (["env.scenario=atlantis"], "atlantis"),
+    (["env.clip_obs=0"], "env.clip_obs"),
+    (["env.clip_obs=-5"], "env.clip_obs"),
+    (["env.n_envs=0"], "env.n_envs"),
     (["experiment=a/b"], "experiment"),
     (["ppo=3"], "ppo"),
     (["nonsense"], "key=value"),
@@ -112,6 +115,10 @@ def test_run_folder_follows_the_contracts(tiny_run):
     assert info["num_timesteps"] == 512 and info["command"] == "pytest tiny_run"
     assert {"torch", "stable_baselines3", "numpy", "python"} <= set(info["package_versions"])
     assert set(info["code"]) == {"git_commit", "git_dirty"}
+    machine = info["machine"]  # what decides whether the figures repeat elsewhere
+    assert machine["cpu"] and machine["engine"] in ("numba", "numpy")
+    assert machine["torch_cpu_capability"] and isinstance(machine["variables"], dict)
+    assert machine["engine"] == "numpy" or machine["numba_cpu"]
     config = load_train_config(tiny_run / "config.yaml")
     assert config.hash() == info["config_hash"]
     assert checkpoint_steps(tiny_run) == [256, 512]
