@@ -42,6 +42,7 @@ from envs.config import ConfigError, ScenarioConfig, load_scenario
 from envs.metrics import EPISODE_METRICS
 
 REPORT_SEED = 10000  # contracts: reports and README tables use seeds from 10000
+UNSEEN_SEED = 30000  # contracts: unseen-market reports use seeds from 30000
 REFERENCES = ("constant", "oracle", "playbook")
 
 

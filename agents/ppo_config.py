@@ -31,6 +31,7 @@ from envs.config import (
     ConfigError,
     ScenarioConfig,
     coerce_value,
+    is_unseen,
     load_scenario,
     preset_path,
     read_yaml_mapping,
@@ -70,6 +71,11 @@ class EnvSection:
                                   f"{len(self.scenario)} scenarios")
         _positive("env.n_envs", self.n_envs)
         _positive("env.clip_obs", self.clip_obs)
+        for name in self.scenarios:
+            if is_unseen(name):
+                raise ConfigError(f"env.scenario: {name!r} is an unseen market "
+                                  "(configs/scenarios/unseen/): nothing trains or tunes on one; "
+                                  "play it with scripts/evaluate.py --unseen")
 
     @property
     def scenarios(self) -> tuple[str, ...]:

@@ -22,6 +22,11 @@ import yaml
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "configs" / "scenarios"
 DEFAULT_SCENARIO = "3c"
+# Unseen markets: perturbations of the named scenarios that nothing trains or tunes on, only
+# evaluation plays (``scripts/evaluate.py --unseen``); loaded as ``unseen/<file stem>`` and
+# named ``unseen_<file stem>``.
+UNSEEN_DIR = SCENARIO_DIR / "unseen"
+UNSEEN_PREFIX = "unseen_"
 
 
 class ConfigError(ValueError):
@@ -357,8 +362,51 @@ def from_dict(data: dict[str, Any]) -> ScenarioConfig:
 
 
 def list_scenarios() -> list[str]:
-    """Names of the presets in ``configs/scenarios/``."""
+    """Names of the presets in ``configs/scenarios/`` (the named scenarios; not the unseen
+    markets in its ``unseen/`` folder)."""
     return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+@dataclass(frozen=True)
+class UnseenMarket:
+    """An unseen market: how to load it, the named scenario it perturbs, and why it exists."""
+
+    preset: str  # what load_scenario takes: "unseen/<stem>"
+    name: str  # the loaded config's name: "unseen_<stem>"
+    base: str  # the named scenario it perturbs (whose tuned baselines it is played with)
+    reason: str
+
+
+def list_unseen() -> list[UnseenMarket]:
+    """The unseen markets in ``configs/scenarios/unseen/``, by file name.
+
+    :raises ConfigError: a file without ``base:`` naming a named scenario, or without a
+        ``reason:``.
+    """
+    named = set(list_scenarios())
+    out = []
+    for path in sorted(UNSEEN_DIR.glob("*.yaml")):
+        data = read_yaml_mapping(path)
+        base, reason = data.get("base"), data.get("reason")
+        if base not in named:
+            raise ConfigError(f"{path}: 'base' must name one of the named scenarios "
+                              f"({', '.join(sorted(named))}), got {base!r}")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ConfigError(f"{path}: 'reason' must say why this market exists")
+        out.append(UnseenMarket(f"unseen/{path.stem}", UNSEEN_PREFIX + path.stem, base,
+                                reason.strip()))
+    return out
+
+
+def is_unseen(scenario: str | Path | ScenarioConfig) -> bool:
+    """Whether ``scenario`` (a preset name, a YAML path or a loaded config) is an unseen
+    market: a file under ``configs/scenarios/unseen/``, or a config loaded from one."""
+    if isinstance(scenario, ScenarioConfig):
+        return scenario.name.startswith(UNSEEN_PREFIX)
+    path = Path(scenario)
+    if path.suffix not in (".yaml", ".yml"):
+        path = SCENARIO_DIR / f"{scenario}.yaml"
+    return UNSEEN_DIR.resolve() in path.resolve().parents
 
 
 def load_scenario(name_or_path: str | Path | ScenarioConfig = DEFAULT_SCENARIO,
@@ -410,7 +458,9 @@ def _read_preset(name_or_path: str | Path, seen: tuple[str, ...]) -> dict[str, A
         raise ConfigError(f"scenario {path.stem!r}: 'base' chain loops")
     data = read_yaml_mapping(path)
     base = data.pop("base", None)
-    name = data.pop("name", path.stem)
+    data.pop("reason", None)  # documentation: why a preset exists (unseen markets say it)
+    unseen = UNSEEN_DIR.resolve() in path.resolve().parents
+    name = data.pop("name", UNSEEN_PREFIX + path.stem if unseen else path.stem)
     if base is not None:
         data = {**_read_preset(base, seen + (str(path),)), **data}
     data["name"] = name

@@ -2,6 +2,7 @@
 
     python scripts/evaluate.py                                   # every heuristic, every scenario
     python scripts/evaluate.py --policies playbook pid runs/<run> --scenarios 3c food
+    python scripts/evaluate.py --unseen                          # the unseen markets, seeds 30000..
 
 Writes summary.csv, episodes.csv, report.md, PNG plots and TensorBoard scalars to --out
 (default: <run>/eval/ for one trained run, else runs/eval__<time>/).
@@ -16,27 +17,47 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.eval_stats import BOOTSTRAP_REPS  # noqa: E402
-from agents.evaluation import REPORT_SEED, EvaluationError, evaluate  # noqa: E402
+from agents.evaluation import REPORT_SEED, UNSEEN_SEED, EvaluationError, evaluate  # noqa: E402
 from agents.policies import POLICIES  # noqa: E402
-from envs.config import list_scenarios  # noqa: E402
+from envs.config import ConfigError, list_scenarios, list_unseen  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policies", nargs="+", default=sorted(POLICIES),
                         help=f"registered names ({', '.join(sorted(POLICIES))}) or run folders")
-    parser.add_argument("--scenarios", nargs="+", default=list_scenarios(),
-                        help=f"names ({', '.join(list_scenarios())}) or YAML paths")
+    parser.add_argument("--scenarios", nargs="+", default=None,
+                        help=f"names ({', '.join(list_scenarios())}) or YAML paths "
+                             "(default: every named scenario)")
+    parser.add_argument("--unseen", action="store_true",
+                        help="play the unseen markets (configs/scenarios/unseen/) instead, on "
+                             f"seeds from {UNSEEN_SEED}")
     parser.add_argument("--episodes", type=int, default=32, help="episodes (seeds) per scenario")
-    parser.add_argument("--seed", type=int, default=REPORT_SEED, help="first report seed")
+    parser.add_argument("--seed", type=int, default=None,
+                        help=f"first seed (default: {REPORT_SEED}, or {UNSEEN_SEED} with "
+                             "--unseen)")
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--bootstrap-reps", type=int, default=BOOTSTRAP_REPS,
                         help="bootstrap resamples per interval")
     args = parser.parse_args(argv)
+    if args.unseen and args.scenarios is not None:
+        print("error: --unseen plays every unseen market: give it or --scenarios, not both",
+              file=sys.stderr)
+        return 2
     try:
-        out = evaluate(args.policies, args.scenarios, args.episodes, args.seed, args.out,
+        scenarios = ([m.preset for m in list_unseen()] if args.unseen
+                     else args.scenarios or list_scenarios())
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.unseen and not scenarios:
+        print("error: no unseen markets in configs/scenarios/unseen/", file=sys.stderr)
+        return 2
+    seed = args.seed if args.seed is not None else UNSEEN_SEED if args.unseen else REPORT_SEED
+    try:
+        out = evaluate(args.policies, scenarios, args.episodes, seed, args.out,
                        progress=not args.no_progress, plots=not args.no_plots,
                        bootstrap_reps=args.bootstrap_reps)
     except EvaluationError as exc:

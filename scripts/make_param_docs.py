@@ -13,7 +13,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from envs.config import describe_parameters, list_scenarios, load_scenario  # noqa: E402
+from envs.config import (  # noqa: E402
+    describe_parameters,
+    list_scenarios,
+    list_unseen,
+    load_scenario,
+)
 
 TARGET = ROOT / "docs" / "parameters.md"
 
@@ -53,6 +58,20 @@ def render() -> str:
         lines.append(f"| `{name}` | {c.aov_cny:g} | {c.margin:g} | {c.refund_rate:g} | "
                      f"{c.typical_target_roi:g} | {c.pool_mean_roi:g} | {c.pool_sigma:g} | "
                      f"{c.breakeven_roi:.2f} | {c.typical_pool_share:.2f} |")
+    lines += ["", "## Unseen markets", "",
+              "Perturbed markets in `configs/scenarios/unseen/` that no training or tuning uses "
+              "(training refuses them);",
+              "`scripts/evaluate.py --unseen` plays them on seeds from 30000. Each is its base "
+              "scenario with the changes listed.", "",
+              "| market | base | changes from the base | break-even ROI | why |",
+              "|---|---|---|---|---|"]
+    for market in list_unseen():
+        c, base = load_scenario(market.preset).to_dict(), load_scenario(market.base)
+        changes = ", ".join(f"`{k}` {_fmt(base.to_dict()[k])} → {_fmt(v)}"
+                            for k, v in c.items()
+                            if k != "name" and base.to_dict()[k] != v)
+        lines.append(f"| `{market.preset}` | `{market.base}` | {changes} | "
+                     f"{load_scenario(market.preset).breakeven_roi:.2f} | {market.reason} |")
     return "\n".join(lines) + "\n"
 
 

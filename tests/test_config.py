@@ -72,3 +72,30 @@ def test_round_trip_and_hash():
     again = from_dict(cfg.to_dict())
     assert again == cfg and again.hash() == cfg.hash()
     assert cfg.replace(margin=0.41).hash() != cfg.hash()
+
+
+def test_unseen_markets_name_a_base_and_a_reason_and_differ_from_it():
+    from envs.config import is_unseen, list_unseen
+
+    markets = list_unseen()
+    assert len(markets) >= 8
+    for market in markets:
+        config, base = load_scenario(market.preset), load_scenario(market.base)
+        assert config.name == market.name and market.name.startswith("unseen_")
+        assert is_unseen(market.preset) and is_unseen(config) and not is_unseen(base)
+        assert len(market.reason) > 20, market.name
+        changed = {k for k, v in config.to_dict().items() if base.to_dict()[k] != v}
+        assert changed - {"name"}, f"{market.name} is its base under another name"
+    assert not any(is_unseen(name) for name in list_scenarios())
+
+
+def test_an_unseen_market_without_a_reason_or_base_is_refused(tmp_path, monkeypatch):
+    import envs.config as config
+
+    monkeypatch.setattr(config, "UNSEEN_DIR", tmp_path)
+    (tmp_path / "m.yaml").write_text("base: 3c\npool_mean_roi: 2.5\n")
+    with pytest.raises(ConfigError, match="'reason' must say why"):
+        config.list_unseen()
+    (tmp_path / "m.yaml").write_text("base: atlantis\nreason: a market that is not there\n")
+    with pytest.raises(ConfigError, match="'base' must name one of the named scenarios"):
+        config.list_unseen()

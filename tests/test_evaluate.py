@@ -80,6 +80,22 @@ def test_script_end_to_end_on_two_scenarios(tmp_path):
     assert list((out / "tb" / "3c").glob("events.out.tfevents.*"))
 
 
+def test_unseen_markets_are_played_on_their_own_seeds(tmp_path, capsys):
+    """--unseen plays every market in configs/scenarios/unseen/, on seeds from 30000."""
+    from envs.config import list_unseen
+
+    out = tmp_path / "unseen"
+    code, err = cli(capsys, "--unseen", "--policies", "constant", "--episodes", "2",
+                    "--no-plots", "--bootstrap-reps", REPS, "--out", str(out))
+    assert code == 0, err
+    with open(out / "episodes.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["scenario"] for r in rows} == {m.name for m in list_unseen()}
+    assert {int(r["seed"]) for r in rows} == {30000, 30001}
+    code, err = cli(capsys, "--unseen", "--scenarios", "3c", "--out", str(tmp_path / "x"))
+    assert code == 2 and "not both" in err
+
+
 @pytest.mark.parametrize("args, expected", [
     (("--policies", "no_such_policy"), "known: constant"),
     (("--scenarios", "atlantis"), "known: 3c"),

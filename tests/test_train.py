@@ -59,6 +59,8 @@ def obs_count(folder: Path) -> float:
     (["env.overrides.margn=0.3"], "margn"),
     (["env.overrides.margin=high"], "margin"),
     (["env.scenario=atlantis"], "atlantis"),
+    (["env.scenario=unseen/noisy"], "unseen market"),
+    (["env.scenario=3c,unseen/richer_pool"], "unseen market"),
     (["env.clip_obs=0"], "env.clip_obs"),
     (["env.clip_obs=-5"], "env.clip_obs"),
     (["env.n_envs=0"], "env.n_envs"),
