@@ -70,6 +70,46 @@ def plot_trajectory(scenario: str, policy: str, daily: dict[str, np.ndarray], se
     return _save(fig, path)
 
 
+# Panels of the behaviour plot: (info key, axis label); the last is a share of episodes.
+BEHAVIOUR_PANELS = (("target_roi", "target ROI"), ("budget", "budget, CNY/day"),
+                    ("spend", "spend, CNY/day"), ("gmv", "GMV, CNY/day"),
+                    ("learning", "share of accounts learning"))
+
+
+def plot_behaviour(scenario: str, daily: dict[str, dict[str, np.ndarray]], path: Path) -> Path:
+    """Every policy's daily target, budget, spend and GMV over the episode (median and
+    interquartile band over seeds), and the share of accounts whose plan is learning (its
+    orders below the exit threshold): a policy that winds the account down shows at a glance.
+
+    :param daily: policy -> its rollout's per-day arrays, each of shape (seeds, days).
+    """
+    fig, axes = plt.subplots(len(BEHAVIOUR_PANELS), 1, figsize=(9, 11), sharex=True)
+    colors = plt.get_cmap("tab10")
+    for i, (policy, arrays) in enumerate(daily.items()):
+        days = np.arange(arrays["spend"].shape[1])
+        for ax, (key, _) in zip(axes, BEHAVIOUR_PANELS, strict=True):
+            values = np.asarray(arrays[key], dtype=float)
+            if key == "learning":
+                ax.plot(days, values.mean(axis=0), color=colors(i % 10), lw=1.2, label=policy)
+                continue
+            low, mid, high = np.percentile(values, [25, 50, 75], axis=0)
+            ax.plot(days, mid, color=colors(i % 10), lw=1.2, label=policy)
+            ax.fill_between(days, low, high, color=colors(i % 10), alpha=0.15, lw=0)
+    promo = next(iter(daily.values()))["promo"][0].astype(bool)
+    for ax, (key, label) in zip(axes, BEHAVIOUR_PANELS, strict=True):
+        _shade(ax, np.arange(promo.size), promo, "grey", None)
+        ax.set_ylabel(label, fontsize=8)
+        ax.tick_params(labelsize=8)
+        if key in ("budget", "spend", "gmv"):
+            ax.set_ylim(bottom=0)
+        if key == "target_roi":
+            ax.set_yscale("log")  # a controller that runs to the platform's cap stays readable
+    axes[0].set_title(f"{scenario}: median and quartiles over seeds (promotion peaks grey)")
+    axes[0].legend(loc="upper left", fontsize=7, ncol=4)
+    axes[-1].set_xlabel("day since launch")
+    return _save(fig, path)
+
+
 def plot_profiles(taus: np.ndarray, profiles: dict, cis: dict, path: Path) -> Path:
     """Performance profiles of normalised scores over all scenarios (rliable)."""
     fig, ax = plt.subplots(figsize=(6, 3.5))

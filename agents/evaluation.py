@@ -6,9 +6,12 @@ each scenario, with one episode per seed from ``seed`` on, and writes to ``out_d
 - ``summary.csv``: one row per scenario and policy; for every episode metric (contracts)
   its mean and 95% interval, the paired difference against the playbook with its interval,
   plus the normalised score ``(profit - constant) / (oracle - constant)`` and the
-  probability that an episode of the policy beats the playbook's on profit;
+  probability that an episode of the policy beats the playbook's on profit; and its GMV,
+  spend and last-28-day spend as shares of the reference policy's (:mod:`agents.behaviour`);
 - ``episodes.csv`` (every episode's metrics), ``report.md``, ``eval.json`` (the record);
-- PNG plots: bars per scenario, one episode's trajectory per policy, performance profiles;
+- PNG plots: bars per scenario, every policy's daily target, budget, spend, GMV and learning
+  share (median and quartiles over seeds, ``behaviour_<scenario>.png``), one episode's
+  trajectory per policy, performance profiles;
 - TensorBoard scalars ``eval/<policy>/<metric>`` under ``tb/<scenario>/``.
 
 The references ``constant``, ``oracle`` (for the normalised score) and ``playbook`` (for the
@@ -27,7 +30,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from agents import eval_plots, eval_stats
+from agents import behaviour, eval_plots, eval_stats
 from agents.policies import POLICIES, make_policy
 from agents.rollout import RolloutResult, rollout
 from agents.run_folder import (
@@ -164,6 +167,8 @@ def summarise(runs: list[ScenarioResult], seed: int,
     for res in runs:
         r = res.results
         base, const, oracle = r["playbook"].metrics, r["constant"].metrics, r["oracle"].metrics
+        reference = behaviour.reference_policy(list(r)) if all(v.daily for v in r.values()) \
+            else None
         for label, result in r.items():
             m = result.metrics
             columns = np.column_stack(
@@ -178,6 +183,9 @@ def summarise(runs: list[ScenarioResult], seed: int,
                                    "normalised_score_ci_high": high[-1]}
             row["prob_improvement_vs_playbook"] = eval_stats.probability_of_improvement(
                 m["profit"], base["profit"])
+            if reference is not None:
+                row.update(behaviour.share_columns(result.daily, r[reference].daily,
+                                                   reference))
             for i, key in enumerate(EPISODE_METRICS):
                 row.update({key: mean[i], f"{key}_ci_low": low[i], f"{key}_ci_high": high[i],
                             f"{key}_diff_vs_playbook": mean[k + i],
@@ -266,7 +274,18 @@ def report_markdown(rows: list[dict[str, Any]], aggregates: dict[str, dict[str, 
                 f"{r['profit_diff_ci_high']:,.0f}] | {r['prob_improvement_vs_playbook']:.2f} | "
                 f"{r['payment_roi']:.2f} | {r['settlement_roi']:.2f} | "
                 f"{r['learning_days']:.1f} | {r['interruptions']:.1f} |")
-        out += ["", f"![{sc}](bars_{sc}.png)", ""] if plots else [""]
+        shares = [k for k in rows[0] if k.startswith(("gmv_share_vs_", "spend_share_vs_",
+                                                        "spend_last"))]
+        if shares:
+            ref = shares[0].rsplit("_vs_", 1)[1]
+            out += ["", f"Volume as a share of {ref}'s on the same seeds (GMV, spend, spend over "
+                    f"the last {behaviour.LAST_DAYS} days):", "",
+                    "| policy | " + " | ".join(k.replace(f"_vs_{ref}", "") for k in shares)
+                    + " |", "|---|" + "---|" * len(shares)]
+            out += [f"| {r['policy']} | " + " | ".join(f"{r[k]:.2f}" for k in shares) + " |"
+                    for r in rows if r["scenario"] == sc]
+        out += ["", f"![{sc}](bars_{sc}.png)", "", f"![{sc} behaviour](behaviour_{sc}.png)",
+                ""] if plots else [""]
     return "\n".join(out) + "\n"
 
 
@@ -344,6 +363,9 @@ def _write_plots(runs: list[ScenarioResult], rows: list[dict[str, Any]],
         name = res.scenario.name
         eval_plots.plot_bars(name, [r for r in rows if r["scenario"] == name],
                              out_dir / f"bars_{name}.png")
+        eval_plots.plot_behaviour(name, {label: result.daily
+                                         for label, result in res.results.items()},
+                                  out_dir / f"behaviour_{name}.png")
         for label, result in res.results.items():
             first = {k: v[0] for k, v in result.daily.items()}
             eval_plots.plot_trajectory(name, label, first, int(res.seeds[0]),

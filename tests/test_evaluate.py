@@ -74,7 +74,11 @@ def test_script_end_to_end_on_two_scenarios(tmp_path):
     assert float(by["3c", "oracle"]["normalised_score"]) == pytest.approx(1.0)
     assert float(by["3c", "constant"]["normalised_score"]) == pytest.approx(0.0)
     assert float(by["3c", "playbook"]["profit_diff_vs_playbook"]) == 0.0
+    assert float(by["3c", "playbook"]["spend_share_vs_playbook"]) == 1.0
+    assert float(by["3c", "constant"]["spend_last28_share_vs_playbook"]) > 0
+    assert "Volume as a share of playbook's" in (out / "report.md").read_text()
     for name in ("report.md", "eval.json", "episodes.csv", "bars_3c.png",
+                 "behaviour_3c.png", "behaviour_food.png",
                  "trajectory_food_pid.png", "performance_profiles.png"):
         assert (out / name).is_file(), name
     assert list((out / "tb" / "3c").glob("events.out.tfevents.*"))
@@ -145,3 +149,22 @@ def test_rliable_bootstrap_is_seeded_per_policy_and_leaves_numpy_alone():
     mean, low, high = eval_stats.column_means(x - y, eval_stats.stream_seed(5, "s", "a"), 200)
     assert mean == pytest.approx((x - y).mean(axis=0))
     assert (low <= mean).all() and (mean <= high).all()
+
+
+def test_volume_shares_against_the_reference_policy():
+    """Episode and last-28-day totals as ratios of the reference's means over seeds."""
+    from agents.behaviour import reference_policy, share_columns
+
+    days = 84
+    reference = {"gmv": np.full((2, days), 30.0), "spend": np.full((2, days), 10.0)}
+    winding_down = {"gmv": np.full((2, days), 30.0), "spend": np.full((2, days), 10.0)}
+    winding_down["spend"][:, -28:] = 2.5  # a quarter of the spend in the last four weeks
+    shares = share_columns(winding_down, reference, "static")
+    assert shares["gmv_share_vs_static"] == 1.0
+    assert shares["spend_share_vs_static"] == pytest.approx((56 * 10 + 28 * 2.5) / (84 * 10))
+    assert shares["spend_last28_share_vs_static"] == pytest.approx(0.25)
+    assert np.isnan(share_columns(reference, {k: v * 0 for k, v in reference.items()},
+                                  "x")["spend_share_vs_x"])
+    assert reference_policy(["oracle", "playbook", "static"]) == "static"
+    assert reference_policy(["oracle", "playbook"]) == "playbook"
+    assert reference_policy(["oracle"]) is None
