@@ -15,7 +15,7 @@ import numpy as np
 
 from agents import eval_stats
 from agents.policies.playbook import PlaybookPolicy
-from agents.rollout import rollout
+from agents.rollout import episode_value
 from envs.config import ScenarioConfig, load_scenario
 
 OBJECTIVES = ("profit", "gmv_floor")
@@ -50,16 +50,6 @@ class RuleValue:
     ci_low: float
     ci_high: float
     playbook: float  # the full playbook's mean, for scale
-
-
-def episode_value(config: ScenarioConfig, policy, seeds: np.ndarray) -> np.ndarray:
-    """Per-seed value of ``policy`` under the config's objective, CNY: the episode's profit,
-    or its summed ``gmv_floor`` reward in CNY. The policy plays in its own action space
-    (``policy.config``: the scenario in the ``full`` space for the playbook)."""
-    result = rollout(policy, policy.config, seeds)
-    if config.objective == "profit":
-        return np.asarray(result.metrics["profit"], dtype=float)
-    return np.asarray(result.returns, dtype=float) * config.reward_scale_cny
 
 
 def ablate(scenario: str, objective: str, seeds: np.ndarray, seed: int,

@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from agents import behaviour, eval_plots, eval_stats
+from agents.baselines import BaselineError
 from agents.policies import POLICIES, make_policy
 from agents.rollout import RolloutResult, rollout
 from agents.run_folder import (
@@ -46,6 +47,7 @@ from envs.metrics import EPISODE_METRICS
 
 REPORT_SEED = 10000  # contracts: reports and README tables use seeds from 10000
 UNSEEN_SEED = 30000  # contracts: unseen-market reports use seeds from 30000
+TUNED_BASELINES = ("static", "static_rule")  # read configs/baselines/, checked before work
 REFERENCES = ("constant", "oracle", "playbook")
 
 
@@ -100,6 +102,18 @@ def resolve_policies(names: list[str]) -> list[PolicySource]:
     seen: set[str] = set()
     unique = [s for s in sources if not (s.label in seen or seen.add(s.label))]
     return unique
+
+
+def check_tuned_baselines(names: list[str], configs: list[ScenarioConfig]) -> None:
+    """Tuned baselines among ``names`` load for every scenario (a file of this env version,
+    with the scenario's objective), before any work; else an :class:`EvaluationError`."""
+    for config in configs:
+        for name in names:
+            if name in TUNED_BASELINES:
+                try:
+                    make_policy(name, config)
+                except BaselineError as exc:
+                    raise EvaluationError(f"{name} on {config.name}: {exc}") from None
 
 
 def _check_run(path: Path) -> None:
@@ -323,6 +337,7 @@ def evaluate(policies: list[str], scenarios: list[str], episodes: int = 32,
         raise EvaluationError(f"--bootstrap-reps must be at least 100, got {bootstrap_reps}")
     sources = resolve_policies(policies)
     configs = resolve_scenarios(scenarios)
+    check_tuned_baselines([s.name for s in sources if s.name], configs)
     if out_dir is None:
         trained = [s.run_dir for s in sources if s.run_dir is not None]
         out_dir = (trained[0] / "eval" if len(trained) == 1

@@ -64,3 +64,14 @@ def rollout(policy: Predictor, config: ScenarioConfig, seeds: list[int] | np.nda
         if done:
             return RolloutResult(seeds, info["episode_metrics"], returns,
                                  {k: np.stack(v, axis=1) for k, v in daily.items()})
+
+
+def episode_value(config: ScenarioConfig, policy: Predictor, seeds: list[int] | np.ndarray
+                  ) -> np.ndarray:
+    """Per-seed value (CNY) of ``policy`` under the scenario's objective: the episode's profit,
+    or its summed ``gmv_floor`` reward in CNY. The policy plays in its own action space
+    (``policy.config`` where it has one, as evaluation does)."""
+    result = rollout(policy, getattr(policy, "config", config), seeds)
+    if config.objective == "profit":
+        return np.asarray(result.metrics["profit"], dtype=float)
+    return np.asarray(result.returns, dtype=float) * config.reward_scale_cny

@@ -17,15 +17,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.eval_stats import BOOTSTRAP_REPS  # noqa: E402
-from agents.evaluation import REPORT_SEED, UNSEEN_SEED, EvaluationError, evaluate  # noqa: E402
+from agents.evaluation import (  # noqa: E402
+    REPORT_SEED,
+    TUNED_BASELINES,
+    UNSEEN_SEED,
+    EvaluationError,
+    check_tuned_baselines,
+    evaluate,
+    resolve_scenarios,
+)
 from agents.policies import POLICIES  # noqa: E402
 from envs.config import ConfigError, list_scenarios, list_unseen  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--policies", nargs="+", default=sorted(POLICIES),
-                        help=f"registered names ({', '.join(sorted(POLICIES))}) or run folders")
+    parser.add_argument("--policies", nargs="+", default=None,
+                        help=f"registered names ({', '.join(sorted(POLICIES))}) or run folders "
+                             "(default: every registered policy; a tuned baseline without a "
+                             "file for a scenario is left out, with a note)")
     parser.add_argument("--scenarios", nargs="+", default=None,
                         help=f"names ({', '.join(list_scenarios())}) or YAML paths "
                              "(default: every named scenario)")
@@ -56,8 +66,22 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no unseen markets in configs/scenarios/unseen/", file=sys.stderr)
         return 2
     seed = args.seed if args.seed is not None else UNSEEN_SEED if args.unseen else REPORT_SEED
+    policies = args.policies
+    if policies is None:  # every registered policy that can play every scenario
+        policies = sorted(POLICIES)
+        try:
+            configs = resolve_scenarios(scenarios)
+        except EvaluationError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for name in TUNED_BASELINES:
+            try:
+                check_tuned_baselines([name], configs)
+            except EvaluationError as exc:
+                policies.remove(name)
+                print(f"note: {name} left out: {exc}", file=sys.stderr)
     try:
-        out = evaluate(args.policies, scenarios, args.episodes, seed, args.out,
+        out = evaluate(policies, scenarios, args.episodes, seed, args.out,
                        progress=not args.no_progress, plots=not args.no_plots,
                        bootstrap_reps=args.bootstrap_reps)
     except EvaluationError as exc:

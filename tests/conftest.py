@@ -61,21 +61,22 @@ CALIBRATION_SEEDS = tuple(range(10000, 10032))  # 32 report seeds (contracts: fr
 
 @pytest.fixture(scope="session")
 def baseline_profits():
-    """``profits(scenario) -> {policy: profit per episode (CNY)}`` for every registered policy
-    on :data:`CALIBRATION_SEEDS`, rolled out on first use and shared (calibration and the
-    oracle's edge over the heuristics read the same episodes)."""
+    """``values(scenario, objective="profit") -> {policy: value per episode (CNY)}`` for every
+    registered policy on :data:`CALIBRATION_SEEDS` (profit, or the ``gmv_floor`` return),
+    rolled out on first use and shared (the benchmark's honesty checks and the oracle's
+    dominance read the same episodes)."""
     from agents.policies import POLICIES, make_policy
-    from agents.rollout import rollout
+    from agents.rollout import episode_value
     from envs.config import load_scenario
 
-    cache: dict[str, dict] = {}
+    cache: dict[tuple[str, str], dict] = {}
 
-    def profits(scenario: str) -> dict:
-        if scenario not in cache:
-            cfg = load_scenario(scenario)
-            policies = {name: make_policy(name, cfg) for name in sorted(POLICIES)}
-            cache[scenario] = {name: rollout(p, p.config, CALIBRATION_SEEDS).metrics["profit"]
-                               for name, p in policies.items()}
-        return cache[scenario]
+    def values(scenario: str, objective: str = "profit") -> dict:
+        if (scenario, objective) not in cache:
+            cfg = load_scenario(scenario, objective=objective)
+            cache[scenario, objective] = {
+                name: episode_value(cfg, make_policy(name, cfg), CALIBRATION_SEEDS)
+                for name in sorted(POLICIES)}
+        return cache[scenario, objective]
 
-    return profits
+    return values

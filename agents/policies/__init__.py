@@ -3,7 +3,13 @@
 Importing this package registers every rule-based policy and the oracle by name.
 """
 
-from agents.policies import controllers, operator, oracle, playbook  # noqa: F401  (registers)
+from agents.policies import (  # noqa: F401  (registers)
+    controllers,
+    operator,
+    oracle,
+    playbook,
+    static,
+)
 from agents.policies.base import POLICIES, ConstantPolicy, Policy, make_policy, register_policy
 
 __all__ = ["POLICIES", "ConstantPolicy", "Policy", "make_policy", "register_policy"]

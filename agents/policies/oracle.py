@@ -1,14 +1,22 @@
-"""The clairvoyant reference: model-predictive control with the hidden state and parameters.
+"""The clairvoyant reference: plan selection on the hidden state, valued to the episode's end.
 
-Each morning the oracle copies every account's hidden market state and parameters, plans the
-next 7 days on the model's *expected* dynamics (every random draw set to zero: no traffic or
-ROI innovations, no bidder or basket noise, median order counts), and applies the first day
-of the best plan. Planning is the cross-entropy method over action sequences in the ``full``
-space, through the same action mapping and bounds as every other policy; all accounts and
-all candidate sequences are stepped as one batch of ``accounts x candidates``.
+The oracle reads every account's hidden market state and parameters (never the episode's
+future draws, never the seeds being scored) and plans on the objective being scored:
 
-It is an upper reference, not an optimum: the noise it ignores, the 7-day horizon (a short
-tail credit stands in for what lies beyond) and the finite search leave room above it.
+1. **At launch** it simulates a grid of fixed plans (payment-ROI target, daily budget) around
+   the tuned ``static`` settings of its scenario and objective, each to the end of the
+   episode, on its own noise (a few replicate draws from its own generator, the same for
+   every candidate), and adopts the best plan for each account. Plan shares and the refresh
+   interval are those of ``static`` (the scenario's schedule and payment-ROI plans only when
+   no tuned file exists).
+2. **Each morning** it compares holding the plan with deviations: the target and budget
+   scaled for the next week, or for good, each simulated to the episode's end the same way,
+   and applies the first day of the best. Valuing every candidate to the end means nothing
+   is free on the last day (refunds are charged on the order day).
+
+Moves between settings follow the same steps as ``static``: just under the changes that
+restart learning. It is an upper reference, not an optimum: its plans are fixed settings
+with weekly deviations, and it averages a few noise replicates.
 """
 
 from __future__ import annotations
@@ -18,7 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agents.policies.base import Policy, register_policy
-from envs.actions import action_dim, encode_action, to_decision
+from agents.policies.static import StaticSettings, target_step
+from envs.actions import encode_action, to_decision
 from envs.config import ScenarioConfig
 
 if TYPE_CHECKING:  # the model itself loads only when the oracle plans (keeps imports light)
@@ -27,95 +36,138 @@ if TYPE_CHECKING:  # the model itself loads only when the oracle plans (keeps im
 
 @register_policy("oracle")
 class OraclePolicy(Policy):
-    """MPC over 7-day action sequences by the cross-entropy method (hidden-state access).
+    """Plan selection to the episode's end on the hidden state (reference only).
 
-    :param config: the scenario (the oracle acts in its ``full`` action space).
-    :param seed: seed of the candidate sampler (reset at every :meth:`attach`, so an
-        evaluation is reproducible).
+    :param config: the scenario (the oracle acts in its ``full`` action space) and objective.
+    :param seed: seed of the oracle's own noise replicates (reset at every :meth:`attach`, so
+        an evaluation is reproducible).
     """
 
     action_space = "full"
     needs_simulator = True
-    horizon_days = 7
-    candidates = 48
-    elites = 6
-    iterations = 3
-    init_std = 0.6
-    min_std = 0.05
-    tail_days = 7  # the plan's last day counted this many more times (what lies beyond)
+    replicates = 4
+    launch_targets = (0.85, 0.92, 1.0, 1.08, 1.17)  # x the static target
+    launch_budgets = (0.6, 0.8, 1.0, 1.25, 1.6)  # x the static budget
+    deviation_targets = (0.8, 0.9, 1.0, 1.1, 1.25)
+    deviation_budgets = (0.67, 1.0, 1.5)
+    deviation_days = 7
+    budget_step = 0.4  # daily budget ratio bound of the oracle's moves (under a 50% jump)
 
     def __init__(self, config: ScenarioConfig, seed: int = 0):
         super().__init__(config)
+        from envs.reward import reward_args
+
         self.seed = seed
-        self.dim = action_dim(self.config.action_space)
+        self.anchor = _anchor_settings(self.config)
+        # plan on the scored objective, each cohort's refunds charged on its order day
+        self.reward = reward_args(self.config.replace(refund_charging="on_order"))
         self.sim = None
-        self.plan: np.ndarray | None = None
-        self.rng = np.random.default_rng(seed)
 
     def attach(self, simulator) -> None:
         if simulator.cfg.action_space != "full":
             raise ValueError("the oracle plans in the 'full' action space: run it on "
                              "policy.config")
         self.sim = simulator
-        self.plan = None
         self.rng = np.random.default_rng(self.seed)
+        self.noise: np.ndarray | None = None
+        self.target: np.ndarray | None = None  # the plan, per account (GMV/spend, CNY/day)
+        self.budget: np.ndarray | None = None
 
     def decide(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         if self.sim is None:
             raise RuntimeError("the oracle needs the simulator: run it through "
                                "agents.rollout.rollout")
         state, params = self.sim.state, self.sim.params
-        n = state.day.shape[0]
-        remaining = int(self.config.episode_days - state.day[0])
-        horizon = max(1, min(self.horizon_days, remaining))
-        tail = min(self.tail_days, remaining - horizon)
-        hold = self._hold_action(state)
-        mean = np.repeat(hold[:, None, :], horizon, axis=1)
-        if self.plan is not None:  # warm start: yesterday's plan, shifted by a day
-            k = min(horizon, self.plan.shape[1] - 1)
-            mean[:, :k] = self.plan[:, 1:k + 1]
-        std = np.full_like(mean, self.init_std)
-        best = mean.copy()
-        best_value = np.full(n, -np.inf)
-        rep_state = state.repeat(self.candidates)
-        rep_params = params.repeat(self.candidates)
-        for _ in range(self.iterations):
-            noise = self.rng.standard_normal((n, self.candidates, horizon, self.dim))
-            seqs = np.clip(mean[:, None] + std[:, None] * noise, -1.0, 1.0)
-            seqs[:, 0] = np.clip(mean, -1.0, 1.0)
-            seqs[:, 1] = np.repeat(hold[:, None, :], horizon, axis=1)
-            value = self._evaluate(rep_state, rep_params, seqs, tail)
-            order = np.argsort(-value, axis=1)
-            top = np.take_along_axis(seqs, order[:, :self.elites, None, None], axis=1)
-            mean, std = top.mean(axis=1), np.maximum(top.std(axis=1), self.min_std)
-            better = value[np.arange(n), order[:, 0]] > best_value
-            best[better] = seqs[np.arange(n), order[:, 0]][better]
-            best_value = np.maximum(best_value, value[np.arange(n), order[:, 0]])
-        self.plan = best
-        return best[:, 0].astype(np.float32)
+        if self.target is None:
+            self._choose_plan(state, params)
+            return self._action(state, self.target, self.budget)
+        dev = [(a, b, keep) for a in self.deviation_targets for b in self.deviation_budgets
+               for keep in (False, True) if not (a == 1.0 and b == 1.0 and keep)]
+        scale_t = np.array([d[0] for d in dev])
+        scale_b = np.array([d[1] for d in dev])
+        keep = np.array([d[2] for d in dev])
+        t1 = self.target[:, None] * scale_t[None, :]
+        b1 = self.budget[:, None] * scale_b[None, :]
+        t2 = np.where(keep[None, :], t1, self.target[:, None])
+        b2 = np.where(keep[None, :], b1, self.budget[:, None])
+        value = self._value(state, params, t1, b1, t2, b2, self.deviation_days)
+        best = value.argmax(axis=1)
+        rows = np.arange(len(best))
+        target, budget = t1[rows, best], b1[rows, best]
+        kept = keep[best]
+        self.target = np.where(kept, target, self.target)
+        self.budget = np.where(kept, budget, self.budget)
+        return self._action(state, target, budget)
 
-    def _hold_action(self, state: MarketState) -> np.ndarray:
-        """Keep target, budget and shares; no refresh (n, dim)."""
-        n = state.day.shape[0]
-        return encode_action(self.config, np.ones(n), np.ones(n), shares=state.shares,
-                             refresh=np.zeros(n, dtype=bool)).astype(float)
-
-    def _evaluate(self, state: MarketState, params: AccountParams, seqs: np.ndarray,
-                  tail: int) -> np.ndarray:
-        """Expected profit (CNY) of each candidate sequence (n, candidates)."""
-        n, c, horizon, dim = seqs.shape
-        model = self.sim.model
+    def _choose_plan(self, state: MarketState, params: AccountParams) -> None:
+        """The best fixed plan per account from the grid around the anchor settings."""
         from envs.market import N_DRAWS
-        from envs.metrics import day_profit
 
-        draws = np.zeros((n * c, N_DRAWS))
-        total = np.zeros(n * c)
-        profit = total
-        s = state
-        for h in range(horizon):
-            decision = to_decision(self.config, s, seqs[:, :, h].reshape(n * c, dim))
-            s, out = model.step(s, params, decision, draws)
-            profit = day_profit(params, out)
-            total = total + profit
-        total = total + tail * profit
-        return total.reshape(n, c)
+        self.noise = self.rng.standard_normal((self.config.episode_days, self.replicates,
+                                               N_DRAWS))
+        grid = [(a, b) for a in self.launch_targets for b in self.launch_budgets]
+        target = self.anchor.target_over_breakeven * self.config.breakeven_roi
+        budget = self.anchor.budget_over_launch * params.launch_budget_cny
+        t = target * np.array([g[0] for g in grid])[None, :].repeat(len(budget), axis=0)
+        b = budget[:, None] * np.array([g[1] for g in grid])[None, :]
+        value = self._value(state, params, t, b, t, b, 0)
+        best = value.argmax(axis=1)
+        rows = np.arange(len(best))
+        self.target, self.budget = t[rows, best], b[rows, best]
+
+    def _action(self, state: MarketState, target: np.ndarray,
+                budget: np.ndarray) -> np.ndarray:
+        """The action moving ``state`` towards (target, budget) with the anchor's shares and
+        refresh interval, in steps under the changes that restart learning."""
+        n = state.day.shape[0]
+        step = target_step(self.config)
+        target_ratio = np.clip(target / np.maximum(state.target_roi, 1e-2),
+                               1.0 / (1.0 + step), 1.0 + step)
+        budget_ratio = np.clip(budget / np.maximum(state.budget_cny, 1e-9),
+                               1.0 / (1.0 + self.budget_step), 1.0 + self.budget_step)
+        every = self.anchor.refresh_days
+        refresh = ((state.creative_age_days >= every - 0.5) & (state.day > 0)) if every > 0 \
+            else np.zeros(n, dtype=bool)
+        shares = np.tile(np.asarray(self.anchor.shares, dtype=float), (n, 1))
+        return encode_action(self.config, target_ratio, budget_ratio, shares=shares,
+                             refresh=refresh)
+
+    def _value(self, state: MarketState, params: AccountParams, t1: np.ndarray,
+               b1: np.ndarray, t2: np.ndarray, b2: np.ndarray, switch: int) -> np.ndarray:
+        """Mean value to the episode's end (CNY, the scored objective) of each candidate
+        (n, c): (t1, b1) for ``switch`` days then (t2, b2), over the replicate draws."""
+        from envs.reward import reward_rows
+
+        n, c = t1.shape
+        r = self.replicates
+        rep = c * r
+
+        def expand(x: np.ndarray) -> np.ndarray:  # (n, c) -> (n * c * r,)
+            return np.repeat(x, r, axis=1).reshape(-1)
+
+        t1, b1, t2, b2 = expand(t1), expand(b1), expand(t2), expand(b2)
+        s, p = state.repeat(rep), params.repeat(rep)
+        day0 = int(state.day[0])
+        days = int(self.config.episode_days - day0)
+        total = np.zeros(n * rep)
+        zeros = np.zeros(n * rep)
+        model = self.sim.model
+        for d in range(days):
+            draws = np.tile(self.noise[day0 + d], (n * c, 1))
+            target, budget = (t1, b1) if d < switch or switch == 0 else (t2, b2)
+            decision = to_decision(self.config, s, self._action(s, target, budget))
+            s, out = model.step(s, p, decision, draws)
+            total += reward_rows(self.reward, p.margin, out, zeros, False).sum(axis=0)
+        return total.reshape(n, c, r).mean(axis=2)
+
+
+def _anchor_settings(config: ScenarioConfig) -> StaticSettings:
+    """The tuned ``static`` settings of the scenario and objective, or, without a tuned file,
+    the static rule's shape at 1.5 x break-even (payment-ROI plans, launch budget, the
+    scenario's refresh schedule)."""
+    from agents.baselines import BaselineError, load_static
+
+    try:
+        return load_static(config)
+    except BaselineError:
+        return StaticSettings(1.5, (1.0, 0.0, 0.0), 1.0, int(config.scheduled_refresh_days))

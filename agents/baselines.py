@@ -1,0 +1,218 @@
+"""Tuned baselines: searched on training seeds, stored as data, checked when loaded.
+
+``configs/baselines/<scenario>.yaml`` holds the best fixed settings (``static``) of a named
+scenario per objective; ``configs/baselines/static_rule.yaml`` the one target multiple k per
+objective of ``static_rule``. Each entry records the env version, the search's command, its
+trials and seeds and the value it found. Loading refuses a file made for another env version
+or without the objective asked for: settings tuned on other dynamics are not the strongest
+baseline any more. ``scripts/search_baselines.py`` re-makes the files.
+
+Searches use training seeds only (contracts: 0..9999; here the first 128), never the report,
+validation or unseen-market seeds. Loading imports neither the simulator nor Optuna.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from agents.policies.static import (
+    FixedSettingsPolicy,
+    StaticSettings,
+    rule_settings,
+)
+from envs.config import (
+    ConfigError,
+    ScenarioConfig,
+    is_unseen,
+    list_scenarios,
+    list_unseen,
+    load_scenario,
+    read_yaml_mapping,
+)
+from envs.version import ENV_VERSION
+
+BASELINE_DIR = Path(__file__).resolve().parent.parent / "configs" / "baselines"
+RULE_FILE = "static_rule"
+OBJECTIVES = ("profit", "gmv_floor")
+SEARCH_SEEDS = 128  # training seeds 0..127 (contracts: baseline searches use 0..9999)
+SEARCH_TRIALS = 300
+RULE_GRID = tuple(round(0.8 + 0.05 * i, 2) for i in range(29))  # k = 0.80 .. 2.20
+
+
+class BaselineError(ValueError):
+    """A tuned baseline is missing, or was made for another env version or objective."""
+
+
+def baseline_scenario(config: ScenarioConfig) -> str:
+    """The named scenario whose tuned baselines ``config`` is played with: itself, or the
+    base of an unseen market."""
+    if is_unseen(config):
+        for market in list_unseen():
+            if market.name == config.name:
+                return market.base
+    return config.name
+
+
+def _entry(name: str, objective: str) -> dict[str, Any]:
+    path = BASELINE_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise BaselineError(f"no tuned baseline {path.name} in configs/baselines/: make it with "
+                            f"python scripts/search_baselines.py --scenarios {name}")
+    try:
+        data = read_yaml_mapping(path)
+    except ConfigError as exc:
+        raise BaselineError(str(exc)) from None
+    if data.get("env_version") != ENV_VERSION:
+        raise BaselineError(f"{path}: made for env version {data.get('env_version')!r}, this "
+                            f"is version {ENV_VERSION}: search again "
+                            "(python scripts/search_baselines.py)")
+    entry = (data.get("objectives") or {}).get(objective)
+    if not isinstance(entry, dict):
+        raise BaselineError(f"{path}: no settings for the objective {objective!r} (it has "
+                            f"{', '.join(sorted(data.get('objectives') or {})) or 'none'})")
+    return entry
+
+
+def load_static(config: ScenarioConfig) -> StaticSettings:
+    """The stored best fixed settings for ``config``'s scenario and objective."""
+    name = baseline_scenario(config)
+    entry = _entry(name, config.objective)
+    try:
+        return StaticSettings(float(entry["target_over_breakeven"]),
+                              tuple(float(x) for x in entry["shares"]),
+                              float(entry["budget_over_launch"]), int(entry["refresh_days"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BaselineError(f"configs/baselines/{name}.yaml, {config.objective}: "
+                            f"bad settings ({exc})") from None
+
+
+def load_static_rule(objective: str) -> float:
+    """The static rule's target multiple k for ``objective``."""
+    entry = _entry(RULE_FILE, objective)
+    k = entry.get("target_over_breakeven")
+    if not isinstance(k, (int, float)) or not k > 0:
+        raise BaselineError(f"configs/baselines/{RULE_FILE}.yaml, {objective}: "
+                            f"target_over_breakeven must be > 0, got {k!r}")
+    return float(k)
+
+
+def training_seeds(n: int = SEARCH_SEEDS) -> np.ndarray:
+    """The first ``n`` training seeds."""
+    return np.arange(n)
+
+
+def settings_value(config: ScenarioConfig, settings: StaticSettings,
+                   seeds: np.ndarray) -> float:
+    """Mean value (CNY per launch, the config's objective) of holding ``settings``."""
+    from agents.rollout import episode_value  # the simulator: searches only, not loading
+
+    return float(episode_value(config, FixedSettingsPolicy(config, settings), seeds).mean())
+
+
+def search_static(scenario: str, objective: str, trials: int = SEARCH_TRIALS,
+                  seeds: int = SEARCH_SEEDS, sampler_seed: int = 0,
+                  storage: str | None = None) -> dict[str, Any]:
+    """Optuna (TPE) search of the best fixed settings on training seeds; returns the entry
+    to store: the settings, the value found, trials and seeds."""
+    import optuna
+
+    config = load_scenario(scenario, objective=objective)
+    seed_array = training_seeds(seeds)
+
+    def objective_fn(trial: optuna.Trial) -> float:
+        return settings_value(config, _trial_settings(trial), seed_array)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize", storage=storage, load_if_exists=storage is not None,
+        study_name=f"static__{scenario}__{objective}__v{ENV_VERSION}",
+        sampler=optuna.samplers.TPESampler(seed=sampler_seed, multivariate=True,
+                                           n_startup_trials=30))
+    # the static rule's neighbourhood as a first guess (launch budget, payment plans only)
+    study.enqueue_trial({"target_over_breakeven": 1.5, "settlement_weight": 0.0,
+                         "volume_weight": 0.0, "budget_over_launch": 1.0,
+                         "refresh_days": int(config.scheduled_refresh_days)})
+    study.optimize(objective_fn, n_trials=trials - len(study.trials) if storage else trials)
+    best = _settings_from_params(study.best_params)
+    return {**_as_data(best), "training_value_cny": round(float(study.best_value), 1),
+            "trials": len(study.trials), "seeds": f"0..{seeds - 1}"}
+
+
+REFRESH_CHOICES = (0, 14, 21, 28, 35, 42, 56)
+
+
+def _trial_settings(trial) -> StaticSettings:
+    return _settings_from_params({
+        "target_over_breakeven": trial.suggest_float("target_over_breakeven", 0.7, 2.6,
+                                                     log=True),
+        "settlement_weight": trial.suggest_float("settlement_weight", 0.0, 1.0),
+        "volume_weight": trial.suggest_float("volume_weight", 0.0, 0.6),
+        "budget_over_launch": trial.suggest_float("budget_over_launch", 0.3, 3.0, log=True),
+        "refresh_days": trial.suggest_categorical("refresh_days", REFRESH_CHOICES)})
+
+
+def _settings_from_params(p: dict[str, Any]) -> StaticSettings:
+    roi = 1.0 - p["volume_weight"]
+    shares = (roi * (1.0 - p["settlement_weight"]), roi * p["settlement_weight"],
+              p["volume_weight"])
+    return StaticSettings(float(p["target_over_breakeven"]),
+                          tuple(round(float(x), 4) for x in shares),
+                          float(p["budget_over_launch"]), int(p["refresh_days"]))
+
+
+def _as_data(settings: StaticSettings) -> dict[str, Any]:
+    out = dataclasses.asdict(settings)
+    out["target_over_breakeven"] = round(out["target_over_breakeven"], 4)
+    out["budget_over_launch"] = round(out["budget_over_launch"], 4)
+    out["shares"] = [round(float(x), 4) for x in out["shares"]]
+    return out
+
+
+def search_static_rule(objective: str, scenarios: list[str] | None = None,
+                       seeds: int = SEARCH_SEEDS) -> dict[str, Any]:
+    """The one k (from :data:`RULE_GRID`) that maximises the mean over the named scenarios
+    of each scenario's value relative to its best k (so no scenario's scale dominates)."""
+    scenarios = scenarios or list_scenarios()
+    seed_array = training_seeds(seeds)
+    table = np.zeros((len(scenarios), len(RULE_GRID)))
+    for i, name in enumerate(scenarios):
+        config = load_scenario(name, objective=objective)
+        for j, k in enumerate(RULE_GRID):
+            table[i, j] = settings_value(config, rule_settings(config, k), seed_array)
+    spread = np.maximum(table.max(axis=1, keepdims=True) - table.min(axis=1, keepdims=True),
+                        1e-9)
+    relative = (table - table.max(axis=1, keepdims=True)) / spread
+    best = int(np.argmax(relative.mean(axis=0)))
+    return {"target_over_breakeven": RULE_GRID[best],
+            "training_value_cny": {name: round(float(table[i, best]), 1)
+                                   for i, name in enumerate(scenarios)},
+            "grid": f"{RULE_GRID[0]}..{RULE_GRID[-1]} step 0.05", "seeds": f"0..{seeds - 1}"}
+
+
+def write_entry(name: str, objective: str, entry: dict[str, Any], command: str,
+                header: str) -> Path:
+    """Store ``entry`` for ``objective`` in ``configs/baselines/<name>.yaml`` (other
+    objectives kept when the file is of this env version), atomically."""
+    path = BASELINE_DIR / f"{name}.yaml"
+    data: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            data = read_yaml_mapping(path)
+        except ConfigError:
+            data = {}
+    if data.get("env_version") != ENV_VERSION:
+        data = {}
+    objectives = dict(data.get("objectives") or {})
+    objectives[objective] = {**entry, "command": command}
+    data = {"scenario": name, "env_version": ENV_VERSION, "objectives": objectives}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
+                   encoding="utf-8")
+    tmp.replace(path)
+    return path

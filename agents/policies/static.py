@@ -1,0 +1,120 @@
+"""Fixed settings: the strongest simple baselines a learned policy must beat.
+
+``static`` holds the best fixed settings found for its scenario and objective by a search on
+training seeds (:mod:`agents.baselines`, stored in ``configs/baselines/<scenario>.yaml``):
+a payment-ROI target as a multiple of the scenario's break-even ROI, plan shares, a daily
+budget as a multiple of the launch budget, and a creative-refresh interval. ``static_rule``
+is the one-line rule an operator could be told: target = k x break-even, the whole budget on
+payment-ROI plans, the launch budget held, creatives refreshed on the scenario's schedule,
+with one k per objective for every scenario (``configs/baselines/static_rule.yaml``).
+
+Both reach their settings from the launch settings in steps just under the changes that
+restart learning (an operator who knows the platform's rule would), then hold them. Both are
+stateless functions of the daily history, like every rule-based policy: the budget ramp is
+scheduled by the plan's age, so ``recommend`` can apply them to a real report.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from agents.policies.base import Policy, register_policy
+from envs.actions import encode_action
+from envs.config import ScenarioConfig
+
+STEP_MARGIN = 0.95  # steps are this share of the change that restarts learning
+
+
+@dataclass(frozen=True)
+class StaticSettings:
+    """Fixed settings, scale-free so they carry across accounts of a scenario."""
+
+    target_over_breakeven: float  # payment-ROI target / the scenario's break-even ROI
+    shares: tuple[float, float, float]  # budget shares: payment_roi, settlement_roi, volume
+    budget_over_launch: float  # daily budget / the launch budget
+    refresh_days: int  # refresh creatives when they are this old (0: never)
+
+    def __post_init__(self) -> None:
+        if not (self.target_over_breakeven > 0 and self.budget_over_launch > 0):
+            raise ValueError("target_over_breakeven and budget_over_launch must be > 0")
+        if len(self.shares) != 3 or min(self.shares) < 0 or sum(self.shares) <= 0:
+            raise ValueError(f"shares must be three non-negative weights, got {self.shares}")
+        if self.refresh_days < 0:
+            raise ValueError(f"refresh_days must be >= 0, got {self.refresh_days}")
+
+
+def target_step(config: ScenarioConfig) -> float:
+    """The largest daily relative target change used: under the one that restarts
+    learning, within the action's bound."""
+    if config.relearn_target_change > 0:
+        return min(config.target_max_step, STEP_MARGIN * config.relearn_target_change)
+    return config.target_max_step
+
+
+def budget_steps(config: ScenarioConfig, multiple: float) -> tuple[int, float]:
+    """(days, daily ratio) of the ramp from the launch budget to ``multiple`` x it: raises
+    stay under the jump that restarts learning, cuts within the action's bound."""
+    if abs(math.log(multiple)) < 1e-9:
+        return 0, 1.0
+    if multiple > 1 and config.relearn_budget_jump > 0:
+        step = min(config.budget_max_step, STEP_MARGIN * config.relearn_budget_jump)
+    else:
+        step = config.budget_max_step
+    days = math.ceil(abs(math.log(multiple)) / math.log1p(step) - 1e-9)
+    return days, multiple ** (1.0 / days)
+
+
+class FixedSettingsPolicy(Policy):
+    """Move to :class:`StaticSettings` and hold them (``full`` action space)."""
+
+    action_space = "full"
+
+    def __init__(self, config: ScenarioConfig, settings: StaticSettings):
+        super().__init__(config)
+        self.fixed = settings
+        self._ramp_days, self._ramp_ratio = budget_steps(self.config,
+                                                         settings.budget_over_launch)
+
+    def decide(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        n = obs["target_roi"].shape[0]
+        step = target_step(self.config)
+        current = np.maximum(obs["target_roi"], 1e-2)
+        wanted = self.fixed.target_over_breakeven * self.config.breakeven_roi
+        target_ratio = np.clip(wanted / current, 1.0 / (1.0 + step), 1.0 + step)
+        age = np.rint(obs["plan_age_days"])
+        budget_ratio = np.where(age < self._ramp_days, self._ramp_ratio, 1.0)
+        shares = np.tile(np.asarray(self.fixed.shares, dtype=float), (n, 1))
+        every = self.fixed.refresh_days
+        refresh = ((obs["creative_age_days"] >= every - 0.5) & (age > 0)) if every > 0 \
+            else np.zeros(n, dtype=bool)
+        return encode_action(self.config, target_ratio, budget_ratio, shares=shares,
+                             refresh=refresh)
+
+
+@register_policy("static")
+class StaticPolicy(FixedSettingsPolicy):
+    """The best fixed settings for the scenario and objective (``configs/baselines/``)."""
+
+    def __init__(self, config: ScenarioConfig):
+        from agents.baselines import load_static
+
+        super().__init__(config, load_static(config))
+
+
+@register_policy("static_rule")
+class StaticRulePolicy(FixedSettingsPolicy):
+    """Target = k x break-even (one k per objective), all budget on payment-ROI plans, the
+    launch budget held, creatives refreshed on the scenario's schedule."""
+
+    def __init__(self, config: ScenarioConfig):
+        from agents.baselines import load_static_rule
+
+        super().__init__(config, rule_settings(config, load_static_rule(config.objective)))
+
+
+def rule_settings(config: ScenarioConfig, k: float) -> StaticSettings:
+    """The static rule's settings for target multiple ``k``."""
+    return StaticSettings(k, (1.0, 0.0, 0.0), 1.0, int(config.scheduled_refresh_days))
