@@ -72,6 +72,22 @@ def column_means(values: np.ndarray, entropy: list[int],
     return point, ci[0], ci[1]
 
 
+def ratio_of_means(numerator: np.ndarray, denominator: np.ndarray, entropy: list[int],
+                   reps: int = BOOTSTRAP_REPS) -> tuple[float, float, float]:
+    """``mean(numerator) / mean(denominator)`` over paired episodes and its 95% percentile
+    interval, resampling episodes jointly (a ratio needs both sides of the same seeds; rliable
+    resamples columns apart). Used for ``control_share``."""
+    numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
+    rng = np.random.default_rng(entropy)
+    idx = rng.integers(0, len(numerator), size=(reps, len(numerator)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = numerator[idx].mean(axis=1) / denominator[idx].mean(axis=1)
+        point = float(numerator.mean() / denominator.mean())
+    low, high = np.nanpercentile(ratios, [100 * (1 - CONFIDENCE) / 2,
+                                          100 * (1 + CONFIDENCE) / 2])
+    return point, float(low), float(high)
+
+
 def normalised_scores(profit: np.ndarray, constant: np.ndarray,
                       oracle: np.ndarray) -> np.ndarray:
     """Per-episode normalised score ``(profit_i - constant_i) / (mean(oracle) - mean(constant))``.

@@ -197,6 +197,10 @@ def summarise(runs: list[ScenarioResult], seed: int,
                                    "normalised_score_ci_high": high[-1]}
             row["prob_improvement_vs_playbook"] = eval_stats.probability_of_improvement(
                 m["profit"], base["profit"])
+            if "static" in r:
+                row.update(_against_static(m["profit"], r["static"].metrics["profit"],
+                                           oracle["profit"], seed, res.scenario.name, label,
+                                           reps))
             if reference is not None:
                 row.update(behaviour.share_columns(result.daily, r[reference].daily,
                                                    reference))
@@ -207,6 +211,27 @@ def summarise(runs: list[ScenarioResult], seed: int,
                             f"{key}_diff_ci_high": high[k + i]})
             rows.append(row)
     return rows
+
+
+def _against_static(profit: np.ndarray, static: np.ndarray, oracle: np.ndarray, seed: int,
+                    scenario: str, label: str, reps: int) -> dict[str, float]:
+    """Paired profit difference against ``static`` (with its interval); the scenario's
+    ``value_of_control`` (oracle - static, paired); and ``control_share`` = mean(policy -
+    static) / mean(oracle - static) with a joint bootstrap interval, NaN (n/a) where the value
+    of control's lower bound is <= 0: nothing measurable to learn beyond fixed settings."""
+    columns = np.column_stack([profit - static, oracle - static])
+    mean, low, high = eval_stats.column_means(
+        columns, eval_stats.stream_seed(seed, scenario, label, "static"), reps)
+    share = eval_stats.ratio_of_means(profit - static, oracle - static,
+                                      eval_stats.stream_seed(seed, scenario, label, "share"),
+                                      reps)
+    if not low[1] > 0:
+        share = (float("nan"),) * 3
+    return {"profit_diff_vs_static": mean[0], "profit_diff_vs_static_ci_low": low[0],
+            "profit_diff_vs_static_ci_high": high[0], "value_of_control": mean[1],
+            "value_of_control_ci_low": low[1], "value_of_control_ci_high": high[1],
+            "control_share": share[0], "control_share_ci_low": share[1],
+            "control_share_ci_high": share[2]}
 
 
 def episode_scores(runs: list[ScenarioResult]) -> dict[str, np.ndarray]:
@@ -288,6 +313,21 @@ def report_markdown(rows: list[dict[str, Any]], aggregates: dict[str, dict[str, 
                 f"{r['profit_diff_ci_high']:,.0f}] | {r['prob_improvement_vs_playbook']:.2f} | "
                 f"{r['payment_roi']:.2f} | {r['settlement_roi']:.2f} | "
                 f"{r['learning_days']:.1f} | {r['interruptions']:.1f} |")
+        if "profit_diff_vs_static" in rows[0]:
+            first = next(r for r in rows if r["scenario"] == sc)
+            out += ["", f"Against `static` (value of control, oracle − static: "
+                    f"{first['value_of_control']:,.0f} [{first['value_of_control_ci_low']:,.0f},"
+                    f" {first['value_of_control_ci_high']:,.0f}] CNY; control share n/a where "
+                    "its lower bound is ≤ 0):", "",
+                    "| policy | profit − static, CNY [95% CI] | control share [95% CI] |",
+                    "|---|---|---|"]
+            for r in (r for r in rows if r["scenario"] == sc):
+                share = ("n/a" if np.isnan(r["control_share"]) else
+                         f"{r['control_share']:.2f} [{r['control_share_ci_low']:.2f}, "
+                         f"{r['control_share_ci_high']:.2f}]")
+                out.append(f"| {r['policy']} | {r['profit_diff_vs_static']:,.0f} "
+                           f"[{r['profit_diff_vs_static_ci_low']:,.0f}, "
+                           f"{r['profit_diff_vs_static_ci_high']:,.0f}] | {share} |")
         shares = [k for k in rows[0] if k.startswith(("gmv_share_vs_", "spend_share_vs_",
                                                         "spend_last"))]
         if shares:

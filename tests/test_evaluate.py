@@ -168,3 +168,23 @@ def test_volume_shares_against_the_reference_policy():
     assert reference_policy(["oracle", "playbook", "static"]) == "static"
     assert reference_policy(["oracle", "playbook"]) == "playbook"
     assert reference_policy(["oracle"]) is None
+
+
+def test_scores_against_static_and_the_value_of_control():
+    from agents.evaluation import _against_static
+
+    rng = np.random.default_rng(0)
+    static = rng.normal(100.0, 10.0, 32)
+    oracle = static + rng.normal(5.0, 1.0, 32)  # control is worth about 5 per launch
+    halfway = static + (oracle - static) / 2
+    row = _against_static(halfway, static, oracle, 10000, "3c", "half", 200)
+    assert row["profit_diff_vs_static"] == pytest.approx(np.mean(halfway - static))
+    assert row["value_of_control"] == pytest.approx(np.mean(oracle - static))
+    assert row["control_share"] == pytest.approx(0.5)
+    assert row["control_share_ci_low"] <= 0.5 <= row["control_share_ci_high"]
+    assert _against_static(oracle, static, oracle, 10000, "3c", "o", 200)["control_share"] == \
+        pytest.approx(1.0)
+    # no measurable value of control: the share is n/a, the difference still reported
+    flat = static + rng.normal(0.0, 1.0, 32)
+    row = _against_static(halfway, static, flat, 10000, "3c", "half", 200)
+    assert np.isnan(row["control_share"]) and np.isfinite(row["profit_diff_vs_static"])
