@@ -91,6 +91,20 @@ def load_static(config: ScenarioConfig) -> StaticSettings:
                             f"bad settings ({exc})") from None
 
 
+def load_controller(config: ScenarioConfig, policy: str) -> dict[str, float]:
+    """The stored parameters of a tuned controller (``step_tuned``, ``pid_tuned``) for
+    ``config``'s scenario and objective."""
+    name = baseline_scenario(config)
+    _entry(name, config.objective)  # the file, its env version and objective: checked
+    data = read_yaml_mapping(BASELINE_DIR / f"{name}.yaml")
+    entry = ((data.get("controllers") or {}).get(policy) or {}).get(config.objective)
+    if not isinstance(entry, dict) or not isinstance(entry.get("params"), dict):
+        raise BaselineError(f"configs/baselines/{name}.yaml: no {policy} parameters for the "
+                            f"objective {config.objective!r}: make them with python "
+                            f"scripts/search_baselines.py --scenarios {name}")
+    return {k: float(v) for k, v in entry["params"].items()}
+
+
 def load_static_rule(objective: str) -> float:
     """The static rule's target multiple k for ``objective``."""
     entry = _entry(RULE_FILE, objective)
@@ -140,6 +154,39 @@ def search_static(scenario: str, objective: str, trials: int = SEARCH_TRIALS,
     study.optimize(objective_fn, n_trials=trials - len(study.trials) if storage else trials)
     best = _settings_from_params(study.best_params)
     return {**_as_data(best), "training_value_cny": round(float(study.best_value), 1),
+            "trials": len(study.trials), "seeds": f"0..{seeds - 1}"}
+
+
+def search_controller(scenario: str, objective: str, policy: str,
+                      trials: int = SEARCH_TRIALS, seeds: int = SEARCH_SEEDS,
+                      sampler_seed: int = 0) -> dict[str, Any]:
+    """Optuna (TPE) search of a controller's free numbers (:data:`SPACES`) on training
+    seeds, on the scenario's stored static mix; returns the entry to store."""
+    import optuna
+
+    from agents.policies import POLICIES
+    from agents.policies.tuned import SPACES
+    from agents.rollout import episode_value
+
+    config = load_scenario(scenario, objective=objective)
+    fixed = load_static(config)
+    seed_array = training_seeds(seeds)
+    space = SPACES[policy]
+
+    def objective_fn(trial: optuna.Trial) -> float:
+        params = {k: trial.suggest_float(k, lo, hi, log=log) for k, (lo, hi, log)
+                  in space.items()}
+        policy_obj = POLICIES[policy](config, params=params, fixed=fixed)
+        return float(episode_value(config, policy_obj, seed_array).mean())
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize", study_name=f"{policy}__{scenario}__{objective}__v{ENV_VERSION}",
+        sampler=optuna.samplers.TPESampler(seed=sampler_seed, multivariate=True,
+                                           n_startup_trials=30))
+    study.optimize(objective_fn, n_trials=trials)
+    return {"params": {k: round(float(v), 4) for k, v in study.best_params.items()},
+            "training_value_cny": round(float(study.best_value), 1),
             "trials": len(study.trials), "seeds": f"0..{seeds - 1}"}
 
 
@@ -195,9 +242,10 @@ def search_static_rule(objective: str, scenarios: list[str] | None = None,
 
 
 def write_entry(name: str, objective: str, entry: dict[str, Any], command: str,
-                header: str) -> Path:
-    """Store ``entry`` for ``objective`` in ``configs/baselines/<name>.yaml`` (other
-    objectives kept when the file is of this env version), atomically."""
+                header: str, controller: str | None = None) -> Path:
+    """Store ``entry`` for ``objective`` in ``configs/baselines/<name>.yaml`` (the static
+    settings, or a tuned ``controller``'s parameters), keeping the file's other entries when
+    it is of this env version; atomically."""
     path = BASELINE_DIR / f"{name}.yaml"
     data: dict[str, Any] = {}
     if path.is_file():
@@ -208,8 +256,14 @@ def write_entry(name: str, objective: str, entry: dict[str, Any], command: str,
     if data.get("env_version") != ENV_VERSION:
         data = {}
     objectives = dict(data.get("objectives") or {})
-    objectives[objective] = {**entry, "command": command}
+    controllers = {k: dict(v) for k, v in (data.get("controllers") or {}).items()}
+    if controller is None:
+        objectives[objective] = {**entry, "command": command}
+    else:
+        controllers.setdefault(controller, {})[objective] = {**entry, "command": command}
     data = {"scenario": name, "env_version": ENV_VERSION, "objectives": objectives}
+    if controllers:
+        data["controllers"] = controllers
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True),

@@ -47,7 +47,7 @@ from envs.metrics import EPISODE_METRICS
 
 REPORT_SEED = 10000  # contracts: reports and README tables use seeds from 10000
 UNSEEN_SEED = 30000  # contracts: unseen-market reports use seeds from 30000
-TUNED_BASELINES = ("static", "static_rule")  # read configs/baselines/, checked before work
+TUNED_BASELINES = ("static", "static_rule", "step_tuned", "pid_tuned")  # configs/baselines/
 REFERENCES = ("constant", "oracle", "playbook")
 
 

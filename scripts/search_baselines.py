@@ -5,8 +5,10 @@
 
 For each scenario and objective, an Optuna (TPE) study of the best fixed settings
 (``static``: target / break-even, plan shares, budget / launch budget, refresh interval) on
-the first --seeds training seeds, --trials trials; then the static rule's one k per objective
-over every named scenario (``static_rule``; --no-rule skips it). Studies run in --workers
+the first --seeds training seeds, --trials trials; then one study per tuned controller
+(``step_tuned``, ``pid_tuned``: set point, gains or steps, on the static mix); then the
+static rule's one k per objective over every named scenario (``static_rule``; --no-rule
+skips it). Studies run in --workers
 processes. Writes configs/baselines/<scenario>.yaml and static_rule.yaml atomically, each
 entry with this command, the env version, its trials, seeds and value.
 """
@@ -28,12 +30,14 @@ from agents.baselines import (  # noqa: E402
     RULE_FILE,
     SEARCH_SEEDS,
     SEARCH_TRIALS,
+    search_controller,
     search_static,
     search_static_rule,
     write_entry,
 )
 from envs.config import ConfigError, list_scenarios, load_scenario  # noqa: E402
 
+CONTROLLERS = ("step_tuned", "pid_tuned")
 HEADER = ("# Tuned baseline, written by scripts/search_baselines.py (data: read with "
           "yaml.safe_load by agents/baselines.py).\n# Re-make: the command in each entry. "
           "Refused when env_version differs from envs/version.py.\n")
@@ -44,6 +48,13 @@ def _study(job: tuple[str, str, int, int]) -> tuple[str, str, dict, float]:
     start = time.perf_counter()
     entry = search_static(scenario, objective, trials, seeds)
     return scenario, objective, entry, time.perf_counter() - start
+
+
+def _controller_study(job: tuple[str, str, str, int, int]) -> tuple[str, str, str, dict, float]:
+    scenario, objective, policy, trials, seeds = job
+    start = time.perf_counter()
+    entry = search_controller(scenario, objective, policy, trials, seeds)
+    return scenario, objective, policy, entry, time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +90,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"{entry['budget_over_launch']:.2f} x launch, refresh every "
                   f"{entry['refresh_days']} days: {entry['training_value_cny']:,.0f} CNY "
                   f"({entry['trials']} trials, {seconds:.0f} s) -> {path.name}", flush=True)
+    # the controllers run on the static mix just stored: searched after it
+    jobs = [(s, o, c, args.trials, args.seeds) for o in args.objectives
+            for s in args.scenarios for c in CONTROLLERS]
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        for scenario, objective, policy, entry, seconds in pool.map(_controller_study, jobs):
+            write_entry(scenario, objective, entry, command, HEADER, controller=policy)
+            print(f"{scenario}/{objective}/{policy}: {entry['params']}: "
+                  f"{entry['training_value_cny']:,.0f} CNY ({seconds:.0f} s)", flush=True)
     if not args.no_rule:
         for objective in args.objectives:
             entry = search_static_rule(objective, seeds=args.seeds)

@@ -177,7 +177,7 @@ def test_playbook_action_applies_its_settings():
 
 def test_every_policy_is_registered():
     assert {"constant", "playbook", "operator", "pid", "step", "oracle", "static",
-            "static_rule"} <= set(POLICIES)
+            "static_rule", "step_tuned", "pid_tuned"} <= set(POLICIES)
 
 
 @pytest.mark.slow

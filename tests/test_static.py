@@ -120,3 +120,39 @@ def test_a_search_writes_a_file_that_loads(tmp_path, monkeypatch):
     rule = search_static_rule("profit", scenarios=["food", "3c"], seeds=2)
     assert rule["target_over_breakeven"] in baselines.RULE_GRID
     assert set(rule["training_value_cny"]) == {"food", "3c"}
+
+
+@pytest.mark.parametrize("objective", ["profit", "gmv_floor"])
+def test_tuned_controllers_load_for_every_named_scenario(objective):
+    from agents.policies.tuned import SPACES
+
+    for name in list_scenarios():
+        config = load_scenario(name, objective=objective)
+        for policy in ("step_tuned", "pid_tuned"):
+            tuned = make_policy(policy, config)
+            assert set(tuned.params) == set(SPACES[policy])
+            for key, (low, high, _) in SPACES[policy].items():
+                assert low <= tuned.params[key] <= high, (name, policy, key)
+            assert tuned.fixed == load_static(config)  # on the static mix
+
+
+def test_a_controller_search_keeps_the_static_entry(tmp_path, monkeypatch):
+    _copy_baselines(tmp_path, monkeypatch)
+    before = load_static(load_scenario("food"))
+    entry = baselines.search_controller("food", "profit", "pid_tuned", trials=4, seeds=4)
+    write_entry("food", "profit", entry, "pytest", "# test\n", controller="pid_tuned")
+    assert load_static(load_scenario("food")) == before
+    loaded = make_policy("pid_tuned", load_scenario("food"))
+    assert loaded.params == pytest.approx(entry["params"])
+    with pytest.raises(ValueError, match="unknown parameter"):
+        make_policy("pid_tuned", load_scenario("food")).__class__(
+            load_scenario("food"), params={"gain": 1.0})
+
+
+def test_a_file_without_controllers_names_the_command(tmp_path, monkeypatch):
+    def bare(stem, data):
+        data.pop("controllers", None)
+
+    _copy_baselines(tmp_path, monkeypatch, bare)
+    with pytest.raises(BaselineError, match="no step_tuned parameters"):
+        make_policy("step_tuned", load_scenario("3c"))

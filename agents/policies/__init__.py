@@ -9,6 +9,7 @@ from agents.policies import (  # noqa: F401  (registers)
     oracle,
     playbook,
     static,
+    tuned,
 )
 from agents.policies.base import POLICIES, ConstantPolicy, Policy, make_policy, register_policy
 

@@ -32,10 +32,11 @@ class PIDPolicy(SettingsPolicy):
     action_space = "basic"
     kp, ki, kd = 0.3, 0.4, 0.1
     max_change = 0.10
+    set_point_over_breakeven = 1.0  # the set point: this multiple of the break-even ROI
 
     def settings(self, obs: Obs) -> DaySettings:
         s = DaySettings.hold(obs)
-        e = roi_errors(obs, obs["breakeven_roi"])
+        e = roi_errors(obs, obs["breakeven_roi"] * self.set_point_over_breakeven)
         u = self.kp * e[:, 0] + self.ki * e.mean(axis=1) + self.kd * (e[:, 0] - e[:, 1])
         ratio = np.clip(np.exp(-u), 1.0 - self.max_change, 1.0 + self.max_change)
         s.target_roi = obs["target_roi"] * ratio
@@ -56,10 +57,11 @@ class MultiplicativeStepPolicy(SettingsPolicy):
     target_step = 1.05
     budget_up, budget_down = 1.1, 0.9
     dead_band = 0.05
+    set_point_over_breakeven = 1.0  # the set point: this multiple of the break-even ROI
 
     def settings(self, obs: Obs) -> DaySettings:
         s = DaySettings.hold(obs)
-        roi, sp = obs["roi_d1"], obs["breakeven_roi"]
+        roi, sp = obs["roi_d1"], obs["breakeven_roi"] * self.set_point_over_breakeven
         spent = roi > 0
         low = spent & (roi < sp)
         high = spent & (roi > sp * (1 + self.dead_band))

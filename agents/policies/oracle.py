@@ -45,7 +45,7 @@ class OraclePolicy(Policy):
 
     action_space = "full"
     needs_simulator = True
-    replicates = 4
+    replicates = 8
     launch_targets = (0.85, 0.92, 1.0, 1.08, 1.17)  # x the static target
     launch_budgets = (0.6, 0.8, 1.0, 1.25, 1.6)  # x the static budget
     deviation_targets = (0.8, 0.9, 1.0, 1.1, 1.25)

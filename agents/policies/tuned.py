@@ -1,0 +1,95 @@
+"""Tuned controllers: the PID and the step rule with their free numbers searched per scenario
+and objective (``step_tuned``, ``pid_tuned``).
+
+Each keeps its control law (:mod:`agents.policies.controllers`) and tunes its set point (a
+multiple of break-even), gains or steps, and daily bounds on training seeds
+(:func:`agents.baselines.search_controller`, stored in ``configs/baselines/<scenario>.yaml``
+under ``controllers``). They run on the ``static`` plan mix and refresh interval of their
+scenario and objective (the controllers steer target and budget, not the mix), so a tuned
+controller is fixed settings plus feedback: what it adds over ``static`` is what feedback is
+worth. Target steps stay under a 15% change, the re-learning threshold of the named scenarios.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from agents.policies.base import register_policy
+from agents.policies.controllers import MultiplicativeStepPolicy, PIDPolicy
+from agents.policies.settings import DaySettings, Obs
+from agents.policies.static import StaticSettings, budget_steps
+from envs.config import ScenarioConfig
+
+# Search spaces: name -> (low, high, log scale). Target steps stay under a 15% change
+# (re-learning); the search scales them to a scenario's own threshold.
+SPACES: dict[str, dict[str, tuple[float, float, bool]]] = {
+    "step_tuned": {"set_point_over_breakeven": (0.8, 2.2, True),
+                   "target_step": (1.005, 1.14, False), "dead_band": (0.0, 0.3, False),
+                   "budget_up": (1.0, 1.4, False), "budget_down": (0.7, 1.0, False)},
+    "pid_tuned": {"set_point_over_breakeven": (0.8, 2.2, True), "kp": (0.0, 1.5, False),
+                  "ki": (0.0, 1.5, False), "kd": (0.0, 0.5, False),
+                  "max_change": (0.01, 0.14, False)},
+}
+
+
+class TunedController:
+    """Mixin: tuned parameters on the instance, the static mix, refresh and budget ramp."""
+
+    name: str
+    config: ScenarioConfig
+
+    def _tune(self, params: dict[str, float] | None, fixed: StaticSettings | None) -> None:
+        from agents.baselines import load_controller, load_static
+
+        params = load_controller(self.config, self.name) if params is None else params
+        unknown = set(params) - set(SPACES[self.name])
+        if unknown:
+            raise ValueError(f"{self.name}: unknown parameter(s) {sorted(unknown)}")
+        for key, value in params.items():
+            setattr(self, key, float(value))
+        self.params = dict(params)
+        self.fixed = load_static(self.config) if fixed is None else fixed
+        self._ramp = budget_steps(self.config, self.fixed.budget_over_launch)
+
+    def _on_static_plan(self, obs: Obs, s: DaySettings) -> DaySettings:
+        n = s.target_roi.shape[0]
+        age = np.rint(obs["plan_age_days"])
+        s.shares = np.tile(np.asarray(self.fixed.shares, dtype=float), (n, 1))
+        every = self.fixed.refresh_days
+        s.refresh = ((obs["creative_age_days"] >= every - 0.5) & (age > 0)) if every > 0 \
+            else np.zeros(n, dtype=bool)
+        days, ratio = self._ramp
+        s.budget_ratio = np.where(age < days, ratio, s.budget_ratio)
+        return s
+
+
+@register_policy("step_tuned")
+class StepTunedPolicy(TunedController, MultiplicativeStepPolicy):
+    """The step rule with tuned set point, steps and dead band, on the static plan mix."""
+
+    action_space = "full"
+
+    def __init__(self, config: ScenarioConfig, params: dict[str, Any] | None = None,
+                 fixed: StaticSettings | None = None):
+        super().__init__(config)
+        self._tune(params, fixed)
+
+    def settings(self, obs: Obs) -> DaySettings:
+        return self._on_static_plan(obs, super().settings(obs))
+
+
+@register_policy("pid_tuned")
+class PIDTunedPolicy(TunedController, PIDPolicy):
+    """The PID with tuned set point, gains and daily bound, on the static plan and budget."""
+
+    action_space = "full"
+
+    def __init__(self, config: ScenarioConfig, params: dict[str, Any] | None = None,
+                 fixed: StaticSettings | None = None):
+        super().__init__(config)
+        self._tune(params, fixed)
+
+    def settings(self, obs: Obs) -> DaySettings:
+        return self._on_static_plan(obs, super().settings(obs))
