@@ -8,6 +8,10 @@ each scenario, with one episode per seed from ``seed`` on, and writes to ``out_d
   plus the normalised score ``(profit - constant) / (oracle - constant)`` and the
   probability that an episode of the policy beats the playbook's on profit; and its GMV,
   spend and last-28-day spend as shares of the reference policy's (:mod:`agents.behaviour`);
+  where ``static`` is played, the paired difference against it, the scenario's value of
+  control (oracle - static) and the control share; and the paired difference against the
+  best heuristic, chosen per scenario on validation seeds (:func:`best_heuristic`, always
+  played);
 - ``episodes.csv`` (every episode's metrics), ``report.md``, ``eval.json`` (the record);
 - PNG plots: bars per scenario, every policy's daily target, budget, spend, GMV and learning
   share (median and quartiles over seeds, ``behaviour_<scenario>.png``), one episode's
@@ -33,7 +37,7 @@ from tqdm import tqdm
 from agents import behaviour, eval_plots, eval_stats
 from agents.baselines import BaselineError
 from agents.policies import POLICIES, make_policy
-from agents.rollout import RolloutResult, rollout
+from agents.rollout import RolloutResult, episode_value, rollout
 from agents.run_folder import (
     RunError,
     command_line,
@@ -48,6 +52,7 @@ from envs.metrics import EPISODE_METRICS
 REPORT_SEED = 10000  # contracts: reports and README tables use seeds from 10000
 UNSEEN_SEED = 30000  # contracts: unseen-market reports use seeds from 30000
 TUNED_BASELINES = ("static", "static_rule", "step_tuned", "pid_tuned")  # configs/baselines/
+NOT_HEURISTICS = ("constant", "oracle", "static")  # references, and static reported apart
 REFERENCES = ("constant", "oracle", "playbook")
 
 
@@ -169,8 +174,29 @@ def run_all(sources: list[PolicySource], scenarios: list[ScenarioConfig], episod
     return out
 
 
+def best_heuristic(config: ScenarioConfig, episodes: int) -> str:
+    """The registered heuristic, tuned or not, with the highest mean value (the config's
+    objective) on the first ``episodes`` validation seeds (from 20000, never the report
+    seeds). Not a reference (constant, oracle) and not ``static``, which is reported apart;
+    a tuned heuristic without a file for the scenario is passed over."""
+    from agents.callbacks import validation_seeds
+
+    seeds = validation_seeds(episodes)
+    values = {}
+    for name in sorted(POLICIES):
+        if name in NOT_HEURISTICS:
+            continue
+        try:
+            policy = make_policy(name, config)
+        except BaselineError:
+            continue
+        values[name] = float(episode_value(config, policy, seeds).mean())
+    return max(values, key=values.get)
+
+
 def summarise(runs: list[ScenarioResult], seed: int,
-              reps: int = eval_stats.BOOTSTRAP_REPS) -> list[dict[str, Any]]:
+              reps: int = eval_stats.BOOTSTRAP_REPS,
+              best: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Rows of ``summary.csv``: per scenario and policy, means, intervals, paired differences.
 
     Every interval comes from one seeded rliable bootstrap per scenario and policy over the
@@ -197,6 +223,14 @@ def summarise(runs: list[ScenarioResult], seed: int,
                                    "normalised_score_ci_high": high[-1]}
             row["prob_improvement_vs_playbook"] = eval_stats.probability_of_improvement(
                 m["profit"], base["profit"])
+            if best is not None and best.get(res.scenario.name) in r:
+                name = best[res.scenario.name]
+                d_mean, d_low, d_high = eval_stats.column_means(
+                    (m["profit"] - r[name].metrics["profit"])[:, None],
+                    eval_stats.stream_seed(seed, res.scenario.name, label, "best"), reps)
+                row.update(best_heuristic=name, profit_diff_vs_best_heuristic=d_mean[0],
+                           profit_diff_vs_best_heuristic_ci_low=d_low[0],
+                           profit_diff_vs_best_heuristic_ci_high=d_high[0])
             if "static" in r:
                 row.update(_against_static(m["profit"], r["static"].metrics["profit"],
                                            oracle["profit"], seed, res.scenario.name, label,
@@ -219,17 +253,21 @@ def _against_static(profit: np.ndarray, static: np.ndarray, oracle: np.ndarray, 
     ``value_of_control`` (oracle - static, paired); and ``control_share`` = mean(policy -
     static) / mean(oracle - static) with a joint bootstrap interval, NaN (n/a) where the value
     of control's lower bound is <= 0: nothing measurable to learn beyond fixed settings."""
-    columns = np.column_stack([profit - static, oracle - static])
     mean, low, high = eval_stats.column_means(
-        columns, eval_stats.stream_seed(seed, scenario, label, "static"), reps)
+        (profit - static)[:, None], eval_stats.stream_seed(seed, scenario, label, "static"),
+        reps)
+    # the scenario's value of control: one bootstrap stream, whichever row asks
+    voc, voc_low, voc_high = eval_stats.column_means(
+        (oracle - static)[:, None], eval_stats.stream_seed(seed, scenario, "value_of_control"),
+        reps)
     share = eval_stats.ratio_of_means(profit - static, oracle - static,
                                       eval_stats.stream_seed(seed, scenario, label, "share"),
                                       reps)
-    if not low[1] > 0:
+    if not voc_low[0] > 0:
         share = (float("nan"),) * 3
     return {"profit_diff_vs_static": mean[0], "profit_diff_vs_static_ci_low": low[0],
-            "profit_diff_vs_static_ci_high": high[0], "value_of_control": mean[1],
-            "value_of_control_ci_low": low[1], "value_of_control_ci_high": high[1],
+            "profit_diff_vs_static_ci_high": high[0], "value_of_control": voc[0],
+            "value_of_control_ci_low": voc_low[0], "value_of_control_ci_high": voc_high[0],
             "control_share": share[0], "control_share_ci_low": share[1],
             "control_share_ci_high": share[2]}
 
@@ -319,15 +357,21 @@ def report_markdown(rows: list[dict[str, Any]], aggregates: dict[str, dict[str, 
                     f"{first['value_of_control']:,.0f} [{first['value_of_control_ci_low']:,.0f},"
                     f" {first['value_of_control_ci_high']:,.0f}] CNY; control share n/a where "
                     "its lower bound is ≤ 0):", "",
-                    "| policy | profit − static, CNY [95% CI] | control share [95% CI] |",
-                    "|---|---|---|"]
+                    "| policy | profit − static, CNY [95% CI] | control share [95% CI] | "
+                    f"profit − the best heuristic ({first.get('best_heuristic', 'n/a')}, "
+                    "chosen on validation seeds), CNY [95% CI] |", "|---|---|---|---|"]
             for r in (r for r in rows if r["scenario"] == sc):
                 share = ("n/a" if np.isnan(r["control_share"]) else
                          f"{r['control_share']:.2f} [{r['control_share_ci_low']:.2f}, "
                          f"{r['control_share_ci_high']:.2f}]")
+                vs_best = (f"{r['profit_diff_vs_best_heuristic']:,.0f} "
+                           f"[{r['profit_diff_vs_best_heuristic_ci_low']:,.0f}, "
+                           f"{r['profit_diff_vs_best_heuristic_ci_high']:,.0f}]"
+                           if "profit_diff_vs_best_heuristic" in r else "n/a")
                 out.append(f"| {r['policy']} | {r['profit_diff_vs_static']:,.0f} "
                            f"[{r['profit_diff_vs_static_ci_low']:,.0f}, "
-                           f"{r['profit_diff_vs_static_ci_high']:,.0f}] | {share} |")
+                           f"{r['profit_diff_vs_static_ci_high']:,.0f}] | {share} | "
+                           f"{vs_best} |")
         shares = [k for k in rows[0] if k.startswith(("gmv_share_vs_", "spend_share_vs_",
                                                         "spend_last"))]
         if shares:
@@ -378,6 +422,10 @@ def evaluate(policies: list[str], scenarios: list[str], episodes: int = 32,
     sources = resolve_policies(policies)
     configs = resolve_scenarios(scenarios)
     check_tuned_baselines([s.name for s in sources if s.name], configs)
+    best = {c.name: best_heuristic(c, episodes) for c in configs}
+    played = {s.label for s in sources}
+    sources += [PolicySource(name, name=name) for name in dict.fromkeys(best.values())
+                if name not in played]
     if out_dir is None:
         trained = [s.run_dir for s in sources if s.run_dir is not None]
         out_dir = (trained[0] / "eval" if len(trained) == 1
@@ -386,7 +434,7 @@ def evaluate(policies: list[str], scenarios: list[str], episodes: int = 32,
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     runs = run_all(sources, configs, episodes, seed, progress)
-    rows = summarise(runs, seed, bootstrap_reps)
+    rows = summarise(runs, seed, bootstrap_reps, best)
     scores = episode_scores(runs)
     aggregates = eval_stats.aggregate_scores(scores, seed, bootstrap_reps)
     record = {

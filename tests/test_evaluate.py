@@ -65,8 +65,11 @@ def test_script_end_to_end_on_two_scenarios(tmp_path):
     assert proc.returncode == 0, proc.stderr
     with open(out / "summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))
+    best = {r["best_heuristic"] for r in rows}  # always played too, chosen on validation
+    assert best and not best & {"constant", "oracle", "static"}
     assert {(r["scenario"], r["policy"]) for r in rows} == {
-        (s, p) for s in ("3c", "food") for p in ("constant", "oracle", "playbook", "pid")}
+        (s, p) for s in ("3c", "food")
+        for p in ("constant", "oracle", "playbook", "pid", *best)}
     for key in (*EPISODE_METRICS, "normalised_score", "prob_improvement_vs_playbook",
                 "profit_diff_vs_playbook", "profit_ci_low", "profit_ci_high"):
         assert key in rows[0]
@@ -188,3 +191,27 @@ def test_scores_against_static_and_the_value_of_control():
     flat = static + rng.normal(0.0, 1.0, 32)
     row = _against_static(halfway, static, flat, 10000, "3c", "half", 200)
     assert np.isnan(row["control_share"]) and np.isfinite(row["profit_diff_vs_static"])
+
+
+def test_the_best_heuristic_is_chosen_on_validation_seeds_and_scored_on_report_seeds(
+        tmp_path):
+    from agents.callbacks import validation_seeds
+    from agents.evaluation import NOT_HEURISTICS, best_heuristic
+    from agents.policies import POLICIES, make_policy
+    from agents.rollout import episode_value
+    from envs.config import load_scenario
+
+    config = load_scenario("food")
+    chosen = best_heuristic(config, 4)
+    values = {n: episode_value(config, make_policy(n, config), validation_seeds(4)).mean()
+              for n in POLICIES if n not in NOT_HEURISTICS}
+    assert chosen == max(values, key=values.get) and chosen not in NOT_HEURISTICS
+    out = evaluate(policies=["static"], scenarios=["food"], episodes=4, seed=10000,
+                   out_dir=tmp_path, progress=False, tensorboard=False, plots=False,
+                   bootstrap_reps=int(REPS))
+    with open(out / "summary.csv", newline="") as f:
+        rows = {r["policy"]: r for r in csv.DictReader(f)}
+    assert chosen in rows  # played on the report seeds even though not asked for
+    assert {r["best_heuristic"] for r in rows.values()} == {chosen}
+    assert float(rows[chosen]["profit_diff_vs_best_heuristic"]) == 0.0
+    assert float(rows["static"]["profit_diff_vs_static"]) == 0.0
