@@ -35,12 +35,17 @@ SPACES: dict[str, dict[str, tuple[float, float, bool]]] = {
 
 
 class TunedController:
-    """Mixin: tuned parameters on the instance, the static mix, refresh and budget ramp."""
+    """Mixin before a controller class: tuned parameters on the instance, the static mix,
+    refresh and budget ramp over the controller's own target (and budget) moves."""
 
     name: str
     config: ScenarioConfig
 
-    def _tune(self, params: dict[str, float] | None, fixed: StaticSettings | None) -> None:
+    def __init__(self, config: ScenarioConfig, params: dict[str, Any] | None = None,
+                 fixed: StaticSettings | None = None):
+        """:param params: the controller's numbers (default: the stored, tuned ones).
+        :param fixed: the static settings to run on (default: the stored ones)."""
+        super().__init__(config)
         from agents.baselines import load_controller, load_static
 
         params = load_controller(self.config, self.name) if params is None else params
@@ -53,7 +58,8 @@ class TunedController:
         self.fixed = load_static(self.config) if fixed is None else fixed
         self._ramp = budget_steps(self.config, self.fixed.budget_over_launch)
 
-    def _on_static_plan(self, obs: Obs, s: DaySettings) -> DaySettings:
+    def settings(self, obs: Obs) -> DaySettings:
+        s = super().settings(obs)
         n = s.target_roi.shape[0]
         age = np.rint(obs["plan_age_days"])
         s.shares = np.tile(np.asarray(self.fixed.shares, dtype=float), (n, 1))
@@ -71,25 +77,9 @@ class StepTunedPolicy(TunedController, MultiplicativeStepPolicy):
 
     action_space = "full"
 
-    def __init__(self, config: ScenarioConfig, params: dict[str, Any] | None = None,
-                 fixed: StaticSettings | None = None):
-        super().__init__(config)
-        self._tune(params, fixed)
-
-    def settings(self, obs: Obs) -> DaySettings:
-        return self._on_static_plan(obs, super().settings(obs))
-
 
 @register_policy("pid_tuned")
 class PIDTunedPolicy(TunedController, PIDPolicy):
     """The PID with tuned set point, gains and daily bound, on the static plan and budget."""
 
     action_space = "full"
-
-    def __init__(self, config: ScenarioConfig, params: dict[str, Any] | None = None,
-                 fixed: StaticSettings | None = None):
-        super().__init__(config)
-        self._tune(params, fixed)
-
-    def settings(self, obs: Obs) -> DaySettings:
-        return self._on_static_plan(obs, super().settings(obs))
