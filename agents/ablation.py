@@ -57,13 +57,12 @@ def ablate(scenario: str, objective: str, seeds: np.ndarray, seed: int,
     """Each rule's paired contribution on ``scenario`` under ``objective`` over ``seeds``,
     with the 95% interval of rliable's bootstrap (seeded from ``seed`` and the names)."""
     config = load_scenario(scenario, objective=objective)
-    full = episode_value(config, PlaybookPolicy(config), seeds)
+    playbook = PlaybookPolicy(config)
+    full = episode_value(config, playbook, seeds)
     out = []
-    for name in rule_names():
-        without = PlaybookWithout(config, name)
-        section = next(r.section for r in PlaybookPolicy(config).rules
-                       if type(r).__name__ == name)
-        diff = full - episode_value(config, without, seeds)
+    for rule in playbook.rules:
+        name, section = type(rule).__name__, rule.section
+        diff = full - episode_value(config, PlaybookWithout(config, name), seeds)
         mean, low, high = eval_stats.column_means(
             diff[:, None], eval_stats.stream_seed(seed, scenario, objective, name), reps)
         out.append(RuleValue(scenario, objective, name, section, float(mean[0]),

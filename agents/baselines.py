@@ -128,33 +128,37 @@ def settings_value(config: ScenarioConfig, settings: StaticSettings,
     return float(episode_value(config, FixedSettingsPolicy(config, settings), seeds).mean())
 
 
-def search_static(scenario: str, objective: str, trials: int = SEARCH_TRIALS,
-                  seeds: int = SEARCH_SEEDS, sampler_seed: int = 0,
-                  storage: str | None = None) -> dict[str, Any]:
-    """Optuna (TPE) search of the best fixed settings on training seeds; returns the entry
-    to store: the settings, the value found, trials and seeds."""
+def _study(name: str, sampler_seed: int):
+    """A seeded, quiet Optuna TPE study maximising a baseline's value (in memory)."""
     import optuna
 
-    config = load_scenario(scenario, objective=objective)
-    seed_array = training_seeds(seeds)
-
-    def objective_fn(trial: optuna.Trial) -> float:
-        return settings_value(config, _trial_settings(trial), seed_array)
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        direction="maximize", storage=storage, load_if_exists=storage is not None,
-        study_name=f"static__{scenario}__{objective}__v{ENV_VERSION}",
+    return optuna.create_study(
+        direction="maximize", study_name=f"{name}__v{ENV_VERSION}",
         sampler=optuna.samplers.TPESampler(seed=sampler_seed, multivariate=True,
                                            n_startup_trials=30))
+
+
+def _found(study, seeds: int) -> dict[str, Any]:
+    """What a finished study's entry records besides the settings."""
+    return {"training_value_cny": round(float(study.best_value), 1),
+            "trials": len(study.trials), "seeds": f"0..{seeds - 1}"}
+
+
+def search_static(scenario: str, objective: str, trials: int = SEARCH_TRIALS,
+                  seeds: int = SEARCH_SEEDS, sampler_seed: int = 0) -> dict[str, Any]:
+    """Optuna (TPE) search of the best fixed settings on training seeds; returns the entry
+    to store: the settings, the value found, trials and seeds."""
+    config = load_scenario(scenario, objective=objective)
+    seed_array = training_seeds(seeds)
+    study = _study(f"static__{scenario}__{objective}", sampler_seed)
     # the static rule's neighbourhood as a first guess (launch budget, payment plans only)
     study.enqueue_trial({"target_over_breakeven": 1.5, "settlement_weight": 0.0,
                          "volume_weight": 0.0, "budget_over_launch": 1.0,
                          "refresh_days": int(config.scheduled_refresh_days)})
-    study.optimize(objective_fn, n_trials=trials - len(study.trials) if storage else trials)
-    best = _settings_from_params(study.best_params)
-    return {**_as_data(best), "training_value_cny": round(float(study.best_value), 1),
-            "trials": len(study.trials), "seeds": f"0..{seeds - 1}"}
+    study.optimize(lambda trial: settings_value(config, _trial_settings(trial), seed_array),
+                   n_trials=trials)
+    return {**_as_data(_settings_from_params(study.best_params)), **_found(study, seeds)}
 
 
 def search_controller(scenario: str, objective: str, policy: str,
@@ -162,8 +166,6 @@ def search_controller(scenario: str, objective: str, policy: str,
                       sampler_seed: int = 0) -> dict[str, Any]:
     """Optuna (TPE) search of a controller's free numbers (:data:`SPACES`) on training
     seeds, on the scenario's stored static mix; returns the entry to store."""
-    import optuna
-
     from agents.policies import POLICIES
     from agents.policies.tuned import SPACES
     from agents.rollout import episode_value
@@ -173,21 +175,16 @@ def search_controller(scenario: str, objective: str, policy: str,
     seed_array = training_seeds(seeds)
     space = SPACES[policy]
 
-    def objective_fn(trial: optuna.Trial) -> float:
+    def objective_fn(trial) -> float:
         params = {k: trial.suggest_float(k, lo, hi, log=log) for k, (lo, hi, log)
                   in space.items()}
         policy_obj = POLICIES[policy](config, params=params, fixed=fixed)
         return float(episode_value(config, policy_obj, seed_array).mean())
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        direction="maximize", study_name=f"{policy}__{scenario}__{objective}__v{ENV_VERSION}",
-        sampler=optuna.samplers.TPESampler(seed=sampler_seed, multivariate=True,
-                                           n_startup_trials=30))
+    study = _study(f"{policy}__{scenario}__{objective}", sampler_seed)
     study.optimize(objective_fn, n_trials=trials)
     return {"params": {k: round(float(v), 4) for k, v in study.best_params.items()},
-            "training_value_cny": round(float(study.best_value), 1),
-            "trials": len(study.trials), "seeds": f"0..{seeds - 1}"}
+            **_found(study, seeds)}
 
 
 REFRESH_CHOICES = (0, 14, 21, 28, 35, 42, 56)

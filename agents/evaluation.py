@@ -209,6 +209,8 @@ def summarise(runs: list[ScenarioResult], seed: int,
         base, const, oracle = r["playbook"].metrics, r["constant"].metrics, r["oracle"].metrics
         reference = behaviour.reference_policy(list(r)) if all(v.daily for v in r.values()) \
             else None
+        voc = (_value_of_control(oracle["profit"], r["static"].metrics["profit"], seed,
+                                 res.scenario.name, reps) if "static" in r else None)
         for label, result in r.items():
             m = result.metrics
             columns = np.column_stack(
@@ -231,10 +233,10 @@ def summarise(runs: list[ScenarioResult], seed: int,
                 row.update(best_heuristic=name, profit_diff_vs_best_heuristic=d_mean[0],
                            profit_diff_vs_best_heuristic_ci_low=d_low[0],
                            profit_diff_vs_best_heuristic_ci_high=d_high[0])
-            if "static" in r:
+            if voc is not None:
                 row.update(_against_static(m["profit"], r["static"].metrics["profit"],
                                            oracle["profit"], seed, res.scenario.name, label,
-                                           reps))
+                                           reps, voc))
             if reference is not None:
                 row.update(behaviour.share_columns(result.daily, r[reference].daily,
                                                    reference))
@@ -247,27 +249,36 @@ def summarise(runs: list[ScenarioResult], seed: int,
     return rows
 
 
+def _value_of_control(oracle: np.ndarray, static: np.ndarray, seed: int, scenario: str,
+                      reps: int) -> dict[str, float]:
+    """The scenario's ``value_of_control``: oracle - static, paired, with its interval."""
+    voc, low, high = eval_stats.column_means(
+        (oracle - static)[:, None], eval_stats.stream_seed(seed, scenario, "value_of_control"),
+        reps)
+    return {"value_of_control": voc[0], "value_of_control_ci_low": low[0],
+            "value_of_control_ci_high": high[0]}
+
+
 def _against_static(profit: np.ndarray, static: np.ndarray, oracle: np.ndarray, seed: int,
-                    scenario: str, label: str, reps: int) -> dict[str, float]:
+                    scenario: str, label: str, reps: int,
+                    voc: dict[str, float] | None = None) -> dict[str, float]:
     """Paired profit difference against ``static`` (with its interval); the scenario's
-    ``value_of_control`` (oracle - static, paired); and ``control_share`` = mean(policy -
-    static) / mean(oracle - static) with a joint bootstrap interval, NaN (n/a) where the value
-    of control's lower bound is <= 0: nothing measurable to learn beyond fixed settings."""
+    value of control (``voc`` when the caller has it, from :func:`_value_of_control`); and
+    ``control_share`` = mean(policy - static) / mean(oracle - static) with a joint bootstrap
+    interval, NaN (n/a) where the value of control's lower bound is <= 0: nothing measurable
+    to learn beyond fixed settings."""
+    if voc is None:
+        voc = _value_of_control(oracle, static, seed, scenario, reps)
     mean, low, high = eval_stats.column_means(
         (profit - static)[:, None], eval_stats.stream_seed(seed, scenario, label, "static"),
-        reps)
-    # the scenario's value of control: one bootstrap stream, whichever row asks
-    voc, voc_low, voc_high = eval_stats.column_means(
-        (oracle - static)[:, None], eval_stats.stream_seed(seed, scenario, "value_of_control"),
         reps)
     share = eval_stats.ratio_of_means(profit - static, oracle - static,
                                       eval_stats.stream_seed(seed, scenario, label, "share"),
                                       reps)
-    if not voc_low[0] > 0:
+    if not voc["value_of_control_ci_low"] > 0:
         share = (float("nan"),) * 3
     return {"profit_diff_vs_static": mean[0], "profit_diff_vs_static_ci_low": low[0],
-            "profit_diff_vs_static_ci_high": high[0], "value_of_control": voc[0],
-            "value_of_control_ci_low": voc_low[0], "value_of_control_ci_high": voc_high[0],
+            "profit_diff_vs_static_ci_high": high[0], **voc,
             "control_share": share[0], "control_share_ci_low": share[1],
             "control_share_ci_high": share[2]}
 

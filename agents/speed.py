@@ -153,19 +153,13 @@ def env_share_of_training(cfg: ScenarioConfig, ppo_kwargs: dict, n_envs: int, ti
 
 def machine_description() -> dict[str, Any]:
     """The run folders' machine context (CPU, engine, code generation, SIMD paths, code-path
-    variables) plus Python, NumPy and Numba versions and the platform: the context of a
+    variables) plus the toolchain's versions and the platform: the context of a
     measurement."""
-    from importlib.metadata import PackageNotFoundError, version
-
     from agents.run_folder import machine_context
+    from envs.compiled import toolchain_versions
 
-    try:
-        numba_version = version("numba")
-    except PackageNotFoundError:
-        numba_version = "not installed"
     context = machine_context()
-    return {**context, "cores": str(context["cores"]), "python": platform.python_version(),
-            "numpy": np.__version__, "numba": numba_version,
+    return {**context, "cores": str(context["cores"]), **toolchain_versions(),
             "simulator_engine": context["engine"], "platform": platform.platform()}
 
 

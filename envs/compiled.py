@@ -86,8 +86,9 @@ def target_cpu() -> tuple[str, str]:
             features if features is not None else llvm.get_host_cpu_features().flatten())
 
 
-def _versions() -> dict[str, str]:
-    """Versions of what the compiled code depends on (no import of Numba itself)."""
+def toolchain_versions() -> dict[str, str]:
+    """Versions of Python, NumPy, Numba and llvmlite: what the compiled code depends on
+    (no import of Numba itself)."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
@@ -113,7 +114,7 @@ def cache_key(facts: dict[str, str] | None = None) -> str:
 def build_facts() -> dict[str, str]:
     """What compiled code is built from besides the sources: versions and the target CPU."""
     cpu, features = target_cpu()
-    return {**_versions(), "cpu": cpu, "cpu_features": features}
+    return {**toolchain_versions(), "cpu": cpu, "cpu_features": features}
 
 
 def cache_dir() -> Path:
@@ -147,7 +148,7 @@ def codegen_description() -> dict[str, str]:
     except ImportError:  # NumPy moved its private module: say so rather than guess
         out["numpy_simd"] = "unknown"
     out["libc"] = " ".join(platform.libc_ver()) or "unknown"
-    out.update(_versions())
+    out.update(toolchain_versions())
     return out
 
 

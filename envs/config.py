@@ -406,6 +406,10 @@ def is_unseen(scenario: str | Path | ScenarioConfig) -> bool:
     path = Path(scenario)
     if path.suffix not in (".yaml", ".yml"):
         path = SCENARIO_DIR / f"{scenario}.yaml"
+    return _in_unseen_dir(path)
+
+
+def _in_unseen_dir(path: Path) -> bool:
     return UNSEEN_DIR.resolve() in path.resolve().parents
 
 
@@ -459,8 +463,7 @@ def _read_preset(name_or_path: str | Path, seen: tuple[str, ...]) -> dict[str, A
     data = read_yaml_mapping(path)
     base = data.pop("base", None)
     data.pop("reason", None)  # documentation: why a preset exists (unseen markets say it)
-    unseen = UNSEEN_DIR.resolve() in path.resolve().parents
-    name = data.pop("name", UNSEEN_PREFIX + path.stem if unseen else path.stem)
+    name = data.pop("name", UNSEEN_PREFIX + path.stem if _in_unseen_dir(path) else path.stem)
     if base is not None:
         data = {**_read_preset(base, seen + (str(path),)), **data}
     data["name"] = name

@@ -208,8 +208,8 @@ import json, sys
 import numpy as np
 import envs.compiled as c
 if len(sys.argv) > 1:  # pretend another Numba release built this process
-    real = c._versions
-    c._versions = lambda: {**real(), "numba": sys.argv[1]}
+    real = c.toolchain_versions
+    c.toolchain_versions = lambda: {**real(), "numba": sys.argv[1]}
 import probe_kernel
 kernel = c.compiled(probe_kernel.scaled_sum, "numba")
 kernel(np.ones(8))

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agents.policies.base import Policy, register_policy
-from agents.policies.static import StaticSettings, target_step
-from envs.actions import encode_action, to_decision
+from agents.policies.static import StaticSettings, plan_action, refresh_due, target_move
+from envs.actions import to_decision
 from envs.config import ScenarioConfig
 
 if TYPE_CHECKING:  # the model itself loads only when the oracle plans (keeps imports light)
@@ -108,7 +108,7 @@ class OraclePolicy(Policy):
         grid = [(a, b) for a in self.launch_targets for b in self.launch_budgets]
         target = self.anchor.target_over_breakeven * self.config.breakeven_roi
         budget = self.anchor.budget_over_launch * params.launch_budget_cny
-        t = target * np.array([g[0] for g in grid])[None, :].repeat(len(budget), axis=0)
+        t = np.tile(target * np.array([g[0] for g in grid]), (len(budget), 1))
         b = budget[:, None] * np.array([g[1] for g in grid])[None, :]
         value = self._value(state, params, t, b, t, b, 0)
         best = value.argmax(axis=1)
@@ -119,18 +119,13 @@ class OraclePolicy(Policy):
                 budget: np.ndarray) -> np.ndarray:
         """The action moving ``state`` towards (target, budget) with the anchor's shares and
         refresh interval, in steps under the changes that restart learning."""
-        n = state.day.shape[0]
-        step = target_step(self.config)
-        target_ratio = np.clip(target / np.maximum(state.target_roi, 1e-2),
-                               1.0 / (1.0 + step), 1.0 + step)
         budget_ratio = np.clip(budget / np.maximum(state.budget_cny, 1e-9),
                                1.0 / (1.0 + self.budget_step), 1.0 + self.budget_step)
-        every = self.anchor.refresh_days
-        refresh = ((state.creative_age_days >= every - 0.5) & (state.day > 0)) if every > 0 \
-            else np.zeros(n, dtype=bool)
-        shares = np.tile(np.asarray(self.anchor.shares, dtype=float), (n, 1))
-        return encode_action(self.config, target_ratio, budget_ratio, shares=shares,
-                             refresh=refresh)
+        # the plan's age is the state's day (0 on launch day)
+        return plan_action(self.config, self.anchor,
+                           target_move(self.config, state.target_roi, target), budget_ratio,
+                           refresh_due(state.creative_age_days, state.day,
+                                       self.anchor.refresh_days))
 
     def _value(self, state: MarketState, params: AccountParams, t1: np.ndarray,
                b1: np.ndarray, t2: np.ndarray, b2: np.ndarray, switch: int) -> np.ndarray:

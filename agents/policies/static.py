@@ -67,6 +67,30 @@ def budget_steps(config: ScenarioConfig, multiple: float) -> tuple[int, float]:
     return days, multiple ** (1.0 / days)
 
 
+def target_move(config: ScenarioConfig, current: np.ndarray, wanted: np.ndarray
+                ) -> np.ndarray:
+    """Today's target ratio from ``current`` towards ``wanted`` (GMV/spend), within
+    :func:`target_step`."""
+    step = target_step(config)
+    return np.clip(wanted / np.maximum(current, 1e-2), 1.0 / (1.0 + step), 1.0 + step)
+
+
+def refresh_due(creative_age_days: np.ndarray, plan_age_days: np.ndarray,
+                every_days: int) -> np.ndarray:
+    """Bool (n,): refresh the creatives today, on a schedule of ``every_days`` (0: never),
+    never on launch day."""
+    if every_days <= 0:
+        return np.zeros(creative_age_days.shape[0], dtype=bool)
+    return (creative_age_days >= every_days - 0.5) & (plan_age_days > 0)
+
+
+def plan_action(config: ScenarioConfig, settings: StaticSettings, target_ratio: np.ndarray,
+                budget_ratio: np.ndarray, refresh: np.ndarray) -> np.ndarray:
+    """The ``full`` action applying the ratios with the settings' plan shares."""
+    shares = np.tile(np.asarray(settings.shares, dtype=float), (target_ratio.shape[0], 1))
+    return encode_action(config, target_ratio, budget_ratio, shares=shares, refresh=refresh)
+
+
 class FixedSettingsPolicy(Policy):
     """Move to :class:`StaticSettings` and hold them (``full`` action space)."""
 
@@ -79,19 +103,18 @@ class FixedSettingsPolicy(Policy):
                                                          settings.budget_over_launch)
 
     def decide(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        n = obs["target_roi"].shape[0]
-        step = target_step(self.config)
-        current = np.maximum(obs["target_roi"], 1e-2)
         wanted = self.fixed.target_over_breakeven * self.config.breakeven_roi
-        target_ratio = np.clip(wanted / current, 1.0 / (1.0 + step), 1.0 + step)
         age = np.rint(obs["plan_age_days"])
-        budget_ratio = np.where(age < self._ramp_days, self._ramp_ratio, 1.0)
-        shares = np.tile(np.asarray(self.fixed.shares, dtype=float), (n, 1))
-        every = self.fixed.refresh_days
-        refresh = ((obs["creative_age_days"] >= every - 0.5) & (age > 0)) if every > 0 \
-            else np.zeros(n, dtype=bool)
-        return encode_action(self.config, target_ratio, budget_ratio, shares=shares,
-                             refresh=refresh)
+        return plan_action(self.config, self.fixed,
+                           target_move(self.config, obs["target_roi"], wanted),
+                           self.budget_ramp(age, 1.0),
+                           refresh_due(obs["creative_age_days"], age, self.fixed.refresh_days))
+
+    def budget_ramp(self, plan_age_days: np.ndarray, otherwise: np.ndarray | float
+                    ) -> np.ndarray:
+        """The budget ratio of the ramp to the settings' budget by plan age, ``otherwise``
+        once it is done."""
+        return np.where(plan_age_days < self._ramp_days, self._ramp_ratio, otherwise)
 
 
 @register_policy("static")

@@ -19,7 +19,7 @@ import numpy as np
 from agents.policies.base import register_policy
 from agents.policies.controllers import MultiplicativeStepPolicy, PIDPolicy
 from agents.policies.settings import DaySettings, Obs
-from agents.policies.static import StaticSettings, budget_steps
+from agents.policies.static import FixedSettingsPolicy, StaticSettings, refresh_due
 from envs.config import ScenarioConfig
 
 # Search spaces: name -> (low, high, log scale). Target steps stay under a 15% change
@@ -56,18 +56,14 @@ class TunedController:
             setattr(self, key, float(value))
         self.params = dict(params)
         self.fixed = load_static(self.config) if fixed is None else fixed
-        self._ramp = budget_steps(self.config, self.fixed.budget_over_launch)
+        self._fixed_policy = FixedSettingsPolicy(self.config, self.fixed)  # its budget ramp
 
     def settings(self, obs: Obs) -> DaySettings:
         s = super().settings(obs)
-        n = s.target_roi.shape[0]
         age = np.rint(obs["plan_age_days"])
-        s.shares = np.tile(np.asarray(self.fixed.shares, dtype=float), (n, 1))
-        every = self.fixed.refresh_days
-        s.refresh = ((obs["creative_age_days"] >= every - 0.5) & (age > 0)) if every > 0 \
-            else np.zeros(n, dtype=bool)
-        days, ratio = self._ramp
-        s.budget_ratio = np.where(age < days, ratio, s.budget_ratio)
+        s.shares = np.tile(np.asarray(self.fixed.shares, dtype=float), (age.shape[0], 1))
+        s.refresh = refresh_due(obs["creative_age_days"], age, self.fixed.refresh_days)
+        s.budget_ratio = self._fixed_policy.budget_ramp(age, s.budget_ratio)
         return s
 
 
