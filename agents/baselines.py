@@ -14,6 +14,7 @@ validation or unseen-market seeds. Loading imports neither the simulator nor Opt
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from agents.policies.static import (
     StaticSettings,
     rule_settings,
 )
+from agents.run_folder import write_text_atomic
 from envs.config import (
     ConfigError,
     ScenarioConfig,
@@ -83,16 +85,25 @@ def load_static(config: ScenarioConfig) -> StaticSettings:
     name = baseline_scenario(config)
     entry = _entry(name, config.objective)
     try:
-        return StaticSettings(float(entry["target_over_breakeven"]),
-                              tuple(float(x) for x in entry["shares"]),
-                              float(entry["budget_over_launch"]), int(entry["refresh_days"]))
+        return settings_from_entry(entry)
     except (KeyError, TypeError, ValueError) as exc:
         raise BaselineError(f"configs/baselines/{name}.yaml, {config.objective}: "
                             f"bad settings ({exc})") from None
 
 
+def settings_from_entry(entry: Mapping[str, Any]) -> StaticSettings:
+    """The fixed settings a ``static`` entry holds (a stored file's, or a search's result).
+
+    :raises KeyError, TypeError, ValueError: a missing or malformed field.
+    """
+    return StaticSettings(float(entry["target_over_breakeven"]),
+                          tuple(float(x) for x in entry["shares"]),
+                          float(entry["budget_over_launch"]), int(entry["refresh_days"]))
+
+
 def load_controller(config: ScenarioConfig, policy: str) -> dict[str, float]:
-    """The stored parameters of a tuned controller (``step_tuned``, ``pid_tuned``) for
+    """The stored parameters of a tuned controller (a key of
+    :data:`agents.policies.tuned.SPACES`: ``step_tuned``, ``pid_tuned``, ``playbook_tuned``) for
     ``config``'s scenario and objective."""
     name = baseline_scenario(config)
     _entry(name, config.objective)  # the file, its env version and objective: checked
@@ -163,15 +174,19 @@ def search_static(scenario: str, objective: str, trials: int = SEARCH_TRIALS,
 
 def search_controller(scenario: str, objective: str, policy: str,
                       trials: int = SEARCH_TRIALS, seeds: int = SEARCH_SEEDS,
-                      sampler_seed: int = 0) -> dict[str, Any]:
+                      sampler_seed: int = 0,
+                      fixed: StaticSettings | None = None) -> dict[str, Any]:
     """Optuna (TPE) search of a controller's free numbers (:data:`SPACES`) on training
-    seeds, on the scenario's stored static mix; returns the entry to store."""
+    seeds, on the scenario's static mix; returns the entry to store.
+
+    :param fixed: the static settings to run on (default: the stored ones).
+    """
     from agents.policies import POLICIES
     from agents.policies.tuned import SPACES
     from agents.rollout import episode_value
 
     config = load_scenario(scenario, objective=objective)
-    fixed = load_static(config)
+    fixed = load_static(config) if fixed is None else fixed
     seed_array = training_seeds(seeds)
     space = SPACES[policy]
 
@@ -239,11 +254,13 @@ def search_static_rule(objective: str, scenarios: list[str] | None = None,
 
 
 def write_entry(name: str, objective: str, entry: dict[str, Any], command: str,
-                header: str, controller: str | None = None) -> Path:
-    """Store ``entry`` for ``objective`` in ``configs/baselines/<name>.yaml`` (the static
-    settings, or a tuned ``controller``'s parameters), keeping the file's other entries when
-    it is of this env version; atomically."""
-    path = BASELINE_DIR / f"{name}.yaml"
+                header: str, controller: str | None = None,
+                baseline_dir: Path | None = None) -> Path:
+    """Store ``entry`` for ``objective`` in ``<baseline_dir>/<name>.yaml`` (default
+    ``configs/baselines/``; the static settings, or a tuned ``controller``'s parameters),
+    keeping the file's other entries when it is of this env version; atomically (one writer
+    at a time: the read-modify-write is not locked here)."""
+    path = (BASELINE_DIR if baseline_dir is None else Path(baseline_dir)) / f"{name}.yaml"
     data: dict[str, Any] = {}
     if path.is_file():
         try:
@@ -262,8 +279,5 @@ def write_entry(name: str, objective: str, entry: dict[str, Any], command: str,
     if controllers:
         data["controllers"] = controllers
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
-                   encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return path

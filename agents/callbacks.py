@@ -1,18 +1,28 @@
-"""Training callbacks: business metrics, validation against the playbook, checkpoints, progress.
+"""Training callbacks: business metrics, validation against baselines, checkpoints, progress.
+
+Validation plays the model and every baseline of ``training.baselines`` (``[static,
+playbook]`` by default) on the same validation seeds (from 20000) and compares them paired,
+on the run's objective and on profit. An episode's *value* is its worth under the scenario's
+objective in CNY (:func:`agents.rollout.objective_values`: the profit of a ``profit`` run, the
+summed ``gmv_floor`` reward x ``reward_scale_cny`` of a ``gmv_floor`` run). The first baseline
+is the verdict's (and tuning's score); the others are compared the same way.
 
 TensorBoard tags written here (contracts), besides SB3's ``rollout/`` and ``train/``:
 
 - ``market/<metric>``: mean episode metric of the training episodes that just ended
   (``envs.metrics.EPISODE_METRICS``), ``market/reward_terms/<term>``: their reward terms in
   CNY per episode;
-- ``eval/ppo/<metric>`` and ``eval/<baseline>/<metric>`` (``eval/playbook/profit``, ...) at
-  the same step: means over the validation seeds (from 20000), plus ``return``;
-- ``eval/ppo_vs_<baseline>/profit_diff`` with ``profit_diff_ci_low`` / ``profit_diff_ci_high``:
-  the paired profit difference per episode (CNY) and its 95% t-interval;
-- ``eval/verdict`` (text): the comparison in words.
+- ``eval/ppo/<metric>`` and ``eval/<baseline>/<metric>`` for every baseline
+  (``eval/static/profit``, ``eval/playbook/profit``, ...) at the same step: means over the
+  validation seeds, plus ``return`` (reward units) and ``value`` (CNY, the run's objective);
+- ``eval/ppo_vs_<baseline>/value_diff`` with ``value_diff_ci_low`` / ``value_diff_ci_high``
+  and ``eval/ppo_vs_<baseline>/profit_diff`` with ``profit_diff_ci_low`` /
+  ``profit_diff_ci_high``, for every baseline: the paired difference per episode (CNY) and its
+  95% t-interval;
+- ``eval/verdict`` (text): the comparison in words, naming the baseline and the objective.
 
 A cross-scenario run validates on each of its scenarios (the same seeds in each): the ``eval/``
-tags above are then means over the scenarios (the difference's interval stratified by
+tags above are then means over the scenarios (the differences' intervals stratified by
 scenario), and ``eval_<scenario>/...`` carries the same tags for each scenario alone. With the
 Lagrangian floor on, ``train/floor_multiplier`` is the multiplier after each rollout and
 ``train/floor_violation_days`` the rollout's mean violation days per episode.
@@ -35,7 +45,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 
 from agents.policies import make_policy
-from agents.rollout import RolloutResult, rollout
+from agents.rollout import RolloutResult, objective_values, rollout
 from agents.run_folder import (
     CHECKPOINTS_DIR,
     EVAL_FILE,
@@ -47,6 +57,10 @@ from envs.metrics import EPISODE_METRICS
 
 VALIDATION_SEED_START = 20000  # contracts: validation during training and tuning
 CONFIDENCE = 0.95
+VALUE = "value"  # the mean key and tag of an episode's value under the run's objective (CNY)
+QUANTITIES = (VALUE, "profit")  # what PPO and each baseline are compared on, paired
+VERDICT_WORDS = {"better": "better than", "worse": "worse than",
+                 "not distinguishable": "not distinguishable from"}
 
 
 def tb_writer(logger: Logger):
@@ -74,129 +88,6 @@ def paired_difference(a: np.ndarray, b: np.ndarray,
     return mean, mean - half, mean + half
 
 
-def comparison_tags(baseline: str, prefix: str = "eval") -> dict[str, str]:
-    """Tags of the paired profit comparison against ``baseline`` (``eval_<scenario>`` prefix:
-    one scenario of a cross-scenario run)."""
-    group = f"{prefix}/ppo_vs_{baseline}"
-    return {"diff": f"{group}/profit_diff", "low": f"{group}/profit_diff_ci_low",
-            "high": f"{group}/profit_diff_ci_high"}
-
-
-def analyst_layout(baseline: str, scenarios: tuple[str, ...] = ()) -> dict[str, dict[str, list]]:
-    """CUSTOM SCALARS charts that put PPO and the baseline on the same axes.
-
-    Both lines of a chart share their run's colour; the baseline's is the flat one (the same
-    deterministic policy on the same seeds at every validation).
-
-    :param scenarios: the scenarios of a cross-scenario run (a margin and a profit chart each).
-    """
-    tags = comparison_tags(baseline)
-
-    def pair(metric: str) -> list:
-        return ["Multiline", [f"^eval/ppo/{metric}$", f"^eval/{baseline}/{metric}$"]]
-
-    charts: dict[str, list] = {
-        f"PPO minus {baseline}: profit per episode, CNY, 95% CI (above 0: PPO earns more)":
-            ["Margin", [tags["diff"], tags["low"], tags["high"]]],
-        f"profit per episode, CNY: PPO (curve) vs {baseline} (flat line)": pair("profit"),
-    }
-    for metric in ("settlement_roi", "gmv", "spend", "roi_floor_violation_days"):
-        charts[f"{metric}: PPO (curve) vs {baseline} (flat line)"] = pair(metric)
-    training = {
-        "profit per training episode, CNY": ["Multiline", ["^market/profit$"]],
-        "settlement ROI of training episodes": ["Multiline", ["^market/settlement_roi$"]],
-        "reward terms per training episode, CNY": ["Multiline", ["^market/reward_terms/"]],
-    }
-    layout = {f"Does PPO beat the {baseline}? (validation seeds 20000..)": charts,
-              "Training episodes": training}
-    if scenarios:
-        per: dict[str, list] = {}
-        for name in scenarios:
-            own = comparison_tags(baseline, f"eval_{name}")
-            per[f"{name}: PPO minus {baseline}, profit per episode, CNY, 95% CI"] = [
-                "Margin", [own["diff"], own["low"], own["high"]]]
-            per[f"{name}: profit per episode, CNY: PPO vs {baseline}"] = [
-                "Multiline", [f"^eval_{name}/ppo/profit$", f"^eval_{name}/{baseline}/profit$"]]
-        layout[f"Per scenario (the charts above: means over {len(scenarios)} scenarios)"] = per
-    return layout
-
-
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class ValidationResult:
-    """PPO and the baseline on the same validation seeds at one training step."""
-
-    step: int
-    baseline: str
-    n_seeds: int
-    ppo: dict[str, float]  # mean episode metrics (CNY, ROI, days) and mean return
-    reference: dict[str, float]  # the baseline's, same keys
-    profit_diff: float  # mean paired PPO - baseline profit, CNY per episode
-    profit_diff_ci_low: float
-    profit_diff_ci_high: float
-    per_scenario: dict[str, ValidationResult] | None = None  # a cross-scenario run's parts
-
-    @property
-    def verdict(self) -> str:
-        """``better``, ``worse`` or ``not distinguishable`` (95% interval vs 0)."""
-        if self.profit_diff_ci_low > 0:
-            return "better"
-        if self.profit_diff_ci_high < 0:
-            return "worse"
-        return "not distinguishable"
-
-    def sentence(self) -> str:
-        return (f"step {self.step:,}: PPO earns {self.ppo['profit']:,.0f} CNY per episode vs "
-                f"{self.reference['profit']:,.0f} for the {self.baseline} "
-                f"(difference {self.profit_diff:+,.0f}, {CONFIDENCE:.0%} CI "
-                f"[{self.profit_diff_ci_low:+,.0f}, {self.profit_diff_ci_high:+,.0f}] over "
-                f"{self.n_seeds} validation seeds): {self.verdict} than the {self.baseline}")
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {**asdict(self), "verdict": self.verdict}
-        out.pop("per_scenario")
-        if self.per_scenario is not None:
-            out["per_scenario"] = {k: v.to_dict() for k, v in self.per_scenario.items()}
-        return out
-
-
-def _means(result: RolloutResult) -> dict[str, float]:
-    out = {k: float(np.mean(result.metrics[k])) for k in EPISODE_METRICS}
-    out["return"] = float(np.mean(result.returns))
-    return out
-
-
-class Validator:
-    """Runs a model (with its frozen observation normaliser) and the baseline policy on the
-    validation seeds. The baseline's episodes do not change during training: run once."""
-
-    def __init__(self, scenario: ScenarioConfig, baseline: str, n_episodes: int):
-        self.scenario = scenario
-        self.baseline = baseline
-        self.seeds = validation_seeds(n_episodes)
-        self._baseline_policy = make_policy(baseline, scenario)
-        self._reference: RolloutResult | None = None
-
-    def reference(self) -> RolloutResult:
-        if self._reference is None:
-            policy = self._baseline_policy  # acts through its own action space if it has one
-            self._reference = rollout(policy, getattr(policy, "config", self.scenario),
-                                      self.seeds)
-        return self._reference
-
-    def rollout_model(self, model, vecnormalize) -> RolloutResult:
-        """Deterministic PPO actions on raw observations normalised by frozen statistics."""
-        return rollout(model, self.scenario, self.seeds,
-                       observation_filter=vecnormalize.normalize_obs)
-
-    def evaluate(self, model, vecnormalize, step: int) -> ValidationResult:
-        """PPO against the baseline on the validation seeds."""
-        ppo, ref = self.rollout_model(model, vecnormalize), self.reference()
-        diff, low, high = paired_difference(ppo.metrics["profit"], ref.metrics["profit"])
-        return ValidationResult(step, self.baseline, len(self.seeds), _means(ppo), _means(ref),
-                                diff, low, high)
-
-
 def stratified_difference(diffs: list[np.ndarray],
                           confidence: float = CONFIDENCE) -> tuple[float, float, float]:
     """Mean over strata of the mean paired difference, and its t-interval ``(mean, low,
@@ -211,53 +102,298 @@ def stratified_difference(diffs: list[np.ndarray],
     return mean, mean - half, mean + half
 
 
-class ScenarioValidators:
-    """Validation of a cross-scenario run: PPO and the baseline on the validation seeds of each
-    scenario; the result is the mean over the scenarios, with each scenario's own result in
-    :attr:`ValidationResult.per_scenario`."""
+def comparison_tags(baseline: str, prefix: str = "eval",
+                    quantity: str = "profit") -> dict[str, str]:
+    """Tags of the paired comparison against ``baseline`` on ``quantity`` (``value`` or
+    ``profit``); prefix ``eval_<scenario>``: one scenario of a cross-scenario run."""
+    group = f"{prefix}/ppo_vs_{baseline}"
+    return {"diff": f"{group}/{quantity}_diff", "low": f"{group}/{quantity}_diff_ci_low",
+            "high": f"{group}/{quantity}_diff_ci_high"}
 
-    def __init__(self, scenarios: list[ScenarioConfig], baseline: str, n_episodes: int):
-        self.baseline = baseline
-        self.validators = [Validator(sc, baseline, n_episodes) for sc in scenarios]
 
-    def evaluate(self, model, vecnormalize, step: int) -> ValidationResult:
-        parts, diffs = {}, []
-        for validator in self.validators:
-            ppo, ref = validator.rollout_model(model, vecnormalize), validator.reference()
-            diffs.append(ppo.metrics["profit"] - ref.metrics["profit"])
-            diff, low, high = paired_difference(ppo.metrics["profit"], ref.metrics["profit"])
-            parts[validator.scenario.name] = ValidationResult(
-                step, self.baseline, len(validator.seeds), _means(ppo), _means(ref), diff, low,
-                high)
-        diff, low, high = stratified_difference(diffs)
-        return ValidationResult(
-            step, self.baseline, sum(len(v.seeds) for v in self.validators),
-            _mean_dicts([p.ppo for p in parts.values()]),
-            _mean_dicts([p.reference for p in parts.values()]), diff, low, high, parts)
+def analyst_layout(baselines: tuple[str, ...], scenarios: tuple[str, ...] = (),
+                   objective: str = "profit") -> dict[str, dict[str, list]]:
+    """CUSTOM SCALARS charts that put PPO and the baselines on the same axes.
+
+    A run's lines share its colour; the baselines' are the flat ones (the same deterministic
+    policies on the same seeds at every validation).
+
+    :param baselines: the first is the verdict's (its charts come first).
+    :param scenarios: the scenarios of a cross-scenario run (charts for each).
+    :param objective: the run's objective, for the titles (the tags do not depend on it).
+    """
+    first, names = baselines[0], " and ".join(baselines)
+
+    def lines(metric: str, prefix: str = "eval") -> list:
+        return ["Multiline", [f"^{prefix}/{who}/{metric}$" for who in ("ppo", *baselines)]]
+
+    def margin(baseline: str, quantity: str, prefix: str = "eval") -> list:
+        tags = comparison_tags(baseline, prefix, quantity)
+        return ["Margin", [tags["diff"], tags["low"], tags["high"]]]
+
+    value = f"{objective} value per episode, CNY"
+    charts: dict[str, list] = {}
+    for baseline in baselines:
+        charts[f"PPO minus {baseline}: {value}, 95% CI (above 0: PPO better)"] = margin(
+            baseline, VALUE)
+    charts[f"{value}: PPO (curve) vs {names} (flat lines)"] = lines(VALUE)
+    for baseline in baselines:
+        charts[f"PPO minus {baseline}: profit per episode, CNY, 95% CI"] = margin(
+            baseline, "profit")
+    charts[f"profit per episode, CNY: PPO (curve) vs {names} (flat lines)"] = lines("profit")
+    for metric in ("settlement_roi", "gmv", "spend", "roi_floor_violation_days"):
+        charts[f"{metric}: PPO (curve) vs {names} (flat lines)"] = lines(metric)
+    training = {
+        "profit per training episode, CNY": ["Multiline", ["^market/profit$"]],
+        "settlement ROI of training episodes": ["Multiline", ["^market/settlement_roi$"]],
+        "reward terms per training episode, CNY": ["Multiline", ["^market/reward_terms/"]],
+    }
+    layout = {f"Does PPO beat {first}? ({objective}, validation seeds 20000..)": charts,
+              "Training episodes": training}
+    if scenarios:
+        per: dict[str, list] = {}
+        for name in scenarios:
+            prefix = f"eval_{name}"
+            for baseline in baselines:
+                per[f"{name}: PPO minus {baseline}, {value}, 95% CI"] = margin(
+                    baseline, VALUE, prefix)
+            per[f"{name}: {value}: PPO vs {names}"] = lines(VALUE, prefix)
+            per[f"{name}: profit per episode, CNY: PPO vs {names}"] = lines("profit", prefix)
+        layout[f"Per scenario (the charts above: means over {len(scenarios)} scenarios)"] = per
+    return layout
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Comparison:
+    """PPO against one baseline on the same validation seeds: paired differences per episode
+    (CNY) with their 95% intervals, on the run's objective (``value``) and on profit."""
+
+    baseline: str
+    reference: dict[str, float]  # the baseline's mean episode metrics, return and value
+    value_diff: float  # mean paired PPO - baseline value (the run's objective), CNY per episode
+    value_diff_ci_low: float
+    value_diff_ci_high: float
+    profit_diff: float  # mean paired PPO - baseline profit, CNY per episode
+    profit_diff_ci_low: float
+    profit_diff_ci_high: float
+
+    @property
+    def verdict(self) -> str:
+        """``better``, ``worse`` or ``not distinguishable``: the value's 95% interval vs 0."""
+        if self.value_diff_ci_low > 0:
+            return "better"
+        if self.value_diff_ci_high < 0:
+            return "worse"
+        return "not distinguishable"
+
+    def interval(self, quantity: str) -> tuple[float, float, float]:
+        """``(mean, low, high)`` of the paired difference on ``value`` or ``profit``."""
+        ends = ("", "_ci_low", "_ci_high")
+        return tuple(getattr(self, f"{quantity}_diff{end}") for end in ends)
+
+    def clause(self, objective: str | None = None) -> str:
+        """``better than static (+1,234 CNY per episode, 95% CI [...], objective profit)``;
+        the objective only when given."""
+        diff, low, high = self.interval(VALUE)
+        tail = f", objective {objective}" if objective else ""
+        return (f"{VERDICT_WORDS[self.verdict]} {self.baseline} ({diff:+,.0f} CNY per "
+                f"episode, {CONFIDENCE:.0%} CI [{low:+,.0f}, {high:+,.0f}]{tail})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "verdict": self.verdict}
+
+
+@dataclass
+class ValidationResult:
+    """PPO and the baselines on the same validation seeds at one training step.
+
+    ``comparisons`` holds one :class:`Comparison` per baseline in ``training.baselines``
+    order; the first (:attr:`primary`) is the one the verdict, tuning's score and
+    :meth:`to_dict`'s top-level ``reference`` / ``value_diff*`` / ``profit_diff*`` /
+    ``verdict`` are about.
+    """
+
+    step: int
+    objective: str  # the scenario's objective: what "value" means (profit or gmv_floor)
+    n_seeds: int
+    ppo: dict[str, float]  # mean episode metrics (CNY, ROI, days), return and value
+    comparisons: dict[str, Comparison]
+    per_scenario: dict[str, ValidationResult] | None = None  # a cross-scenario run's parts
+
+    @property
+    def primary(self) -> Comparison:
+        """The comparison against the first baseline (the verdict's)."""
+        return next(iter(self.comparisons.values()))
+
+    @property
+    def baseline(self) -> str:
+        return self.primary.baseline
+
+    @property
+    def verdict(self) -> str:
+        return self.primary.verdict
+
+    def sentence(self) -> str:
+        """The verdict in words: against the first baseline, then the others, then the
+        means."""
+        main, others = self.primary, list(self.comparisons.values())[1:]
+        text = f"step {self.step:,}: PPO is {main.clause(self.objective)}"
+        if others:
+            text += "; " + "; ".join(c.clause() for c in others)
+        values = ", ".join(f"{c.baseline} {c.reference[VALUE]:,.0f}"
+                           for c in self.comparisons.values())
+        label = "profit" if self.objective == "profit" else f"{self.objective} value"
+        text += (f". Over {self.n_seeds} validation seeds, {label} per episode (CNY): "
+                 f"PPO {self.ppo[VALUE]:,.0f}, {values}")
+        if self.objective != "profit":
+            profits = ", ".join(
+                f"{c.baseline} {c.reference['profit']:,.0f} (PPO - {c.baseline} "
+                f"{c.profit_diff:+,.0f} [{c.profit_diff_ci_low:+,.0f}, "
+                f"{c.profit_diff_ci_high:+,.0f}])" for c in self.comparisons.values())
+            text += f"; profit: PPO {self.ppo['profit']:,.0f}, {profits}"
+        return text + "."
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (``eval.json``, ``run.json``'s ``final_eval``): ``step``,
+        ``objective``, ``n_seeds``, ``baseline`` (the first), ``baselines``, ``ppo``, the
+        first comparison's ``reference``, ``value_diff*``, ``profit_diff*`` and ``verdict``,
+        ``comparisons`` (every baseline's, same keys) and, across scenarios,
+        ``per_scenario`` (each scenario's, same structure)."""
+        main = self.primary.to_dict()
+        main.pop("baseline")
+        out = {"step": self.step, "objective": self.objective, "n_seeds": self.n_seeds,
+               "baseline": self.baseline, "baselines": list(self.comparisons), "ppo": self.ppo,
+               **main, "comparisons": {k: c.to_dict() for k, c in self.comparisons.items()}}
+        if self.per_scenario is not None:
+            out["per_scenario"] = {k: v.to_dict() for k, v in self.per_scenario.items()}
+        return out
+
+
+def _means(config: ScenarioConfig, result: RolloutResult) -> dict[str, float]:
+    """Mean episode metrics, return and value (``config``'s objective, CNY) over the seeds."""
+    out = {k: float(np.mean(result.metrics[k])) for k in EPISODE_METRICS}
+    out["return"] = float(np.mean(result.returns))
+    out[VALUE] = float(np.mean(objective_values(config, result)))
+    return out
 
 
 def _mean_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([d[k] for d in dicts])) for k in dicts[0]}
 
 
-def make_validator(scenarios: list[ScenarioConfig], baseline: str,
+def _comparison(baseline: str, reference: dict[str, float],
+                diffs: list[dict[str, np.ndarray]]) -> Comparison:
+    """A comparison from the per-seed differences of each stratum (scenario): the mean over
+    strata and its stratified interval (one stratum: the paired t-interval)."""
+    out: list[float] = []
+    for quantity in QUANTITIES:
+        out += stratified_difference([d[quantity] for d in diffs])
+    return Comparison(baseline, reference, *out)
+
+
+class Validator:
+    """Runs a model (with its frozen observation normaliser) and the baseline policies on the
+    validation seeds of one scenario. The baselines' episodes do not change during training:
+    each runs once.
+
+    :raises agents.baselines.BaselineError: a tuned baseline (``static``) has no settings for
+        the scenario and objective (made when the validator is, before any rollout).
+    """
+
+    def __init__(self, scenario: ScenarioConfig, baselines: tuple[str, ...], n_episodes: int):
+        self.scenario = scenario
+        self.baselines = tuple(baselines)
+        self.seeds = validation_seeds(n_episodes)
+        self._policies = {name: make_policy(name, scenario) for name in self.baselines}
+        self._references: dict[str, RolloutResult] = {}
+
+    def reference(self, baseline: str) -> RolloutResult:
+        """A baseline's episodes (it acts through its own action space if it has one)."""
+        if baseline not in self._references:
+            policy = self._policies[baseline]
+            self._references[baseline] = rollout(
+                policy, getattr(policy, "config", self.scenario), self.seeds)
+        return self._references[baseline]
+
+    def rollout_model(self, model, vecnormalize) -> RolloutResult:
+        """Deterministic PPO actions on raw observations normalised by frozen statistics."""
+        return rollout(model, self.scenario, self.seeds,
+                       observation_filter=vecnormalize.normalize_obs)
+
+    def differences(self, ppo: RolloutResult) -> dict[str, dict[str, np.ndarray]]:
+        """Per baseline, per quantity (``value``, ``profit``): PPO - baseline per seed."""
+        mine = {VALUE: objective_values(self.scenario, ppo), "profit": ppo.metrics["profit"]}
+        out = {}
+        for name in self.baselines:
+            ref = self.reference(name)
+            theirs = {VALUE: objective_values(self.scenario, ref),
+                      "profit": ref.metrics["profit"]}
+            out[name] = {q: np.asarray(mine[q], float) - np.asarray(theirs[q], float)
+                         for q in QUANTITIES}
+        return out
+
+    def result(self, ppo: RolloutResult, step: int) -> ValidationResult:
+        """PPO's episodes against every baseline's."""
+        diffs = self.differences(ppo)
+        comparisons = {name: _comparison(name, _means(self.scenario, self.reference(name)),
+                                         [diffs[name]]) for name in self.baselines}
+        return ValidationResult(step, self.scenario.objective, len(self.seeds),
+                                _means(self.scenario, ppo), comparisons)
+
+    def evaluate(self, model, vecnormalize, step: int) -> ValidationResult:
+        """PPO against the baselines on the validation seeds."""
+        return self.result(self.rollout_model(model, vecnormalize), step)
+
+
+class ScenarioValidators:
+    """Validation of a cross-scenario run: PPO and the baselines on the validation seeds of
+    each scenario; the result is the mean over the scenarios (differences with intervals
+    stratified by scenario), with each scenario's own result in
+    :attr:`ValidationResult.per_scenario`."""
+
+    def __init__(self, scenarios: list[ScenarioConfig], baselines: tuple[str, ...],
+                 n_episodes: int):
+        self.baselines = tuple(baselines)
+        self.validators = [Validator(sc, baselines, n_episodes) for sc in scenarios]
+
+    def evaluate(self, model, vecnormalize, step: int) -> ValidationResult:
+        parts: dict[str, ValidationResult] = {}
+        diffs: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in self.baselines}
+        for validator in self.validators:
+            ppo = validator.rollout_model(model, vecnormalize)
+            parts[validator.scenario.name] = validator.result(ppo, step)
+            for name, diff in validator.differences(ppo).items():
+                diffs[name].append(diff)
+        comparisons = {name: _comparison(
+            name, _mean_dicts([p.comparisons[name].reference for p in parts.values()]),
+            diffs[name]) for name in self.baselines}
+        return ValidationResult(
+            step, self.validators[0].scenario.objective,
+            sum(len(v.seeds) for v in self.validators),
+            _mean_dicts([p.ppo for p in parts.values()]), comparisons, parts)
+
+
+def make_validator(scenarios: list[ScenarioConfig], baselines: tuple[str, ...],
                    n_episodes: int) -> Validator | ScenarioValidators:
     """A :class:`Validator` for one scenario, :class:`ScenarioValidators` for several."""
     if len(scenarios) == 1:
-        return Validator(scenarios[0], baseline, n_episodes)
-    return ScenarioValidators(scenarios, baseline, n_episodes)
+        return Validator(scenarios[0], baselines, n_episodes)
+    return ScenarioValidators(scenarios, baselines, n_episodes)
 
 
 def _write_scalars(writer, result: ValidationResult, prefix: str) -> None:
     step = result.step
     for key, value in result.ppo.items():
         writer.add_scalar(f"{prefix}/ppo/{key}", value, step)
-    for key, value in result.reference.items():
-        writer.add_scalar(f"{prefix}/{result.baseline}/{key}", value, step)
-    tags = comparison_tags(result.baseline, prefix)
-    writer.add_scalar(tags["diff"], result.profit_diff, step)
-    writer.add_scalar(tags["low"], result.profit_diff_ci_low, step)
-    writer.add_scalar(tags["high"], result.profit_diff_ci_high, step)
+    for name, comparison in result.comparisons.items():
+        for key, value in comparison.reference.items():
+            writer.add_scalar(f"{prefix}/{name}/{key}", value, step)
+        for quantity in QUANTITIES:
+            tags = comparison_tags(name, prefix, quantity)
+            for end, value in zip(("diff", "low", "high"), comparison.interval(quantity),
+                                  strict=True):
+                writer.add_scalar(tags[end], value, step)
 
 
 def write_validation(writer, result: ValidationResult) -> None:
@@ -444,7 +580,7 @@ def _short_cny(value: float) -> str:
 
 class ProgressBarCallback(BaseCallback):
     """A rich progress bar: steps, elapsed time, ETA, steps/s, the recent episode reward and
-    the last validation's profit next to the baseline's."""
+    the last validation's value (the run's objective) next to the first baseline's."""
 
     def __init__(self, total_timesteps: int, validation: ValidationCallback):
         super().__init__()
@@ -481,8 +617,8 @@ class ProgressBarCallback(BaseCallback):
             parts.append(f"reward {np.mean(rewards):.2f}")
         last = self.validation.last
         if last is not None:
-            parts.append(f"val profit: PPO {_short_cny(last.ppo['profit'])} vs "
-                         f"{last.baseline} {_short_cny(last.reference['profit'])}")
+            parts.append(f"val {last.objective}: PPO {_short_cny(last.ppo[VALUE])} vs "
+                         f"{last.baseline} {_short_cny(last.primary.reference[VALUE])}")
         return " | ".join(parts)
 
     def _on_rollout_start(self) -> None:

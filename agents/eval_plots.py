@@ -25,11 +25,12 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_bars(scenario: str, rows: list[dict], path: Path) -> Path:
-    """Profit and normalised score per policy, with 95% intervals (one scenario)."""
+def plot_bars(scenario: str, rows: list[dict], path: Path, value: str = "profit") -> Path:
+    """Value (named ``value``: profit, gmv_floor return) and normalised score per policy,
+    with 95% intervals (one case)."""
     names = [r["policy"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-    for ax, key, label in ((axes[0], "profit", "profit per episode, CNY"),
+    for ax, key, label in ((axes[0], "value", f"{value} per episode, CNY"),
                            (axes[1], "normalised_score", "normalised score")):
         mean = np.array([r[key] for r in rows])
         err = np.abs(np.array([[r[f"{key}_ci_low"] for r in rows],

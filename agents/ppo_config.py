@@ -11,6 +11,12 @@ preset it names with ``base: <name>``. Unknown keys, wrong types and out-of-rang
 
 ``env.scenario`` is one scenario, or a list of them for one policy trained across scenarios
 (``--set env.scenario=3c,food``; ``env.overrides`` apply to each).
+
+``training.baselines`` lists the registered policies a run is validated against (``[static,
+playbook]`` by default; the first is the one the verdict and tuning's score are about). Configs
+written before it had one ``training.baseline: <name>``; they still load, as ``baselines:
+[static, <name>]`` (:func:`migrate_old_keys`); ``--set training.baseline=...`` is an error
+naming the new key.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ LR_SCHEDULES = ("constant", "linear")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _DEVICE = re.compile(r"^(cpu|auto|cuda(:\d+)?|mps)$")
 MIX_NAME = "mix"  # the <scenario> part of a cross-scenario run's folder name
+FIRST_BASELINE = "static"  # an old config's single baseline is validated after this one
+RENAMED_KEYS = {"training.baseline": "training.baselines"}  # old dotted key -> new one
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,8 @@ class TrainingSection:
     checkpoint_freq: int  # env steps between checkpoints (rounded up to whole rollouts)
     eval_freq: int  # env steps between validation runs (rounded up to whole rollouts)
     eval_episodes: int  # validation seeds, from 20000 (contracts)
-    baseline: str  # registered policy evaluated on the same seeds (the playbook)
+    baselines: tuple[str, ...]  # registered policies played on the same validation seeds; the
+    # first is the verdict's and tuning's (paired difference of the objective's value, CNY)
     device: str  # torch device: cpu, auto, cuda, cuda:N
     torch_threads: int  # torch CPU threads (1 is fastest for small MLPs on 2 cores)
     progress_bar: bool
@@ -156,6 +165,12 @@ class TrainingSection:
         if not _DEVICE.match(self.device):
             raise ConfigError(f"training.device: {self.device!r} is not cpu, auto, cuda, "
                               "cuda:N or mps")
+        _check_baselines(self.baselines)
+
+    @property
+    def baseline(self) -> str:
+        """The baseline the verdict and tuning's score are about (the first of ``baselines``)."""
+        return self.baselines[0]
 
 
 @dataclass(frozen=True)
@@ -259,6 +274,43 @@ def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}: {value!r} is not one of {list(choices)}")
 
 
+def _check_baselines(names: tuple[str, ...]) -> None:
+    """Baselines: at least one, each a registered policy, none twice."""
+    from agents.policies import POLICIES  # registers every policy (light: no simulator)
+
+    if not names:
+        raise ConfigError("training.baselines: needs at least one policy (the first is the "
+                          "verdict's), e.g. [static, playbook]")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"training.baselines: {list(names)} names a policy twice")
+    for name in names:
+        if name not in POLICIES:
+            raise ConfigError(f"training.baselines: {name!r} is not a registered policy "
+                              f"(known: {', '.join(sorted(POLICIES))})")
+
+
+def migrate_old_keys(data: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """Config data with old keys in their new form: ``training.baseline: X`` (one policy, the
+    only comparison before tuned baselines existed) becomes ``training.baselines: [static,
+    X]`` (``[static]`` for ``X = static``), so older presets and run folders still load.
+
+    :param where: the file, for the error when both keys are given.
+    """
+    training = data.get("training")
+    if not isinstance(training, Mapping) or "baseline" not in training:
+        return dict(data)
+    if "baselines" in training:
+        raise ConfigError(f"{where}training.baseline and training.baselines are both given; "
+                          "training.baseline is the old name: keep only training.baselines")
+    old = training["baseline"]
+    if not isinstance(old, str):
+        raise ConfigError(f"{where}training.baseline: expected a policy name, got {old!r} "
+                          "(the old key; write training.baselines: [static, <name>])")
+    new = {k: v for k, v in training.items() if k != "baseline"}
+    new["baselines"] = list(dict.fromkeys([FIRST_BASELINE, old]))
+    return {**data, "training": new}
+
+
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
@@ -313,8 +365,9 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
 
 
 def from_dict(data: Mapping[str, Any]) -> TrainConfig:
-    """A validated config from complete plain data; also checks the scenario and overrides."""
-    config = _build(TrainConfig, data)
+    """A validated config from complete plain data (old keys migrated,
+    :func:`migrate_old_keys`); also checks the scenario and overrides."""
+    config = _build(TrainConfig, migrate_old_keys(data))
     try:
         configs = config.scenario_configs()
     except ConfigError as exc:
@@ -353,7 +406,7 @@ def _resolve_preset(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dic
     path = preset_path(name_or_path, PPO_CONFIG_DIR, "PPO config")
     if str(path.resolve()) in seen:
         raise ConfigError(f"PPO config {path.stem!r}: 'base' chain loops")
-    data = read_yaml_mapping(path)
+    data = migrate_old_keys(read_yaml_mapping(path), f"{path}: ")
     is_default = path.resolve() == (PPO_CONFIG_DIR / f"{DEFAULT_PRESET}.yaml").resolve()
     base = data.pop("base", None if is_default else DEFAULT_PRESET)
     if base is not None:
@@ -365,6 +418,9 @@ def _resolve_preset(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dic
 
 def _field_hint(dotted: str) -> Any:
     """The type of the field a dotted key names (``env.overrides.<x>`` is free-form)."""
+    if dotted in RENAMED_KEYS:
+        raise ConfigError(f"{dotted}: renamed {RENAMED_KEYS[dotted]}, a list whose first policy "
+                          "is the verdict's (e.g. training.baselines=static,playbook)")
     parts = dotted.split(".")
     cls: Any = TrainConfig
     for i, part in enumerate(parts):

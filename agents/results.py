@@ -1,17 +1,23 @@
-"""``make results``: train PPO on every scenario over several training seeds, plus one policy
-across all scenarios, then benchmark everything on the report seeds and write the results.
+"""``make results``: train PPO on every scenario and objective over several training seeds,
+plus one policy across all scenarios, then benchmark everything against the tuned baselines on
+the report seeds, and on the unseen markets, and write the results.
 
 The pipeline, each step resumable:
 
-1. :func:`plan_runs`: one run per scenario and training seed with the scenario's own preset
-   (``configs/ppo/<scenario>.yaml`` if there is one, else ``default``), and one cross-scenario
-   run per seed (``configs/ppo/all_scenarios.yaml`` over the same scenarios). A run's folder
-   name carries a short hash of its config, so a changed preset trains new runs instead of
-   reusing stale ones.
+1. :func:`plan_runs`: one run per scenario, objective (``profit``, ``gmv_floor``) and
+   training seed with the scenario's own preset (``configs/ppo/<scenario>.yaml`` if there is
+   one, else ``default``), and one cross-scenario run per objective and seed
+   (``configs/ppo/all_scenarios.yaml`` over the same scenarios). A run's folder name carries
+   its objective (when not profit) and a short hash of its config, so a changed preset trains
+   new runs instead of reusing stale ones.
 2. :func:`train_runs`: trains what is not finished yet (continuing an interrupted run from its
    last checkpoint), ``workers`` runs at a time in separate processes, one torch thread each.
-3. :func:`evaluate_runs`: every registered policy (heuristics, the oracle) and every trained
-   run's best model (by validation) on each scenario over the same report seeds (paired).
+3. :func:`evaluate_runs`: every registered policy (heuristics, the tuned baselines read from
+   ``configs/baselines/``, the oracle) and every trained run's best model (by validation) on
+   each case, a scenario scored on the objective the runs trained on, over the same report
+   seeds (paired); then the same on every unseen market (``configs/scenarios/unseen/``, seeds
+   from 30000), each played by the runs trained on its base scenario. The baseline searches
+   are not part of it (``scripts/search_baselines.py``).
 4. :mod:`agents.results_report` turns the episodes into the tables and the learning curves.
 """
 
@@ -27,17 +33,21 @@ from pathlib import Path
 from typing import Any
 
 from agents import results_report as report
+from agents.baselines import OBJECTIVES, BaselineError, load_static
 from agents.eval_stats import aggregate_scores
 from agents.evaluation import (
     REFERENCES,
     REPORT_SEED,
+    UNSEEN_SEED,
     PolicySource,
     ScenarioResult,
     _csv_text,
+    best_heuristic,
+    case_key,
     run_all,
     summarise,
 )
-from agents.policies import POLICIES
+from agents.policies import POLICIES, make_policy
 from agents.ppo_config import TrainConfig, load_train_config
 from agents.run_folder import (
     RUN_JSON,
@@ -48,7 +58,7 @@ from agents.run_folder import (
     write_json_atomic,
     write_text_atomic,
 )
-from envs.config import ScenarioConfig, list_scenarios, load_scenario
+from envs.config import ScenarioConfig, list_scenarios, list_unseen, load_scenario
 
 MIX_PRESET = "all_scenarios"  # configs/ppo/: the cross-scenario policy
 TRAINING_SEEDS = (0, 1, 2)
@@ -67,42 +77,56 @@ class PlannedRun:
     name: str  # the run folder's name
 
     @property
+    def objective(self) -> str:
+        """The objective it trains on (and is scored on)."""
+        return self.config.scenario_configs()[0].objective
+
+    @property
     def label(self) -> str:
         """The policy's label in the benchmark (``ppo_s0``, ``mix_s1``)."""
         return f"{self.family}_s{self.seed}"
 
 
 def run_name(config: TrainConfig) -> str:
-    """``<scenario|mix>__<experiment>-<config hash without the seed>__<seed>``."""
+    """``<scenario|mix>[-<objective>]__<experiment>-<config hash without the seed>__<seed>``
+    (the objective named when it is not profit)."""
     key = config.with_values(seed=0).hash()[:8]
-    return f"{config.run_label()}__{config.experiment}-{key}__{config.seed}"
+    objective = config.scenario_configs()[0].objective
+    label = config.run_label() + ("" if objective == "profit" else f"-{objective}")
+    return f"{label}__{config.experiment}-{key}__{config.seed}"
 
 
 def plan_runs(scenarios: list[str] | None = None, seeds: tuple[int, ...] = TRAINING_SEEDS,
               mix: bool = True, values: Mapping[str, Any] | None = None,
               mix_values: Mapping[str, Any] | None = None,
-              sets: tuple[str, ...] = ()) -> list[PlannedRun]:
-    """The runs of the results, per-scenario ones first.
+              sets: tuple[str, ...] = (),
+              objectives: tuple[str, ...] = OBJECTIVES) -> list[PlannedRun]:
+    """The runs of the results, per objective: per-scenario ones first.
 
     :param scenarios: scenario names (default: every named scenario).
     :param values: dotted-key values for every per-scenario run (``training.total_timesteps``).
     :param mix_values: the same for the cross-scenario runs.
     :param sets: ``key=value`` strings for every run (as ``scripts/train.py --set``).
+    :param objectives: each run trains (and is scored) on one of these.
     :raises envs.config.ConfigError: an unknown scenario or a bad setting.
     """
     scenarios = list(scenarios or list_scenarios())
     fixed = {"training.progress_bar": False}
     plans = []
-    for scenario in scenarios:
-        for seed in seeds:
-            config = load_train_config(scenario=scenario, sets=sets,
-                                       values={**fixed, **(values or {}), "seed": seed})
-            plans.append(PlannedRun("ppo", (scenario,), seed, config, run_name(config)))
-    if mix and len(scenarios) > 1:
-        for seed in seeds:
-            config = load_train_config(MIX_PRESET, sets=sets, values={
-                **fixed, **(mix_values or {}), "env.scenario": scenarios, "seed": seed})
-            plans.append(PlannedRun("mix", tuple(scenarios), seed, config, run_name(config)))
+    for objective in objectives:
+        goal = {} if objective == "profit" else {"env.overrides.objective": objective}
+        for scenario in scenarios:
+            for seed in seeds:
+                config = load_train_config(scenario=scenario, sets=sets, values={
+                    **fixed, **goal, **(values or {}), "seed": seed})
+                plans.append(PlannedRun("ppo", (scenario,), seed, config, run_name(config)))
+        if mix and len(scenarios) > 1:
+            for seed in seeds:
+                config = load_train_config(MIX_PRESET, sets=sets, values={
+                    **fixed, **goal, **(mix_values or {}), "env.scenario": scenarios,
+                    "seed": seed})
+                plans.append(PlannedRun("mix", tuple(scenarios), seed, config,
+                                        run_name(config)))
     return plans
 
 
@@ -205,49 +229,87 @@ class TrainedSource:
         return self.policy, scenario.replace(action_space=self.policy.scenario.action_space)
 
 
-def heuristic_names() -> list[str]:
-    """Every registered policy, the references (constant, oracle, playbook) first."""
-    return list(REFERENCES) + sorted(set(POLICIES) - set(REFERENCES))
+def heuristic_names(config: ScenarioConfig | None = None) -> list[str]:
+    """Every registered policy, the references (constant, oracle, playbook) first; with
+    ``config``, without the tuned baselines that have no stored file for its scenario and
+    objective."""
+    names = list(REFERENCES) + sorted(set(POLICIES) - set(REFERENCES))
+    if config is None:
+        return names
+    out = []
+    for name in names:
+        try:
+            make_policy(name, config)
+        except BaselineError:
+            continue
+        out.append(name)
+    return out
 
 
-def evaluate_scenario(scenario: str, runs: list[tuple[str, Path]], episodes: int = EPISODES,
-                      seed: int = REPORT_SEED) -> ScenarioResult:
-    """Every registered policy and the given ``(label, run folder)`` runs on one scenario,
-    one episode per report seed from ``seed`` (paired)."""
-    sources: list[Any] = [PolicySource(name, name=name) for name in heuristic_names()]
+@dataclass(frozen=True)
+class Case:
+    """One benchmark case of the results: a scenario (named, or an unseen market) scored on
+    one objective, with the first report seed."""
+
+    scenario: str  # what load_scenario takes (a name, or "unseen/<stem>")
+    objective: str
+    seed: int = REPORT_SEED
+
+
+def evaluate_case(case: Case, runs: list[tuple[str, Path]], episodes: int = EPISODES
+                  ) -> tuple[ScenarioResult, str]:
+    """Every registered policy and the given ``(label, run folder)`` runs on one case, one
+    episode per report seed from ``case.seed`` (paired); and the case's best heuristic
+    (chosen on validation seeds, :func:`agents.evaluation.best_heuristic`)."""
+    config = load_scenario(case.scenario, objective=case.objective)
+    sources: list[Any] = [PolicySource(name, name=name) for name in heuristic_names(config)]
     sources += [TrainedSource(label, path) for label, path in runs]
-    (result,) = run_all(sources, [load_scenario(scenario)], episodes, seed, progress=False)
-    return result
+    (result,) = run_all(sources, [config], episodes, case.seed, progress=False)
+    return result, best_heuristic(config, episodes)
 
 
-def runs_by_scenario(plans: list[PlannedRun], runs_dir: Path) -> dict[str, list[tuple[str, Path]]]:
-    """Scenario -> the ``(label, folder)`` of every run that plays it (its own and the mix's)."""
-    out: dict[str, list[tuple[str, Path]]] = {}
+def runs_by_case(plans: list[PlannedRun], runs_dir: Path, seed: int = REPORT_SEED,
+                 unseen: bool = True) -> dict[Case, list[tuple[str, Path]]]:
+    """Case -> the ``(label, folder)`` of every run that plays it: a named scenario's own runs
+    and the mix's of the same objective; with ``unseen``, every unseen market whose base is
+    among the plan's scenarios, played by its base's runs (seeds from 30000)."""
+    out: dict[Case, list[tuple[str, Path]]] = {}
     for plan in plans:
         for scenario in plan.scenarios:
-            out.setdefault(scenario, []).append((plan.label, Path(runs_dir) / plan.name))
+            out.setdefault(Case(scenario, plan.objective, seed), []).append(
+                (plan.label, Path(runs_dir) / plan.name))
+    if unseen:
+        for market in list_unseen():
+            for case, runs in list(out.items()):
+                if case.scenario == market.base and case.seed == seed:
+                    out[Case(market.preset, case.objective, UNSEEN_SEED)] = runs
     return out
 
 
 def evaluate_runs(plans: list[PlannedRun], runs_dir: Path, episodes: int = EPISODES,
-                  seed: int = REPORT_SEED, workers: int = 1,
-                  log: Callable[[str], None] = print) -> list[ScenarioResult]:
-    """:func:`evaluate_scenario` for every scenario of the plan, ``workers`` at a time."""
-    jobs = runs_by_scenario(plans, runs_dir)
+                  seed: int = REPORT_SEED, workers: int = 1, unseen: bool = True,
+                  log: Callable[[str], None] = print
+                  ) -> tuple[list[ScenarioResult], dict[str, str]]:
+    """:func:`evaluate_case` for every case of the plan (:func:`runs_by_case`), ``workers``
+    at a time; the results and each case's best heuristic (by :func:`case_key`)."""
+    jobs = runs_by_case(plans, runs_dir, seed, unseen)
+    results, best = [], {}
     if workers <= 1:
-        results = []
-        for scenario, runs in jobs.items():
-            results.append(evaluate_scenario(scenario, runs, episodes, seed))
-            log(f"evaluated {scenario}")
-        return results
+        outcomes = (evaluate_case(case, runs, episodes) for case, runs in jobs.items())
+        for case, (result, name) in zip(jobs, outcomes, strict=True):
+            results.append(result)
+            best[case_key(result.scenario)] = name
+            log(f"evaluated {case.scenario} ({case.objective})")
+        return results, best
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(evaluate_scenario, sc, runs, episodes, seed)
-                   for sc, runs in jobs.items()]
-        results = []
-        for scenario, future in zip(jobs, futures, strict=True):
-            results.append(future.result())
-            log(f"evaluated {scenario}")
-    return results
+        futures = [pool.submit(evaluate_case, case, runs, episodes)
+                   for case, runs in jobs.items()]
+        for case, future in zip(jobs, futures, strict=True):
+            result, name = future.result()
+            results.append(result)
+            best[case_key(result.scenario)] = name
+            log(f"evaluated {case.scenario} ({case.objective})")
+    return results, best
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,32 +342,45 @@ def make_results(scenarios: list[str] | None = None, seeds: tuple[int, ...] = TR
                  values: Mapping[str, Any] | None = None,
                  mix_values: Mapping[str, Any] | None = None, sets: tuple[str, ...] = (),
                  bootstrap_reps: int = 2000, command: str = "make results",
+                 objectives: tuple[str, ...] = OBJECTIVES, unseen: bool = True,
                  log: Callable[[str], None] = print) -> Path:
     """Train, benchmark and write ``out`` (markdown), its learning-curve PNG (``img/`` next to
     it) and ``results.json`` + ``summary.csv`` in ``runs_dir``. Returns ``out``.
 
     Finished runs are reused, so an interrupted call continues where it stopped.
+
+    :raises agents.baselines.BaselineError: a scenario without its stored ``static``
+        settings for an objective (before any training).
     """
     started = time.perf_counter()
     runs_dir, out = Path(runs_dir), Path(out)
-    plans = plan_runs(scenarios, seeds, mix, values, mix_values, sets)
+    plans = plan_runs(scenarios, seeds, mix, values, mix_values, sets, objectives)
+    for scenario in dict.fromkeys(sc for plan in plans for sc in plan.scenarios):
+        for objective in objectives:  # the tables are against static: its file must load
+            load_static(load_scenario(scenario, objective=objective))
     trained = train_runs(plans, runs_dir, workers, log)
     train_wall = time.perf_counter() - started
-    results = evaluate_runs(plans, runs_dir, episodes, seed, workers, log)
+    results, best = evaluate_runs(plans, runs_dir, episodes, seed, workers, unseen, log)
     eval_wall = time.perf_counter() - started - train_wall
 
-    rows = summarise(results, seed, bootstrap_reps)
-    fam = {res.scenario.name: {family: report.family_stats(res, family, seed, bootstrap_reps)
-                               for family in report.FAMILIES} for res in results}
-    cross = {res.scenario.name: report.family_vs_family(res, "mix", "ppo", seed, bootstrap_reps)
+    rows = summarise(results, seed, bootstrap_reps, best)
+    fam = {case_key(res.scenario): {
+        family: report.family_stats(res, family, seed, bootstrap_reps,
+                                    best.get(case_key(res.scenario)))
+        for family in report.FAMILIES} for res in results}
+    cross = {case_key(res.scenario): report.family_vs_family(res, "mix", "ppo", seed,
+                                                             bootstrap_reps)
              for res in results}
-    aggregates = aggregate_scores(report.family_scores(results), seed, bootstrap_reps)
-    curves = {res.scenario.name: {family: [] for family in report.FAMILIES} for res in results}
+    named = [res for res in results if res.seeds[0] == seed]
+    aggregates = {obj: aggregate_scores(per, seed, bootstrap_reps)
+                  for obj, per in report.family_scores(named).items()}
+    curves: dict[str, dict[str, list]] = {}
     for plan in plans:
         for scenario in plan.scenarios:
             prefix = "eval" if plan.family == "ppo" else f"eval_{scenario}"
-            curves[scenario][plan.family].append(report.read_curves(runs_dir / plan.name,
-                                                                    prefix))
+            per = curves.setdefault(f"{scenario}/{plan.objective}",
+                                    {family: [] for family in report.FAMILIES})
+            per[plan.family].append(report.read_curves(runs_dir / plan.name, prefix))
     img = out.parent / CURVES_PNG
     img.parent.mkdir(parents=True, exist_ok=True)
     report.plot_learning_curves(curves, img)
@@ -326,10 +401,13 @@ def make_results(scenarios: list[str] | None = None, seeds: tuple[int, ...] = TR
                          f"call and reused (their {reused_s / 60:.1f} min of training, summed "
                          "over runs, are not in this wall time)" if skipped else ""),
         "episodes": episodes, "report_seeds": [seed, seed + episodes - 1],
-        "training_seeds": list(seeds), "ppo_presets": presets, "ppo_timesteps": timesteps,
+        "unseen_seeds": [UNSEEN_SEED, UNSEEN_SEED + episodes - 1] if unseen else None,
+        "objectives": list(objectives), "training_seeds": list(seeds),
+        "ppo_presets": presets, "ppo_timesteps": timesteps,
         "mix_preset": f"`configs/ppo/{MIX_PRESET}.yaml`",
         "mix_timesteps": (f"{mix_plans[0].config.training.total_timesteps:,} steps"
                           if mix_plans else ""),
+        "baselines": baseline_provenance(),
     }
     meta["wall_time_s"] = time.perf_counter() - started
     text = report.document(meta, rows, fam, cross, aggregates, records, CURVES_PNG)
@@ -337,7 +415,20 @@ def make_results(scenarios: list[str] | None = None, seeds: tuple[int, ...] = TR
     write_text_atomic(runs_dir / "summary.csv", _csv_text(rows))
     write_json_atomic(runs_dir / "results.json", {
         **meta, "package_versions": package_versions(), "families": fam, "cross": cross,
-        "aggregates": aggregates, "runs": records, "trained": trained,
+        "aggregates": aggregates, "best_heuristic": best, "runs": records, "trained": trained,
         "plans": [{"name": p.name, "family": p.family, "scenarios": list(p.scenarios),
-                   "seed": p.seed, "config_hash": p.config.hash()} for p in plans]})
+                   "objective": p.objective, "seed": p.seed, "config_hash": p.config.hash()}
+                  for p in plans]})
     return out
+
+
+def baseline_provenance() -> dict[str, Any]:
+    """Which stored baseline files the results read: env version and each file's hash."""
+    import hashlib
+
+    from agents.baselines import BASELINE_DIR
+    from envs.version import ENV_VERSION
+
+    return {"env_version": ENV_VERSION,
+            "files": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12]
+                      for p in sorted(BASELINE_DIR.glob("*.yaml"))}}

@@ -1,12 +1,15 @@
-"""The results report (``docs/results.md``): PPO over training seeds against the heuristics
-and the oracle on every scenario, the cross-scenario policy, learning curves.
+"""The results report (``docs/results.md``): PPO over training seeds against the tuned
+baselines, the playbook and the oracle on every case (scenario x objective), on the named
+scenarios and the unseen markets; the cross-scenario policy; learning curves.
 
 Statistics. Every policy plays the same report seeds (paired). A single policy's intervals
 come from :func:`agents.evaluation.summarise` (rliable's bootstrap over episodes). A family
 of trained runs (one per training seed) is summarised over all its ``runs x episodes``
 values with a *crossed* bootstrap (:func:`crossed_bootstrap`): each resample draws training
 seeds and episodes independently, so the interval covers both the luck of training and the
-luck of the market draws. The per-seed means also get a t-interval across seeds.
+luck of the market draws. Its ``control_share`` (mean of PPO - static over mean of oracle -
+static) resamples the same way, the oracle and static on the resampled episodes
+(:func:`crossed_ratio`). The per-seed means also get a t-interval across seeds.
 """
 
 from __future__ import annotations
@@ -19,12 +22,20 @@ import numpy as np
 from scipy import stats
 
 from agents import eval_stats
-from agents.evaluation import ScenarioResult, episode_scores
+from agents.evaluation import (
+    ScenarioResult,
+    case_key,
+    control_share_columns,
+    episode_scores,
+    value_name,
+    value_of_control,
+)
+from agents.rollout import objective_values
 
 FAMILIES = {"ppo": "PPO, one per scenario", "mix": "PPO, one across all scenarios"}
-# Per-episode quantities summarised for a family: (name, function of (result, results)).
-FAMILY_METRICS = ("profit", "profit_diff", "normalised_score", "roi_floor_violation_days",
-                  "violation_days_diff", "interruptions", "interruptions_diff",
+# Per-episode quantities summarised for a family (value: the case's objective, CNY).
+FAMILY_METRICS = ("value", "value_diff_vs_static", "value_diff_vs_playbook", "profit",
+                  "normalised_score", "roi_floor_violation_days", "interruptions",
                   "settlement_roi")
 
 
@@ -51,6 +62,28 @@ def crossed_bootstrap(values: np.ndarray, rng: np.random.Generator,
     return values.mean(axis=(1, 2)), low, high
 
 
+def crossed_ratio(numerator: np.ndarray, denominator: np.ndarray, rng: np.random.Generator,
+                  reps: int = eval_stats.BOOTSTRAP_REPS,
+                  confidence: float = eval_stats.CONFIDENCE) -> tuple[float, float, float]:
+    """``mean(numerator) / mean(denominator)`` with a crossed-bootstrap interval: each
+    resample draws runs and episodes independently; the denominator (one value per episode,
+    the same for every run) is averaged over the resampled episodes.
+
+    :param numerator: (runs, episodes), e.g. PPO - static per run and seed.
+    :param denominator: (episodes,), e.g. oracle - static per seed.
+    """
+    n_runs, n_eps = numerator.shape
+    runs = rng.integers(0, n_runs, (reps, n_runs))
+    eps = rng.integers(0, n_eps, (reps, n_eps))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        draws = (numerator[runs[:, :, None], eps[:, None, :]].mean(axis=(1, 2))
+                 / denominator[eps].mean(axis=1))
+        point = float(numerator.mean() / denominator.mean())
+    tail = 50 * (1 - confidence)
+    low, high = np.nanpercentile(draws, [tail, 100 - tail])
+    return point, float(low), float(high)
+
+
 def seed_interval(means: np.ndarray,
                   confidence: float = eval_stats.CONFIDENCE) -> tuple[float, float, float]:
     """Mean of per-seed means and its t-interval across training seeds."""
@@ -62,59 +95,88 @@ def seed_interval(means: np.ndarray,
     return mean, mean - half, mean + half
 
 
-def _episode_values(res: ScenarioResult, label: str) -> dict[str, np.ndarray]:
-    r = res.results
-    m, base = r[label].metrics, r["playbook"].metrics
+def _values(res: ScenarioResult) -> dict[str, np.ndarray]:
+    """Every policy's per-episode value under the case's objective (CNY)."""
+    return {label: objective_values(res.scenario, result)
+            for label, result in res.results.items()}
+
+
+def _episode_values(res: ScenarioResult, label: str, value: dict[str, np.ndarray]
+                    ) -> dict[str, np.ndarray]:
+    m = res.results[label].metrics
     return {
-        "profit": m["profit"], "profit_diff": m["profit"] - base["profit"],
-        "normalised_score": eval_stats.normalised_scores(
-            m["profit"], r["constant"].metrics["profit"], r["oracle"].metrics["profit"]),
+        "value": value[label], "value_diff_vs_static": value[label] - value["static"],
+        "value_diff_vs_playbook": value[label] - value["playbook"], "profit": m["profit"],
+        "normalised_score": eval_stats.normalised_scores(value[label], value["constant"],
+                                                         value["oracle"]),
         "roi_floor_violation_days": m["roi_floor_violation_days"],
-        "violation_days_diff": m["roi_floor_violation_days"] - base["roi_floor_violation_days"],
-        "interruptions": m["interruptions"],
-        "interruptions_diff": m["interruptions"] - base["interruptions"],
-        "settlement_roi": m["settlement_roi"],
+        "interruptions": m["interruptions"], "settlement_roi": m["settlement_roi"],
     }
 
 
 def family_stats(res: ScenarioResult, family: str, seed: int,
-                 reps: int = eval_stats.BOOTSTRAP_REPS) -> dict[str, Any] | None:
-    """A family's statistics on one scenario (None if it has no run there).
+                 reps: int = eval_stats.BOOTSTRAP_REPS,
+                 best: str | None = None) -> dict[str, Any] | None:
+    """A family's statistics on one case (None if it has no run there).
 
+    :param best: the case's best heuristic (its label among the results), for
+        ``value_diff_vs_best``.
     :return: ``{metric: (mean, low, high)}`` for :data:`FAMILY_METRICS` (crossed bootstrap),
-        ``seeds`` (per-seed mean profit and difference), ``diff_over_seeds`` (t-interval
-        across seeds), ``prob_improvement`` (an episode of the family beats the playbook's).
+        ``control_share`` (crossed, n/a where the value of control's lower bound is <= 0),
+        ``seeds`` (per-seed mean value and difference against static), ``diff_over_seeds``
+        (t-interval across seeds), ``prob_improvement`` (an episode of the family beats
+        static's).
     """
     labels = family_labels(res, family)
     if not labels:
         return None
-    per_run = [_episode_values(res, label) for label in labels]
-    values = np.stack([np.stack([run[k] for run in per_run]) for k in FAMILY_METRICS])
-    rng = np.random.default_rng(eval_stats.stream_seed(seed, res.scenario.name, family))
+    value = _values(res)
+    case = case_key(res.scenario)
+    per_run = [_episode_values(res, label, value) for label in labels]
+    keys = list(FAMILY_METRICS)
+    if best is not None and best in value:
+        for run, label in zip(per_run, labels, strict=True):
+            run["value_diff_vs_best"] = value[label] - value[best]
+        keys.append("value_diff_vs_best")
+    values = np.stack([np.stack([run[k] for run in per_run]) for k in keys])
+    rng = np.random.default_rng(eval_stats.stream_seed(seed, case, family))
     mean, low, high = crossed_bootstrap(values, rng, reps)
     out: dict[str, Any] = {k: (float(mean[i]), float(low[i]), float(high[i]))
-                           for i, k in enumerate(FAMILY_METRICS)}
-    seed_diffs = np.array([run["profit_diff"].mean() for run in per_run])
-    out["seeds"] = {label: {"profit": float(run["profit"].mean()),
-                            "profit_diff": float(run["profit_diff"].mean())}
+                           for i, k in enumerate(keys)}
+    voc = value_of_control(value["oracle"], value["static"], seed, case, reps)
+    share = crossed_ratio(values[keys.index("value_diff_vs_static")],
+                          value["oracle"] - value["static"],
+                          np.random.default_rng(eval_stats.stream_seed(seed, case, family,
+                                                                       "share")), reps)
+    columns = control_share_columns(share, voc)
+    out["control_share"] = (columns["control_share"], columns["control_share_ci_low"],
+                            columns["control_share_ci_high"])
+    out["value_of_control"] = (voc["value_of_control"], voc["value_of_control_ci_low"],
+                               voc["value_of_control_ci_high"])
+    out["best_heuristic"] = best
+    seed_diffs = np.array([run["value_diff_vs_static"].mean() for run in per_run])
+    out["seeds"] = {label: {"value": float(run["value"].mean()),
+                            "value_diff_vs_static": float(run["value_diff_vs_static"].mean())}
                     for label, run in zip(labels, per_run, strict=True)}
     out["diff_over_seeds"] = seed_interval(seed_diffs)
     out["prob_improvement"] = eval_stats.probability_of_improvement(
-        values[0].ravel(), res.results["playbook"].metrics["profit"])
+        values[0].ravel(), value["static"])
     out["n_runs"] = len(labels)
     return out
 
 
 def family_vs_family(res: ScenarioResult, first: str, second: str, seed: int,
                      reps: int = eval_stats.BOOTSTRAP_REPS) -> tuple[float, float, float] | None:
-    """Mean profit of family ``first`` minus family ``second`` on the same report seeds, with a
+    """Mean value of family ``first`` minus family ``second`` on the same report seeds, with a
     bootstrap interval resampling episodes and each family's runs."""
     a, b = family_labels(res, first), family_labels(res, second)
     if not a or not b:
         return None
-    pa = np.stack([res.results[label].metrics["profit"] for label in a])
-    pb = np.stack([res.results[label].metrics["profit"] for label in b])
-    rng = np.random.default_rng(eval_stats.stream_seed(seed, res.scenario.name, first, second))
+    value = _values(res)
+    pa = np.stack([value[label] for label in a])
+    pb = np.stack([value[label] for label in b])
+    rng = np.random.default_rng(eval_stats.stream_seed(seed, case_key(res.scenario), first,
+                                                       second))
     n_eps = pa.shape[1]
     eps = rng.integers(0, n_eps, (reps, n_eps))
     ra = rng.integers(0, len(a), (reps, len(a)))
@@ -131,37 +193,42 @@ def family_of(label: str) -> str | None:
     return next((f for f in FAMILIES if label.startswith(f"{f}_s")), None)
 
 
-def family_scores(runs: list[ScenarioResult]) -> dict[str, np.ndarray]:
-    """Per-episode normalised scores for rliable's aggregates: every single policy
-    (episodes, scenarios) and every family, its runs stacked ((runs x episodes), scenarios)."""
-    out: dict[str, np.ndarray] = {}
-    for label, scores in episode_scores(runs).items():
-        key = family_of(label) or label
-        out[key] = np.concatenate([out[key], scores]) if key in out else scores
+def family_scores(runs: list[ScenarioResult]) -> dict[str, dict[str, np.ndarray]]:
+    """Per-episode normalised scores for rliable's aggregates, per objective: every single
+    policy (episodes, scenarios) and every family, its runs stacked ((runs x episodes),
+    scenarios)."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for objective, per in episode_scores(runs).items():
+        mine = out.setdefault(objective, {})
+        for label, scores in per.items():
+            key = family_of(label) or label
+            mine[key] = np.concatenate([mine[key], scores]) if key in mine else scores
     return out
 
 
 # ---------------------------------------------------------------------------------------------
 def read_curves(run_dir: Path, prefix: str = "eval",
-                baseline: str = "playbook") -> dict[str, np.ndarray]:
-    """A run's validation profits from its TensorBoard events: ``steps``, ``ppo``, ``baseline``
-    (``prefix`` ``eval_<scenario>`` for one scenario of a cross-scenario run)."""
+                baseline: str = "static") -> dict[str, np.ndarray]:
+    """A run's validation values (its objective, CNY per episode) from its TensorBoard
+    events: ``steps``, ``ppo``, ``baseline`` (``prefix`` ``eval_<scenario>`` for one scenario
+    of a cross-scenario run)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(Path(run_dir) / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
-    ppo = acc.Scalars(f"{prefix}/ppo/profit")
-    ref = acc.Scalars(f"{prefix}/{baseline}/profit")
+    ppo = acc.Scalars(f"{prefix}/ppo/value")
+    ref = acc.Scalars(f"{prefix}/{baseline}/value")
     return {"steps": np.array([e.step for e in ppo]), "ppo": np.array([e.value for e in ppo]),
             "baseline": np.array([e.value for e in ref])}
 
 
 def plot_learning_curves(curves: dict[str, dict[str, list[dict[str, np.ndarray]]]],
                          path: Path) -> Path:
-    """One panel per scenario: PPO's validation profit (mean over training seeds, band from
-    the lowest to the highest seed) for each family, and the playbook's line.
+    """One panel per case: PPO's validation value (mean over training seeds, band from the
+    lowest to the highest seed) for each family, and static's line.
 
-    :param curves: scenario -> family -> one :func:`read_curves` result per run.
+    :param curves: ``<scenario>/<objective>`` -> family -> one :func:`read_curves` result
+        per run.
     """
     import matplotlib
 
@@ -190,12 +257,13 @@ def plot_learning_curves(curves: dict[str, dict[str, list[dict[str, np.ndarray]]
                             alpha=0.2, lw=0)
             if not baseline_drawn:
                 ax.axhline(float(np.mean([r["baseline"][-1] for r in runs])) / 1000,
-                           color="black", lw=1, label="playbook")
+                           color="black", lw=1, label="static")
                 baseline_drawn = True
         ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=7)
         ax.set_xlabel("training steps, k account-days", fontsize=7)
-        ax.set_ylabel("validation profit, k CNY", fontsize=7)
+        ax.set_ylabel(f"validation {value_name(name.rsplit('/', 1)[-1])}, k CNY",
+                      fontsize=7)
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")
     axes[0, 0].legend(fontsize=6, loc="lower right")
@@ -224,96 +292,113 @@ def _row_triple(row: dict[str, Any], key: str) -> tuple[float, float, float]:
     return row[key], row[f"{key}_ci_low"], row[f"{key}_ci_high"]
 
 
-def verdict(stats_: dict[str, Any], playbook: dict[str, Any]) -> str:
-    """Whether a family meets the issue's bar on a scenario, and if not, what fails."""
-    fails = []
-    if not stats_["profit_diff"][1] > 0:
-        fails.append("profit interval includes 0" if stats_["profit_diff"][2] > 0
-                     else "earns less")
-    if stats_["roi_floor_violation_days"][0] > playbook["roi_floor_violation_days"]:
-        fails.append("more violation days")
-    if stats_["interruptions"][0] > playbook["interruptions"]:
-        fails.append("more interruptions")
-    return "**yes**" if not fails else "no: " + ", ".join(fails)
+def verdict(stats_: dict[str, Any]) -> str:
+    """PPO against ``static`` on a case: ahead or behind where the crossed interval of the
+    paired difference excludes 0, else not distinguishable."""
+    _, low, high = stats_["value_diff_vs_static"]
+    if low > 0:
+        return "**ahead**"
+    if high < 0:
+        return "behind"
+    return "not distinguishable"
 
 
-def _family_rows(fam: dict[str, dict[str, Any]], family: str):
-    """``(scenario, stats)`` for every scenario where ``family`` has runs."""
-    return [(scenario, per[family]) for scenario, per in fam.items() if per.get(family)]
+def _cases(fam: dict[str, dict[str, Any]], objective: str, unseen: bool, family: str = "ppo"
+           ) -> list[tuple[str, dict[str, Any]]]:
+    """``(scenario, stats)`` of ``family`` for every case of ``objective``, named scenarios or
+    unseen markets."""
+    out = []
+    for key, per in fam.items():
+        scenario, obj = key.rsplit("/", 1)
+        if obj == objective and per.get(family) and is_unseen_name(scenario) == unseen:
+            out.append((scenario, per[family]))
+    return out
+
+
+def is_unseen_name(scenario: str) -> bool:
+    from envs.config import UNSEEN_PREFIX
+
+    return scenario.startswith(UNSEEN_PREFIX)
+
+
+def _share(triple: tuple[float, float, float]) -> str:
+    return "n/a" if math.isnan(triple[0]) else _ci(triple)
 
 
 def headline_table(rows: list[dict[str, Any]], fam: dict[str, dict[str, Any]],
-                   family: str = "ppo") -> str:
-    """PPO (over training seeds) next to the playbook and the oracle, per scenario."""
-    by = {(r["scenario"], r["policy"]): r for r in rows}
+                   objective: str, unseen: bool = False, family: str = "ppo") -> str:
+    """PPO (over training seeds) against ``static``, the best heuristic, the playbook and the
+    oracle on every case of ``objective`` (values in k CNY)."""
+    by = {(r["scenario"], r["objective"], r["policy"]): r for r in rows}
     lines = [
-        "| scenario | playbook profit | oracle profit | PPO profit | PPO − playbook [95% CI] "
-        "| of the playbook→oracle gap | P(PPO episode > playbook's) | normalised score: PPO "
-        "(playbook) | ROI-floor violation days: PPO (playbook) | interruptions: PPO "
-        "(playbook) | PPO ahead? |",
-        "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for scenario, s in _family_rows(fam, family):
-        pb, orc = by[scenario, "playbook"], by[scenario, "oracle"]
-        gap = orc["profit"] - pb["profit"]
-        share = f"{s['profit_diff'][0] / gap:.0%}" if gap > 0 else "n/a"
+        f"| {'market' if unseen else 'scenario'} | static | oracle | value of control "
+        "(oracle − static) | PPO | PPO − static [95% CI] | control share [95% CI] | PPO − "
+        "best heuristic [95% CI] | PPO − playbook [95% CI] | PPO against static |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
+    for scenario, s in _cases(fam, objective, unseen, family):
+        st, orc = by[scenario, objective, "static"], by[scenario, objective, "oracle"]
+        best = (f"{_ci_k(s['value_diff_vs_best'], signed=True)} ({s['best_heuristic']})"
+                if "value_diff_vs_best" in s else "n/a")
         lines.append(
-            f"| {scenario} | {_ci_k(_row_triple(pb, 'profit'))} | "
-            f"{_ci_k(_row_triple(orc, 'profit'))} | {_ci_k(s['profit'])} | "
-            f"{_ci_k(s['profit_diff'], signed=True)} | {share} | "
-            f"{s['prob_improvement']:.2f} | {_ci(s['normalised_score'])} "
-            f"({pb['normalised_score']:.2f}) | {s['roi_floor_violation_days'][0]:.1f} "
-            f"({pb['roi_floor_violation_days']:.1f}) | {s['interruptions'][0]:.2f} "
-            f"({pb['interruptions']:.2f}) | {verdict(s, pb)} |")
+            f"| {scenario} | {_k(st['value'])} | {_k(orc['value'])} | "
+            f"{_ci_k(s['value_of_control'], signed=True)} | {_ci_k(s['value'])} | "
+            f"{_ci_k(s['value_diff_vs_static'], signed=True)} | {_share(s['control_share'])} | "
+            f"{best} | {_ci_k(s['value_diff_vs_playbook'], signed=True)} | {verdict(s)} |")
     return "\n".join(lines)
 
 
-def policies_table(rows: list[dict[str, Any]], scenario: str) -> str:
-    """Every policy (and trained run) on one scenario."""
-    lines = ["| policy | profit [95% CI] | normalised score | − playbook [95% CI] "
-             "| P(> playbook) | settlement ROI | violation days | interruptions |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in (r for r in rows if r["scenario"] == scenario):
-        diff = (r["profit_diff_vs_playbook"], r["profit_diff_ci_low"], r["profit_diff_ci_high"])
+def policies_table(rows: list[dict[str, Any]], scenario: str, objective: str) -> str:
+    """Every policy (and trained run) on one case."""
+    name = value_name(objective)
+    lines = [f"| policy | {name} [95% CI] | − static [95% CI] | control share | − playbook "
+             "[95% CI] | normalised score | profit | settlement ROI | violation days | "
+             "interruptions |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["scenario"] != scenario or r["objective"] != objective:
+            continue
+        vs_static = (_ci_k(_row_triple(r, "value_diff_vs_static"), signed=True)
+                     if "value_diff_vs_static" in r else "n/a")
+        share = (_share(_row_triple(r, "control_share")) if "control_share" in r else "n/a")
+        diff = (r["value_diff_vs_playbook"], r["value_diff_ci_low"], r["value_diff_ci_high"])
         lines.append(
-            f"| {r['policy']} | {_ci_k(_row_triple(r, 'profit'))} | "
-            f"{_ci(_row_triple(r, 'normalised_score'))} | {_ci_k(diff, signed=True)} | "
-            f"{r['prob_improvement_vs_playbook']:.2f} | {r['settlement_roi']:.2f} | "
+            f"| {r['policy']} | {_ci_k(_row_triple(r, 'value'))} | {vs_static} | {share} | "
+            f"{_ci_k(diff, signed=True)} | {_ci(_row_triple(r, 'normalised_score'))} | "
+            f"{_k(r['profit'])} | {r['settlement_roi']:.2f} | "
             f"{r['roi_floor_violation_days']:.1f} | {r['interruptions']:.2f} |")
     return "\n".join(lines)
 
 
-def seeds_table(fam: dict[str, dict[str, Any]], family: str = "ppo") -> str:
-    """Per scenario: each training seed's mean profit and difference, and the spread."""
-    lines = ["| scenario | PPO − playbook per training seed (k CNY) | mean over seeds "
-             "[95% t-interval across seeds] | profit per seed (k CNY) |", "|---|---|---|---|"]
-    for scenario, s in _family_rows(fam, family):
+def seeds_table(fam: dict[str, dict[str, Any]], objective: str, family: str = "ppo") -> str:
+    """Per scenario: each training seed's mean value and difference against static, and the
+    spread."""
+    lines = ["| scenario | PPO − static per training seed (k CNY) | mean over seeds "
+             "[95% t-interval across seeds] | value per seed (k CNY) |", "|---|---|---|---|"]
+    for scenario, s in _cases(fam, objective, False, family):
         seeds = s["seeds"]
-        diffs = ", ".join(f"{label.split('_')[-1]}: {v['profit_diff'] / 1000:+.1f}"
+        diffs = ", ".join(f"{label.split('_')[-1]}: "
+                          f"{v['value_diff_vs_static'] / 1000:+.1f}"
                           for label, v in seeds.items())
-        profits = ", ".join(f"{v['profit'] / 1000:.1f}" for v in seeds.values())
+        values = ", ".join(f"{v['value'] / 1000:.1f}" for v in seeds.values())
         lines.append(f"| {scenario} | {diffs} | {_ci_k(s['diff_over_seeds'], signed=True)} | "
-                     f"{profits} |")
+                     f"{values} |")
     return "\n".join(lines)
 
 
-def cross_table(rows: list[dict[str, Any]], fam: dict[str, dict[str, Any]],
-                cross: dict[str, tuple[float, float, float] | None]) -> str:
-    """The cross-scenario policy next to the per-scenario ones."""
-    by = {(r["scenario"], r["policy"]): r for r in rows}
-    lines = ["| scenario | per-scenario PPO − playbook | cross-scenario PPO − playbook | "
-             "cross − per-scenario [95% CI] | normalised: per-scenario / cross | "
-             "violation days: per-scenario / cross | cross ahead of playbook? |",
-             "|---|---|---|---|---|---|---|"]
-    for scenario, per in fam.items():
-        p, m = per.get("ppo"), per.get("mix")
-        if p is None or m is None or cross.get(scenario) is None:
+def cross_table(fam: dict[str, dict[str, Any]], cross: dict[str, Any], objective: str) -> str:
+    """The cross-scenario policy next to the per-scenario ones, on one objective."""
+    lines = ["| scenario | per-scenario PPO − static | cross-scenario PPO − static | "
+             "cross − per-scenario [95% CI] | control share: per-scenario / cross | "
+             "cross against static |", "|---|---|---|---|---|---|"]
+    for scenario, p in _cases(fam, objective, False, "ppo"):
+        key = f"{scenario}/{objective}"
+        m = fam[key].get("mix")
+        if m is None or cross.get(key) is None:
             continue
         lines.append(
-            f"| {scenario} | {_ci_k(p['profit_diff'], signed=True)} | "
-            f"{_ci_k(m['profit_diff'], signed=True)} | {_ci_k(cross[scenario], signed=True)} | "
-            f"{p['normalised_score'][0]:.2f} / {m['normalised_score'][0]:.2f} | "
-            f"{p['roi_floor_violation_days'][0]:.1f} / {m['roi_floor_violation_days'][0]:.1f}"
-            f" | {verdict(m, by[scenario, 'playbook'])} |")
+            f"| {scenario} | {_ci_k(p['value_diff_vs_static'], signed=True)} | "
+            f"{_ci_k(m['value_diff_vs_static'], signed=True)} | "
+            f"{_ci_k(cross[key], signed=True)} | {_share(p['control_share'])} / "
+            f"{_share(m['control_share'])} | {verdict(m)} |")
     return "\n".join(lines)
 
 
@@ -329,8 +414,8 @@ def aggregates_table(aggregates: dict[str, dict[str, float]]) -> str:
 
 def runs_table(records: list[dict[str, Any]]) -> str:
     """The training runs: steps, wall time, speed, last validation."""
-    lines = ["| run | steps | training s | steps/s | last validation: PPO − playbook "
-             "(CNY/episode) |", "|---|---|---|---|---|"]
+    lines = ["| run | steps | training s | steps/s | last validation: PPO − "
+             "static (CNY/episode, the run's objective) |", "|---|---|---|---|---|"]
     for r in records:
         lines.append(f"| {r['name']} | {r['steps']:,} | {r['seconds']:.0f} | "
                      f"{r['steps_per_second']:,.0f} | {r['final_diff']:+,.0f} |")
@@ -347,58 +432,95 @@ def run_record(run_dir: Path) -> dict[str, Any]:
     final = info.get("final_eval") or {}
     return {"name": Path(run_dir).name, "steps": steps, "seconds": seconds,
             "steps_per_second": steps / seconds if seconds else math.nan,
-            "final_diff": final.get("profit_diff", math.nan)}
+            "final_diff": final.get("value_diff", math.nan)}
+
+
+def _unseen_reasons() -> dict[str, tuple[str, str]]:
+    """Unseen market name -> (base scenario, reason)."""
+    from envs.config import list_unseen
+
+    return {m.name: (m.base, m.reason) for m in list_unseen()}
 
 
 def document(meta: dict[str, Any], rows: list[dict[str, Any]],
              fam: dict[str, dict[str, Any]], cross: dict[str, Any],
-             aggregates: dict[str, dict[str, float]], records: list[dict[str, Any]],
-             curves_png: str) -> str:
+             aggregates: dict[str, dict[str, dict[str, float]]],
+             records: list[dict[str, Any]], curves_png: str) -> str:
     """The whole ``docs/results.md``."""
     seeds = meta["report_seeds"]
     has_mix = any(per.get("mix") for per in fam.values())
+    objectives = meta["objectives"]
     out = [
-        "# Results: PPO against the playbook and the oracle on every scenario", "",
+        "# Results: PPO against the tuned baselines and the oracle, on both objectives, on "
+        "the named scenarios and on unseen markets", "",
         f"Written by `{meta['command']}` on {meta['created']} (git {meta['git_commit']}"
         f"{', uncommitted changes' if meta['git_dirty'] else ''}); wall time "
         f"**{meta['wall_time_s'] / 60:.1f} min** on {meta['machine']} ({meta['workers']} "
-        f"training process{'es' if meta['workers'] > 1 else ''} at a time, one torch thread "
-        "each): training "
-        f"{meta['train_wall_s'] / 60:.1f} min, evaluation {meta['eval_wall_s'] / 60:.1f} min"
-        f"{meta['resumed_note']}.", "",
-        f"Every policy plays the same {meta['episodes']} report seeds {seeds[0]}..{seeds[-1]} "
-        "on each scenario (paired). PPO is trained with the scenario's preset "
-        f"({meta['ppo_presets']}, {meta['ppo_timesteps']}) for each of the training seeds "
-        f"{', '.join(map(str, meta['training_seeds']))}; each run is benchmarked with its best "
-        "model by validation (seeds 20000.., never the report seeds). PPO's intervals come "
-        "from a crossed bootstrap over training seeds and episodes; single policies' from "
-        "rliable's bootstrap over episodes. Normalised score = (profit − constant) / (oracle "
-        "− constant). 95% intervals throughout; k = thousand CNY per 84-day episode.", "",
-        "## PPO against the playbook and the oracle", "",
-        headline_table(rows, fam), "",
-        "*PPO ahead?* asks for the issue's bar: the lower end of the paired difference's "
-        "interval above 0, and no more ROI-floor violation days or interruptions (means) "
-        "than the playbook.", "",
-        "## Across scenarios: normalised score (rliable IQM and mean, stratified bootstrap)",
-        "", aggregates_table(aggregates), ""]
+        f"process{'es' if meta['workers'] > 1 else ''} at a time, one torch thread each): "
+        f"training {meta['train_wall_s'] / 60:.1f} min, evaluation "
+        f"{meta['eval_wall_s'] / 60:.1f} min{meta['resumed_note']}. Tuned baselines read "
+        f"from `configs/baselines/` (env version {meta['baselines']['env_version']}; made by "
+        "`python scripts/search_baselines.py`, not by this command).", "",
+        f"A *case* is a scenario scored on one objective: `profit` (contribution profit) or "
+        "`gmv_floor` (settled GMV less the settlement-ROI floor's penalty), CNY per 84-day "
+        f"launch (k = thousand). Every policy plays the same {meta['episodes']} report seeds "
+        f"{seeds[0]}..{seeds[-1]} on each case (paired); PPO is trained on the case's "
+        f"objective with the scenario's preset ({meta['ppo_presets']}, "
+        f"{meta['ppo_timesteps']}) for each of the training seeds "
+        f"{', '.join(map(str, meta['training_seeds']))}, and benchmarked with its best model "
+        "by validation (seeds 20000.., never the report seeds). `static` is the best fixed "
+        "settings found on training seeds for the scenario and objective; the best heuristic "
+        "is the registered rule (tuned or not, `static` apart) with the highest mean on "
+        "validation seeds; the value of control is oracle − static; the control share is "
+        "mean(PPO − static) / mean(oracle − static), n/a where the value of control's "
+        "interval reaches 0. PPO's intervals come from a crossed bootstrap over training "
+        "seeds and episodes; single policies' from rliable's bootstrap over episodes. 95% "
+        "intervals throughout.", ""]
+    for objective in objectives:
+        out += [f"## PPO against `static`: objective `{objective}`", "",
+                headline_table(rows, fam, objective), ""]
+    if meta.get("unseen_seeds"):
+        useen = meta["unseen_seeds"]
+        reasons = _unseen_reasons()
+        out += ["## Unseen markets", "",
+                "Perturbed markets no training or tuning ever used (`configs/scenarios/"
+                f"unseen/`), on seeds {useen[0]}..{useen[1]}. Each is played by the runs and "
+                "the tuned baselines of its base scenario; the best heuristic is its base's "
+                "choice.", "", "| market | base | why it is there |", "|---|---|---|"]
+        out += [f"| {name} | {base} | {reason} |" for name, (base, reason) in reasons.items()]
+        out.append("")
+        for objective in objectives:
+            out += [f"### Objective `{objective}`", "",
+                    headline_table(rows, fam, objective, unseen=True), ""]
+    out += ["## Across scenarios: normalised score (rliable IQM and mean, stratified "
+            "bootstrap)", "",
+            "Normalised score = (value − constant) / (oracle − constant) on the named "
+            "scenarios.", ""]
+    for objective in objectives:
+        out += [f"Objective `{objective}`:", "", aggregates_table(aggregates.get(objective, {})),
+                ""]
     if has_mix:
         out += ["## One policy across scenarios against one policy per scenario", "",
                 f"The cross-scenario policy ({meta['mix_preset']}, {meta['mix_timesteps']}) "
                 "trains one network on a batch split across every scenario, with each "
                 "account's market parameters drawn ±20% around its scenario's; it is judged "
-                "on the scenarios themselves.", "", cross_table(rows, fam, cross), ""]
-    out += ["## PPO over training seeds", "", seeds_table(fam), ""]
-    if has_mix:
-        out += ["Cross-scenario policy:", "", seeds_table(fam, "mix"), ""]
+                "on the scenarios themselves.", ""]
+        for objective in objectives:
+            out += [f"Objective `{objective}`:", "", cross_table(fam, cross, objective), ""]
+    out += ["## PPO over training seeds", ""]
+    for objective in objectives:
+        out += [f"Objective `{objective}`:", "", seeds_table(fam, objective), ""]
     out += ["## Learning curves", "",
-            f"![validation profit during training]({curves_png})", "",
-            "Validation profit per episode (seeds 20000..) during training: mean over training "
-            "seeds, band from the lowest to the highest seed; the black line is the playbook "
-            "on the same validation seeds. The cross-scenario runs (dashed) count all their "
-            "steps, shared by every scenario, and validate on the scenarios as named (without "
-            "the training's ±20% randomisation).", "",
-            "## Every policy on every scenario", ""]
-    for scenario in fam:
-        out += [f"### {scenario}", "", policies_table(rows, scenario), ""]
+            f"![validation value during training]({curves_png})", "",
+            "Validation value per episode (seeds 20000..; the run's objective) during "
+            "training, one panel per scenario and objective: mean over training seeds, band "
+            "from the lowest to the highest seed; the black line is `static` on the same "
+            "validation seeds. The "
+            "cross-scenario runs (dashed) count all their steps, shared by every scenario.", "",
+            "## Every policy on every case", ""]
+    for key in fam:
+        scenario, objective = key.rsplit("/", 1)
+        out += [f"### {scenario}, {objective}", "", policies_table(rows, scenario, objective),
+                ""]
     out += ["## Training runs", "", runs_table(records), ""]
     return "\n".join(out)

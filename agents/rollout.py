@@ -66,12 +66,18 @@ def rollout(policy: Predictor, config: ScenarioConfig, seeds: list[int] | np.nda
                                  {k: np.stack(v, axis=1) for k, v in daily.items()})
 
 
-def episode_value(config: ScenarioConfig, policy: Predictor, seeds: list[int] | np.ndarray
-                  ) -> np.ndarray:
-    """Per-seed value (CNY) of ``policy`` under the scenario's objective: the episode's profit,
-    or its summed ``gmv_floor`` reward in CNY. The policy plays in its own action space
-    (``policy.config`` where it has one, as evaluation does)."""
-    result = rollout(policy, getattr(policy, "config", config), seeds)
+def objective_values(config: ScenarioConfig, result: RolloutResult) -> np.ndarray:
+    """Per-seed value (CNY per episode) of ``result`` under ``config``'s objective: the
+    episode's profit, or its summed ``gmv_floor`` reward in CNY (settled GMV less the floor's
+    penalty). The one definition of "value" that searches, evaluation and validation share."""
     if config.objective == "profit":
         return np.asarray(result.metrics["profit"], dtype=float)
     return np.asarray(result.returns, dtype=float) * config.reward_scale_cny
+
+
+def episode_value(config: ScenarioConfig, policy: Predictor, seeds: list[int] | np.ndarray
+                  ) -> np.ndarray:
+    """Per-seed value (CNY) of ``policy`` under the scenario's objective
+    (:func:`objective_values`). The policy plays in its own action space (``policy.config``
+    where it has one, as evaluation does)."""
+    return objective_values(config, rollout(policy, getattr(policy, "config", config), seeds))

@@ -3,11 +3,13 @@ through the tuning queue (:mod:`agents.tune.queue`), then one aggregate with rli
 interquartile mean and stratified-bootstrap intervals.
 
 Each cell trains with :func:`agents.training.train` and evaluates its final model against
-the playbook on the report seeds (from 10000, contracts): the paired profit difference per
-episode (CNY) with its t-interval. Across scenarios, a cell's score is that difference per
-CNY of the playbook's settled GMV on the same seeds, ``(PPO - playbook profit) / playbook
-settled GMV`` (0: as good as the playbook; 0.02: two more points of profit margin on the
-playbook's sales; scale-free, and defined when the playbook's own profit is near 0). Per
+the config's first validation baseline (``training.baselines[0]``: ``static`` by default) on
+the report seeds (from 10000, contracts): the paired difference of the value under the run's
+objective (profit, or the ``gmv_floor`` return; CNY per episode) with its t-interval. Across
+scenarios, a cell's score is that difference per CNY of the baseline's settled GMV on the
+same seeds, ``(PPO - baseline value) / baseline settled GMV`` (0: as good as the baseline;
+0.02: two more points of margin on the baseline's sales; scale-free, and defined when the
+baseline's own value is near 0). Per
 config, the scores form a (seeds x scenarios) matrix whose IQM and mean get 95%
 stratified-bootstrap intervals (seeds resampled within each scenario, as rliable does).
 
@@ -38,15 +40,15 @@ from agents.callbacks import paired_difference
 from agents.policies import make_policy
 from agents.ppo_config import TrainConfig, load_train_config, parse_sets
 from agents.ppo_policy import load_trained_policy
-from agents.rollout import rollout
+from agents.rollout import objective_values, rollout
 from agents.run_folder import write_json_atomic, write_text_atomic
 from agents.tune.queue import (
     SLOT_ATTR,
     HeartbeatSettings,
     QueueSpec,
     TuneError,
-    queue_size,
     slot_trials,
+    unfinished_slots,
 )
 from agents.tune.study import StudyRun, run_study, train_trial
 
@@ -124,24 +126,27 @@ def report_seeds(n: int) -> np.ndarray:
 
 
 def evaluate_run(run_dir: Path, baseline: str, n_episodes: int) -> dict[str, Any]:
-    """A run's final model and ``baseline`` on the same report seeds: mean profits (CNY per
-    episode) and the paired difference with its 95% t-interval."""
+    """A run's final model and ``baseline`` on the same report seeds: mean values under the
+    run's objective (``ppo_profit``/``baseline_profit`` and ``profit_diff``: CNY per episode,
+    named for the profit objective and holding the ``gmv_floor`` return for that one) and the
+    paired difference with its 95% t-interval."""
     policy = load_trained_policy(run_dir, "final")
     seeds = report_seeds(n_episodes)
-    ppo = rollout(policy, policy.scenario, seeds).metrics
+    ppo = objective_values(policy.scenario, rollout(policy, policy.scenario, seeds))
     reference_policy = make_policy(baseline, policy.scenario)
-    reference = rollout(reference_policy, getattr(reference_policy, "config", policy.scenario),
-                        seeds).metrics
-    diff, low, high = paired_difference(ppo["profit"], reference["profit"])
-    return {"baseline": baseline, "seeds": [int(seeds[0]), int(seeds[-1])],
-            "ppo_profit": float(np.mean(ppo["profit"])),
-            "baseline_profit": float(np.mean(reference["profit"])),
-            "baseline_settled_gmv": float(np.mean(reference["settled_gmv"])),
+    result = rollout(reference_policy, getattr(reference_policy, "config", policy.scenario),
+                     seeds)
+    reference = objective_values(policy.scenario, result)
+    diff, low, high = paired_difference(ppo, reference)
+    return {"baseline": baseline, "objective": policy.scenario.objective,
+            "seeds": [int(seeds[0]), int(seeds[-1])],
+            "ppo_profit": float(np.mean(ppo)), "baseline_profit": float(np.mean(reference)),
+            "baseline_settled_gmv": float(np.mean(result.metrics["settled_gmv"])),
             "profit_diff": diff, "profit_diff_ci": [low, high]}
 
 
 class SweepObjective:
-    """One cell: train, evaluate on the report seeds, return PPO - playbook profit."""
+    """One cell: train, evaluate on the report seeds, return PPO - baseline value."""
 
     def __init__(self, grid: SweepGrid, folder: Path):
         self.grid = grid
@@ -174,15 +179,9 @@ def sweep(grid: SweepGrid, study_name: str, storage_url: str | None = None,
                     storage_url=storage_url, runs_dir=runs_dir, heartbeat=heartbeat,
                     max_trials=max_trials, log=log)
     aggregate = None
-    if _unfinished(run.study) == []:
+    if unfinished_slots(run.study) == []:
         aggregate = write_aggregate(run.study, grid, run.folder)
     return run, aggregate
-
-
-def _unfinished(study: optuna.Study) -> list[int]:
-    slots = slot_trials(study)
-    return [s for s in range(queue_size(study)) if s not in slots
-            or not slots[s].state.is_finished()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,8 +245,10 @@ def write_aggregate(study: optuna.Study, grid: SweepGrid, folder: Path) -> dict[
                          "baseline_profit": np.mean([e["baseline_profit"] for e in evs]),
                          "profit_diff": np.mean([e["profit_diff"] for e in evs]),
                          "score": np.mean([cell_score(e) for e in evs])})
-    result = {"study_name": study.study_name, "score": "(PPO - playbook profit) / playbook "
-              "settled GMV, means over the report seeds", "eval_episodes": grid.eval_episodes,
+    baseline = next(iter(evaluations.values()))["baseline"]
+    result = {"study_name": study.study_name, "baseline": baseline,
+              "score": f"(PPO - {baseline} value) / {baseline} settled GMV, means over the "
+              "report seeds (value: the run's objective)", "eval_episodes": grid.eval_episodes,
               "report_seeds": [REPORT_SEED_START, REPORT_SEED_START + grid.eval_episodes - 1],
               "confidence": CONFIDENCE, "bootstrap_reps": BOOTSTRAP_REPS,
               "configs": list(grid.labels), "scenarios": list(grid.scenarios),
@@ -263,8 +264,7 @@ def write_aggregate(study: optuna.Study, grid: SweepGrid, folder: Path) -> dict[
 
 def describe_aggregate(result: Mapping[str, Any]) -> str:
     """The aggregate as a table: per config, the IQM and mean gain with intervals."""
-    lines = [f"score = (PPO - playbook profit) / playbook settled GMV, "
-             f"{len(result['seeds'])} seeds x "
+    lines = [f"score = {result['score'].split(',')[0]}, {len(result['seeds'])} seeds x "
              f"{len(result['scenarios'])} scenarios per config (report seeds "
              f"{result['report_seeds'][0]}..{result['report_seeds'][1]}; 95% stratified "
              "bootstrap):",
@@ -280,7 +280,8 @@ def describe_aggregate(result: Mapping[str, Any]) -> str:
     lines.append("per cell group (mean over seeds, CNY per episode):")
     for row in result["cells"]:
         lines.append(f"  {row['config']:24s}{row['scenario']:16s}PPO {row['ppo_profit']:>12,.0f}"
-                     f"  playbook {row['baseline_profit']:>12,.0f}  diff "
+                     f"  {result.get('baseline', 'baseline')} {row['baseline_profit']:>12,.0f}"
+                     "  diff "
                      f"{row['profit_diff']:>+12,.0f}")
     return "\n".join(lines)
 

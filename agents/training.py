@@ -3,8 +3,13 @@
 PPO (stable-baselines3) learns on the native batched env (:class:`envs.vec_env.
 QianchuanVecEnv`) behind ``VecNormalize`` (observations normalised; rewards optionally).
 The run folder follows the contracts (:mod:`agents.run_folder`); the callbacks
-(:mod:`agents.callbacks`) write the business metrics, validate against the playbook on the
-validation seeds, keep the best model and checkpoint atomically.
+(:mod:`agents.callbacks`) write the business metrics, validate against the baselines of
+``training.baselines`` (``static`` and the playbook by default) on the validation seeds, on
+the run's objective and on profit, keep the best model (by mean validation return) and
+checkpoint atomically. Before any file is written, :func:`check_baselines` makes sure every
+baseline can play every scenario: ``static`` needs the scenario's tuned settings
+(``configs/baselines/<scenario>.yaml``); a run on a scenario without them stops with a message
+saying how to make them, or to validate against ``static_rule`` (untuned, plays any scenario).
 
 A config naming several scenarios trains one policy across them (one batch of accounts split
 across the scenarios, :class:`envs.simulator.ScenarioMix`) and validates on each. Validation
@@ -38,6 +43,8 @@ from stable_baselines3.common.utils import LinearSchedule, set_random_seed
 from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.callbacks import (
+    VALUE,
+    VERDICT_WORDS,
     CheckpointCallback,
     FloorMultiplierCallback,
     MarketMetricsCallback,
@@ -51,6 +58,7 @@ from agents.callbacks import (
     read_eval,
     tb_writer,
 )
+from agents.policies import make_policy
 from agents.ppo_config import TrainConfig
 from agents.ppo_config import from_dict as config_from_dict
 from agents.run_folder import (
@@ -76,7 +84,7 @@ from agents.run_folder import (
     write_json_atomic,
     write_text_atomic,
 )
-from envs.config import ScenarioConfig
+from envs.config import ConfigError, ScenarioConfig, list_scenarios
 from envs.config import from_dict as scenario_from_dict
 from envs.vec_env import QianchuanVecEnv
 from envs.version import ENV_VERSION
@@ -122,6 +130,34 @@ def validation_scenarios(scenarios: list[ScenarioConfig]) -> list[ScenarioConfig
     """The scenarios a run validates on: its own, without per-episode parameter randomisation
     (``randomize``: a training device; validation, like the report, judges the scenario)."""
     return [s.replace(randomize=0.0) if s.randomize else s for s in scenarios]
+
+
+def check_baselines(config: TrainConfig, scenarios: list[ScenarioConfig] | None = None,
+                    fix: str = "--set training.baselines=static_rule,playbook") -> None:
+    """Every baseline of ``training.baselines`` can play every scenario the run validates on
+    (a tuned one, ``static``, needs settings for the scenario and objective of this env
+    version in ``configs/baselines/``), checked before any work.
+
+    :param scenarios: the run's scenarios (default: the config's).
+    :param fix: how to choose other baselines, for the message.
+    :raises ConfigError: naming the baseline and the scenario, and how to go on.
+    """
+    from agents.baselines import BaselineError, baseline_scenario
+
+    for scenario in validation_scenarios(scenarios or config.scenario_configs()):
+        for name in config.training.baselines:
+            try:
+                make_policy(name, scenario)
+            except BaselineError as exc:
+                if baseline_scenario(scenario) in list_scenarios():
+                    why = f"{exc}; or"
+                else:
+                    why = (f"{scenario.name!r} is a scenario of your own and "
+                           "scripts/search_baselines.py tunes the named ones "
+                           "(configs/scenarios/); instead")
+                raise ConfigError(f"training.baselines: {name} cannot play scenario "
+                                  f"{scenario.name!r}: {why} validate against the one-line "
+                                  f"rule, which plays any scenario untuned: {fix}") from None
 
 
 def make_model(config: TrainConfig, env: VecNormalize) -> PPO:
@@ -199,11 +235,16 @@ def _hparams(config: TrainConfig, scenarios: list[ScenarioConfig]) -> dict[str, 
     return flat
 
 
-def _hparam_metrics(baseline: str) -> dict[str, float]:
-    tags = comparison_tags(baseline)
-    keys = ["eval/ppo/profit", f"eval/{baseline}/profit", tags["diff"], tags["low"],
-            tags["high"], "eval/ppo/settlement_roi", "eval/ppo/roi_floor_violation_days",
-            "eval/ppo/return", "rollout/ep_rew_mean"]
+def _hparam_metrics(baselines: tuple[str, ...]) -> dict[str, float]:
+    """The HPARAMS tab's metric tags: PPO's and every baseline's value and profit, the paired
+    differences with their intervals, PPO's ROI, violation days and return."""
+    keys = ["eval/ppo/value", "eval/ppo/profit"]
+    for name in baselines:
+        keys += [f"eval/{name}/value", f"eval/{name}/profit"]
+        for quantity in (VALUE, "profit"):
+            keys += comparison_tags(name, quantity=quantity).values()
+    keys += ["eval/ppo/settlement_roi", "eval/ppo/roi_floor_violation_days", "eval/ppo/return",
+             "rollout/ep_rew_mean"]
     return dict.fromkeys(keys, 0.0)
 
 
@@ -238,7 +279,7 @@ def _session(run_dir: Path, config: TrainConfig, scenarios: list[ScenarioConfig]
     """Train until ``config.training.total_timesteps``, from ``checkpoint`` if given."""
     t = config.training
     torch.set_num_threads(t.torch_threads)
-    validator = make_validator(validation_scenarios(scenarios), t.baseline, t.eval_episodes)
+    validator = make_validator(validation_scenarios(scenarios), t.baselines, t.eval_episodes)
     scenario = scenarios if len(scenarios) > 1 else scenarios[0]
     tb_dir = run_dir / TB_DIR
     if checkpoint is None:
@@ -258,7 +299,8 @@ def _session(run_dir: Path, config: TrainConfig, scenarios: list[ScenarioConfig]
     model.set_logger(logger)
     writer = tb_writer(logger)
     writer.add_custom_scalars(analyst_layout(
-        t.baseline, tuple(s.name for s in scenarios) if len(scenarios) > 1 else ()))
+        t.baselines, tuple(s.name for s in scenarios) if len(scenarios) > 1 else (),
+        scenarios[0].objective))
 
     market = MarketMetricsCallback()
     validation = ValidationCallback(validator, t.eval_freq, run_dir, best_score, on_validation)
@@ -309,7 +351,7 @@ def _session(run_dir: Path, config: TrainConfig, scenarios: list[ScenarioConfig]
     save_model_dir(run_dir / "final", model, env, {**final.to_dict(), "selected_by": "final"})
     if model.num_timesteps not in checkpoint_steps(run_dir):
         checkpoints.save()
-    _write_hparams(writer, _hparams(config, scenarios), _hparam_metrics(t.baseline))
+    _write_hparams(writer, _hparams(config, scenarios), _hparam_metrics(t.baselines))
     logger.close()
     sessions[-1]["ended"] = "finished"
     update_run_json(run_dir, status="finished", num_timesteps=model.num_timesteps,
@@ -333,7 +375,7 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_name: str | No
         leaves ``train()``.
     """
     scenarios = config.scenario_configs()
-    make_validator(scenarios[:1], config.training.baseline, 2)  # unknown baseline: before I/O
+    check_baselines(config, scenarios)  # before any I/O
     scenario = scenarios[0]
     name = run_name or default_run_name(config.run_label(), config.experiment, config.seed)
     run_dir = create_run_dir(Path(runs_dir), name)
@@ -384,6 +426,8 @@ def resume(run: str | Path, runs_dir: str | Path = "runs", total_timesteps: int 
     restore_model_dirs(run_dir)
     config, _ = load_run_config(run_dir)
     scenarios = load_run_scenarios(run_dir)
+    check_baselines(config, scenarios, fix=f"training.baselines: [static_rule, playbook] in "
+                    f"{run_dir / CONFIG_YAML}")
     changes = {}
     if total_timesteps is not None:
         changes["training.total_timesteps"] = total_timesteps
@@ -408,40 +452,51 @@ def resume(run: str | Path, runs_dir: str | Path = "runs", total_timesteps: int 
 
 
 def describe_run(run_dir: Path, runs_root: Path | None = None) -> str:
-    """What a run ends with: where it is, how to look at it, PPO next to the baseline."""
+    """What a run ends with: where it is, how to look at it, PPO next to the baselines on the
+    run's objective (value, CNY per episode) and the other metrics, and the paired
+    differences against each baseline."""
     run_dir = Path(run_dir)
     info = read_run_json(run_dir)
     final, best = info.get("final_eval"), info.get("best_eval")
     root = runs_root if runs_root is not None else run_dir.parent
     lines = [f"run folder: {run_dir}",
              f"TensorBoard: tensorboard --logdir {root}   then open "
-             "http://localhost:6006/#custom_scalars (PPO vs the baseline; verdicts in #text)"]
+             "http://localhost:6006/#custom_scalars (PPO vs the baselines; verdicts in #text)"]
     if final is None:
         return "\n".join(lines)
-    base = final["baseline"]
+    objective, comparisons = final["objective"], final["comparisons"]
     sessions = info.get("sessions", [])
     if sessions and "seconds" in sessions[-1]:
         s = sessions[-1]
         lines.append(f"trained {s['end_step'] - s['start_step']:,} steps in {s['seconds']:.0f} s "
                      f"({s['steps_per_second']:,.0f} steps/s)")
     lines.append(f"validation: {final['n_seeds']} episodes on seeds 20000.. (scenario "
-                 f"{info['scenario']}), means per episode")
+                 f"{info['scenario']}, objective {objective}), means per episode")
     cols = [("PPO final", final["ppo"])]
     if best is not None:
         cols.append((f"PPO best (step {best['step']:,})", best["ppo"]))
-    cols.append((base, final["reference"]))
-    header = f"  {'metric':26s}" + "".join(f"{name:>24s}" for name, _ in cols)
-    lines.append(header)
-    for key in ("profit", "gmv", "settled_gmv", "spend", "payment_roi", "settlement_roi",
-                "refund_rate", "learning_days", "interruptions", "roi_floor_violation_days"):
-        fmt = "{:>24,.0f}" if key in ("profit", "gmv", "settled_gmv", "spend") else "{:>24.3f}"
-        lines.append(f"  {key:26s}" + "".join(fmt.format(v[key]) for _, v in cols))
-    lines.append(f"  PPO final - {base} profit: {final['profit_diff']:+,.0f} CNY/episode, 95% CI "
-                 f"[{final['profit_diff_ci_low']:+,.0f}, {final['profit_diff_ci_high']:+,.0f}]"
-                 f" -> {final['verdict']} than the {base}")
-    for name, part in (final.get("per_scenario") or {}).items():
-        lines.append(f"    {name:14s} PPO {part['ppo']['profit']:>11,.0f}  {base} "
-                     f"{part['reference']['profit']:>11,.0f}  difference "
-                     f"{part['profit_diff']:+,.0f} [{part['profit_diff_ci_low']:+,.0f}, "
-                     f"{part['profit_diff_ci_high']:+,.0f}]")
+    cols += [(name, c["reference"]) for name, c in comparisons.items()]
+    lines.append(f"  {'metric':26s}" + "".join(f"{name:>24s}" for name, _ in cols))
+    money = (VALUE, "profit", "gmv", "settled_gmv", "spend")
+    for key in (VALUE, "profit", "gmv", "settled_gmv", "spend", "payment_roi",
+                "settlement_roi", "refund_rate", "learning_days", "interruptions",
+                "roi_floor_violation_days"):
+        fmt = "{:>24,.0f}" if key in money else "{:>24.3f}"
+        label = f"value ({objective}), CNY" if key == VALUE else key
+        lines.append(f"  {label:26s}" + "".join(fmt.format(v.get(key, math.nan))
+                                                 for _, v in cols))
+    label = "profit" if objective == "profit" else f"{objective} value"
+    for name, c in comparisons.items():
+        profit = "" if objective == "profit" else (
+            f"; profit {c['profit_diff']:+,.0f} [{c['profit_diff_ci_low']:+,.0f}, "
+            f"{c['profit_diff_ci_high']:+,.0f}]")
+        lines.append(
+            f"  PPO final - {name}: {label} {c['value_diff']:+,.0f} CNY/episode, 95% CI "
+            f"[{c['value_diff_ci_low']:+,.0f}, {c['value_diff_ci_high']:+,.0f}]{profit} -> "
+            f"{VERDICT_WORDS[c['verdict']]} {name}")
+    for scenario, part in (final.get("per_scenario") or {}).items():
+        for name, c in part["comparisons"].items():
+            lines.append(f"    {scenario:14s} PPO {part['ppo'][VALUE]:>13,.0f}  {name:>11s} "
+                         f"{c['reference'][VALUE]:>13,.0f}  difference {c['value_diff']:+,.0f} "
+                         f"[{c['value_diff_ci_low']:+,.0f}, {c['value_diff_ci_high']:+,.0f}]")
     return "\n".join(lines)

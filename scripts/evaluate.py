@@ -1,8 +1,9 @@
 """Benchmark policies (heuristics by name, trained runs by folder) on scenarios, paired by seed.
 
-    python scripts/evaluate.py                                   # every heuristic, every scenario
+    python scripts/evaluate.py                  # every policy, every scenario, both objectives
     python scripts/evaluate.py --policies playbook pid runs/<run> --scenarios 3c food
-    python scripts/evaluate.py --unseen                          # the unseen markets, seeds 30000..
+    python scripts/evaluate.py --objectives gmv_floor         # one objective
+    python scripts/evaluate.py --unseen         # the unseen markets, seeds 30000..
 
 Writes summary.csv, episodes.csv, report.md, PNG plots and TensorBoard scalars to --out
 (default: <run>/eval/ for one trained run, else runs/eval__<time>/).
@@ -16,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agents.baselines import OBJECTIVES  # noqa: E402
 from agents.eval_stats import BOOTSTRAP_REPS  # noqa: E402
 from agents.evaluation import (  # noqa: E402
     REPORT_SEED,
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unseen", action="store_true",
                         help="play the unseen markets (configs/scenarios/unseen/) instead, on "
                              f"seeds from {UNSEEN_SEED}")
+    parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES),
+                        choices=OBJECTIVES, help="score every scenario on each (default: both)")
     parser.add_argument("--episodes", type=int, default=32, help="episodes (seeds) per scenario")
     parser.add_argument("--seed", type=int, default=None,
                         help=f"first seed (default: {REPORT_SEED}, or {UNSEEN_SEED} with "
@@ -70,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     if policies is None:  # every registered policy that can play every scenario
         policies = sorted(POLICIES)
         try:
-            configs = resolve_scenarios(scenarios)
+            configs = resolve_scenarios(scenarios, tuple(args.objectives))
         except EvaluationError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        for name in TUNED_BASELINES:
+        for name in (n for n in TUNED_BASELINES if n in policies):
             try:
                 check_tuned_baselines([name], configs)
             except EvaluationError as exc:
@@ -83,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = evaluate(policies, scenarios, args.episodes, seed, args.out,
                        progress=not args.no_progress, plots=not args.no_plots,
-                       bootstrap_reps=args.bootstrap_reps)
+                       bootstrap_reps=args.bootstrap_reps,
+                       objectives=tuple(dict.fromkeys(args.objectives)))
     except EvaluationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

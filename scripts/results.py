@@ -1,9 +1,12 @@
-"""Reproduce docs/results.md: PPO on every scenario x 3 training seeds, one policy across all
-scenarios x 3 seeds, every heuristic and the oracle, benchmarked on the report seeds.
+"""Reproduce docs/results.md: PPO on every scenario and objective x 3 training seeds, one
+policy across all scenarios per objective x 3 seeds, every heuristic, the tuned baselines and
+the oracle, benchmarked on the report seeds and on the unseen markets.
 
     python scripts/results.py                      # = make results (resumable: rerun continues)
-    python scripts/results.py --scenarios 3c food --seeds 0 --workers 1
+    python scripts/results.py --scenarios 3c food --seeds 0 --workers 1 --objectives profit
     python scripts/results.py --timesteps 800000 --out /tmp/results.md
+
+The tuned baselines are read from configs/baselines/ (scripts/search_baselines.py makes them).
 
 Trained runs live in runs/results/ (a finished run is reused; an interrupted one continues
 from its last checkpoint); results.json and summary.csv land there too.
@@ -18,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agents.baselines import OBJECTIVES, BaselineError  # noqa: E402
 from agents.evaluation import REPORT_SEED  # noqa: E402
 from agents.results import (  # noqa: E402
     EPISODES,
@@ -47,6 +51,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mix-timesteps", type=int, help="steps of every cross-scenario run "
                         "(default: configs/ppo/all_scenarios.yaml's)")
     parser.add_argument("--no-mix", action="store_true", help="skip the cross-scenario policy")
+    parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=OBJECTIVES,
+                        help="train and score on each (default: both)")
+    parser.add_argument("--no-unseen", action="store_true",
+                        help="skip the unseen markets (configs/scenarios/unseen/)")
     parser.add_argument("--episodes", type=int, default=EPISODES, help="report seeds per scenario")
     parser.add_argument("--seed", type=int, default=REPORT_SEED, help="first report seed")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -92,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         out = make_results(args.scenarios, tuple(args.seeds), args.workers, args.episodes,
                            args.seed, args.runs_dir, args.out, not args.no_mix, values,
                            mix_values, tuple(args.set), args.bootstrap_reps, command,
+                           tuple(dict.fromkeys(args.objectives)), not args.no_unseen,
                            log=lambda text: print(text, flush=True))
-    except (ConfigError, RunError) as exc:
+    except (ConfigError, RunError, BaselineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, InterruptedTrainingError):

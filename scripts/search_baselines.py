@@ -1,16 +1,23 @@
 """Search the tuned baselines on training seeds and store them in configs/baselines/.
 
-    python scripts/search_baselines.py                         # every named scenario, both
+    python scripts/search_baselines.py                       # re-make every file (2 workers)
     python scripts/search_baselines.py --scenarios 3c --objectives profit --trials 300
+    python scripts/search_baselines.py --study-name b1 --storage postgresql://u:pw@db:5432/optuna
+    python scripts/search_baselines.py --study-name b1 --storage postgresql://u:pw@db:5432/optuna \\
+        --join                                               # a worker on another machine
 
-For each scenario and objective, an Optuna (TPE) study of the best fixed settings
-(``static``: target / break-even, plan shares, budget / launch budget, refresh interval) on
-the first --seeds training seeds, --trials trials; then one study per tuned controller
-(``step_tuned``, ``pid_tuned``: set point, gains or steps, on the static mix); then the
-static rule's one k per objective over every named scenario (``static_rule``; --no-rule
-skips it). Studies run in --workers
-processes. Writes configs/baselines/<scenario>.yaml and static_rule.yaml atomically, each
-entry with this command, the env version, its trials, seeds and value.
+Each Optuna study is one job of the shared trial queue (agents/tune/baseline_jobs.py): for
+each scenario and objective, a TPE study of the best fixed settings (static: target /
+break-even, plan shares, budget / launch budget, refresh interval) on the first --seeds
+training seeds, --trials trials; the static rule's one k per objective over every named
+scenario (--no-rule skips it); then one study per tuned controller (agents.policies.tuned
+SPACES: set point, gains or steps) on the static settings just found. --workers local
+processes share the queue; workers on other machines join with the same --storage and
+--study-name (--join: the settings come from the storage). A dead worker's study is retried
+once its heartbeat is stale. When every study is done, this command (never a --join
+worker) writes <out-dir>/<scenario>.yaml and static_rule.yaml atomically, each entry with
+this command, the env version, its trials, seeds and value. Run it again with the same
+--study-name to resume; without one, a fresh search starts (runs/baselines__<time>/).
 """
 
 from __future__ import annotations
@@ -18,92 +25,82 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agents.baselines import (  # noqa: E402
-    OBJECTIVES,
-    RULE_FILE,
-    SEARCH_SEEDS,
-    SEARCH_TRIALS,
-    search_controller,
-    search_static,
-    search_static_rule,
-    write_entry,
+from agents.baselines import BASELINE_DIR, OBJECTIVES  # noqa: E402
+from agents.tune.baseline_jobs import (  # noqa: E402
+    collect,
+    default_search_name,
+    describe_result,
+    make_search,
+    run_search,
+    write_results,
 )
-from envs.config import ConfigError, list_scenarios, load_scenario  # noqa: E402
+from agents.tune.cli import heartbeat_settings, log_line, run_cli, worker_parser  # noqa: E402
+from agents.tune.queue import TuneError  # noqa: E402
+from agents.tune.study import safe_command  # noqa: E402
 
-CONTROLLERS = ("step_tuned", "pid_tuned")
-HEADER = ("# Tuned baseline, written by scripts/search_baselines.py (data: read with "
-          "yaml.safe_load by agents/baselines.py).\n# Re-make: the command in each entry. "
-          "Refused when env_version differs from envs/version.py.\n")
-
-
-def _study(job: tuple[str, str, int, int]) -> tuple[str, str, dict, float]:
-    scenario, objective, trials, seeds = job
-    start = time.perf_counter()
-    entry = search_static(scenario, objective, trials, seeds)
-    return scenario, objective, entry, time.perf_counter() - start
+SEARCH_OPTIONS = ("scenarios", "objectives", "trials", "seeds", "no_rule")
 
 
-def _controller_study(job: tuple[str, str, str, int, int]) -> tuple[str, str, str, dict, float]:
-    scenario, objective, policy, trials, seeds = job
-    start = time.perf_counter()
-    entry = search_controller(scenario, objective, policy, trials, seeds)
-    return scenario, objective, policy, entry, time.perf_counter() - start
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = worker_parser(__doc__, kind="baselines", study_required=False, job="studies")
+    parser.add_argument("--scenarios", nargs="+", help="named scenarios (default: all)")
+    parser.add_argument("--objectives", nargs="+", choices=OBJECTIVES,
+                        help="default: all")
+    parser.add_argument("--trials", type=int, help="trials per study (default 300)")
+    parser.add_argument("--seeds", type=int, help="training seeds 0..N-1 (default 128)")
+    parser.add_argument("--no-rule", action="store_true", default=None,
+                        help="skip the static rule's k")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="local worker processes (default 2)")
+    parser.add_argument("--join", action="store_true",
+                        help="only work on an existing search (its settings from the "
+                        "storage); never writes the files")
+    parser.add_argument("--out-dir", type=Path, default=BASELINE_DIR,
+                        help="where the YAML files go (default configs/baselines/)")
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenarios", nargs="+", default=list_scenarios())
-    parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES),
-                        choices=OBJECTIVES)
-    parser.add_argument("--trials", type=int, default=SEARCH_TRIALS)
-    parser.add_argument("--seeds", type=int, default=SEARCH_SEEDS, help="training seeds 0..N-1")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--no-rule", action="store_true", help="skip the static rule's k")
-    args = parser.parse_args(argv)
-    if args.trials < 1 or args.seeds < 2 or args.workers < 1:
-        print("error: --trials and --workers must be >= 1, --seeds >= 2", file=sys.stderr)
-        return 2
-    try:
-        for name in args.scenarios:
-            if name not in list_scenarios():
-                load_scenario(name)  # an unknown name: the loader's message lists the known
-                raise ConfigError(f"{name!r}: tuned baselines are for the named scenarios "
-                                  f"({', '.join(list_scenarios())})")
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    command = shlex.join(["python", "scripts/search_baselines.py",
-                          *(sys.argv[1:] if argv is None else argv)])
-    jobs = [(s, o, args.trials, args.seeds) for o in args.objectives for s in args.scenarios]
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        for scenario, objective, entry, seconds in pool.map(_study, jobs):
-            path = write_entry(scenario, objective, entry, command, HEADER)
-            print(f"{scenario}/{objective}: target {entry['target_over_breakeven']:.2f} x "
-                  f"break-even, shares {entry['shares']}, budget "
-                  f"{entry['budget_over_launch']:.2f} x launch, refresh every "
-                  f"{entry['refresh_days']} days: {entry['training_value_cny']:,.0f} CNY "
-                  f"({entry['trials']} trials, {seconds:.0f} s) -> {path.name}", flush=True)
-    # the controllers run on the static mix just stored: searched after it
-    jobs = [(s, o, c, args.trials, args.seeds) for o in args.objectives
-            for s in args.scenarios for c in CONTROLLERS]
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        for scenario, objective, policy, entry, seconds in pool.map(_controller_study, jobs):
-            write_entry(scenario, objective, entry, command, HEADER, controller=policy)
-            print(f"{scenario}/{objective}/{policy}: {entry['params']}: "
-                  f"{entry['training_value_cny']:,.0f} CNY ({seconds:.0f} s)", flush=True)
-    if not args.no_rule:
-        for objective in args.objectives:
-            entry = search_static_rule(objective, seeds=args.seeds)
-            write_entry(RULE_FILE, objective, entry, command, HEADER)
-            print(f"static_rule/{objective}: k = {entry['target_over_breakeven']}", flush=True)
-    return 0
+    args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = shlex.join(["python", "scripts/search_baselines.py", *safe_command(argv)])
+
+    def body() -> None:
+        heartbeat = heartbeat_settings(args)
+        if args.join and not args.study_name:
+            raise TuneError("--join: give the --study-name (and --storage) of the search "
+                            "to join")
+        given = any(getattr(args, key) is not None for key in SEARCH_OPTIONS)
+        search = None if args.join and not given else make_search(
+            args.scenarios, args.objectives, args.trials, args.seeds, rule=not args.no_rule)
+        if not args.join:
+            try:
+                args.out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise TuneError(f"--out-dir {args.out_dir}: {exc.strerror}") from None
+        run = run_search(search, args.study_name or default_search_name(), args.storage,
+                         args.runs_dir, heartbeat, args.workers, join=args.join,
+                         max_jobs=args.max_trials_here, record={"command": command},
+                         log=log_line)
+        if args.join:
+            print(f"this worker ran {run.ran} studies; {run.unfinished} not finished yet")
+            return
+        if run.unfinished:
+            print(f"{run.unfinished} studies not finished yet: nothing written; run this "
+                  f"command again with --study-name {run.name} to finish and write them")
+            return
+        results = collect(run.storage, run.name)
+        paths = write_results(results, command, args.out_dir)
+        for result in results:
+            print(describe_result(result))
+        print(f"wrote {', '.join(p.name for p in paths)} in {args.out_dir}")
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Tune PPO with Optuna: any number of workers, on one machine or many, share one study.
 
-Each trial trains with the project's train() and is scored by PPO - playbook profit on the
-validation seeds (CNY per episode); hopeless trials are pruned at periodic validations.
+Each trial trains with the project's train() and is scored by the paired difference PPO -
+static on the run's objective (profit, or the gmv_floor reward in CNY; CNY per episode) on the
+validation seeds; hopeless trials are pruned at periodic validations on the same difference.
 
     python scripts/tune.py --study-name lr1 --n-trials 30              # SQLite in runs/tune__lr1/
     python scripts/tune.py --study-name lr1                            # a 2nd worker joins
@@ -47,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         space = load_space(args.space, sets=args.set)
         run = tune(space, args.study_name, args.storage, args.n_trials, args.runs_dir,
                    heartbeat_settings(args), max_trials=args.max_trials_here, log=log_line)
-        print(describe_study_run(run, "PPO - playbook profit, CNY per validation episode"))
+        objective = space.base_config.scenario_config().objective
+        print(describe_study_run(run, f"PPO - {space.base_config.training.baseline}, "
+                                 f"{objective} value, CNY per validation episode"))
         if args.export_best:
             path = export_best(run.study, args.export_best, force=args.force)
             print(f"best trial's config: {path}   (train it: python scripts/train.py "

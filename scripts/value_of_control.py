@@ -5,7 +5,8 @@
 
 Plays ``static``, ``static_rule`` and the oracle on the same report seeds (from 10000) and
 prints a Markdown table: each one's mean value per launch (k CNY: profit, or the gmv_floor
-return) and value_of_control = oracle - static, paired, with its 95% bootstrap interval.
+return) and value_of_control = oracle - static, paired, with its 95% bootstrap interval (the
+same figures as scripts/evaluate.py's on the same seeds).
 Where that interval's lower end is <= 0, the best fixed settings leave nothing measurable to
 learn, and a policy's control_share is n/a there.
 """
@@ -23,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from agents import eval_stats  # noqa: E402
 from agents.baselines import OBJECTIVES, BaselineError  # noqa: E402
-from agents.evaluation import REPORT_SEED  # noqa: E402
+from agents.evaluation import REPORT_SEED, case_key, value_of_control  # noqa: E402
 from agents.policies import make_policy  # noqa: E402
 from agents.rollout import episode_value  # noqa: E402
 from envs.config import ConfigError, list_scenarios, load_scenario  # noqa: E402
@@ -51,14 +52,14 @@ def main(argv: list[str] | None = None) -> int:
                 config = load_scenario(name, objective=objective)
                 value = {p: episode_value(config, make_policy(p, config), seeds)
                          for p in ("static", "static_rule", "oracle")}
-                diff = value["oracle"] - value["static"]
-                mean, low, high = eval_stats.column_means(
-                    diff[:, None], eval_stats.stream_seed(args.seed, name, objective),
-                    args.bootstrap_reps)
+                voc = value_of_control(value["oracle"], value["static"], args.seed,
+                                       case_key(config), args.bootstrap_reps)
                 print(f"| {objective} | {name} | {value['static'].mean() / 1e3:,.1f} | "
                       f"{value['static_rule'].mean() / 1e3:,.1f} | "
-                      f"{value['oracle'].mean() / 1e3:,.1f} | {mean[0] / 1e3:+,.1f} "
-                      f"[{low[0] / 1e3:+,.1f}, {high[0] / 1e3:+,.1f}] |", flush=True)
+                      f"{value['oracle'].mean() / 1e3:,.1f} | "
+                      f"{voc['value_of_control'] / 1e3:+,.1f} "
+                      f"[{voc['value_of_control_ci_low'] / 1e3:+,.1f}, "
+                      f"{voc['value_of_control_ci_high'] / 1e3:+,.1f}] |", flush=True)
     except (ConfigError, BaselineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -20,7 +20,8 @@ TINY_RUN_SETTINGS = (
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """The run folder of a tiny finished PPO run (scenario 3c, baseline: the playbook)."""
+    """The run folder of a tiny finished PPO run (scenario 3c, validated against static and
+    the playbook)."""
     from agents.ppo_config import load_train_config
     from agents.training import train
 

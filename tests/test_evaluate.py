@@ -67,24 +67,42 @@ def test_script_end_to_end_on_two_scenarios(tmp_path):
         rows = list(csv.DictReader(f))
     best = {r["best_heuristic"] for r in rows}  # always played too, chosen on validation
     assert best and not best & {"constant", "oracle", "static"}
-    assert {(r["scenario"], r["policy"]) for r in rows} == {
-        (s, p) for s in ("3c", "food")
-        for p in ("constant", "oracle", "playbook", "pid", *best)}
-    for key in (*EPISODE_METRICS, "normalised_score", "prob_improvement_vs_playbook",
-                "profit_diff_vs_playbook", "profit_ci_low", "profit_ci_high"):
+    cases = {(s, o) for s in ("3c", "food") for o in ("profit", "gmv_floor")}
+    assert {(r["scenario"], r["objective"], r["policy"]) for r in rows} == {
+        (s, o, p) for s, o in cases for p in ("constant", "oracle", "playbook", "pid", *best)}
+    for key in (*EPISODE_METRICS, "value", "normalised_score", "prob_improvement_vs_playbook",
+                "value_diff_vs_playbook", "profit_diff_vs_playbook", "value_ci_low",
+                "value_ci_high"):
         assert key in rows[0]
-    by = {(r["scenario"], r["policy"]): r for r in rows}
-    assert float(by["3c", "oracle"]["normalised_score"]) == pytest.approx(1.0)
-    assert float(by["3c", "constant"]["normalised_score"]) == pytest.approx(0.0)
-    assert float(by["3c", "playbook"]["profit_diff_vs_playbook"]) == 0.0
-    assert float(by["3c", "playbook"]["spend_share_vs_playbook"]) == 1.0
-    assert float(by["3c", "constant"]["spend_last28_share_vs_playbook"]) > 0
-    assert "Volume as a share of playbook's" in (out / "report.md").read_text()
-    for name in ("report.md", "eval.json", "episodes.csv", "bars_3c.png",
-                 "behaviour_3c.png", "behaviour_food.png",
-                 "trajectory_food_pid.png", "performance_profiles.png"):
+    by = {(r["scenario"], r["objective"], r["policy"]): r for r in rows}
+    for objective in ("profit", "gmv_floor"):
+        assert float(by["3c", objective, "oracle"]["normalised_score"]) == pytest.approx(1.0)
+        assert float(by["3c", objective, "constant"]["normalised_score"]) == pytest.approx(0.0)
+        assert float(by["3c", objective, "playbook"]["value_diff_vs_playbook"]) == 0.0
+    # the value is the case's objective: profit, or the gmv_floor return (settled GMV scale)
+    assert by["3c", "profit", "pid"]["value"] == by["3c", "profit", "pid"]["profit"]
+    from agents.policies import make_policy
+    from agents.rollout import episode_value
+    from envs.config import load_scenario
+
+    floor_config = load_scenario("3c", objective="gmv_floor")
+    expected = episode_value(floor_config, make_policy("pid", floor_config),
+                             np.arange(10000, 10003)).mean()
+    assert float(by["3c", "gmv_floor", "pid"]["value"]) == pytest.approx(expected, rel=1e-5)
+    assert float(by["3c", "gmv_floor", "pid"]["value"]) != float(by["3c", "gmv_floor", "pid"]
+                                                                 ["profit"])
+    assert float(by["3c", "profit", "playbook"]["spend_share_vs_playbook"]) == 1.0
+    assert float(by["3c", "profit", "constant"]["spend_last28_share_vs_playbook"]) > 0
+    report = (out / "report.md").read_text()
+    assert "Volume as a share of playbook's" in report
+    assert "## Objective `profit`" in report and "## Objective `gmv_floor`" in report
+    for name in ("report.md", "eval.json", "episodes.csv", "bars_3c_profit.png",
+                 "bars_3c_gmv_floor.png", "behaviour_3c_profit.png",
+                 "behaviour_food_gmv_floor.png", "trajectory_food_profit_pid.png",
+                 "performance_profiles_profit.png", "performance_profiles_gmv_floor.png"):
         assert (out / name).is_file(), name
-    assert list((out / "tb" / "3c").glob("events.out.tfevents.*"))
+    for objective in ("profit", "gmv_floor"):
+        assert list((out / "tb" / "3c" / objective).glob("events.out.tfevents.*"))
 
 
 def test_unseen_markets_are_played_on_their_own_seeds(tmp_path, capsys):
@@ -125,7 +143,7 @@ def test_trained_run_and_damaged_model(tiny_run, tmp_path, capsys):
     assert code == 0, err
     with open(out / "summary.csv", newline="") as f:
         assert "ppo" in {r["policy"] for r in csv.DictReader(f)}
-    assert "![3c](bars_3c.png)" not in (out / "report.md").read_text()  # no dead links
+    assert "bars_3c_profit.png" not in (out / "report.md").read_text()  # no dead links
     assert not list(out.glob("*.png"))
     damaged = tmp_path / "damaged"
     shutil.copytree(tiny_run, damaged)
@@ -181,7 +199,7 @@ def test_scores_against_static_and_the_value_of_control():
     oracle = static + rng.normal(5.0, 1.0, 32)  # control is worth about 5 per launch
     halfway = static + (oracle - static) / 2
     row = _against_static(halfway, static, oracle, 10000, "3c", "half", 200)
-    assert row["profit_diff_vs_static"] == pytest.approx(np.mean(halfway - static))
+    assert row["value_diff_vs_static"] == pytest.approx(np.mean(halfway - static))
     assert row["value_of_control"] == pytest.approx(np.mean(oracle - static))
     assert row["control_share"] == pytest.approx(0.5)
     assert row["control_share_ci_low"] <= 0.5 <= row["control_share_ci_high"]
@@ -190,7 +208,7 @@ def test_scores_against_static_and_the_value_of_control():
     # no measurable value of control: the share is n/a, the difference still reported
     flat = static + rng.normal(0.0, 1.0, 32)
     row = _against_static(halfway, static, flat, 10000, "3c", "half", 200)
-    assert np.isnan(row["control_share"]) and np.isfinite(row["profit_diff_vs_static"])
+    assert np.isnan(row["control_share"]) and np.isfinite(row["value_diff_vs_static"])
 
 
 def test_the_best_heuristic_is_chosen_on_validation_seeds_and_scored_on_report_seeds(
@@ -208,10 +226,10 @@ def test_the_best_heuristic_is_chosen_on_validation_seeds_and_scored_on_report_s
     assert chosen == max(values, key=values.get) and chosen not in NOT_HEURISTICS
     out = evaluate(policies=["static"], scenarios=["food"], episodes=4, seed=10000,
                    out_dir=tmp_path, progress=False, tensorboard=False, plots=False,
-                   bootstrap_reps=int(REPS))
+                   bootstrap_reps=int(REPS), objectives=("profit",))
     with open(out / "summary.csv", newline="") as f:
         rows = {r["policy"]: r for r in csv.DictReader(f)}
     assert chosen in rows  # played on the report seeds even though not asked for
     assert {r["best_heuristic"] for r in rows.values()} == {chosen}
-    assert float(rows[chosen]["profit_diff_vs_best_heuristic"]) == 0.0
-    assert float(rows["static"]["profit_diff_vs_static"]) == 0.0
+    assert float(rows[chosen]["value_diff_vs_best_heuristic"]) == 0.0
+    assert float(rows["static"]["value_diff_vs_static"]) == 0.0

@@ -14,7 +14,13 @@ import pytest
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.callbacks import FloorMultiplierCallback, paired_difference, stratified_difference
+from agents.callbacks import (
+    FloorMultiplierCallback,
+    ScenarioValidators,
+    paired_difference,
+    stratified_difference,
+    validation_seeds,
+)
 from agents.ppo_config import from_dict, load_train_config
 from agents.run_folder import write_json_atomic
 from envs.config import ConfigError, list_scenarios
@@ -96,6 +102,41 @@ def test_configs_of_older_runs_load_with_the_lagrangian_off():
     assert from_dict(data).lagrangian.enabled is False
 
 
+def test_cross_scenario_validation_compares_each_scenario_on_its_value():
+    """ScenarioValidators on a gmv_floor mix, a fixed rule in PPO's place (no training): each
+    scenario's comparison is the paired one on that scenario's value (the numbers
+    episode_value gives), the mean's interval is stratified by scenario, for every baseline."""
+    from agents.policies import make_policy
+    from agents.rollout import episode_value
+    from envs.config import load_scenario
+
+    configs = [load_scenario(n, objective="gmv_floor", action_space="full") for n in MIX]
+    validators = ScenarioValidators(configs, ("static", "playbook"), n_episodes=3)
+    identity = SimpleNamespace(normalize_obs=lambda obs: obs)
+    rule = make_policy("static_rule", configs[0])
+    model = SimpleNamespace(predict=rule.predict)  # a deterministic stand-in for PPO
+    result = validators.evaluate(model, identity, step=7)
+    seeds = validation_seeds(3)
+    ours = {c.name: episode_value(c, model, seeds) for c in configs}  # on each scenario
+    assert result.objective == "gmv_floor" and result.baseline == "static"
+    assert list(result.per_scenario) == list(MIX) and result.n_seeds == 6
+    for name in ("static", "playbook"):
+        diffs = []
+        for config in configs:
+            theirs = episode_value(config, make_policy(name, config), seeds)
+            part = result.per_scenario[config.name].comparisons[name]
+            assert part.reference["value"] == pytest.approx(theirs.mean())
+            assert list(part.interval("value")) == pytest.approx(
+                list(paired_difference(ours[config.name], theirs)))
+            diffs.append(ours[config.name] - theirs)
+        whole = result.comparisons[name]
+        assert list(whole.interval("value")) == pytest.approx(list(stratified_difference(diffs)))
+        assert whole.reference["value"] == pytest.approx(np.mean(
+            [result.per_scenario[n].comparisons[name].reference["value"] for n in MIX]))
+    assert "objective gmv_floor" in result.sentence() and "static (" in result.sentence()
+    assert result.to_dict()["per_scenario"]["food"]["baseline"] == "static"
+
+
 def test_stratified_difference_combines_the_strata():
     rng = np.random.default_rng(0)
     a, b = rng.normal(10, 3, 40), rng.normal(-5, 1, 40)
@@ -168,8 +209,12 @@ def test_a_mix_run_validates_on_each_scenario_and_logs_the_mean(mix_run):
     final = json.loads((mix_run / "final" / "eval.json").read_text())
     parts = final["per_scenario"]
     assert list(parts) == list(MIX) and final["n_seeds"] == 4
-    assert final["profit_diff"] == pytest.approx(np.mean([p["profit_diff"]
-                                                          for p in parts.values()]))
+    assert final["baseline"] == "static" and final["objective"] == "profit"
+    for baseline in ("static", "playbook"):
+        for key in ("value_diff", "profit_diff"):
+            assert final["comparisons"][baseline][key] == pytest.approx(np.mean(
+                [p["comparisons"][baseline][key] for p in parts.values()]))
+    assert final["value_diff"] == final["comparisons"]["static"]["value_diff"]
     assert final["ppo"]["profit"] == pytest.approx(np.mean([p["ppo"]["profit"]
                                                             for p in parts.values()]))
     assert parts["3c"]["reference"]["profit"] != parts["food"]["reference"]["profit"]
@@ -177,7 +222,8 @@ def test_a_mix_run_validates_on_each_scenario_and_logs_the_mean(mix_run):
     tags = set(acc.Tags()["scalars"])
     for name in MIX:
         assert {f"eval_{name}/ppo/profit", f"eval_{name}/playbook/profit",
-                f"eval_{name}/ppo_vs_playbook/profit_diff_ci_low"} <= tags
+                f"eval_{name}/ppo_vs_playbook/profit_diff_ci_low", f"eval_{name}/static/value",
+                f"eval_{name}/ppo_vs_static/value_diff_ci_low"} <= tags
     steps = [e.step for e in acc.Scalars("eval/ppo/profit")]
     assert steps == [e.step for e in acc.Scalars("eval_food/ppo/profit")] == [336, 672]
     mean = [e.value for e in acc.Scalars("eval/ppo/profit")]
@@ -259,28 +305,59 @@ def test_results_pipeline_trains_evaluates_and_reports(tmp_path):
     runs = tmp_path / "runs"
     cmd = [sys.executable, str(ROOT / "scripts" / "results.py"), "--scenarios", *MIX,
            "--seeds", "0", "--workers", "1", "--episodes", "3", "--bootstrap-reps", "100",
-           "--runs-dir", str(runs), "--out", str(out)]
+           "--runs-dir", str(runs), "--out", str(out), "--no-unseen"]
     for item in TINY_RESULTS_SETTINGS:
         cmd += ["--set", item]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     text = out.read_text()
     for needle in ("| 3c |", "| food |", "PPO, one across all scenarios", "ppo_s0", "mix_s0",
-                   "oracle", "playbook", "img/learning_curves.png"):
+                   "oracle", "playbook", "static", "img/learning_curves.png",
+                   "objective `profit`", "objective `gmv_floor`", "### food, gmv_floor"):
         assert needle in text
+    assert "Unseen markets" not in text  # --no-unseen
     png = out.parent / "img" / "learning_curves.png"
     assert png.is_file() and png.stat().st_size < 200_000
     record = json.loads((runs / "results.json").read_text())
-    assert sorted(record["families"]) == list(sorted(MIX))
-    assert {p["family"] for p in record["plans"]} == {"ppo", "mix"} and len(record["plans"]) == 3
-    fam = record["families"]["food"]["ppo"]
-    assert fam["n_runs"] == 1 and fam["profit_diff"][1] <= fam["profit_diff"][0]
+    assert sorted(record["families"]) == sorted(f"{s}/{o}" for s in MIX
+                                                for o in ("profit", "gmv_floor"))
+    assert {(p["family"], p["objective"]) for p in record["plans"]} == {
+        (f, o) for f in ("ppo", "mix") for o in ("profit", "gmv_floor")}
+    assert len(record["plans"]) == 6
+    fam = record["families"]["food/gmv_floor"]["ppo"]
+    assert fam["n_runs"] == 1 and fam["value_diff_vs_static"][1] <= fam["value_diff_vs_static"][0]
+    # PPO's value is the objective's: the gmv_floor return, not the profit
+    assert fam["value"][0] != fam["profit"][0]
     # finished runs are reused: nothing is trained again
     plans = plan_runs(list(MIX), (0,), sets=TINY_RESULTS_SETTINGS)
     logged: list[str] = []
     again = train_runs(plans, runs, workers=2, log=logged.append)
-    assert all(r["status"].startswith("skipped") for r in again) and len(again) == 3
-    assert logged == [f"3 run(s) already finished in {runs}: skipped"]
+    assert all(r["status"].startswith("skipped") for r in again) and len(again) == 6
+    assert logged == [f"6 run(s) already finished in {runs}: skipped"]
+
+
+def test_unseen_markets_are_played_by_their_base_scenarios_runs(tmp_path):
+    """Every unseen market whose base is planned becomes a case on seeds from 30000, played
+    by its base's runs of the same objective; no market without a planned base."""
+    from agents.evaluation import UNSEEN_SEED
+    from agents.results import Case, plan_runs, runs_by_case
+    from envs.config import list_unseen
+
+    plans = plan_runs(list(MIX), (0, 1), sets=TINY_RESULTS_SETTINGS)
+    cases = runs_by_case(plans, tmp_path)
+    for market in list_unseen():
+        for objective in ("profit", "gmv_floor"):
+            case = Case(market.preset, objective, UNSEEN_SEED)
+            if market.base in MIX:
+                assert cases[case] == cases[Case(market.base, objective)]
+                assert {label for label, _ in cases[case]} == {"ppo_s0", "ppo_s1", "mix_s0",
+                                                                "mix_s1"}
+                assert all(f"{market.base}" in path.name or "mix" in path.name
+                           for _, path in cases[case])
+            else:
+                assert case not in cases
+    assert not any(c.scenario.startswith("unseen/")
+                   for c in runs_by_case(plans, tmp_path, unseen=False))
 
 
 def test_training_jobs_cross_process_boundaries():

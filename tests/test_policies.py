@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -14,14 +17,20 @@ from agents.policies.playbook import (
     CreativeRotationRule,
     LadderRule,
     PhaseRule,
+    PlaybookNumbers,
     PlaybookPolicy,
     PromotionRule,
     RaiseWhenTargetMetRule,
     RestartDecayingPlanRule,
     SettlementPlanRule,
     TargetBandRule,
+    phase,
+    promotion_steps,
 )
-from agents.policies.settings import DaySettings
+from agents.policies.settings import EXPLORATION_DAYS, MATURE_DAY, DaySettings
+from agents.policies.static import budget_steps, target_step
+from agents.policies.tuned import SPACES, PlaybookTunedPolicy
+from agents.rollout import episode_value, rollout
 from envs.actions import to_decision
 from envs.config import list_scenarios, load_scenario
 from envs.history import FEATURE_NAMES
@@ -177,7 +186,152 @@ def test_playbook_action_applies_its_settings():
 
 def test_every_policy_is_registered():
     assert {"constant", "playbook", "operator", "pid", "step", "oracle", "static",
-            "static_rule", "step_tuned", "pid_tuned"} <= set(POLICIES)
+            "static_rule", "step_tuned", "pid_tuned", "playbook_tuned"} <= set(POLICIES)
+
+
+def random_histories(n: int = 4096, seed: int = 20250319) -> dict[str, np.ndarray]:
+    """``n`` decoded observations drawn over every rule's triggers (phases, promotions,
+    balance, decay, learning, plan mixes); a fixed seed, so the same draws everywhere."""
+    rng = np.random.default_rng(seed)
+    obs = {name: rng.uniform(0.0, 1.0, n) for name in FEATURE_NAMES}
+    for k in range(1, 8):
+        obs[f"roi_d{k}"] = rng.uniform(0.5, 5.0, n)
+        obs[f"spend_to_budget_d{k}"] = rng.uniform(0.0, 1.1, n)
+    obs["roi_7d"] = np.where(rng.uniform(size=n) < 0.1, 0.0, rng.uniform(0.5, 5.0, n))
+    obs["target_roi"] = rng.uniform(1.0, 5.0, n)
+    obs["plan_age_days"] = rng.integers(0, 85, n).astype(float)
+    obs["days_since_target_change"] = rng.integers(0, 15, n).astype(float)
+    obs["creative_age_days"] = rng.integers(0, 60, n).astype(float)
+    obs["days_to_promo"] = rng.integers(0, 40, n).astype(float)
+    obs["in_promo"] = (rng.uniform(size=n) < 0.1).astype(float)
+    obs["days_after_promo"] = rng.integers(0, 40, n).astype(float)
+    obs["balance_days"] = rng.uniform(0.0, 15.0, n)
+    shares = rng.dirichlet(np.ones(3), n) * (rng.uniform(size=(n, 3)) < 0.7)
+    shares[:, 0] += 1e-6
+    shares /= shares.sum(axis=1, keepdims=True)
+    obs["share_payment_roi"], obs["share_settlement_roi"], obs["share_volume"] = shares.T
+    obs["log_budget_to_spend_7d"] = rng.uniform(-0.5, 6.0, n)
+    obs["log_gmv_trend"] = rng.uniform(-0.3, 0.1, n)
+    obs["learning"] = (rng.uniform(size=n) < 0.3).astype(float)
+    return obs
+
+
+def settings_digest(s: DaySettings) -> str:
+    """SHA-256 of the proposals (target, budget ratio, shares, refresh) to 1e-9."""
+    table = np.column_stack([s.target_roi, s.budget_ratio, s.shares, s.refresh])
+    return hashlib.sha256(np.round(table, 9).tobytes()).hexdigest()
+
+
+# The untuned playbook's proposals on random_histories() on 3c, recorded with the rules'
+# module constants before their numbers became PlaybookNumbers (the same digest then held
+# for every episode of every scenario and objective on the 32 report seeds, actions included).
+UNTUNED_PLAYBOOK_DIGEST = "04851fa7e68a1ab1a6ced8b7756b02043f48c50f8b98c04bac4616fdc55a68ef"
+
+
+def test_the_article_numbers_reproduce_the_untuned_playbook():
+    cfg = load_scenario("3c")
+    obs = random_histories()
+    assert settings_digest(PlaybookPolicy(cfg).settings(obs)) == UNTUNED_PLAYBOOK_DIGEST
+    assert (PlaybookNumbers().exploration_days, PlaybookNumbers().mature_day) == (
+        EXPLORATION_DAYS, MATURE_DAY)
+    assert (phase(obs) == phase(obs, EXPLORATION_DAYS, MATURE_DAY)).all()
+    # playbook_tuned given the article's numbers is the playbook, episode for episode
+    article = {k: getattr(PlaybookNumbers(), k) for k in SPACES["playbook_tuned"]}
+    tuned = PlaybookTunedPolicy(cfg, params=article)
+    assert settings_digest(tuned.settings(obs)) == UNTUNED_PLAYBOOK_DIGEST
+    seeds = [10000, 10001]
+    assert (episode_value(cfg, tuned, seeds) == episode_value(cfg, PlaybookPolicy(cfg), seeds)
+            ).all()
+
+
+def test_the_search_space_is_the_playbooks_numbers_within_the_article_ranges():
+    space = SPACES["playbook_tuned"]
+    assert set(space) == {f.name for f in dataclasses.fields(PlaybookNumbers)}
+    article = PlaybookNumbers()
+    for name, (low, high, _) in space.items():
+        assert low <= getattr(article, name) <= high, name  # the untuned playbook is in it
+    assert space["raise_step_roi"][:2] == (0.2, 0.3)  # §二.1, §四.2: +0.2-0.3
+    assert space["exploration_days"][:2] == (3.0, 7.0)  # the 3C case's 3 days .. a week
+    assert space["promotion_cut"][1] == 0.3  # the 3C case: 3.0 -> 2.1
+
+
+def test_tuned_numbers_reach_their_rules():
+    cfg = load_scenario("3c")
+    # the raise step: the target moves by exactly that step, in the rule and the whole chain
+    obs = history(roi_d1=3.2, spend_to_budget_d1=0.85)
+    for step in (0.2, 0.3):
+        numbers = PlaybookNumbers(raise_step_roi=step)
+        assert apply(RaiseWhenTargetMetRule(numbers), obs).target_roi[0] == pytest.approx(
+            3.0 + step)
+        assert PlaybookTunedPolicy(cfg, params={"raise_step_roi": step}).settings(
+            obs).target_roi[0] == pytest.approx(3.0 + step)
+        due = history(plan_age_days=21, days_since_target_change=7)
+        assert apply(LadderRule(numbers), due).target_roi[0] == pytest.approx(3.0 + step)
+    # the band
+    mature = dict(plan_age_days=40.0, share_volume=0.0, share_payment_roi=0.2,
+                  share_settlement_roi=0.8, roi_7d=3.0, target_roi=4.5)
+    narrow = TargetBandRule(PlaybookNumbers(band_roi=0.6))
+    assert apply(narrow, history(**mature)).target_roi[0] == pytest.approx(3.6)
+    # the phase days: day 5 is in the stable phase after a 3-day exploration, day 23 in the
+    # mature phase from day 21 (the band then applies from day 28)
+    short = PlaybookNumbers(exploration_days=3, mature_day=21)
+    week1 = history(plan_age_days=5, share_payment_roi=1.0, share_volume=0.0)
+    assert apply(BudgetSplitRule(short), week1).shares[0] == pytest.approx([0.4, 0.0, 0.6])
+    assert apply(BudgetSplitRule(), week1).shares[0] == pytest.approx([1.0, 0.0, 0.0])
+    assert apply(PhaseRule(short), history(plan_age_days=23)).shares[0] == pytest.approx(
+        [0.2, 0.8, 0.0])
+    assert apply(TargetBandRule(short), history(**dict(mature, plan_age_days=28))
+                 ).target_roi[0] == pytest.approx(3.9)
+    assert apply(TargetBandRule(), history(**dict(mature, plan_age_days=28))
+                 ).target_roi[0] == 4.5
+    # days are rounded to whole days
+    assert PlaybookNumbers.from_params({"exploration_days": 3.4, "mature_day": 34.6}) == (
+        PlaybookNumbers(exploration_days=3, mature_day=35))
+
+
+def test_a_deeper_promotion_cut_is_made_in_more_learning_safe_steps():
+    cfg = load_scenario("3c")
+    assert promotion_steps(cfg, 0.2) == 2  # the article's 20%: two steps, as written
+    steps = promotion_steps(cfg, 0.3)  # the 3C case's 30%: two steps would restart learning
+    assert steps == 3 and (1 - 0.3) ** 0.5 < 1 / (1 + cfg.relearn_target_change)
+    rule = PromotionRule(PlaybookNumbers(promotion_cut=0.3), steps)
+    target = 3.0
+    for to_peak in range(7, 7 - steps, -1):
+        cut = apply(rule, history(days_to_promo=to_peak, target_roi=target)).target_roi[0]
+        assert cut / target >= 1 / (1 + target_step(cfg)) - 1e-12  # under the re-learning step
+        target = cut
+    assert target == pytest.approx(2.1)  # 3.0 -> 2.1, as in the case
+    assert apply(rule, history(days_to_promo=7 - steps, target_roi=2.1)).target_roi[0] == 2.1
+    for after in range(3, 3 + steps):
+        target = apply(rule, history(days_after_promo=after, target_roi=target)).target_roi[0]
+    assert target == pytest.approx(3.0)  # restored in as many steps
+
+
+def test_a_launch_budget_is_ramped_in_statics_learning_safe_steps():
+    cfg = load_scenario("3c")
+    days, ratio = budget_steps(cfg, 1.8)
+    policy = PlaybookTunedPolicy(cfg, params={"launch_budget": 1.8})
+    for age in range(days + 2):
+        s = policy.settings(history(plan_age_days=age, log_budget_to_spend_7d=0.0,
+                                    balance_days=30.0))
+        assert s.budget_ratio[0] == (ratio if age < days else 1.0)
+    result = rollout(policy, policy.config, [10000, 10001], record_daily=True)
+    launch = np.full((2, 1), cfg.launch_budget_cny)
+    ramp = np.concatenate([launch, result.daily["budget"][:, :days]], axis=1)
+    assert np.allclose(ramp[:, -1], 1.8 * cfg.launch_budget_cny)
+    assert (ramp[:, 1:] / ramp[:, :-1]).max() < 1.0 + cfg.relearn_budget_jump
+    with pytest.raises(ValueError, match="budget_ramp"):
+        PhaseRule(PlaybookNumbers(launch_budget=1.8))  # a rule alone cannot ramp
+
+
+def test_unknown_or_inconsistent_playbook_numbers_are_refused():
+    cfg = load_scenario("3c")
+    with pytest.raises(ValueError, match="unknown parameter"):
+        PlaybookTunedPolicy(cfg, params={"gain": 1.0})
+    with pytest.raises(ValueError, match="exploration_days < mature_day"):
+        PlaybookNumbers(exploration_days=30)
+    with pytest.raises(ValueError, match="promotion_cut"):
+        PlaybookNumbers(promotion_cut=1.0)
 
 
 @pytest.mark.slow

@@ -156,3 +156,35 @@ def test_a_file_without_controllers_names_the_command(tmp_path, monkeypatch):
     _copy_baselines(tmp_path, monkeypatch, bare)
     with pytest.raises(BaselineError, match="no step_tuned parameters"):
         make_policy("step_tuned", load_scenario("3c"))
+    with pytest.raises(BaselineError, match="no playbook_tuned parameters"):
+        make_policy("playbook_tuned", load_scenario("3c"))
+
+
+@pytest.mark.parametrize("objective", ["profit", "gmv_floor"])
+def test_the_tuned_playbook_loads_for_every_named_scenario(objective):
+    from agents.policies.playbook import PlaybookNumbers
+    from agents.policies.tuned import SPACES
+
+    for name in list_scenarios():
+        config = load_scenario(name, objective=objective)
+        tuned = make_policy("playbook_tuned", config)
+        stored = baselines.load_controller(config, "playbook_tuned")
+        assert set(tuned.params) == set(SPACES["playbook_tuned"]) and tuned.params == stored
+        for key, (low, high, _) in SPACES["playbook_tuned"].items():
+            assert low <= tuned.params[key] <= high, (name, key)
+        assert tuned.numbers == PlaybookNumbers.from_params(stored)  # the rules' numbers
+    unseen = make_policy("playbook_tuned", load_scenario("unseen/noisy", objective=objective))
+    assert unseen.numbers == make_policy(
+        "playbook_tuned", load_scenario("3c", objective=objective)).numbers  # its base's
+
+
+def test_the_playbook_search_writes_numbers_that_load(tmp_path, monkeypatch):
+    """The controllers' generic search runs the playbook too (its ``fixed`` mix unused)."""
+    _copy_baselines(tmp_path, monkeypatch)
+    before = load_static(load_scenario("food"))
+    entry = baselines.search_controller("food", "profit", "playbook_tuned", trials=4, seeds=4)
+    write_entry("food", "profit", entry, "pytest", "# test\n", controller="playbook_tuned")
+    assert load_static(load_scenario("food")) == before
+    loaded = make_policy("playbook_tuned", load_scenario("food"))
+    assert loaded.params == pytest.approx(entry["params"])
+    assert make_policy("pid_tuned", load_scenario("food")).params  # the others are kept

@@ -17,10 +17,10 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.callbacks import paired_difference, validation_seeds
-from agents.ppo_config import load_train_config
+from agents.callbacks import VERDICT_WORDS, paired_difference, validation_seeds
+from agents.ppo_config import from_dict, load_train_config
 from agents.ppo_policy import load_trained_policy
-from agents.rollout import rollout
+from agents.rollout import episode_value, rollout
 from agents.run_folder import RunError, checkpoint_steps, model_dir, restore_model_dirs
 from envs.config import ConfigError
 from envs.metrics import EPISODE_METRICS
@@ -28,9 +28,11 @@ from envs.metrics import EPISODE_METRICS
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py")]
 TINY_N_ENVS = 4
+BASELINES = ("static", "playbook")  # configs/ppo/default.yaml: the first is the verdict's
 
 
 def events(run_dir: Path) -> EventAccumulator:
+    """A run's TensorBoard events (scalars, text and layout)."""
     acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()
     return acc
@@ -67,6 +69,10 @@ def obs_count(folder: Path) -> float:
     (["experiment=a/b"], "experiment"),
     (["ppo=3"], "ppo"),
     (["nonsense"], "key=value"),
+    (["training.baselines=playbook,atlantis"], "training.baselines: 'atlantis'"),
+    (["training.baselines=static,static"], "training.baselines"),
+    (["training.baselines=[]"], "training.baselines"),
+    (["training.baseline=playbook"], "renamed training.baselines"),
 ])
 def test_bad_settings_raise_naming_the_key(sets, key):
     with pytest.raises(ConfigError, match=key.replace("(", r"\(").replace(")", r"\)")):
@@ -105,6 +111,40 @@ def test_settings_are_typed_and_layered(tmp_path):
     assert again == config and again.hash() == config.hash()
 
 
+def test_old_configs_with_one_baseline_still_load(tmp_path):
+    """Run folders and presets written before ``training.baselines`` name one
+    ``training.baseline``: it is validated after static (documented migration)."""
+    data = load_train_config().to_dict()
+    assert data["training"]["baselines"] == list(BASELINES)
+    del data["training"]["baselines"]
+    data["training"]["baseline"] = "playbook"
+    assert from_dict(data).training.baselines == BASELINES
+    data["training"]["baseline"] = "static"
+    assert from_dict(data).training.baselines == ("static",)
+    preset = _dump(tmp_path / "old.yaml", {"training": {"baseline": "constant"}})
+    assert load_train_config(preset).training.baselines == ("static", "constant")
+    both = _dump(tmp_path / "both.yaml", {"training": {"baseline": "constant",
+                                                       "baselines": ["static"]}})
+    with pytest.raises(ConfigError, match="both given"):
+        load_train_config(both)
+
+
+def test_a_scenario_without_tuned_static_settings_stops_before_training(tmp_path, capsys):
+    from agents.training import check_baselines, train
+
+    own = tmp_path / "own.yaml"
+    own.write_text("base: food\nname: own\n")
+    config = load_train_config(scenario=str(own))
+    runs = tmp_path / "runs"
+    with pytest.raises(ConfigError, match="static cannot play scenario 'own'.*static_rule"):
+        train(config, runs_dir=runs)
+    assert not runs.exists()
+    check_baselines(config.with_values(**{"training.baselines": ["static_rule", "playbook"]}))
+    code, err = _train_main(["--scenario", str(own), "--runs-dir", str(runs)], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "--set training.baselines=static_rule,playbook" in err and not runs.exists()
+
+
 def _dump(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data))
     return path
@@ -127,7 +167,13 @@ def test_run_folder_follows_the_contracts(tiny_run):
     for name in ("best", "final", "checkpoints/step_256", "checkpoints/step_512"):
         assert (tiny_run / name / "model.zip").is_file()
         assert (tiny_run / name / "vecnormalize.pkl").is_file()
-    assert info["final_eval"]["step"] == 512 and info["final_eval"]["baseline"] == "playbook"
+    final = info["final_eval"]
+    assert final["step"] == 512 and final["objective"] == "profit"
+    assert final["baseline"] == "static" and final["baselines"] == list(BASELINES)
+    assert list(final["comparisons"]) == list(BASELINES)
+    for key in ("reference", "value_diff", "value_diff_ci_low", "profit_diff",
+                "profit_diff_ci_high", "verdict"):  # the top level: the verdict's baseline
+        assert final[key] == final["comparisons"]["static"][key], key
 
 
 def test_each_model_folder_keeps_its_own_statistics(tiny_run):
@@ -140,25 +186,111 @@ def test_each_model_folder_keeps_its_own_statistics(tiny_run):
     assert obs_count(tiny_run / "final") == pytest.approx(512 + TINY_N_ENVS, abs=1e-3)
 
 
+def last(acc: EventAccumulator, tag: str) -> float:
+    return acc.Scalars(tag)[-1].value
+
+
 def test_events_hold_market_and_eval_tags(tiny_run):
     acc = events(tiny_run)
     tags = set(acc.Tags()["scalars"])
-    for metric in EPISODE_METRICS:
-        assert f"market/{metric}" in tags
-        assert f"eval/ppo/{metric}" in tags and f"eval/playbook/{metric}" in tags
-        assert steps(acc, f"eval/ppo/{metric}") == steps(acc, f"eval/playbook/{metric}")
+    for metric in (*EPISODE_METRICS, "return", "value"):
+        assert metric in ("return", "value") or f"market/{metric}" in tags
+        for who in ("ppo", *BASELINES):
+            assert steps(acc, f"eval/{who}/{metric}") == [256, 512], (who, metric)
     assert {"market/reward_terms/spend", "market/reward_terms/gmv_value"} <= tags
     assert {"rollout/ep_rew_mean", "train/value_loss"} <= tags
-    assert steps(acc, "eval/ppo/profit") == [256, 512]
-    diff, low, high = (acc.Scalars(f"eval/ppo_vs_playbook/profit_diff{s}")[-1].value
-                       for s in ("", "_ci_low", "_ci_high"))
-    assert low <= diff <= high
     final = json.loads((tiny_run / "final" / "eval.json").read_text())
-    assert diff == pytest.approx(final["profit_diff"], rel=1e-5)
-    ppo, ref = acc.Scalars("eval/ppo/profit")[-1].value, acc.Scalars("eval/playbook/profit")[-1]
-    assert diff == pytest.approx(ppo - ref.value, rel=1e-4, abs=1.0)
+    for name in BASELINES:  # paired differences and intervals against every baseline
+        comparison = final["comparisons"][name]
+        for quantity in ("value", "profit"):
+            group = f"eval/ppo_vs_{name}/{quantity}_diff"
+            diff, low, high = (last(acc, group + s) for s in ("", "_ci_low", "_ci_high"))
+            assert low <= diff <= high
+            assert diff == pytest.approx(comparison[f"{quantity}_diff"], rel=1e-5)
+            assert diff == pytest.approx(last(acc, f"eval/ppo/{quantity}")
+                                         - last(acc, f"eval/{name}/{quantity}"), rel=1e-4,
+                                         abs=1.0)
+    # a profit run's value is its profit
+    assert [e.value for e in acc.Scalars("eval/ppo/value")] == [
+        e.value for e in acc.Scalars("eval/ppo/profit")]
     assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
     assert "custom_scalars__config__" in acc.Tags()["tensors"]
+    text = verdicts(acc)[-1]
+    assert text.startswith(f"step 512: PPO is {VERDICT_WORDS[final['verdict']]} static (")
+    assert "objective profit" in text and "playbook" in text
+
+
+def verdicts(acc: EventAccumulator) -> list[str]:
+    """The ``eval/verdict`` texts in step order."""
+    return [e.tensor_proto.string_val[0].decode()
+            for e in acc.Tensors("eval/verdict/text_summary")]
+
+
+def test_the_layout_charts_every_baseline_on_value_and_profit():
+    from agents.callbacks import analyst_layout
+
+    layout = analyst_layout(BASELINES, ("3c", "food"), objective="gmv_floor")
+    first = next(iter(layout))
+    assert "static" in first and "gmv_floor" in first
+    charts = layout[first]
+    tags = [t for chart in charts.values() for t in chart[1]]
+    for name in BASELINES:
+        assert f"eval/ppo_vs_{name}/value_diff_ci_low" in tags
+        assert f"eval/ppo_vs_{name}/profit_diff" in tags
+        assert f"^eval/{name}/value$" in tags and f"^eval/{name}/profit$" in tags
+    per = [t for chart in list(layout.values())[-1].values() for t in chart[1]]
+    assert "eval_food/ppo_vs_static/value_diff" in per and "^eval_3c/playbook/value$" in per
+
+
+# ------------------------------------------------------------------------------ gmv_floor
+@pytest.fixture(scope="module")
+def gmv_run(tmp_path_factory) -> Path:
+    """A tiny run on the gmv_floor objective: one validation (the final one) on 4 seeds."""
+    from conftest import TINY_RUN_SETTINGS
+
+    from agents.training import train
+
+    config = load_train_config(sets=(*TINY_RUN_SETTINGS, "env.overrides.objective=gmv_floor",
+                                     "training.total_timesteps=256"))
+    return train(config, runs_dir=tmp_path_factory.mktemp("gmv"), run_name="gmv",
+                 command=["pytest", "gmv_run"])
+
+
+def test_a_gmv_floor_run_is_validated_on_its_value_against_static(gmv_run):
+    from agents.policies import make_policy
+    from agents.training import describe_run
+
+    final = json.loads((gmv_run / "run.json").read_text())["final_eval"]
+    assert final["objective"] == "gmv_floor" and final["baseline"] == "static"
+    policy = load_trained_policy(gmv_run, "final")
+    config = policy.scenario
+    assert config.objective == "gmv_floor" and final["step"] == 256
+    seeds = validation_seeds(final["n_seeds"])
+    ppo = episode_value(config, policy, seeds)
+    assert final["ppo"]["value"] == pytest.approx(ppo.mean())
+    for name in BASELINES:
+        theirs = episode_value(config, make_policy(name, config), seeds)
+        comparison = final["comparisons"][name]
+        assert comparison["reference"]["value"] == pytest.approx(theirs.mean())
+        assert [comparison[f"value_diff{s}"] for s in ("", "_ci_low", "_ci_high")] == \
+            pytest.approx(list(paired_difference(ppo, theirs)))
+        # profit is kept for both sides (operators care), paired on the same seeds
+        assert comparison["profit_diff"] == pytest.approx(
+            final["ppo"]["profit"] - comparison["reference"]["profit"])
+    assert final["value_diff"] == final["comparisons"]["static"]["value_diff"]
+    assert final["ppo"]["value"] != pytest.approx(final["ppo"]["profit"])  # not profit here
+    acc = events(gmv_run)
+    assert last(acc, "eval/static/value") == pytest.approx(
+        final["comparisons"]["static"]["reference"]["value"], rel=1e-5)
+    assert last(acc, "eval/ppo_vs_static/value_diff_ci_high") == pytest.approx(
+        final["value_diff_ci_high"], rel=1e-5)
+    (text,) = verdicts(acc)
+    words = VERDICT_WORDS[final["verdict"]]
+    assert text.startswith(f"step 256: PPO is {words} static (")
+    assert "objective gmv_floor)" in text and "playbook" in text and "profit: PPO" in text
+    summary = describe_run(gmv_run)
+    assert f"PPO final - static: gmv_floor value {final['value_diff']:+,.0f}" in summary
+    assert f"-> {words} static" in summary
 
 
 def test_paired_difference_interval():

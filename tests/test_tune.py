@@ -35,7 +35,7 @@ from agents.tune.queue import (
 )
 from agents.tune.space import load_space
 from agents.tune.study import RUN_ATTR, SEED_ATTR, default_storage_url, study_dir
-from agents.tune.tuning import TuneObjective, best_trial, export_best
+from agents.tune.tuning import TuneObjective, best_trial, export_best, tune
 from envs.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,6 +116,17 @@ def test_malformed_space_raises_naming_the_key(tmp_path, change, words):
     data["fixed"] = {k: v for k, v in fixed.items() if k not in change.get("params", {})}
     with pytest.raises(ConfigError, match=words.replace(".", r"\.")):
         load_space(write_space(tmp_path, data))
+
+
+def test_a_space_on_a_scenario_without_tuned_static_settings_stops_at_load(tmp_path):
+    own = tmp_path / "own.yaml"
+    own.write_text("base: food\nname: own\n")
+    path = write_space(tmp_path, TINY_SPACE)
+    with pytest.raises(ConfigError, match="static cannot play scenario 'own'.*static_rule"):
+        load_space(path, sets=[f"env.scenario={own}"])
+    space = load_space(path, sets=[f"env.scenario={own}",
+                                   "training.baselines=static_rule,playbook"])
+    assert space.base_config.training.baseline == "static_rule"
 
 
 def test_space_files_that_are_not_spaces(tmp_path):
@@ -213,9 +224,39 @@ def test_hopeless_trial_is_pruned_at_a_periodic_validation(tmp_path):
     (trial,) = queue.study.trials
     assert trial.state == TrialState.PRUNED
     assert list(trial.intermediate_values) == [256]  # reported at the first validation
-    info = read_run_json(Path(trial.user_attrs[RUN_ATTR]))
+    run_dir = Path(trial.user_attrs[RUN_ATTR])
+    info = read_run_json(run_dir)
     assert info["status"] == "pruned"
     assert info["num_timesteps"] < 768  # training stopped early
+    # what it reported: that validation's value difference against static (best/ holds it)
+    first = json.loads((run_dir / "best" / "eval.json").read_text())
+    assert first["step"] == 256 and first["baseline"] == "static"
+    assert trial.intermediate_values[256] == pytest.approx(first["value_diff"])
+
+
+def test_a_trial_scores_its_final_value_difference_against_static(tmp_path):
+    """A gmv_floor trial: its value is the final validation's paired gmv_floor-value
+    difference PPO - static; the user attrs record it and the playbook's comparison."""
+    space = load_space(write_space(tmp_path, TINY_SPACE), sets=[
+        "training.total_timesteps=256", "env.overrides.objective=gmv_floor"])
+    run = tune(space, "score", n_trials=1, runs_dir=tmp_path / "runs", heartbeat=FAST,
+               log=lambda line: None)
+    (trial,) = run.study.trials
+    assert trial.state == TrialState.COMPLETE
+    final = read_run_json(Path(trial.user_attrs[RUN_ATTR]))["final_eval"]
+    static, playbook = final["comparisons"]["static"], final["comparisons"]["playbook"]
+    assert final["objective"] == "gmv_floor" and final["baseline"] == "static"
+    assert trial.value == pytest.approx(final["value_diff"]) == pytest.approx(
+        static["value_diff"])
+    assert trial.value != pytest.approx(final["profit_diff"])  # the objective's, not profit
+    attrs = trial.user_attrs
+    assert (attrs["baseline"], attrs["objective"]) == ("static", "gmv_floor")
+    assert attrs["value_diff_ci"] == pytest.approx([static["value_diff_ci_low"],
+                                                    static["value_diff_ci_high"]])
+    assert attrs["baseline_value"] == pytest.approx(static["reference"]["value"])
+    assert attrs["vs_playbook"]["value_diff"] == pytest.approx(playbook["value_diff"])
+    assert attrs["vs_playbook"]["profit_diff"] == pytest.approx(playbook["profit_diff"])
+    assert attrs["vs_playbook"]["verdict"] == playbook["verdict"]
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -346,7 +387,8 @@ def check_no_trial_lost_or_duplicated(outcome: dict) -> None:
         info = read_run_json(Path(t.user_attrs[RUN_ATTR]))
         assert info["status"] == "finished"
         assert info["seed"] == t.user_attrs[SEED_ATTR] == space.seed + t.user_attrs[SLOT_ATTR]
-        assert t.value == pytest.approx(info["final_eval"]["profit_diff"])
+        assert t.value == pytest.approx(info["final_eval"]["value_diff"])
+        assert info["final_eval"]["baseline"] == t.user_attrs["baseline"] == "static"
         assert (Path(t.user_attrs[RUN_ATTR]) / "tb").is_dir()  # under the study's folder
 
 

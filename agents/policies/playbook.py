@@ -9,10 +9,17 @@ uses the nearest one; ``docs/baselines.md`` lists each mapping.
 
 :class:`PlaybookPolicy` (registered as ``"playbook"``) chains every rule as an operator who
 follows the whole article would. It acts through the ``full`` action space (plan shares and
-creative refreshes are levers of the article).
+creative refreshes are levers of the article). The rules' free numbers (launch budget, raise
+step, band width, phase days, promotion cut) are a :class:`PlaybookNumbers`, the article's
+values by default; ``playbook_tuned`` (:mod:`agents.policies.tuned`) runs the same rules
+with them tuned within the article's ranges.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -29,21 +36,107 @@ from agents.policies.settings import (
     promo_window,
     shares_row,
 )
+from agents.policies.static import (
+    FixedSettingsPolicy,
+    StaticSettings,
+    target_step,
+)
 from envs.actions import TARGET_MIN
 from envs.config import ScenarioConfig
 
-TARGET_STEP_ROI = 0.25  # the article's +0.2-0.3 raise, at its middle (GMV/spend)
+BudgetRamp = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (plan age, otherwise) -> ratio
 
 
-def phase(obs: Obs) -> np.ndarray:
-    """0 exploration (week 1), 1 stable (weeks 2-4), 2 mature (from week 5); by plan age."""
+@dataclass(frozen=True)
+class PlaybookNumbers:
+    """The rules' free numbers: the article's values by default (the untuned ``playbook``).
+
+    Ranges (searched by ``playbook_tuned``, :data:`agents.policies.tuned.SPACES`): the
+    article's own where it gives one; where it gives a single value, ±1/3 around it (an
+    assumption: an operator reading "about x").
+
+    - ``launch_budget``: the daily budget held from launch, x the launch budget. The article
+      only says the exploration budget "covers the whole day" (§三.1), so the launch budget is
+      kept (1.0); it names no level. Range (assumption): half to twice the launch budget.
+      Another multiple is reached from launch in the learning-safe steps of ``static``.
+    - ``raise_step_roi``: the target raise when the target is met and the weekly ladder
+      (§二.1, §四.2): "+0.2-0.3" (GMV/spend); 0.25, its middle. Range 0.2-0.3.
+    - ``band_roi``: half-width of the target band around the 7-day mean ROI (§二.1): ±0.9
+      (GMV/spend). Range (assumption) 0.6-1.2.
+    - ``exploration_days``: length of the exploration phase (§三.1): 1 week (7 days); the 3C
+      case of §五 collects its conversions in 3 days. Range 3-7 days.
+    - ``mature_day``: plan age (days) from which the mature phase runs (§三.1: "4 weeks+"):
+      28. Range (assumption) 21-35 days, a week either side.
+    - ``promotion_cut``: the share by which the payment-ROI target is lowered a week before a
+      promotion (§四.1): 20%; the 3C case of §五 cuts 3.0 to 2.1 (30%). Range 13-30%.
+    """
+
+    launch_budget: float = 1.0  # x the launch budget
+    raise_step_roi: float = 0.25  # GMV/spend
+    band_roi: float = 0.9  # GMV/spend, either side of the 7-day mean
+    exploration_days: int = EXPLORATION_DAYS  # days
+    mature_day: int = MATURE_DAY  # plan age, days
+    promotion_cut: float = 0.2  # share of the target
+
+    def __post_init__(self) -> None:
+        if not (self.launch_budget > 0 and self.raise_step_roi >= 0 and self.band_roi > 0):
+            raise ValueError("launch_budget and band_roi must be > 0, raise_step_roi >= 0; got "
+                             f"{self.launch_budget}, {self.band_roi}, {self.raise_step_roi}")
+        if not 1 <= self.exploration_days < self.mature_day:
+            raise ValueError("need 1 <= exploration_days < mature_day, got "
+                             f"{self.exploration_days} and {self.mature_day}")
+        if not 0 <= self.promotion_cut < 1:
+            raise ValueError(f"promotion_cut must be in [0, 1), got {self.promotion_cut}")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, float]) -> PlaybookNumbers:
+        """Numbers from a search's or a file's parameters (the article's value for any not
+        given); day counts are rounded to whole days. Unknown names are refused."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(params) - known
+        if unknown:
+            raise ValueError(f"playbook: unknown parameter(s) {sorted(unknown)}; known: "
+                             f"{', '.join(sorted(known))}")
+        default = cls()
+        return cls(**{k: (round(float(v)) if isinstance(getattr(default, k), int)
+                          else float(v)) for k, v in params.items()})
+
+
+ARTICLE = PlaybookNumbers()
+
+
+def phase(obs: Obs, exploration_days: int = EXPLORATION_DAYS,
+          mature_day: int = MATURE_DAY) -> np.ndarray:
+    """0 exploration (week 1), 1 stable (weeks 2-4), 2 mature (from week 5); by plan age
+    (days; the phases' bounds by default the article's)."""
     age = obs["plan_age_days"]
-    return np.where(age < EXPLORATION_DAYS, 0, np.where(age < MATURE_DAY, 1, 2))
+    return np.where(age < exploration_days, 0, np.where(age < mature_day, 1, 2))
+
+
+def launch_budget_ramp(config: ScenarioConfig, launch_budget: float) -> BudgetRamp:
+    """The budget ratio by plan age that takes the launch budget to ``launch_budget`` x it in
+    ``static``'s learning-safe steps (:meth:`FixedSettingsPolicy.budget_ramp`), ``otherwise``
+    once there (at once for 1.0). Only the ramp of the fixed settings is used: the week-1
+    settings the playbook launches with (payment-ROI plans, launch target and schedule)."""
+    week1 = StaticSettings(config.launch_target_roi / config.breakeven_roi, (1.0, 0.0, 0.0),
+                           launch_budget, int(config.scheduled_refresh_days))
+    return FixedSettingsPolicy(config, week1).budget_ramp
+
+
+def promotion_steps(config: ScenarioConfig, cut: float) -> int:
+    """Days over which a promotion cut of ``cut`` (share of the target) is made: two equal
+    steps, more when two would each change the target by more than ``static``'s
+    learning-safe step (:func:`agents.policies.static.target_step`)."""
+    if cut <= 0:
+        return 2
+    needed = math.ceil(-math.log1p(-cut) / math.log1p(target_step(config)) - 1e-9)
+    return max(2, needed)
 
 
 class TargetBandRule:
     """§二.1 (target setting): anchor the target on the last 7 days' mean payment ROI and keep
-    it inside a band of ±0.9 around that mean (a mean of 3.0 allows 2.1 to 3.9).
+    it inside a band of ±0.9 around that mean (a mean of 3.0 allows 2.1 to 3.9;
+    ``numbers.band_roi``).
 
     The article's "start conservative, raise once the model is stable" is carried by the
     phase rule (week 1) and the raise rules; this rule only enforces the band.
@@ -56,18 +149,19 @@ class TargetBandRule:
     """
 
     section = "§二.1 目标设定"
-    band_roi = 0.9
     max_volume_share = 0.05
 
+    def __init__(self, numbers: PlaybookNumbers = ARTICLE):
+        self.numbers = numbers
+
     def __call__(self, obs: Obs, s: DaySettings) -> DaySettings:
-        mean = obs["roi_7d"]
-        own_mean = ((obs["plan_age_days"] >= MATURE_DAY + 7)
+        mean, band = obs["roi_7d"], self.numbers.band_roi
+        own_mean = ((obs["plan_age_days"] >= self.numbers.mature_day + 7)
                     & (obs["share_volume"] < self.max_volume_share))
         known = (mean > 0) & own_mean  # and some spend in the window to anchor on
-        lo = np.maximum(mean - self.band_roi, TARGET_MIN)
+        lo = np.maximum(mean - band, TARGET_MIN)
         out = s.copy()
-        out.target_roi = np.where(known, np.clip(s.target_roi, lo, mean + self.band_roi),
-                                  s.target_roi)
+        out.target_roi = np.where(known, np.clip(s.target_roi, lo, mean + band), s.target_roi)
         return out
 
 
@@ -82,9 +176,12 @@ class BudgetSplitRule:
     section = "§二.1 预算分配"
     roi_share, volume_share = 0.4, 0.6
 
+    def __init__(self, numbers: PlaybookNumbers = ARTICLE):
+        self.numbers = numbers
+
     def __call__(self, obs: Obs, s: DaySettings) -> DaySettings:
         out = s.copy()
-        stable = phase(obs) == 1
+        stable = phase(obs, self.numbers.exploration_days, self.numbers.mature_day) == 1
         split = shares_row(len(stable), self.roi_share, 0.0, self.volume_share)
         out.shares = np.where(stable[:, None], split, s.shares)
         return out
@@ -92,7 +189,8 @@ class BudgetSplitRule:
 
 class RaiseWhenTargetMetRule:
     """§二.1 (budget split, second sentence): when the payment ROI reaches the target and the
-    plan spends more than 80% of its budget, raise the target by 0.2-0.3 (here 0.25).
+    plan spends more than 80% of its budget, raise the target by 0.2-0.3
+    (``numbers.raise_step_roi``, 0.25 by default).
 
     In the stable phase a shortfall within the ±15% swing the article allows (§三.1) still
     counts as meeting the target.
@@ -102,12 +200,16 @@ class RaiseWhenTargetMetRule:
     spend_share = 0.8
     stable_swing = 0.15
 
+    def __init__(self, numbers: PlaybookNumbers = ARTICLE):
+        self.numbers = numbers
+
     def __call__(self, obs: Obs, s: DaySettings) -> DaySettings:
-        tolerance = np.where(phase(obs) == 1, 1.0 - self.stable_swing, 1.0)
+        p = phase(obs, self.numbers.exploration_days, self.numbers.mature_day)
+        tolerance = np.where(p == 1, 1.0 - self.stable_swing, 1.0)
         met = obs["roi_d1"] >= obs["target_roi"] * tolerance
         busy = obs["spend_to_budget_d1"] >= self.spend_share
         out = s.copy()
-        out.target_roi = np.where(met & busy & (phase(obs) > 0), s.target_roi + TARGET_STEP_ROI,
+        out.target_roi = np.where(met & busy & (p > 0), s.target_roi + self.numbers.raise_step_roi,
                                   s.target_roi)
         return out
 
@@ -138,29 +240,41 @@ class SettlementPlanRule:
 class PhaseRule:
     """§三.1 (layered strategy) and the 3C case of §五: three phases by plan age.
 
-    - Exploration (week 1): a conservative target at 80% of the mean ROI, set on launch day
-      (the case: 2.4 from a mean of 3.0), then held while the plan collects conversions; the
-      budget covers the whole day (the model has no hours: the launch budget is kept, never
-      cut); smart volume is not on yet, so the whole budget goes to payment-ROI plans.
+    - Exploration (week 1, ``numbers.exploration_days``): a conservative target at 80% of the
+      mean ROI, set on launch day (the case: 2.4 from a mean of 3.0), then held while the
+      plan collects conversions; the budget covers the whole day (the model has no hours: the
+      launch budget is kept, never cut; with ``numbers.launch_budget`` other than 1 it is
+      first ramped there by ``budget_ramp``, :func:`launch_budget_ramp`); smart volume is
+      not on yet, so the whole budget goes to payment-ROI plans.
     - Stable (weeks 2-4): smart volume on (the 40/60 split), a ±15% ROI swing allowed (see
       :class:`RaiseWhenTargetMetRule`).
-    - Mature (week 5 on): 80% of the budget to settlement-ROI plans; the other 20% stays
-      with the payment-ROI plans (the article's 3C case puts 30% on whole-site promotion
-      instead: an example, not the phase rule).
+    - Mature (week 5 on, from ``numbers.mature_day``): 80% of the budget to settlement-ROI
+      plans; the other 20% stays with the payment-ROI plans (the article's 3C case puts 30%
+      on whole-site promotion instead: an example, not the phase rule).
     """
 
     section = "§三.1 策略分层"
     exploration_ratio = 0.8
     mature_settlement_share = 0.8
 
+    def __init__(self, numbers: PlaybookNumbers = ARTICLE, budget_ramp: BudgetRamp | None = None):
+        """:param budget_ramp: the ramp to ``numbers.launch_budget`` (:func:`launch_budget_ramp`);
+        needed only when it is not 1."""
+        if budget_ramp is None and numbers.launch_budget != 1.0:
+            raise ValueError("a launch budget other than 1 x needs its budget_ramp")
+        self.numbers = numbers
+        self.budget_ramp = budget_ramp
+
     def __call__(self, obs: Obs, s: DaySettings) -> DaySettings:
         out = s.copy()
-        p = phase(obs)
+        p = phase(obs, self.numbers.exploration_days, self.numbers.mature_day)
         n = len(p)
         launch_day = obs["plan_age_days"] < 0.5
         out.target_roi = np.where(launch_day & (obs["roi_7d"] > 0),
                                   self.exploration_ratio * obs["roi_7d"], s.target_roi)
         out.budget_ratio = np.where(p == 0, np.maximum(s.budget_ratio, 1.0), s.budget_ratio)
+        if self.budget_ramp is not None:
+            out.budget_ratio = self.budget_ramp(np.rint(obs["plan_age_days"]), out.budget_ratio)
         mature = shares_row(n, 1.0 - self.mature_settlement_share,
                             self.mature_settlement_share, 0.0)
         exploring = shares_row(n, 1.0, 0.0, 0.0)
@@ -170,30 +284,36 @@ class PhaseRule:
 
 
 class PromotionRule:
-    """§四.1 (big promotions): a week before the peak, lower the payment-ROI target by 20%;
-    keep a dynamic floor at 70% of the mean ROI; re-allocate the budget in real time with
-    whole-site promotion's "one-click pacing".
+    """§四.1 (big promotions): a week before the peak, lower the payment-ROI target by 20%
+    (``numbers.promotion_cut``); keep a dynamic floor at 70% of the mean ROI; re-allocate the
+    budget in real time with whole-site promotion's "one-click pacing".
 
-    The 20% cut is made in two equal steps (7 and 6 days before the peak), each below the
-    change that restarts learning (operators keep single changes small). Restoring the
-    target in two steps from 3 days after the peak is the operator guides' completion (the
-    article does not say when to undo the cut). Lever mapping: one-click pacing moves budget
+    The cut is made in ``steps`` equal daily steps from 7 days before the peak (two for 20%:
+    7 and 6 days before), each below the change that restarts learning (operators keep single
+    changes small; :func:`promotion_steps`). Restoring the target in as many steps from 3
+    days after the peak is the operator guides' completion (the article does not say when to
+    undo the cut). Lever mapping: one-click pacing moves budget
     within a day; a daily model has no intraday lever, so the daily budget is left as is.
     """
 
     section = "§四.1 大促期间"
-    cut = 0.8
     floor_ratio = 0.7
+
+    def __init__(self, numbers: PlaybookNumbers = ARTICLE, steps: int = 2):
+        self.numbers = numbers
+        self.steps = steps
 
     def __call__(self, obs: Obs, s: DaySettings) -> DaySettings:
         out = s.copy()
         to_peak, after = obs["days_to_promo"], obs["days_after_promo"]
         peak = obs["in_promo"] > 0.5
-        step = np.sqrt(self.cut)
-        start = ((np.abs(to_peak - PROMO_LEAD_DAYS) < 0.5)
-                 | (np.abs(to_peak - PROMO_LEAD_DAYS + 1) < 0.5)) & ~peak
-        restore = ((np.abs(after - PROMO_RESTORE_DAYS) < 0.5)
-                   | (np.abs(after - PROMO_RESTORE_DAYS - 1) < 0.5))
+        step = (1.0 - self.numbers.promotion_cut) ** (1.0 / self.steps)
+        start = np.zeros(to_peak.shape, dtype=bool)
+        restore = np.zeros(after.shape, dtype=bool)
+        for k in range(self.steps):
+            start |= np.abs(to_peak - PROMO_LEAD_DAYS + k) < 0.5
+            restore |= np.abs(after - PROMO_RESTORE_DAYS - k) < 0.5
+        start &= ~peak
         target = np.where(start, obs["target_roi"] * step, s.target_roi)
         target = np.where(restore, obs["target_roi"] / step, target)
         window = promo_window(obs)
@@ -204,18 +324,23 @@ class PromotionRule:
 
 class LadderRule:
     """§四.2 (everyday operation): the "ladder": raise the payment-ROI target by 0.2-0.3
-    (here 0.25) every week, here after a week without any target change, outside week 1
-    and outside the promotion window, unless another rule already raised it today.
+    (``numbers.raise_step_roi``, 0.25 by default) every week, here after a week without any
+    target change, outside week 1 and outside the promotion window, unless another rule
+    already raised it today.
     """
 
     section = "§四.2 日常运营"
     every_days = 7
 
+    def __init__(self, numbers: PlaybookNumbers = ARTICLE):
+        self.numbers = numbers
+
     def __call__(self, obs: Obs, s: DaySettings) -> DaySettings:
+        p = phase(obs, self.numbers.exploration_days, self.numbers.mature_day)
         due = ((obs["days_since_target_change"] >= self.every_days - 0.5)
-               & (phase(obs) > 0) & ~promo_window(obs) & (s.target_roi <= obs["target_roi"]))
+               & (p > 0) & ~promo_window(obs) & (s.target_roi <= obs["target_roi"]))
         out = s.copy()
-        out.target_roi = np.where(due, s.target_roi + TARGET_STEP_ROI, s.target_roi)
+        out.target_roi = np.where(due, s.target_roi + self.numbers.raise_step_roi, s.target_roi)
         return out
 
 
@@ -261,11 +386,15 @@ class RestartDecayingPlanRule:
     min_creative_age_days = 14.0
     min_days_since_target_change = 7.0
 
+    def __init__(self, numbers: PlaybookNumbers = ARTICLE):
+        self.numbers = numbers
+
     def __call__(self, obs: Obs, s: DaySettings) -> DaySettings:
         decaying = ((obs["log_gmv_trend"] < self.drop)
                     & (obs["creative_age_days"] >= self.min_creative_age_days)
                     & (obs["days_since_target_change"] >= self.min_days_since_target_change)
-                    & (obs["learning"] < 0.5) & (obs["plan_age_days"] >= EXPLORATION_DAYS)
+                    & (obs["learning"] < 0.5)
+                    & (obs["plan_age_days"] >= self.numbers.exploration_days)
                     & ~promo_window(obs))
         out = s.copy()
         out.refresh = s.refresh | decaying
@@ -299,21 +428,27 @@ class CreativeRotationRule:
 class PlaybookPolicy(SettingsPolicy):
     """All the article's rules at once: the strongest hand-written baseline.
 
-    Order: phase (shares, launch target) → budget split → settlement floor → raise when the
-    target is met → weekly ladder → band around the mean → promotions (their floor wins in
-    the window) → creative rotation → restart → balance cap (last, so nothing lifts the
-    budget past it).
+    Order: phase (shares, launch target and budget) → budget split → settlement floor →
+    raise when the target is met → weekly ladder → band around the mean → promotions (their
+    floor wins in the window) → creative rotation → restart → balance cap (last, so nothing
+    lifts the budget past it).
+
+    :param numbers: the rules' free numbers (default: the article's, :data:`ARTICLE`).
     """
 
     action_space = "full"
 
-    def __init__(self, config: ScenarioConfig):
+    def __init__(self, config: ScenarioConfig, numbers: PlaybookNumbers = ARTICLE):
         super().__init__(config)
-        self.rules = (PhaseRule(), BudgetSplitRule(), SettlementPlanRule(),
-                      RaiseWhenTargetMetRule(), LadderRule(), TargetBandRule(),
-                      PromotionRule(),
+        self.numbers = numbers
+        ramp = (None if numbers.launch_budget == 1.0
+                else launch_budget_ramp(self.config, numbers.launch_budget))
+        self.rules = (PhaseRule(numbers, ramp), BudgetSplitRule(numbers), SettlementPlanRule(),
+                      RaiseWhenTargetMetRule(numbers), LadderRule(numbers),
+                      TargetBandRule(numbers),
+                      PromotionRule(numbers, promotion_steps(self.config, numbers.promotion_cut)),
                       CreativeRotationRule(config.scheduled_refresh_days),
-                      RestartDecayingPlanRule(), BalanceRule(config.topup_interval_days))
+                      RestartDecayingPlanRule(numbers), BalanceRule(config.topup_interval_days))
 
     def settings(self, obs: Obs) -> DaySettings:
         """The day's settings after every rule (for ``recommend`` and the tests)."""

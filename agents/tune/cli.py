@@ -11,16 +11,25 @@ from agents.tune.queue import HeartbeatSettings, TuneError
 from envs.config import ConfigError
 
 
-def worker_parser(doc: str) -> argparse.ArgumentParser:
+def worker_parser(doc: str, kind: str = "<tune|sweep>", study_required: bool = True,
+                  job: str = "trials") -> argparse.ArgumentParser:
     """A command's parser (description and examples from its docstring) with the worker
-    arguments: the study, its storage and the dead-worker settings."""
+    arguments: the study, its storage and the dead-worker settings.
+
+    :param kind: the study folder's prefix in the help (``runs/<kind>__<study>/``).
+    :param study_required: whether ``--study-name`` must be given (else the command names a
+        fresh study itself).
+    :param job: what one queue slot is, in the help (trials, studies).
+    """
     lines = doc.splitlines()
     parser = argparse.ArgumentParser(description=lines[0], epilog="\n".join(lines[1:]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--study-name", required=True,
-                        help="the study; workers with the same name and storage share it")
+    parser.add_argument("--study-name", required=study_required,
+                        help="the study; workers with the same name and storage share it"
+                        + ("" if study_required else
+                           " (default: a fresh one named by the local time)"))
     parser.add_argument("--storage", help="any Optuna RDB URL (default: SQLite "
-                        "runs/<tune|sweep>__<study>/study.db), e.g. "
+                        f"runs/{kind}__<study>/study.db), e.g. "
                         "postgresql://user:password@host:5432/db")
     parser.add_argument("--runs-dir", default="runs", help="where study folders live")
     parser.add_argument("--heartbeat", type=int, default=30, metavar="S",
@@ -31,7 +40,7 @@ def worker_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--max-retry", type=int, default=3,
                         help="retries of a trial whose workers keep dying (default 3)")
     parser.add_argument("--max-trials-here", type=int, metavar="N",
-                        help="this worker stops after N trials (the rest stay queued)")
+                        help=f"this worker stops after N {job} (the rest stay queued)")
     return parser
 
 

@@ -400,3 +400,10 @@ def slot_trials(study: optuna.Study) -> dict[int, FrozenTrial]:
         if slot is not None and (slot not in out or trial.number > out[slot].number):
             out[int(slot)] = trial
     return out
+
+
+def unfinished_slots(study: optuna.Study) -> list[int]:
+    """Slots whose last attempt has not finished (waiting, running, or being retried)."""
+    slots = slot_trials(study)
+    return [s for s in range(queue_size(study))
+            if s not in slots or not slots[s].state.is_finished()]

@@ -12,7 +12,8 @@ options ``env.normalize_reward``, ``env.clip_obs`` and ``env.overrides.<scenario
       policy.net_arch: {choices: [[64, 64], [128, 128]]}          # categorical
 
 Every bound and every choice is checked against the real config loader when the space is
-loaded, so a bad space fails before any trial starts, naming the key.
+loaded, so a bad space fails before any trial starts, naming the key; so does a scenario that
+a baseline of ``training.baselines`` cannot play (``static`` without tuned settings for it).
 """
 
 from __future__ import annotations
@@ -189,6 +190,10 @@ def _build_space(name: str, data: Any, sets: list[str] | tuple[str, ...]) -> Sea
     fixed = {str(k): v for k, v in _mapping("fixed", data.get("fixed")).items()}
     fixed.update(parse_sets(sets))
     base_config = load_train_config(base, values=fixed)  # names a bad fixed key
+    from agents.training import check_baselines  # the trials' baselines play its scenarios
+
+    check_baselines(base_config, fix="--set training.baselines=static_rule,playbook (or "
+                    "training.baselines in the space's fixed values)")
 
     sampler = _mapping("sampler", data.get("sampler"))
     _known("sampler", sampler, _SAMPLER_KEYS)

@@ -16,14 +16,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from agents.callbacks import ValidationResult
-from agents.ppo_config import TrainConfig
 from agents.run_folder import (
     RUN_JSON,
     command_line,
@@ -32,7 +30,6 @@ from agents.run_folder import (
     update_run_json,
     write_json_atomic,
 )
-from agents.training import InterruptedTrainingError, train
 from agents.tune.queue import (
     HeartbeatSettings,
     QueueSpec,
@@ -46,6 +43,10 @@ from agents.tune.queue import (
     slot_trials,
     state_counts,
 )
+
+if TYPE_CHECKING:  # training (torch) loads only where a trial trains: searches stay light
+    from agents.callbacks import ValidationResult
+    from agents.ppo_config import TrainConfig
 
 STUDY_DB = "study.db"
 STUDY_JSON = "study.json"
@@ -121,6 +122,8 @@ def train_trial(trial: optuna.Trial, config: TrainConfig, folder: Path, run_name
     trial records its run folder and seed. A pruned run's status becomes ``pruned``; an
     interrupted one (Ctrl-C, SIGTERM) raises ``KeyboardInterrupt`` so the queue gives the
     trial back."""
+    from agents.training import InterruptedTrainingError, train
+
     mark_abandoned(trial.user_attrs, trial.number)  # a retry carries the dead attempt's attrs
     run_dir = folder / run_name
     trial.set_user_attr(SEED_ATTR, config.seed)

@@ -1,10 +1,14 @@
-"""Hyperparameter tuning: an Optuna study whose trials are PPO runs scored against the playbook.
+"""Hyperparameter tuning: an Optuna study whose trials are PPO runs scored against ``static``.
 
 Each trial takes a slot from the study's queue (:mod:`agents.tune.queue`), draws its values
 from the search space (:mod:`agents.tune.space`), trains with :func:`agents.training.train`
-into the study's folder, and is scored by the paired profit difference between PPO and the
-playbook on the validation seeds (from 20000, CNY per episode; higher is better). At every
-periodic validation the difference is reported to Optuna, whose pruner stops hopeless trials.
+into the study's folder, and is scored by its final validation's paired difference between
+PPO and the first of ``training.baselines`` (``static``: the best fixed settings) on the run's
+objective: the value per episode in CNY (profit, or the ``gmv_floor`` reward in CNY) on the
+validation seeds (from 20000; higher is better). At every periodic validation the same
+difference is reported to Optuna, whose pruner stops hopeless trials. The trial's user attrs
+record the score's interval, both sides' value and profit, and the comparison against every
+other baseline (``vs_playbook``).
 
 ::
 
@@ -40,6 +44,7 @@ from envs.config import ConfigError
 
 DEFAULT_N_TRIALS = 20
 CONFIG_ATTR, PRESET_ATTR = "config", "preset_values"  # trial user attrs
+SCORE_CI_ATTR = "value_diff_ci"  # trial user attr: the score's 95% interval [low, high]
 
 
 def slot_seed(seed: int, slot: int) -> int:
@@ -48,8 +53,33 @@ def slot_seed(seed: int, slot: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+def score_attrs(final: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's user attrs from its final validation (``final_eval``): the objective, the
+    scored baseline, the score's interval, both sides' value and profit (CNY per episode), the
+    verdict, and ``vs_<baseline>`` for every other baseline."""
+    out: dict[str, Any] = {
+        "objective": final["objective"], "baseline": final["baseline"],
+        SCORE_CI_ATTR: [final["value_diff_ci_low"], final["value_diff_ci_high"]],
+        "ppo_value": final["ppo"]["value"], "baseline_value": final["reference"]["value"],
+        "ppo_profit": final["ppo"]["profit"], "baseline_profit": final["reference"]["profit"],
+        "profit_diff": final["profit_diff"],
+        "profit_diff_ci": [final["profit_diff_ci_low"], final["profit_diff_ci_high"]],
+        "verdict": final["verdict"]}
+    for name, c in final["comparisons"].items():
+        if name != final["baseline"]:
+            out[f"vs_{name}"] = {
+                "value_diff": c["value_diff"],
+                "value_diff_ci": [c["value_diff_ci_low"], c["value_diff_ci_high"]],
+                "profit_diff": c["profit_diff"],
+                "profit_diff_ci": [c["profit_diff_ci_low"], c["profit_diff_ci_high"]],
+                "baseline_value": c["reference"]["value"],
+                "baseline_profit": c["reference"]["profit"], "verdict": c["verdict"]}
+    return out
+
+
 class TuneObjective:
-    """One trial: suggest, train (pruned at validations), score by PPO - playbook profit."""
+    """One trial: suggest, train (pruned at validations), score by the paired difference of
+    the objective's value, PPO - static (the first of ``training.baselines``)."""
 
     def __init__(self, space: SearchSpace, folder: Path):
         self.space = space
@@ -67,22 +97,19 @@ class TuneObjective:
         trial.set_user_attr(PRESET_ATTR, self.space.exported_values(values))
 
         def on_validation(result: ValidationResult) -> None:
-            trial.report(result.profit_diff, step=result.step)
+            score = result.primary.value_diff
+            trial.report(score, step=result.step)
             if trial.should_prune():
                 raise optuna.TrialPruned(
-                    f"step {result.step:,}: PPO - {result.baseline} profit "
-                    f"{result.profit_diff:+,.0f} CNY/episode, below the median of earlier "
-                    "trials")
+                    f"step {result.step:,}: PPO - {result.baseline} {result.objective} value "
+                    f"{score:+,.0f} CNY/episode, below the median of earlier trials")
 
         run_dir = train_trial(trial, config, self.folder, f"trial_{trial.number:04d}",
                               on_validation)
         final = read_run_json(run_dir)["final_eval"]
-        trial.set_user_attr("profit_diff_ci", [final["profit_diff_ci_low"],
-                                               final["profit_diff_ci_high"]])
-        trial.set_user_attr("ppo_profit", final["ppo"]["profit"])
-        trial.set_user_attr("baseline_profit", final["reference"]["profit"])
-        trial.set_user_attr("verdict", final["verdict"])
-        return float(final["profit_diff"])
+        for key, value in score_attrs(final).items():
+            trial.set_user_attr(key, value)
+        return float(final["value_diff"])
 
 
 def tune(space: SearchSpace, study_name: str, storage_url: str | None = None,
@@ -115,7 +142,7 @@ def tune(space: SearchSpace, study_name: str, storage_url: str | None = None,
 
 # ---------------------------------------------------------------------------------------------
 def best_trial(study: optuna.Study) -> FrozenTrial:
-    """The complete trial with the largest PPO - playbook profit difference."""
+    """The complete trial with the largest score (PPO - static, the objective's value)."""
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not done:
         raise TuneError(f"study {study.study_name!r} has no complete trial yet")
@@ -152,11 +179,13 @@ def export_best(study: optuna.Study, name: str, config_dir: Path = PPO_CONFIG_DI
     best = best_trial(study)
     base = study.user_attrs.get("base", DEFAULT_PRESET)
     data = {"base": base, "experiment": name, **_nest(best.user_attrs[PRESET_ATTR])}
-    lo, hi = best.user_attrs.get("profit_diff_ci", [float("nan")] * 2)
+    attrs = best.user_attrs  # a study made before training.baselines: PPO - playbook profit
+    lo, hi = attrs.get(SCORE_CI_ATTR, attrs.get("profit_diff_ci", [float("nan")] * 2))
+    score = f"{attrs['objective']} value" if "objective" in attrs else "profit"
     header = (f"# Tuned PPO preset, exported from study {study.study_name!r}, trial "
               f"{best.number} ({time.strftime('%Y-%m-%d')}).\n"
-              f"# PPO - playbook profit on the validation seeds: {best.value:+,.0f} CNY per "
-              f"episode (95% CI [{lo:+,.0f}, {hi:+,.0f}]).\n"
+              f"# PPO - {attrs.get('baseline', 'playbook')} {score} on the validation seeds: "
+              f"{best.value:+,.0f} CNY per episode (95% CI [{lo:+,.0f}, {hi:+,.0f}]).\n"
               f"# Over the preset {base!r}; the training budget is the preset's.\n")
     text = header + yaml.safe_dump(data, sort_keys=False)
     config_dir.mkdir(parents=True, exist_ok=True)
