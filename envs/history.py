@@ -44,45 +44,6 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
-# Documentation of each feature: (unit or scale, meaning). The env's docstring table and the
-# docs are generated from this, so they cannot drift from the code.
-FEATURE_DOCS: dict[str, tuple[str, str]] = {
-    **{f"roi_d{k}": ("GMV/spend", f"payment ROI {k} day(s) ago (0 without spend)")
-       for k in range(1, LAG_DAYS + 1)},
-    **{f"spend_to_budget_d{k}": ("ratio", f"spend / budget {k} day(s) ago")
-       for k in range(1, LAG_DAYS + 1)},
-    "roi_7d": ("GMV/spend", "payment ROI over the last 7 days"),
-    "roi_prev_7d": ("GMV/spend", "payment ROI over the 7 days before those"),
-    "log_gmv_trend": ("log ratio", "ln(mean GMV last 3 days / mean GMV last 7 days)"),
-    "log_spend_trend": ("log ratio", "ln(mean spend last 3 days / mean spend last 7 days)"),
-    "target_roi": ("GMV/spend", "payment-ROI target in force"),
-    "breakeven_roi": ("GMV/spend", "account's break-even payment ROI, 1/(margin(1-refund))"),
-    "log_target_to_roi_7d": ("log ratio", "ln(target / 7-day ROI)"),
-    "log_target_to_breakeven": ("log ratio", "ln(target / break-even ROI)"),
-    "log_budget_to_spend_7d": ("log ratio", "ln(budget / mean daily spend, 7 days)"),
-    "log_budget_to_spend_d1": ("log ratio", "ln(budget / yesterday's spend)"),
-    "refund_rate_7d": ("share", "refunds landed in 7 days / GMV of days 2-8 ago"),
-    "settlement_roi_d7": ("settled GMV/spend", "settlement ROI of the day a week before "
-                          "yesterday, the newest settled"),
-    "settlement_roi_7d": ("settled GMV/spend", "settlement ROI of the 7 newest settled days"),
-    "learning": ("0/1", "plan is in its learning period"),
-    "learn_failed": ("0/1", "plan failed to leave learning and is throttled"),
-    "interrupted_d1": ("0/1", "delivery stopped yesterday on an empty balance"),
-    "orders_3d": ("orders/20", "orders in the last 3 days over the usual exit threshold 20"),
-    "plan_age_days": ("days/28", "days since the plan's launch, in 4-week units"),
-    "days_since_target_change": ("days/7", "days the target has been unchanged (max 2 "
-                                 "weeks)"),
-    "creative_age_days": ("days/28", "age of the creative set, in 4-week units"),
-    "days_to_promo": ("days/7", "days to the next promotion peak (max 30 days)"),
-    "in_promo": ("0/1", "today is a promotion peak day"),
-    "days_after_promo": ("days/7", "days since the last peak ended (max 30 days)"),
-    "balance_days": ("days/10", "balance / mean daily spend (max 60 days)"),
-    "share_payment_roi": ("share", "budget share of payment-ROI plans"),
-    "share_settlement_roi": ("share", "budget share of settlement-ROI plans"),
-    "share_volume": ("share", "budget share of volume plans"),
-    "weekday_sin": ("-", "sin(2 pi weekday / 7) of the day being decided"),
-    "weekday_cos": ("-", "cos(2 pi weekday / 7) of the day being decided"),
-}
 # Scales of the time features (so an observation stays O(1) without normalisation).
 _SCALES = {"plan_age_days": 28.0, "days_since_target_change": 7.0, "creative_age_days": 28.0,
            "days_to_promo": 7.0, "days_after_promo": 7.0, "balance_days": 10.0,
@@ -260,8 +221,9 @@ def build_features(table: HistoryTable, ctx: DecisionContext) -> np.ndarray:
 
 
 def decode_features(obs: np.ndarray) -> dict[str, np.ndarray]:
-    """Named values of an observation (n, F) or (F,), in the units of :data:`FEATURE_DOCS`
-    with the time scales undone (days in days, orders in orders).
+    """Named values of an observation (n, F) or (F,), in the units of the env's observation
+    table (:class:`envs.qianchuan_env.QianchuanBiddingEnv`) with the time scales undone (days
+    in days, orders in orders).
     """
     obs = np.asarray(obs, dtype=np.float64)
     if obs.shape[-1] != len(FEATURE_NAMES):
