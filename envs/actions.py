@@ -10,7 +10,7 @@ Platform limits apply after the step: target 0.01-100 with two decimals, budget 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -27,6 +27,23 @@ ACTION_NAMES = {
     "full": ("target_change", "budget_change", "weight_payment_roi", "weight_settlement_roi",
              "weight_volume", "creative_refresh"),
 }
+
+
+class ActionSettings(NamedTuple):
+    """How an action maps to the day's settings: the scenario's step sizes and action space."""
+
+    target_max_step: float  # largest target change per day, as a fraction (0.25: x1.25)
+    budget_max_step: float  # largest budget change per day, as a fraction
+    full: bool  # the ``full`` action space (plan weights and a refresh trigger)
+    share_range: float  # a plan weight's range, share_range ** [-1, 1]
+    scheduled_refresh_days: int  # creative refresh interval of ``basic`` actions (0: none)
+
+
+def action_settings(cfg: ScenarioConfig) -> ActionSettings:
+    """The scenario's :class:`ActionSettings`, each field cast to its declared type."""
+    return ActionSettings(float(cfg.target_max_step), float(cfg.budget_max_step),
+                          cfg.action_space == "full", float(cfg.share_range),
+                          int(cfg.scheduled_refresh_days))
 
 
 def action_dim(space: str) -> int:
@@ -69,11 +86,11 @@ def to_decision(cfg: ScenarioConfig, state: MarketState, action: np.ndarray,
     from envs.market import Decision
 
     decide = compiled(decision_arrays, engine)
+    settings = action_settings(cfg)
     return Decision(*decide(np.asarray(action, dtype=np.float64), state.target_roi,
                             state.budget_cny, state.shares, state.day, state.creative_age_days,
-                            float(cfg.target_max_step), float(cfg.budget_max_step),
-                            cfg.action_space == "full", float(cfg.share_range),
-                            int(cfg.scheduled_refresh_days)))
+                            settings.target_max_step, settings.budget_max_step, settings.full,
+                            settings.share_range, settings.scheduled_refresh_days))
 
 
 @helper
@@ -85,8 +102,7 @@ def decision_arrays(action: np.ndarray, target_roi: np.ndarray, budget_cny: np.n
     """The kernel of :func:`to_decision`: new target, budget, shares and refresh flags.
 
     :param action: (n, dim) float64, clipped here to [-1, 1]; the state's arrays follow, then
-        the config's step sizes, whether the action space is ``full``, its share range and the
-        scheduled refresh interval (days, 0: none) used by ``basic`` actions.
+        the fields of :class:`ActionSettings`.
     """
     action = np.minimum(np.maximum(action, -1.0), 1.0)
     target = platform_target(target_roi * (1.0 + target_max_step) ** action[:, 0])

@@ -13,7 +13,9 @@ rule-based policies read it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,45 +46,6 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
-# Documentation of each feature: (unit or scale, meaning). The env's docstring table and the
-# docs are generated from this, so they cannot drift from the code.
-FEATURE_DOCS: dict[str, tuple[str, str]] = {
-    **{f"roi_d{k}": ("GMV/spend", f"payment ROI {k} day(s) ago (0 without spend)")
-       for k in range(1, LAG_DAYS + 1)},
-    **{f"spend_to_budget_d{k}": ("ratio", f"spend / budget {k} day(s) ago")
-       for k in range(1, LAG_DAYS + 1)},
-    "roi_7d": ("GMV/spend", "payment ROI over the last 7 days"),
-    "roi_prev_7d": ("GMV/spend", "payment ROI over the 7 days before those"),
-    "log_gmv_trend": ("log ratio", "ln(mean GMV last 3 days / mean GMV last 7 days)"),
-    "log_spend_trend": ("log ratio", "ln(mean spend last 3 days / mean spend last 7 days)"),
-    "target_roi": ("GMV/spend", "payment-ROI target in force"),
-    "breakeven_roi": ("GMV/spend", "account's break-even payment ROI, 1/(margin(1-refund))"),
-    "log_target_to_roi_7d": ("log ratio", "ln(target / 7-day ROI)"),
-    "log_target_to_breakeven": ("log ratio", "ln(target / break-even ROI)"),
-    "log_budget_to_spend_7d": ("log ratio", "ln(budget / mean daily spend, 7 days)"),
-    "log_budget_to_spend_d1": ("log ratio", "ln(budget / yesterday's spend)"),
-    "refund_rate_7d": ("share", "refunds landed in 7 days / GMV of days 2-8 ago"),
-    "settlement_roi_d7": ("settled GMV/spend", "settlement ROI of the day a week before "
-                          "yesterday, the newest settled"),
-    "settlement_roi_7d": ("settled GMV/spend", "settlement ROI of the 7 newest settled days"),
-    "learning": ("0/1", "plan is in its learning period"),
-    "learn_failed": ("0/1", "plan failed to leave learning and is throttled"),
-    "interrupted_d1": ("0/1", "delivery stopped yesterday on an empty balance"),
-    "orders_3d": ("orders/20", "orders in the last 3 days over the usual exit threshold 20"),
-    "plan_age_days": ("days/28", "days since the plan's launch, in 4-week units"),
-    "days_since_target_change": ("days/7", "days the target has been unchanged (max 2 "
-                                 "weeks)"),
-    "creative_age_days": ("days/28", "age of the creative set, in 4-week units"),
-    "days_to_promo": ("days/7", "days to the next promotion peak (max 30 days)"),
-    "in_promo": ("0/1", "today is a promotion peak day"),
-    "days_after_promo": ("days/7", "days since the last peak ended (max 30 days)"),
-    "balance_days": ("days/10", "balance / mean daily spend (max 60 days)"),
-    "share_payment_roi": ("share", "budget share of payment-ROI plans"),
-    "share_settlement_roi": ("share", "budget share of settlement-ROI plans"),
-    "share_volume": ("share", "budget share of volume plans"),
-    "weekday_sin": ("-", "sin(2 pi weekday / 7) of the day being decided"),
-    "weekday_cos": ("-", "cos(2 pi weekday / 7) of the day being decided"),
-}
 # Scales of the time features (so an observation stays O(1) without normalisation).
 _SCALES = {"plan_age_days": 28.0, "days_since_target_change": 7.0, "creative_age_days": 28.0,
            "days_to_promo": 7.0, "days_after_promo": 7.0, "balance_days": 10.0,
@@ -119,6 +82,13 @@ class DecisionContext:
     weekday: np.ndarray  # 0 = Monday
     breakeven_roi: np.ndarray
     shares: np.ndarray  # (n, 3)
+
+
+# The decision context as compiled code takes it (a named tuple, not a dataclass): the fields
+# of DecisionContext, in its order, as float64 arrays.
+ContextArrays = NamedTuple("ContextArrays", [
+    (f.name, np.ndarray) for f in dataclasses.fields(DecisionContext)])
+ContextArrays.__module__ = __name__
 
 
 # Column and feature positions as plain ints (compiled code cannot look names up in dicts).
@@ -158,10 +128,7 @@ def _log_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 @helper
-def feature_rows(days: np.ndarray, plan_age_days: np.ndarray, creative_age_days: np.ndarray,
-                 days_to_promo: np.ndarray, days_after_promo: np.ndarray,
-                 in_promo: np.ndarray, weekday: np.ndarray, breakeven_roi: np.ndarray,
-                 shares: np.ndarray) -> np.ndarray:
+def feature_rows(days: np.ndarray, ctx: ContextArrays) -> np.ndarray:
     """The features of a day-major history: the kernel of :func:`build_features`.
 
     Written in the NumPy subset Numba compiles (:mod:`envs.compiled`): the simulator runs it
@@ -169,8 +136,7 @@ def feature_rows(days: np.ndarray, plan_age_days: np.ndarray, creative_age_days:
 
     :param days: (days, len(COLUMNS), n) float64, oldest first, the last row yesterday, at
         least :data:`HISTORY_DAYS_REQUIRED` days.
-    :param plan_age_days: and the other arguments: the fields of :class:`DecisionContext`,
-        float64 arrays (n,) ((n, 3) for ``shares``).
+    :param ctx: the decision day's context (:func:`context_arrays`).
     :return: float32 (n, len(FEATURE_NAMES)), scaled and clipped.
     """
     v = days[days.shape[0] - HISTORY_DAYS_REQUIRED:]
@@ -205,9 +171,9 @@ def feature_rows(days: np.ndarray, plan_age_days: np.ndarray, creative_age_days:
     out[:, _LOG_GMV_TREND] = _log_ratio(_sum_days(gmv[-3:]) * (1.0 / 3.0), gmv7 * (1.0 / 7.0))
     out[:, _LOG_SPEND_TREND] = _log_ratio(_sum_days(spend[-3:]) * (1.0 / 3.0), mean_spend7)
     out[:, _TARGET_ROI] = target_now
-    out[:, _BREAKEVEN_ROI] = breakeven_roi
+    out[:, _BREAKEVEN_ROI] = ctx.breakeven_roi
     out[:, _LOG_TARGET_TO_ROI_7D] = np.log(target_now / np.maximum(roi_7d, 0.01))
-    out[:, _LOG_TARGET_TO_BREAKEVEN] = np.log(target_now / breakeven_roi)
+    out[:, _LOG_TARGET_TO_BREAKEVEN] = np.log(target_now / ctx.breakeven_roi)
     out[:, _LOG_BUDGET_TO_SPEND_7D] = _log_ratio(budget_now, mean_spend7)
     out[:, _LOG_BUDGET_TO_SPEND_D1] = _log_ratio(budget_now, spend[-1])
     out[:, _REFUND_RATE_7D] = np.minimum(_ratio(_sum_days(v[-7:, _REFUNDS]),
@@ -219,28 +185,26 @@ def feature_rows(days: np.ndarray, plan_age_days: np.ndarray, creative_age_days:
     out[:, _LEARN_FAILED_F] = v[-1, _LEARN_FAILED]
     out[:, _INTERRUPTED_D1] = v[-1, _INTERRUPTED]
     out[:, _ORDERS_3D] = _sum_days(v[-3:, _ORDERS])
-    out[:, _PLAN_AGE_DAYS] = plan_age_days
+    out[:, _PLAN_AGE_DAYS] = ctx.plan_age_days
     out[:, _DAYS_SINCE_TARGET_CHANGE] = unchanged
-    out[:, _CREATIVE_AGE_DAYS] = np.minimum(creative_age_days, 120.0)
-    out[:, _DAYS_TO_PROMO] = days_to_promo
-    out[:, _IN_PROMO] = in_promo
-    out[:, _DAYS_AFTER_PROMO] = days_after_promo
+    out[:, _CREATIVE_AGE_DAYS] = np.minimum(ctx.creative_age_days, 120.0)
+    out[:, _DAYS_TO_PROMO] = ctx.days_to_promo
+    out[:, _IN_PROMO] = ctx.in_promo
+    out[:, _DAYS_AFTER_PROMO] = ctx.days_after_promo
     out[:, _BALANCE_DAYS] = np.minimum(np.maximum(_ratio(v[-1, _BALANCE], mean_spend7), 0.0), 60.0)
-    out[:, _SHARE_PAYMENT_ROI] = shares[:, 0]
-    out[:, _SHARE_SETTLEMENT_ROI] = shares[:, 1]
-    out[:, _SHARE_VOLUME] = shares[:, 2]
-    out[:, _WEEKDAY_SIN] = np.sin((2.0 * np.pi / 7.0) * weekday)
-    out[:, _WEEKDAY_COS] = np.cos((2.0 * np.pi / 7.0) * weekday)
+    out[:, _SHARE_PAYMENT_ROI] = ctx.shares[:, 0]
+    out[:, _SHARE_SETTLEMENT_ROI] = ctx.shares[:, 1]
+    out[:, _SHARE_VOLUME] = ctx.shares[:, 2]
+    out[:, _WEEKDAY_SIN] = np.sin((2.0 * np.pi / 7.0) * ctx.weekday)
+    out[:, _WEEKDAY_COS] = np.cos((2.0 * np.pi / 7.0) * ctx.weekday)
     out *= _INV_SCALES
     return np.minimum(np.maximum(out, -_BOUNDS), _BOUNDS).astype(np.float32)
 
 
-def context_arrays(ctx: DecisionContext) -> tuple[np.ndarray, ...]:
-    """The context's fields as float64 arrays, in :func:`feature_rows`' argument order."""
-    return tuple(np.asarray(getattr(ctx, name), dtype=np.float64)
-                 for name in ("plan_age_days", "creative_age_days", "days_to_promo",
-                              "days_after_promo", "in_promo", "weekday", "breakeven_roi",
-                              "shares"))
+def context_arrays(ctx: DecisionContext) -> ContextArrays:
+    """The context as :func:`feature_rows` takes it: its fields as float64 arrays."""
+    return ContextArrays(*(np.asarray(getattr(ctx, name), dtype=np.float64)
+                           for name in ContextArrays._fields))
 
 
 def build_features(table: HistoryTable, ctx: DecisionContext) -> np.ndarray:
@@ -256,12 +220,13 @@ def build_features(table: HistoryTable, ctx: DecisionContext) -> np.ndarray:
                          f"{HISTORY_DAYS_REQUIRED}")
     days = np.ascontiguousarray(table.values[:, -HISTORY_DAYS_REQUIRED:, :].transpose(1, 2, 0),
                                 dtype=np.float64)
-    return feature_rows(days, *context_arrays(ctx))
+    return feature_rows(days, context_arrays(ctx))
 
 
 def decode_features(obs: np.ndarray) -> dict[str, np.ndarray]:
-    """Named values of an observation (n, F) or (F,), in the units of :data:`FEATURE_DOCS`
-    with the time scales undone (days in days, orders in orders).
+    """Named values of an observation (n, F) or (F,), in the units of the env's observation
+    table (:class:`envs.qianchuan_env.QianchuanBiddingEnv`) with the time scales undone (days
+    in days, orders in orders).
     """
     obs = np.asarray(obs, dtype=np.float64)
     if obs.shape[-1] != len(FEATURE_NAMES):

@@ -12,6 +12,8 @@ refunds).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from envs.compiled import helper
@@ -36,39 +38,49 @@ def term_names(cfg: ScenarioConfig, floor_multiplier: float = 0.0) -> tuple[str,
     return PROFIT_TERMS + ((FLOOR_LAGRANGIAN,) if floor_multiplier > 0.0 else ())
 
 
-def reward_args(cfg: ScenarioConfig, floor_multiplier: float = 0.0) -> tuple:
+class RewardSettings(NamedTuple):
+    """What :func:`reward_rows` needs of the scenario and of training's floor multiplier."""
+
+    gmv_floor: bool  # the ``gmv_floor`` objective (else ``profit``)
+    on_order: bool  # refunds charged on the order day (else as they land)
+    floor_roi: float  # settlement-ROI floor (settled GMV/spend)
+    floor_penalty: float  # CNY per CNY of settled GMV below the floor (``gmv_floor``)
+    floor_multiplier: float  # CNY per CNY of shortfall, the Lagrangian term (``profit``; 0: off)
+
+
+def reward_args(cfg: ScenarioConfig, floor_multiplier: float = 0.0) -> RewardSettings:
     """The scenario's reward settings as :func:`reward_rows` takes them."""
-    return (cfg.objective == "gmv_floor", cfg.refund_charging == "on_order",
-            float(cfg.floor_settlement_roi), float(cfg.floor_penalty), float(floor_multiplier))
+    return RewardSettings(cfg.objective == "gmv_floor", cfg.refund_charging == "on_order",
+                          float(cfg.floor_settlement_roi), float(cfg.floor_penalty),
+                          float(floor_multiplier))
 
 
 @helper
-def reward_rows(args: tuple, margin: np.ndarray, out: DayOutcome, pending_refunds: np.ndarray,
-                last_day: bool) -> np.ndarray:
+def reward_rows(settings: RewardSettings, margin: np.ndarray, out: DayOutcome,
+                pending_refunds: np.ndarray, last_day: bool) -> np.ndarray:
     """The day's reward terms (CNY) as rows, named by :func:`term_names`.
 
-    :param args: :func:`reward_args`.
+    :param settings: :func:`reward_args`.
     :param pending_refunds: incremental refunds not yet landed, charged on the last day.
     """
-    gmv_floor, on_order, floor_roi, floor_penalty, floor_multiplier = args
-    if on_order:
+    if settings.on_order:
         refunds = out.cohort_incremental_refunds
     elif last_day:
         refunds = out.incremental_refunds_landed + pending_refunds
     else:
         refunds = out.incremental_refunds_landed
     n = out.spend.shape[0]
-    if gmv_floor:
+    if settings.gmv_floor:
         rows = np.empty((2, n))
         rows[0] = out.incremental_gmv - refunds
-        rows[1] = -floor_penalty * shortfall_cny(floor_roi, out)
+        rows[1] = -settings.floor_penalty * shortfall_cny(settings.floor_roi, out)
         return rows
-    rows = np.empty((6 if floor_multiplier > 0.0 else 5, n))
+    rows = np.empty((6 if settings.floor_multiplier > 0.0 else 5, n))
     rows[0] = margin * out.incremental_gmv
     rows[1] = -margin * refunds
     rows[2] = -out.spend
     rows[3] = out.credit
     rows[4] = -out.refresh_cost
-    if floor_multiplier > 0.0:
-        rows[5] = -floor_multiplier * shortfall_cny(floor_roi, out)
+    if settings.floor_multiplier > 0.0:
+        rows[5] = -settings.floor_multiplier * shortfall_cny(settings.floor_roi, out)
     return rows

@@ -22,15 +22,15 @@ from envs.history import (
     COLUMNS,
     HISTORY_DAYS_REQUIRED,
     SETTLED_NEWEST,
+    ContextArrays,
     DecisionContext,
     feature_rows,
 )
+from envs.inputs import DayTables, scenario_of
 from envs.market import (
     N_DRAWS,
     AccountParams,
-    DayConstants,
     DayOutcome,
-    DayTables,
     Decision,
     MarketModel,
     MarketState,
@@ -39,7 +39,7 @@ from envs.market import (
     simulate_day,
 )
 from envs.metrics import EpisodeTally, tally_day
-from envs.reward import reward_args, reward_rows, term_names
+from envs.reward import RewardSettings, reward_args, reward_rows, term_names
 
 # Dashboard columns as plain ints, for compiled code.
 (_SPEND, _GMV, _ORDERS, _REFUNDS, _SETTLED, _TARGET, _BUDGET, _BALANCE, _LEARNING,
@@ -65,17 +65,12 @@ class Simulator:
         self._features = compiled(observation, engine)
         self._day = compiled(batch_day, engine)
         self._prelaunch = compiled(prelaunch_history, engine)
-        cal = self.model.calendar
-        self._phase = (cal.offset, cal.days_to_peak, cal.days_after_peak, cal.in_peak)
         # the episode's daily draws, taken from the reset's generator at reset (the same numbers
         # as drawing day by day, as long as nothing else draws from that generator meanwhile)
         self.prefetch_draws = True
         self._prefetched: np.ndarray | None = None
         self._prefetch_rng: np.random.Generator | None = None
         self._reward_key: float | None = None  # floor multiplier the reward settings are for
-        self._action_args = (float(config.target_max_step), float(config.budget_max_step),
-                             config.action_space == "full", float(config.share_range),
-                             int(config.scheduled_refresh_days))
         self.action_dim = action_dim(config.action_space)
         # Day-major history (days, columns, n) with room for as many days again, so a new
         # day is one row written after the window, and the window moves back only once per
@@ -122,8 +117,8 @@ class Simulator:
         self._end = cfg.history_days
         draws = self._draws(rng, cfg.history_days)
         self.state = MarketState(*self._prelaunch(
-            self.model.constants_tuple, self.model.tables_tuple, tuple(self.state),
-            self._params_tuple, draws, self._days, self._end))
+            self.model.flat_inputs, tuple(self.state), self._params_tuple, draws, self._days,
+            self._end))
         self._end += cfg.history_days
         self.state = self.model.launch(self.state, self.params)
         self._prefetched = (self._draws(rng, cfg.episode_days) if self.prefetch_draws
@@ -158,12 +153,13 @@ class Simulator:
 
     def context(self) -> DecisionContext:
         """The decision day's context, as the advertiser knows it."""
-        return DecisionContext(*decision_context(self.state, self.params, self._phase))
+        return DecisionContext(**decision_context(self.state, self.params,
+                                                  self.model.inputs.tables)._asdict())
 
     def observe(self) -> np.ndarray:
         """Observations (n, F) for the coming day (:func:`envs.history.feature_rows`)."""
-        return _feature_major(self._features(self._days, self._end, tuple(self.state),
-                                             self._params_tuple, self._phase))
+        return _feature_major(self._features(self.model.flat_inputs, self._days, self._end,
+                                             tuple(self.state), self._params_tuple))
 
     # ----------------------------------------------------------------------
     def step(self, action: np.ndarray, rng: np.random.Generator | None = None,
@@ -197,17 +193,16 @@ class Simulator:
             raise ValueError(f"draws have shape {np.shape(draws)}, expected {(self.n, N_DRAWS)}")
         if self._reward_key != self.floor_multiplier:
             self._reward_key = self.floor_multiplier
-            self._reward_settings = reward_args(cfg, self.floor_multiplier)
+            self._reward_settings = tuple(reward_args(cfg, self.floor_multiplier))
             self._term_names = term_names(cfg, self.floor_multiplier)
         self._make_room()
         # one call: the decision, the model's day, the dashboard row, the reward, the episode's
         # sums, the next observation
         try:
             state, out, decision, obs, rows, reward = self._day(
-                self.model.constants_tuple, self.model.tables_tuple, self._phase, tuple(self.state),
-                self._params_tuple, np.ascontiguousarray(a), self._action_args,
-                np.ascontiguousarray(draws, dtype=np.float64), self._days, self._end,
-                self._reward_settings, self.tally.table)
+                self.model.flat_inputs, tuple(self.state), self._params_tuple,
+                np.ascontiguousarray(a), np.ascontiguousarray(draws, dtype=np.float64),
+                self._days, self._end, self._reward_settings, self.tally.table)
         except ValueError:  # a NaN or inf action: raise with the action in the message
             validate_action(action, self.action_dim)
             raise
@@ -258,56 +253,62 @@ def write_dashboard_row(days: np.ndarray, end: int, out: DayOutcome, decision: D
 
 
 @helper
-def decision_context(state: MarketState, params: AccountParams, phase: tuple) -> tuple:
-    """The fields of :class:`DecisionContext` for the coming day, in order.
+def decision_context(state: MarketState, params: AccountParams,
+                     tables: DayTables) -> ContextArrays:
+    """The context of the coming day (:class:`envs.history.DecisionContext`'s fields)."""
+    row = calendar_row(state.day, tables.calendar_offset, tables.in_peak.shape[0])
+    return ContextArrays(
+        plan_age_days=state.day.astype(np.float64),
+        creative_age_days=state.creative_age_days.copy(),
+        days_to_promo=tables.days_to_peak[row].astype(np.float64),
+        days_after_promo=tables.days_after_peak[row].astype(np.float64),
+        in_promo=tables.in_peak[row].astype(np.float64),
+        weekday=((params.start_weekday + state.day) % 7).astype(np.float64),
+        breakeven_roi=breakeven_roi(params.margin, params.refund_rate),
+        shares=state.shares.copy())
 
-    :param phase: the calendar's ``(offset, days_to_peak, days_after_peak, in_peak)``.
+
+def observation(inputs: tuple, days: np.ndarray, end: int, state: tuple,
+                params: tuple) -> np.ndarray:
+    """:func:`observe_window` of plain tuples (compiled entry).
+
+    :param inputs: the scenario, :func:`envs.inputs.flat`.
     """
-    offset, days_to_peak, days_after_peak, in_peak = phase
-    row = calendar_row(state.day, offset, in_peak.shape[0])
-    return (state.day.astype(np.float64), state.creative_age_days.copy(),
-            days_to_peak[row].astype(np.float64), days_after_peak[row].astype(np.float64),
-            in_peak[row].astype(np.float64),
-            ((params.start_weekday + state.day) % 7).astype(np.float64),
-            breakeven_roi(params.margin, params.refund_rate), state.shares.copy())
-
-
-def observation(days: np.ndarray, end: int, state: tuple, params: tuple,
-                phase: tuple) -> np.ndarray:
-    """:func:`observe_window` of plain tuples (compiled entry)."""
-    return observe_window(days, end, MarketState(*state), AccountParams(*params), phase)
+    return observe_window(days, end, MarketState(*state), AccountParams(*params),
+                          scenario_of(inputs).tables)
 
 
 @helper
 def observe_window(days: np.ndarray, end: int, state: MarketState, params: AccountParams,
-                   phase: tuple) -> np.ndarray:
+                   tables: DayTables) -> np.ndarray:
     """Observations (n, F) of the window ending before ``days[end]``."""
-    ctx = decision_context(state, params, phase)
-    return feature_rows(days[end - HISTORY_DAYS_REQUIRED:end], ctx[0], ctx[1], ctx[2], ctx[3],
-                        ctx[4], ctx[5], ctx[6], ctx[7])
+    return feature_rows(days[end - HISTORY_DAYS_REQUIRED:end],
+                        decision_context(state, params, tables))
 
 
-def prelaunch_history(c: tuple, t: tuple, state: tuple, params: tuple, draws: np.ndarray,
+def prelaunch_history(inputs: tuple, state: tuple, params: tuple, draws: np.ndarray,
                       days: np.ndarray, end: int) -> MarketState:
     """The pre-launch history (compiled entry): ``draws.shape[0]`` days of the mature plan
     holding its settings, their dashboard rows written from ``days[end]`` on.
 
+    :param inputs: the scenario, :func:`envs.inputs.flat`.
     :param draws: (days, n, N_DRAWS) standard normals.
     :return: the state after the last day.
     """
-    constants, tables, accounts = DayConstants(*c), DayTables(*t), AccountParams(*params)
+    scenario, accounts = scenario_of(inputs), AccountParams(*params)
     now = MarketState(*state)
     for day in range(draws.shape[0]):
         hold = Decision(now.target_roi, now.budget_cny, now.shares,
                         np.zeros(now.day.shape[0], dtype=np.bool_))
-        now, out = simulate_day(constants, tables, now, accounts, hold, draws[day])
+        now, out = simulate_day(scenario.constants, scenario.tables, now, accounts, hold,
+                                draws[day])
         write_dashboard_row(days, end + day, out, hold, now)
     return now
 
 
-def batch_day(c: tuple, t: tuple, phase: tuple, state: tuple, params: tuple,
-              action: np.ndarray, action_args: tuple, draws: np.ndarray, days: np.ndarray,
-              end: int, reward_settings: tuple, tally: np.ndarray
+def batch_day(inputs: tuple, state: tuple, params: tuple, action: np.ndarray,
+              draws: np.ndarray, days: np.ndarray, end: int, reward_settings: tuple,
+              tally: np.ndarray
               ) -> tuple[MarketState, DayOutcome, Decision, np.ndarray, np.ndarray, np.ndarray]:
     """One day of the batch (compiled entry): the decision from the action
     (:func:`envs.actions.decision_arrays`), the model's day (:func:`envs.market.simulate_day`),
@@ -315,32 +316,32 @@ def batch_day(c: tuple, t: tuple, phase: tuple, state: tuple, params: tuple,
     on the last day, refunds still pending are charged), the episode sums ``tally``
     (:func:`envs.metrics.tally_day`, updated in place) and the next day's observation.
 
-    :param action_args: ``(target_max_step, budget_max_step, full, share_range,
-        scheduled_refresh_days)``.
-    :param reward_settings: :func:`envs.reward.reward_args`.
+    :param inputs: the scenario, :func:`envs.inputs.flat`.
+    :param reward_settings: :func:`envs.reward.reward_args`, as a plain tuple.
     :return: the next state, the day's outcome, the decision, the observations (n, F), the
         reward terms (terms, n) in CNY and the reward (n,) in reward units.
     """
     if not np.isfinite(action).all():  # before anything is written
         raise ValueError("action contains NaN or infinite values")
-    constants, before, accounts = DayConstants(*c), MarketState(*state), AccountParams(*params)
-    target_max_step, budget_max_step, full, share_range, refresh_days = action_args
+    scenario, reward = scenario_of(inputs), RewardSettings(*reward_settings)
+    c, steps = scenario.constants, scenario.actions
+    before, accounts = MarketState(*state), AccountParams(*params)
     target, budget, shares, refresh = decision_arrays(
         action, before.target_roi, before.budget_cny, before.shares, before.day,
-        before.creative_age_days, target_max_step, budget_max_step, full, share_range,
-        refresh_days)
+        before.creative_age_days, steps.target_max_step, steps.budget_max_step, steps.full,
+        steps.share_range, steps.scheduled_refresh_days)
     decision = Decision(target, budget, shares, refresh)
-    after, out = simulate_day(constants, DayTables(*t), before, accounts, decision, draws)
+    after, out = simulate_day(c, scenario.tables, before, accounts, decision, draws)
     write_dashboard_row(days, end, out, decision, after)
-    last_day = after.day[0] >= constants.episode_days
-    rows = reward_rows(reward_settings, accounts.margin, out, pending_refunds(after.refund_pipe),
+    last_day = after.day[0] >= c.episode_days
+    rows = reward_rows(reward, accounts.margin, out, pending_refunds(after.refund_pipe),
                        last_day)
-    reward = rows[0].copy()
+    total = rows[0].copy()
     for term in range(1, rows.shape[0]):
-        reward += rows[term]
-    tally_day(tally, reward_settings[2], accounts, out)
-    obs = observe_window(days, end + 1, after, accounts, phase)
-    return after, out, decision, obs, rows, reward / constants.reward_scale_cny
+        total += rows[term]
+    tally_day(tally, reward.floor_roi, accounts, out)
+    obs = observe_window(days, end + 1, after, accounts, scenario.tables)
+    return after, out, decision, obs, rows, total / c.reward_scale_cny
 
 
 class ScenarioMix:
