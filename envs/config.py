@@ -93,6 +93,16 @@ class ScenarioConfig:
     basket_noise_sd: float = param(0.05, "log-sd/day", 0, 1, "model choice",
                                    "Daily noise of basket value around the AOV.")
     bidder_noise_enabled: bool = param(True, "switch", doc="Bidder bias and noise on.")
+    estimation_noise_enabled: bool = param(
+        False, "switch", doc="Selection on noisy ROI estimates (winner's curse) on: the ROI "
+        "plans hold the target on the bidder's estimates, and truly earn less.")
+    estimation_noise_sd: float = param(
+        0.35, "log-sd", 0, 0.75,
+        "assumption: the bidder's value model explains 80% of the variance of log ROI across "
+        "the pool (rho^2 = 0.8, so sigma_e = sigma/2 at sigma = 0.7); market brief §11",
+        "Log-sd of the error of the bidder's per-opportunity ROI estimate (level-calibrated: "
+        "the pool's mean estimate is its mean ROI). At most 0.75, so that the estimates' "
+        "spread sqrt(sigma^2 + sigma_e^2) stays within the share table for any drawn sigma.")
 
     # --- launch ----------------------------------------------------------------------------
     launch_target_roi: float = param(3.0, "GMV/spend", 0.01, 100, PLAYBOOK,
@@ -263,10 +273,11 @@ class ScenarioConfig:
     @property
     def typical_pool_share(self) -> float:
         """Share of the pool the typical target buys (calibration check, brief §10)."""
-        from envs.pool import qualifying_share
+        from envs.pool import qualifying_share, ranking_sigma
 
-        return float(qualifying_share(self.typical_target_roi, self.pool_mean_roi,
-                                      self.pool_sigma))
+        sigma = (ranking_sigma(self.pool_sigma, self.estimation_noise_sd)
+                 if self.estimation_noise_enabled else self.pool_sigma)
+        return float(qualifying_share(self.typical_target_roi, self.pool_mean_roi, sigma))
 
     def __post_init__(self) -> None:
         validate(self)

@@ -24,7 +24,7 @@ from envs.calendar import PromoCalendar, calendar_row
 from envs.compiled import compiled, helper
 from envs.config import ScenarioConfig
 from envs.inputs import DayConstants, DayTables, flat, scenario_inputs, scenario_of
-from envs.pool import qualifying_share
+from envs.pool import qualifying_share, ranking_sigma
 from envs.stages import (
     INCREMENTAL_REFUNDS,
     SETTLEMENT_ROI,
@@ -187,6 +187,9 @@ class MarketModel:
         cost = cfg.pool_cost_cny * np.exp(u[:, 0])
         pool_roi = cfg.pool_mean_roi * np.exp(0.5 * u[:, 1])
         sigma = np.clip(cfg.pool_sigma * np.exp(0.5 * u[:, 2]), 0.2, 1.4)
+        # the typical target's depth, as the bidder buys it (on its estimates, if noisy)
+        typical_sigma = (ranking_sigma(sigma, cfg.estimation_noise_sd)
+                         if cfg.estimation_noise_enabled else sigma)
         return AccountParams(
             pool_cost_cny=cost,
             pool_mean_roi=pool_roi,
@@ -197,7 +200,8 @@ class MarketModel:
             bidder_bias=bias,
             launch_budget_cny=cfg.launch_budget_cny * np.exp(u[:, 0]),
             start_weekday=rng.integers(0, 7, size=n),
-            typical_share=qualifying_share(np.full(n, cfg.typical_target_roi), pool_roi, sigma),
+            typical_share=qualifying_share(np.full(n, cfg.typical_target_roi), pool_roi,
+                                           typical_sigma),
         )
 
     def initial_state(self, params: AccountParams, rng: np.random.Generator) -> MarketState:

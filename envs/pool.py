@@ -15,6 +15,19 @@ share ``H(q) = Phi(Phi^-1(q) + sigma)`` of the pool's GMV ``V * m``. Its average
 Inverting ``H(q)/q = ratio`` has no closed form, so it is tabulated once over
 ``(sigma, ln ratio)`` and read by bilinear interpolation: a few array operations per call,
 no Python loop over accounts.
+
+**Selection on noisy estimates** (the winner's curse, :func:`select_on_estimates`). A real
+bidder ranks opportunities by an *estimate* of their ROI. With the estimated log ROI
+``ln x + e - sigma_e^2/2``, ``e ~ N(0, sigma_e^2)`` independent of ``x`` (the estimate is
+right on average over the pool: its mean is ``m``), the estimates are lognormal with mean
+``m`` and log-sd ``s = sqrt(sigma^2 + sigma_e^2)``, so the bidder that holds the *estimated*
+average at the target buys the share ``q`` of the closed form above with ``s`` for
+``sigma``. True and estimated log ROI are jointly normal (covariance ``sigma^2``), so the
+truth of what it buys is a bivariate-normal truncation: the best ``q`` of cost by estimate
+yields the GMV share ``Phi(Phi^-1(q) + rho sigma)`` with ``rho = sigma / s``, i.e. ``H`` with
+``sigma_r = sigma^2 / s`` in place of ``sigma``. Its true average ROI ``m H_r(q) / q`` falls
+short of the target, the more so the higher the target sits above ``m``; and the volume
+bought at a given *true* ROI is that of the closed form with ``sigma_r < sigma``: smaller.
 """
 
 from __future__ import annotations
@@ -103,6 +116,53 @@ def table_share(table: np.ndarray, target_roi: np.ndarray, pool_roi: np.ndarray,
     corner += LOG_RATIO_STEPS
     bottom = table.take(corner) * (1.0 - fx) + table.take(corner + 1) * fx
     return top * (1.0 - fy) + bottom * fy
+
+
+@helper
+def ranking_sigma(sigma: np.ndarray, estimation_noise_sd: float) -> np.ndarray:
+    """Log-sd of the bidder's ROI estimates across the pool, ``s = sqrt(sigma^2 +
+    sigma_e^2)``: the bidder selects as if the pool had this spread.
+
+    :param sigma: log-sd of the pool's true ROI; ``estimation_noise_sd`` the log-sd
+        ``sigma_e`` of the estimates' error.
+    """
+    return np.sqrt(sigma * sigma + estimation_noise_sd * estimation_noise_sd)
+
+
+@helper
+def select_on_estimates(table: np.ndarray, target_roi: np.ndarray, pool_roi: np.ndarray,
+                        sigma: np.ndarray, estimation_noise_sd: float
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a target-ROI bidder buys when it ranks the pool on noisy estimates of ROI.
+
+    :param table: :func:`share_table`.
+    :param target_roi: the *estimated* average ROI the bidder holds (GMV CNY per spend CNY).
+    :param pool_roi: the pool's mean ROI ``m`` (GMV CNY per spend CNY); ``sigma`` its log-sd.
+    :param estimation_noise_sd: log-sd ``sigma_e`` of the estimates' error (> 0).
+    :return: the cost share ``q`` bought (best estimates first), the true average ROI of
+        what it buys (GMV CNY per spend CNY; ``m`` where ``q = 1``), and ``sigma_r =
+        sigma^2 / s``: :func:`gmv_share` with ``sigma_r`` gives the true GMV share of the
+        best ``q'`` by estimate, for any ``q'``.
+    """
+    s = ranking_sigma(sigma, estimation_noise_sd)
+    q = table_share(table, target_roi, pool_roi, s)
+    realised_sigma = sigma * sigma / s  # rho * sigma
+    realised_roi = pool_roi * gmv_share(q, realised_sigma) / np.maximum(q, 1e-300)
+    return q, realised_roi, realised_sigma
+
+
+def noisy_selection(target_roi: np.ndarray, pool_roi: np.ndarray, sigma: np.ndarray,
+                    estimation_noise_sd: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`select_on_estimates` with the cached table: the cost share bought and its
+    true average ROI (GMV CNY per spend CNY)."""
+    def as_array(x):
+        return np.atleast_1d(np.asarray(x, dtype=np.float64))
+
+    target, m, sig = np.broadcast_arrays(as_array(target_roi), as_array(pool_roi),
+                                         as_array(sigma))
+    q, realised_roi, _ = select_on_estimates(share_table(), target, m, sig,
+                                             float(estimation_noise_sd))
+    return q, realised_roi
 
 
 def threshold_roi(cost_share: np.ndarray, pool_roi: np.ndarray, sigma: np.ndarray) -> np.ndarray:

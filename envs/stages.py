@@ -42,7 +42,7 @@ import numpy as np
 from scipy.special import gammaln, ndtr
 
 from envs.compiled import helper
-from envs.pool import gmv_share, table_share
+from envs.pool import gmv_share, select_on_estimates, table_share
 
 if TYPE_CHECKING:
     from envs.inputs import DayConstants
@@ -226,16 +226,25 @@ def place_bids(c: DayConstants, share_table: np.ndarray, pool_sigma: np.ndarray,
                morning: Morning, traffic: Traffic, launched: np.ndarray) -> Bids:
     """Stage 3: the ROI plans buy the qualifying traffic (closed form, :mod:`envs.pool`)
     within their budgets; the volume plan buys the best of what is left within its budget;
-    spend is capped by the balance (running out interrupts delivery).
+    spend is capped by the balance (running out interrupts delivery). With
+    ``estimation_noise_enabled`` the bidder ranks the pool on noisy estimates of ROI
+    (:func:`envs.pool.select_on_estimates`): the plans buy more of the pool than the
+    closed form says, at a true average ROI below the target.
 
     :param share_table: :func:`envs.pool.share_table`; ``pool_sigma`` the log-sd of the
         pool's ROI.
     """
     pool_cost, pool_roi, sigma = traffic.pool_cost, traffic.pool_roi, pool_sigma
     target_roi = morning.target_roi
-    q = table_share(share_table, target_roi, pool_roi, sigma)
+    if c.estimation_noise_enabled:
+        # ranked on noisy estimates: the estimated average holds the target, the truth less
+        q, avg_roi, gmv_sigma = select_on_estimates(share_table, target_roi, pool_roi, sigma,
+                                                    c.estimation_noise_sd)
+    else:
+        q = table_share(share_table, target_roi, pool_roi, sigma)
+        avg_roi = np.where(q < 1.0, np.maximum(target_roi, pool_roi), pool_roi)
+        gmv_sigma = sigma
     qualifying_cost = pool_cost * q
-    avg_roi = np.where(q < 1.0, np.maximum(target_roi, pool_roi), pool_roi)
     budgets = np.expand_dims(morning.budget_cny, 1) * morning.shares
     spend_set = np.minimum(budgets[:, SETTLEMENT_ROI], (1.0 - c.settlement_volume_penalty)
                            * qualifying_cost)
@@ -246,10 +255,11 @@ def place_bids(c: DayConstants, share_table: np.ndarray, pool_sigma: np.ndarray,
     vol_top = np.minimum(spend_vol, np.maximum(qualifying_cost - roi_spend, 0.0))
     vol_deep = spend_vol - vol_top  # below the threshold, best first
     depth = np.minimum(q + vol_deep / np.maximum(pool_cost, 1e-9), 1.0)
-    # GMV share of the qualifying traffic: H(q) = q * avg / m (avg ROI = target if q < 1)
+    # GMV share of the qualifying traffic: H(q) = q * avg / m (avg: the true average ROI,
+    # the target if q < 1 without estimation noise)
     bought_share = q * avg_roi / pool_roi
     deep_gmv = np.where(vol_deep > 0.0, pool_cost * pool_roi * np.maximum(
-        gmv_share(depth, sigma) - bought_share, 0.0), 0.0)
+        gmv_share(depth, gmv_sigma) - bought_share, 0.0), 0.0)
     spend = roi_spend + spend_vol
     interrupted = np.zeros(pool_cost.shape[0], dtype=np.bool_)
     if c.balance_enabled:

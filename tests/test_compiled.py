@@ -27,9 +27,10 @@ from envs.config import load_scenario
 from envs.simulator import Simulator
 
 
-def _episode(scenario: str, engine_name: str, days: int, seeds=None):
-    """Observations, rewards and infos of ``days`` days with random full actions."""
-    cfg = load_scenario(scenario, action_space="full")
+def _episode(scenario: str, engine_name: str, days: int, seeds=None, **overrides):
+    """Observations, rewards and infos of ``days`` days with random full actions
+    (``overrides``: scenario fields, e.g. a mechanic's switch)."""
+    cfg = load_scenario(scenario, action_space="full", **overrides)
     sim = Simulator(cfg, n=6, engine=engine_name)
     if seeds is None:
         obs = [sim.reset(np.random.default_rng(7))]
@@ -61,11 +62,14 @@ def assert_close_at_scale(actual, desired, err_msg: str, rel: float = 1e-9) -> N
                                err_msg=err_msg)
 
 
-@pytest.mark.parametrize("scenario", ["3c", "promo_heavy", "tight_balance"])
-def test_engines_agree_over_an_episode(scenario):
+@pytest.mark.parametrize(("scenario", "mechanic"), [
+    ("3c", {}), ("promo_heavy", {}), ("tight_balance", {}),
+    ("3c", {"estimation_noise_enabled": True})],
+    ids=["3c", "promo_heavy", "tight_balance", "3c-estimation_noise"])
+def test_engines_agree_over_an_episode(scenario, mechanic):
     days = load_scenario(scenario).episode_days
-    obs_c, rew_c, info_c = _episode(scenario, "numba", days)
-    obs_p, rew_p, info_p = _episode(scenario, "numpy", days)
+    obs_c, rew_c, info_c = _episode(scenario, "numba", days, **mechanic)
+    obs_p, rew_p, info_p = _episode(scenario, "numpy", days, **mechanic)
     assert_close_at_scale(obs_c, obs_p, "observations")
     assert_close_at_scale(rew_c, rew_p, "rewards")
     for key in ("gmv", "spend", "orders", "refunds", "settled_gmv", "balance", "learning"):

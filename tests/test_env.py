@@ -104,9 +104,12 @@ def test_platform_limits_apply_after_the_step():
     assert info["target_roi"] == 0.01 and info["budget"] == 300.0
 
 
-def test_batch_of_n_equals_n_single_runs_bit_for_bit():
-    """The model with explicit draws: a batch of accounts equals the accounts one by one."""
-    cfg = load_scenario("3c", randomize=0.3)
+@pytest.mark.parametrize("mechanic", [{}, {"estimation_noise_enabled": True}],
+                         ids=["first_version", "estimation_noise"])
+def test_batch_of_n_equals_n_single_runs_bit_for_bit(mechanic):
+    """The model with explicit draws: a batch of accounts equals the accounts one by one
+    (with each second-version mechanic switched on too)."""
+    cfg = load_scenario("3c", randomize=0.3, **mechanic)
     model = MarketModel(cfg)
     n, days = 5, 30
     rngs = [np.random.default_rng(s) for s in range(n)]
