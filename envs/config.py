@@ -142,6 +142,27 @@ class ScenarioConfig:
     relearn_budget_jump: float = param(0.5, "relative increase", 0.0, 100, OP,
                                        "A one-day budget increase beyond this restarts "
                                        "learning.")
+    relearn_cumulative_enabled: bool = param(
+        False, "switch", doc="Second version (#14): edits add up over "
+        "relearn_window_days; learning restarts when their sum, each edit in units of the "
+        "one-day thresholds above, exceeds 1.")
+    relearn_window_days: int = param(
+        7, "days", 1, 60, "Meta: ~50 optimisation events within 7 days of the last "
+        "significant edit; TikTok: ~25 results or 7 days; Google SA360: a target change "
+        ">30% re-learns for about a week",
+        "Window over which edits add up (cumulative re-learning).")
+    starvation_enabled: bool = param(
+        False, "switch", doc="Second version (#14): a plan out of learning with fewer than "
+        "starvation_min_orders over starvation_window_days is LEARN_FAILED (throttled) until "
+        "an edit restarts learning.")
+    starvation_window_days: int = param(
+        7, "days", 1, 60, "Meta: the exit count within 7 days ('Learning limited' when an "
+        "ad set will not reach it); TikTok: 7 days",
+        "Window over which a plan's conversions are counted (conversion starvation).")
+    starvation_min_orders: float = param(
+        20.0, "orders", 0, 1000, "assumption: the learning-exit count (market brief §3, "
+        "20 (u)), held over the window; Meta's exit count is 50 in 7 days",
+        "Orders over the window a plan out of learning needs to keep delivering.")
 
     # --- cost protection (成本保障) -----------------------------------------------------------
     cost_protection_enabled: bool = param(True, "switch", doc="Cost protection on.")
@@ -331,6 +352,13 @@ def validate(cfg: ScenarioConfig) -> None:
         raise ConfigError(f"launch_shares: must sum to 1, sums to {sum(cfg.launch_shares):.6f}")
     if cfg.learning_window_days > cfg.learning_fail_days:
         raise ConfigError("learning_window_days: must not exceed learning_fail_days")
+    # a plan leaves learning with learning_exit_orders within learning_window_days, so its
+    # starvation window holds enough orders the day it leaves: it cannot fail at once
+    if cfg.starvation_enabled and cfg.starvation_min_orders > cfg.learning_exit_orders:
+        raise ConfigError("starvation_min_orders: must not exceed learning_exit_orders")
+    if cfg.starvation_enabled and cfg.learning_window_days > cfg.starvation_window_days:
+        raise ConfigError("starvation_window_days: must not be shorter than "
+                          "learning_window_days")
 
 
 def coerce_value(key: str, value: Any, hint: Any) -> Any:

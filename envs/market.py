@@ -49,7 +49,8 @@ REFUND_DAYS = 7
 
 # Ring buffers keep the batch axis LAST (day-major), so shifting a day and summing over days
 # are contiguous row operations rather than many tiny per-account ones.
-_BATCH_LAST = frozenset({"learn_orders", "refund_pipe", "cohort_settled"})
+_BATCH_LAST = frozenset({"learn_orders", "recent_edits", "recent_orders", "refund_pipe",
+                         "cohort_settled"})
 
 
 def _repeat(batch, times: int):
@@ -104,6 +105,10 @@ class MarketState(NamedTuple):
     learn_failed: np.ndarray  # bool
     learn_days: np.ndarray  # days spent in the current learning period
     learn_orders: np.ndarray  # (window, n) orders of the last days while learning
+    recent_edits: np.ndarray  # (relearn_window_days, n): the last days' edit sizes, in units
+    # of the one-day re-learning thresholds (envs.stages.edit_size)
+    recent_orders: np.ndarray  # (starvation_window_days, n): orders of the last days since
+    # learning last restarted
     creative_age_days: np.ndarray
     balance_cny: np.ndarray
     recovery_days_left: np.ndarray  # days of post-interruption penalties left
@@ -219,6 +224,8 @@ class MarketModel:
             learn_failed=np.zeros(n, dtype=bool),
             learn_days=np.zeros(n, dtype=np.int64),
             learn_orders=np.zeros((cfg.learning_window_days, n)),
+            recent_edits=np.zeros((cfg.relearn_window_days, n)),
+            recent_orders=np.zeros((cfg.starvation_window_days, n)),
             creative_age_days=np.zeros(n),
             balance_cny=np.full(n, cfg.initial_balance_cny),
             recovery_days_left=np.zeros(n, dtype=np.int64),
@@ -245,6 +252,8 @@ class MarketModel:
         s.learn_failed[:] = False
         s.learn_days[:] = 0
         s.learn_orders[:] = 0.0
+        s.recent_edits[:] = 0.0
+        s.recent_orders[:] = 0.0
         s.creative_age_days[:] = 0.0
         s.balance_cny[:] = cfg.initial_balance_cny
         s.recovery_days_left[:] = 0
@@ -332,7 +341,8 @@ def simulate_day(c: DayConstants, t: DayTables, state: MarketState, params: Acco
     refunds = draw_refunds(c, params.refund_rate, t.refund_mult[calendar],
                            params.typical_share, bids.depth, orders, draws[:, DRAW_REFUNDS])
     organic = add_organic(c, state.organic_stock_cny, launched, orders, refunds)
-    learned = progress_learning(c, dawn, morning.shares[:, SETTLEMENT_ROI], orders.orders)
+    learned = progress_learning(c, dawn, morning.shares[:, SETTLEMENT_ROI], orders.orders,
+                                launched)
     book = book_refunds(t.refund_kernel, state.refund_pipe, state.cohort_settled, orders.gmv,
                         refunds, organic)
     money = settle_money(c, launched, morning, bids, orders, state.recovery_days_left)
@@ -341,7 +351,8 @@ def simulate_day(c: DayConstants, t: DayTables, state: MarketState, params: Acco
         day=state.day + 1, target_roi=morning.target_roi, budget_cny=morning.budget_cny,
         shares=morning.shares, traffic_shock=traffic.traffic_shock, learning=learned.learning,
         learn_failed=learned.learn_failed, learn_days=learned.learn_days,
-        learn_orders=learned.learn_orders,
+        learn_orders=learned.learn_orders, recent_edits=learned.recent_edits,
+        recent_orders=learned.recent_orders,
         creative_age_days=morning.creative_age_days + 1.0, balance_cny=money.balance_cny,
         recovery_days_left=money.recovery_days_left, interrupted=bids.interrupted,
         protection_edits=morning.protection_edits,

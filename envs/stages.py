@@ -105,6 +105,24 @@ class Learning(NamedTuple):
     learn_failed: np.ndarray  # bool: failed to leave learning, throttled
     learn_days: np.ndarray  # days spent in the current learning period
     learn_orders: np.ndarray  # (window, n) orders of the last days while learning
+    recent_edits: np.ndarray  # (relearn_window_days, n) edit sizes of the last days, in
+    # units of the one-day re-learning thresholds (cumulative re-learning)
+    recent_orders: np.ndarray  # (starvation_window_days, n) orders of the last days since
+    # learning last restarted (conversion starvation)
+
+
+@helper
+def edit_size(c: DayConstants, target_roi: np.ndarray, new_target_roi: np.ndarray,
+              budget_cny: np.ndarray, new_budget_cny: np.ndarray) -> np.ndarray:
+    """How much of the learning a morning's edit consumes: ``|ln(new/old target)| /
+    ln(1 + relearn_target_change)`` plus a budget rise's ``ln(new/old budget) /
+    ln(1 + relearn_budget_jump)`` (cuts are free, as in the one-day rule); 1 is an edit at
+    the one-day threshold. Unitless, (n,)."""
+    target_part = np.abs(np.log(new_target_roi / target_roi)) / np.log1p(
+        max(c.relearn_target_change, 1e-9))
+    budget_part = np.maximum(np.log(new_budget_cny / budget_cny), 0.0) / np.log1p(
+        max(c.relearn_budget_jump, 1e-9))
+    return target_part + budget_part
 
 
 @helper
@@ -113,7 +131,9 @@ def apply_decision(c: DayConstants, state: MarketState, decision: Decision,
     """Stage 1: the morning's settings take effect. A target change beyond
     ``relearn_target_change``, a budget rise beyond ``relearn_budget_jump``, a creative
     refresh or yesterday's balance stop restarts learning (launched plans only); scheduled
-    top-ups arrive.
+    top-ups arrive. With ``relearn_cumulative_enabled``, edits also add up: learning
+    restarts when the :func:`edit_size` of the last ``relearn_window_days`` edits sums
+    above 1. A restart clears the edits and the conversions counted so far.
 
     :param launched: bool (n,), the plan's day is 0 or later (not the pre-launch history).
     :return: the settings in force, and the learning state at dawn.
@@ -128,11 +148,22 @@ def apply_decision(c: DayConstants, state: MarketState, decision: Decision,
     learn_failed = state.learn_failed.copy()
     learn_days = state.learn_days.copy()
     learn_orders = state.learn_orders.copy()
+    recent_edits = state.recent_edits.copy()
+    recent_orders = state.recent_orders.copy()
     if c.learning_enabled:
         target_jump = np.abs(np.log(decision.target_roi / state.target_roi)) > np.log1p(
             c.relearn_target_change)
         budget_jump = decision.budget_cny > state.budget_cny * (1.0 + c.relearn_budget_jump)
         relearn = launched & (target_jump | budget_jump | refresh | state.interrupted)
+        if c.relearn_cumulative_enabled:
+            recent_edits[:-1] = state.recent_edits[1:]
+            recent_edits[-1] = np.where(launched, edit_size(
+                c, state.target_roi, decision.target_roi, state.budget_cny,
+                decision.budget_cny), 0.0)
+            relearn |= launched & (recent_edits.sum(axis=0) > 1.0)
+            recent_edits[:, relearn] = 0.0
+        if c.starvation_enabled:
+            recent_orders[:, relearn] = 0.0
         learning |= relearn
         learn_failed &= ~relearn
         learn_days[relearn] = 0
@@ -147,7 +178,8 @@ def apply_decision(c: DayConstants, state: MarketState, decision: Decision,
         creative_age_days=np.where(refresh, 0.0, state.creative_age_days),
         in_protection=in_protection, protection_edits=protection_edits,
         balance_cny=balance_cny)
-    return morning, Learning(learning, learn_failed, learn_days, learn_orders)
+    return morning, Learning(learning, learn_failed, learn_days, learn_orders, recent_edits,
+                             recent_orders)
 
 
 # -------------------------------------------------------------------------- 2. traffic
@@ -392,16 +424,21 @@ def add_organic(c: DayConstants, stock: np.ndarray, launched: np.ndarray, orders
 # ------------------------------------------------------------------------- 7. learning
 @helper
 def progress_learning(c: DayConstants, dawn: Learning, settlement_share: np.ndarray,
-                      orders: np.ndarray) -> Learning:
+                      orders: np.ndarray, launched: np.ndarray) -> Learning:
     """Stage 7: a learning plan counts today's ``orders``; it exits once the window holds
     ``learning_exit_orders`` (more with a larger ``settlement_share`` of the budget), and
-    fails after ``learning_fail_days`` without exit.
+    fails after ``learning_fail_days`` without exit. With ``starvation_enabled``, a launched
+    plan out of learning whose orders since its last restart, over the last
+    ``starvation_window_days``, fall below ``starvation_min_orders`` is conversion-starved:
+    it fails too (LEARN_FAILED, throttled until an edit restarts learning).
 
+    :param launched: bool (n,), the plan's day is 0 or later.
     :return: the learning state for tomorrow.
     """
     if not c.learning_enabled:
         return Learning(dawn.learning.copy(), dawn.learn_failed.copy(),
-                        dawn.learn_days.copy(), dawn.learn_orders.copy())
+                        dawn.learn_days.copy(), dawn.learn_orders.copy(),
+                        dawn.recent_edits.copy(), dawn.recent_orders.copy())
     learning = dawn.learning
     learn_days = dawn.learn_days + learning.astype(np.int64)
     learn_orders = np.empty_like(dawn.learn_orders)
@@ -410,9 +447,17 @@ def progress_learning(c: DayConstants, dawn: Learning, settlement_share: np.ndar
     needed = c.learning_exit_orders + c.learning_settlement_extra_orders * settlement_share
     exits = learning & (learn_orders.sum(axis=0) >= needed)
     fails = learning & ~exits & (learn_days >= c.learning_fail_days)
+    recent_orders = dawn.recent_orders  # a copy made at dawn (apply_decision)
+    if c.starvation_enabled:
+        recent_orders = np.empty_like(dawn.recent_orders)
+        recent_orders[:-1] = dawn.recent_orders[1:]
+        recent_orders[-1] = np.where(launched, orders, 0.0)
+        fails |= (launched & ~learning & ~dawn.learn_failed
+                  & (recent_orders.sum(axis=0) < c.starvation_min_orders))
     return Learning(learning=learning & ~(exits | fails),
                     learn_failed=dawn.learn_failed | fails, learn_days=learn_days,
-                    learn_orders=learn_orders)
+                    learn_orders=learn_orders, recent_edits=dawn.recent_edits,
+                    recent_orders=recent_orders)
 
 
 # ---------------------------------------------------------------------------- 8. money

@@ -104,12 +104,16 @@ def test_platform_limits_apply_after_the_step():
     assert info["target_roi"] == 0.01 and info["budget"] == 300.0
 
 
-@pytest.mark.parametrize("mechanic", [{}, {"estimation_noise_enabled": True}],
-                         ids=["first_version", "estimation_noise"])
-def test_batch_of_n_equals_n_single_runs_bit_for_bit(mechanic):
+@pytest.mark.parametrize("mechanics", [
+    {},
+    {"estimation_noise_enabled": True},
+    # cumulative re-learning and conversion starvation, on a small pool so that plans starve
+    {"relearn_cumulative_enabled": True, "starvation_enabled": True, "pool_cost_cny": 3000.0},
+], ids=["first_version", "estimation_noise", "learning_v2"])
+def test_batch_of_n_equals_n_single_runs_bit_for_bit(mechanics):
     """The model with explicit draws: a batch of accounts equals the accounts one by one
     (with each second-version mechanic switched on too)."""
-    cfg = load_scenario("3c", randomize=0.3, **mechanic)
+    cfg = load_scenario("3c", randomize=0.3, **mechanics)
     model = MarketModel(cfg)
     n, days = 5, 30
     rngs = [np.random.default_rng(s) for s in range(n)]
@@ -135,6 +139,9 @@ def test_batch_of_n_equals_n_single_runs_bit_for_bit(mechanic):
                 assert getattr(out, field)[i] == getattr(o, field)[0], (t, i, field)
     for i, (_, s) in enumerate(singles):
         np.testing.assert_array_equal(batch.refund_pipe[..., i], s.refund_pipe[..., 0])
+        np.testing.assert_array_equal(batch.recent_edits[..., i], s.recent_edits[..., 0])
+        np.testing.assert_array_equal(batch.recent_orders[..., i], s.recent_orders[..., 0])
+        assert batch.learn_failed[i] == s.learn_failed[0]
 
 
 def test_seeded_batch_equals_gym_envs():
