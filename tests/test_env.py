@@ -9,7 +9,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import envs  # noqa: F401
 from envs.config import load_scenario
 from envs.history import FEATURE_NAMES
-from envs.market import N_DRAWS, MarketModel, MarketState
+from envs.market import MarketModel, MarketState
 from envs.metrics import EPISODE_METRICS
 from envs.qianchuan_env import QianchuanBiddingEnv
 from envs.simulator import INFO_KEYS, Simulator
@@ -104,9 +104,11 @@ def test_platform_limits_apply_after_the_step():
     assert info["target_roi"] == 0.01 and info["budget"] == 300.0
 
 
-def test_batch_of_n_equals_n_single_runs_bit_for_bit():
+@pytest.mark.parametrize("overrides", [{}, {"market_drift_enabled": True}],
+                         ids=["default", "moving_market"])
+def test_batch_of_n_equals_n_single_runs_bit_for_bit(overrides):
     """The model with explicit draws: a batch of accounts equals the accounts one by one."""
-    cfg = load_scenario("3c", randomize=0.3)
+    cfg = load_scenario("3c", randomize=0.3, **overrides)
     model = MarketModel(cfg)
     n, days = 5, 30
     rngs = [np.random.default_rng(s) for s in range(n)]
@@ -116,7 +118,7 @@ def test_batch_of_n_equals_n_single_runs_bit_for_bit():
         singles.append((p, model.launch(model.initial_state(p, r), p)))
     params = type(singles[0][0]).stack([p for p, _ in singles])
     batch = MarketState.stack([s for _, s in singles])
-    draws = np.random.default_rng(99).standard_normal((days, n, N_DRAWS))
+    draws = np.random.default_rng(99).standard_normal((days, n, model.n_draws))
     actions = np.random.default_rng(5).uniform(0.8, 1.2, (days, n))
     from envs.market import Decision
     for t in range(days):
@@ -132,14 +134,18 @@ def test_batch_of_n_equals_n_single_runs_bit_for_bit():
                 assert getattr(out, field)[i] == getattr(o, field)[0], (t, i, field)
     for i, (_, s) in enumerate(singles):
         np.testing.assert_array_equal(batch.refund_pipe[..., i], s.refund_pipe[..., 0])
+        for field in ("roi_drift", "cost_drift", "roi_regime", "cost_regime"):
+            assert getattr(batch, field)[i] == getattr(s, field)[0], (i, field)
 
 
-def test_seeded_batch_equals_gym_envs():
+@pytest.mark.parametrize("overrides", [{}, {"market_drift_enabled": True}],
+                         ids=["default", "moving_market"])
+def test_seeded_batch_equals_gym_envs(overrides):
     """The simulator seeded per account reproduces the Gymnasium env seed by seed."""
     seeds = [11, 12, 13]
-    sim = Simulator(load_scenario("3c"), n=3)
+    sim = Simulator(load_scenario("3c", **overrides), n=3)
     obs = sim.reset(seeds=seeds)
-    singles = [gym.make("QianchuanBidding-v0") for _ in seeds]
+    singles = [gym.make("QianchuanBidding-v0", **overrides) for _ in seeds]
     first = [e.reset(seed=s)[0] for e, s in zip(singles, seeds, strict=True)]
     np.testing.assert_array_equal(obs, np.stack(first))
     rng = np.random.default_rng(0)
