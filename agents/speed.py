@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from envs.config import ScenarioConfig
-from envs.market import N_DRAWS, Decision, MarketModel
+from envs.market import Decision, MarketModel
 from envs.simulator import Simulator, warm_up
 
 
@@ -39,7 +39,7 @@ def _time_model(cfg: ScenarioConfig, n: int, days: int) -> float:
     state = model.launch(model.initial_state(params, rng), params)
     decision = Decision(state.target_roi.copy(), state.budget_cny.copy(), state.shares.copy(),
                         np.zeros(n, dtype=bool))
-    draws = rng.standard_normal((days, n, N_DRAWS))
+    draws = rng.standard_normal((days, n, model.n_draws))
     start = time.perf_counter()
     for d in range(days):
         state, _ = model.step(state, params, decision, draws[d])

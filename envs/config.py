@@ -85,6 +85,34 @@ class ScenarioConfig:
                                 "Daily i.i.d. log-noise on the pool's mean ROI.")
     shocks_enabled: bool = param(True, "switch", doc="Traffic and ROI shocks on.")
 
+    # --- a moving market (issue #14, item 5; docs/market-model.md) -------------------------
+    market_drift_enabled: bool = param(
+        False, "switch", doc="The pool's mean ROI and cost drift (mean-reverting) and shift "
+        "with competitor regimes; off: the pool holds still but for the shocks above.")
+    drift_half_life_days: float = param(
+        21.0, "days", 1, 1000, "assumption: 'mean-reverting over weeks' (market brief §11); "
+        "3 weeks", "Half-life of the log drift of the pool's mean ROI and cost.")
+    drift_roi_sd: float = param(
+        0.10, "log-sd", 0, 1, "assumption: months differ by about ±20% (2 sd) in the pool's "
+        "mean ROI, within the 2-5 spread of brief §2 (u)",
+        "Stationary log-sd of the pool's mean-ROI drift.")
+    drift_cost_sd: float = param(
+        0.15, "log-sd", 0, 2, "assumption: traffic volume varies more than its ROI (1.5 × "
+        "drift_roi_sd)", "Stationary log-sd of the pool's cost drift.")
+    regime_shift_interval_days: float = param(
+        42.0, "days", 1, 1e6, "assumption: a competitor enters or leaves about twice per "
+        "84-day launch (brief §11)",
+        "Mean days between competitor regime shifts (Poisson, at most one a day).")
+    regime_roi_step_sd: float = param(
+        0.10, "log-sd/shift", 0, 1, "assumption: one competitor moves the pool's mean ROI "
+        "by about 10%", "Log-sd of a regime shift's step in the pool's mean ROI.")
+    regime_cost_step_sd: float = param(
+        0.15, "log-sd/shift", 0, 2, "assumption: 1.5 × regime_roi_step_sd, as for the drift",
+        "Log-sd of a regime shift's step in the pool's cost.")
+    regime_half_life_days: float = param(
+        56.0, "days", 1, 1e6, "assumption: a competitor's push fades over about two months "
+        "(1e6: it persists)", "Half-life of a regime shift's step.")
+
     # --- the auto-bidder -------------------------------------------------------------------
     bidder_bias_sd: float = param(0.05, "log-sd/episode", 0, 1, "model choice",
                                   "Per-episode calibration bias of achieved vs promised ROI.")

@@ -5,8 +5,8 @@ the simulator runs compiled and that also runs as plain NumPy (:mod:`envs.compil
 array has a leading batch axis of ``n`` accounts (one account is ``n = 1``). Randomness
 enters only through explicit arrays: :meth:`MarketModel.sample_params` and
 :meth:`MarketModel.initial_state` take a :class:`numpy.random.Generator`, and
-:meth:`MarketModel.step` takes the day's standard normal draws ``(n, N_DRAWS)``. So a
-batch of accounts evolves exactly as the same accounts run one by one with the same draws.
+:meth:`MarketModel.step` takes the day's standard normal draws ``(n, draw_count(config))``.
+So a batch of accounts evolves exactly as the same accounts run one by one with the same draws.
 
 One day is eight named stages (:mod:`envs.stages`, ``docs/market-model.md`` for each
 mechanic and its sources): decision, traffic, bidding, orders, refunds, organic, learning,
@@ -32,6 +32,8 @@ from envs.stages import (
     apply_decision,
     book_refunds,
     draw_refunds,
+    hold_market,
+    move_market,
     place_bids,
     poisson_from_normal,  # noqa: F401  (re-exported: the model's count sampler)
     price_traffic,
@@ -43,7 +45,12 @@ from envs.stages import (
 PLANS = ("payment_roi", "settlement_roi", "volume")  # columns PAYMENT_ROI.. of envs.stages
 # Columns of the daily draws, each a standard normal.
 DRAW_TRAFFIC, DRAW_POOL_ROI, DRAW_BIDDER, DRAW_ORDERS, DRAW_BASKET, DRAW_REFUNDS = range(6)
-N_DRAWS = 6
+N_DRAWS = 6  # the columns every scenario draws
+# Columns drawn after those only when the market moves (``market_drift_enabled``), so the
+# columns above stay the same stream when it is off (:func:`draw_count`).
+(DRAW_ROI_DRIFT, DRAW_COST_DRIFT, DRAW_REGIME, DRAW_REGIME_ROI,
+ DRAW_REGIME_COST) = range(N_DRAWS, N_DRAWS + 5)
+N_DRIFT_DRAWS = 5
 REFUND_DAYS = 7
 
 
@@ -118,6 +125,12 @@ class MarketState(NamedTuple):
     refund_pipe: np.ndarray  # (2, 7, n): refunds landing in 1..7 days, rows AD_REFUNDS and
     # INCREMENTAL_REFUNDS of envs.stages
     cohort_settled: np.ndarray  # (7, n): settled GMV of the last 7 order days, oldest first
+    # a moving market (all 0 when market_drift_enabled is off): log deviations of the pool
+    # from the account's drawn economics, hidden from the policy (envs.stages.move_market)
+    roi_drift: np.ndarray  # mean-reverting log drift of the pool's mean ROI
+    cost_drift: np.ndarray  # mean-reverting log drift of the pool's cost
+    roi_regime: np.ndarray  # competitor regimes' log step on the pool's mean ROI
+    cost_regime: np.ndarray  # competitor regimes' log step on the pool's cost
 
     stack = classmethod(lambda cls, items: _stack(items))
     repeat = _repeat  # state.repeat(k): each account k times, account-major
@@ -180,6 +193,7 @@ class MarketModel:
         self.inputs = scenario_inputs(config, self.calendar)
         self.flat_inputs = flat(self.inputs)
         self._simulate_day = compiled(simulate_day_of_tuples, engine)
+        self.n_draws = draw_count(config)  # columns of the day's draws
 
     # ------------------------------------------------------------------ reset
     def sample_params(self, rng: np.random.Generator, n: int) -> AccountParams:
@@ -214,12 +228,17 @@ class MarketModel:
         cfg = self.cfg
         n = params.pool_cost_cny.shape[0]
         shock_sd = cfg.traffic_shock_sd if cfg.shocks_enabled else 0.0
+        traffic_shock = shock_sd * rng.standard_normal(n)
+        roi_drift, cost_drift = np.zeros(n), np.zeros(n)
+        if cfg.market_drift_enabled:  # drawn only then: the stream is unchanged when off
+            roi_drift = cfg.drift_roi_sd * rng.standard_normal(n)  # stationary start
+            cost_drift = cfg.drift_cost_sd * rng.standard_normal(n)
         return MarketState(
             day=np.full(n, -cfg.history_days, dtype=np.int64),
             target_roi=np.full(n, cfg.typical_target_roi),
             budget_cny=params.launch_budget_cny.copy(),
             shares=np.tile(self.launch_shares, (n, 1)),
-            traffic_shock=shock_sd * rng.standard_normal(n),
+            traffic_shock=traffic_shock,
             learning=np.zeros(n, dtype=bool),
             learn_failed=np.zeros(n, dtype=bool),
             learn_days=np.zeros(n, dtype=np.int64),
@@ -234,6 +253,8 @@ class MarketModel:
             organic_stock_cny=np.zeros(n),
             refund_pipe=np.zeros((2, REFUND_DAYS, n)),
             cohort_settled=np.zeros((REFUND_DAYS, n)),
+            roi_drift=roi_drift, cost_drift=cost_drift,
+            roi_regime=np.zeros(n), cost_regime=np.zeros(n),  # regimes from the history's start
         )
 
     def launch(self, state: MarketState, params: AccountParams) -> MarketState:
@@ -270,7 +291,7 @@ class MarketModel:
         :param state: the state at dawn (not modified).
         :param params: each account's economics.
         :param decision: the day's settings, already within platform limits.
-        :param draws: standard normals of shape (n, :data:`N_DRAWS`).
+        :param draws: standard normals of shape (n, ``self.n_draws``) (:func:`draw_count`).
         :return: the state at the next dawn, and the day's outcome.
         """
         decision = Decision(np.asarray(decision.target_roi, dtype=np.float64),
@@ -280,6 +301,12 @@ class MarketModel:
         # records as plain tuples (envs.inputs: Numba's dispatcher types them fast)
         return self._simulate_day(self.flat_inputs, tuple(state), tuple(params),
                                   tuple(decision), np.ascontiguousarray(draws, dtype=np.float64))
+
+
+def draw_count(config: ScenarioConfig) -> int:
+    """Columns of a day's draws: :data:`N_DRAWS`, plus :data:`N_DRIFT_DRAWS` when the market
+    moves (``market_drift_enabled``)."""
+    return N_DRAWS + (N_DRIFT_DRAWS if config.market_drift_enabled else 0)
 
 
 @helper
@@ -324,14 +351,25 @@ def simulate_day(c: DayConstants, t: DayTables, state: MarketState, params: Acco
     :param state: the state at dawn.
     :param params: each account's economics.
     :param decision: the day's settings, within platform limits (float64, bool ``refresh``).
-    :param draws: standard normals (n, :data:`N_DRAWS`), columns ``DRAW_*``.
+    :param draws: standard normals (n, :func:`draw_count`), columns ``DRAW_*``.
     :return: the state at the next dawn, and the day's outcome.
     """
     launched = state.day >= 0  # the new plan runs (not the pre-launch history)
     calendar = calendar_row(state.day, t.calendar_offset, t.traffic_mult.shape[0])
     weekday_mult = t.weekday_traffic[(params.start_weekday + state.day) % 7]
     morning, dawn = apply_decision(c, state, decision, launched)
-    traffic = price_traffic(c, params.pool_cost_cny, params.pool_mean_roi, weekday_mult,
+    if c.market_drift_enabled:
+        if draws.shape[1] < N_DRAWS + N_DRIFT_DRAWS:
+            raise ValueError("a moving market needs the drift's draws (envs.market.draw_count)")
+        drift = move_market(c, params.pool_cost_cny, params.pool_mean_roi, state.roi_drift,
+                            state.cost_drift, state.roi_regime, state.cost_regime,
+                            draws[:, DRAW_ROI_DRIFT], draws[:, DRAW_COST_DRIFT],
+                            draws[:, DRAW_REGIME], draws[:, DRAW_REGIME_ROI],
+                            draws[:, DRAW_REGIME_COST])
+    else:
+        drift = hold_market(params.pool_cost_cny, params.pool_mean_roi, state.roi_drift,
+                            state.cost_drift, state.roi_regime, state.cost_regime)
+    traffic = price_traffic(c, drift.pool_cost_cny, drift.pool_mean_roi, weekday_mult,
                             t.traffic_mult[calendar], t.roi_mult[calendar], state.traffic_shock,
                             state.recovery_days_left, morning.creative_age_days, dawn,
                             draws[:, DRAW_TRAFFIC], draws[:, DRAW_POOL_ROI])
@@ -357,7 +395,9 @@ def simulate_day(c: DayConstants, t: DayTables, state: MarketState, params: Acco
         recovery_days_left=money.recovery_days_left, interrupted=bids.interrupted,
         protection_edits=morning.protection_edits,
         organic_stock_cny=organic.organic_stock_cny, refund_pipe=book.refund_pipe,
-        cohort_settled=book.cohort_settled)
+        cohort_settled=book.cohort_settled, roi_drift=drift.roi_drift,
+        cost_drift=drift.cost_drift, roi_regime=drift.roi_regime,
+        cost_regime=drift.cost_regime)
     spend, gmv = bids.spend, orders.gmv
     outcome = DayOutcome(
         spend=spend, gmv=gmv, orders=orders.orders, refunds=book.refunds_landed,

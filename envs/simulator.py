@@ -28,7 +28,6 @@ from envs.history import (
 )
 from envs.inputs import DayTables, scenario_of
 from envs.market import (
-    N_DRAWS,
     AccountParams,
     DayOutcome,
     Decision,
@@ -129,14 +128,16 @@ class Simulator:
         return self.observe()
 
     def _draws(self, rng: np.random.Generator | None, days: int | None = None) -> np.ndarray:
-        """The day's standard normals (n, N_DRAWS), or ``days`` days' (days, n, N_DRAWS); per
-        account when seeded per account (the same numbers as drawing day by day)."""
-        shape = (N_DRAWS,) if days is None else (days, N_DRAWS)
+        """The day's standard normals (n, D), or ``days`` days' (days, n, D), D the model's
+        ``n_draws`` (:func:`envs.market.draw_count`); per account when seeded per account (the
+        same numbers as drawing day by day)."""
+        columns = self.model.n_draws
+        shape = (columns,) if days is None else (days, columns)
         if self._rngs is not None:
             return np.stack([r.standard_normal(shape) for r in self._rngs], axis=-2)
         if rng is None:
             raise ValueError("this batch was reset with one generator: pass rng to step()")
-        return rng.standard_normal(shape[:-1] + (self.n, N_DRAWS))
+        return rng.standard_normal(shape[:-1] + (self.n, columns))
 
     def _make_room(self) -> None:
         """When the history buffer is full, move the newest days to its front."""
@@ -169,7 +170,7 @@ class Simulator:
 
         :param action: (n, action_dim) in [-1, 1] (clipped); NaN or inf raises ValueError.
         :param rng: the batch's generator when reset with one (per-account generators are
-            used when reset with seeds), or pass ``draws`` (n, N_DRAWS) directly.
+            used when reset with seeds), or pass ``draws`` (n, ``model.n_draws``) directly.
         :return: observations, rewards (n,), whether the episode ended (truncated), and a
             dict of arrays: the per-day info keys, ``reward_terms`` and, on the last day,
             ``episode_metrics`` and ``episode_reward_terms`` (the episode's terms, CNY).
@@ -189,8 +190,9 @@ class Simulator:
                 draws = self._prefetched[day]
             else:
                 draws = self._draws(rng)
-        elif np.shape(draws) != (self.n, N_DRAWS):
-            raise ValueError(f"draws have shape {np.shape(draws)}, expected {(self.n, N_DRAWS)}")
+        elif np.shape(draws) != (self.n, self.model.n_draws):
+            raise ValueError(f"draws have shape {np.shape(draws)}, expected "
+                             f"{(self.n, self.model.n_draws)}")
         if self._reward_key != self.floor_multiplier:
             self._reward_key = self.floor_multiplier
             self._reward_settings = tuple(reward_args(cfg, self.floor_multiplier))
@@ -292,7 +294,7 @@ def prelaunch_history(inputs: tuple, state: tuple, params: tuple, draws: np.ndar
     holding its settings, their dashboard rows written from ``days[end]`` on.
 
     :param inputs: the scenario, :func:`envs.inputs.flat`.
-    :param draws: (days, n, N_DRAWS) standard normals.
+    :param draws: (days, n, draw_count) standard normals (:func:`envs.market.draw_count`).
     :return: the state after the last day.
     """
     scenario, accounts = scenario_of(inputs), AccountParams(*params)
@@ -433,4 +435,4 @@ def warm_up() -> None:
     to_decision(sim.cfg, sim.state, np.zeros((2, sim.action_dim)))
     sim.model.step(sim.state, sim.params, Decision(sim.state.target_roi, sim.state.budget_cny,
                                                    sim.state.shares, np.zeros(2, dtype=bool)),
-                   np.zeros((2, N_DRAWS)))
+                   np.zeros((2, sim.model.n_draws)))

@@ -7,8 +7,10 @@ its own (``docs/market-model.md`` describes each mechanic and its sources):
 1. **decision** (:func:`apply_decision` -> :class:`Morning` and the :class:`Learning`
    state at dawn): the morning's settings take effect; what restarts learning; scheduled
    top-ups arrive;
-2. **traffic** (:func:`price_traffic` -> :class:`Traffic`): the pool's cost ``V`` and mean
-   ROI ``m`` today;
+2. **traffic** (:func:`move_market` -> :class:`MarketDrift`, :func:`price_traffic` ->
+   :class:`Traffic`): the pool's slow drift and competitor regimes (switch
+   ``market_drift_enabled``; :func:`hold_market` when off), then its cost ``V`` and mean ROI
+   ``m`` today;
 3. **bidding** (:func:`place_bids` -> :class:`Bids`): what each plan buys, within its budget
    and the balance;
 4. **orders** (:func:`take_orders` -> :class:`Orders`): achieved GMV, Poisson orders,
@@ -183,6 +185,72 @@ def apply_decision(c: DayConstants, state: MarketState, decision: Decision,
 
 
 # -------------------------------------------------------------------------- 2. traffic
+class MarketDrift(NamedTuple):
+    """The pool's slow movement: log deviations of its mean ROI and cost from the account's
+    drawn economics (``AccountParams``), and the pool they make today."""
+
+    roi_drift: np.ndarray  # mean-reverting log drift of the pool's mean ROI, today
+    cost_drift: np.ndarray  # mean-reverting log drift of the pool's cost, today
+    roi_regime: np.ndarray  # competitor regimes' log step on the pool's mean ROI, today
+    cost_regime: np.ndarray  # competitor regimes' log step on the pool's cost, today
+    pool_mean_roi: np.ndarray  # the account's pool mean ROI, moved (GMV/spend)
+    pool_cost_cny: np.ndarray  # the account's pool cost on a plain day, moved (CNY/day)
+
+
+@helper
+def hold_market(pool_cost_cny: np.ndarray, pool_mean_roi: np.ndarray, roi_drift: np.ndarray,
+                cost_drift: np.ndarray, roi_regime: np.ndarray,
+                cost_regime: np.ndarray) -> MarketDrift:
+    """Stage 2, switch ``market_drift_enabled`` off: the pool stays the account's
+    (``pool_cost_cny`` and ``pool_mean_roi`` unchanged), the drift state is carried as it is."""
+    return MarketDrift(roi_drift=roi_drift.copy(), cost_drift=cost_drift.copy(),
+                       roi_regime=roi_regime.copy(), cost_regime=cost_regime.copy(),
+                       pool_mean_roi=pool_mean_roi, pool_cost_cny=pool_cost_cny)
+
+
+@helper
+def move_market(c: DayConstants, pool_cost_cny: np.ndarray, pool_mean_roi: np.ndarray,
+                roi_drift: np.ndarray, cost_drift: np.ndarray, roi_regime: np.ndarray,
+                cost_regime: np.ndarray, roi_drift_draw: np.ndarray,
+                cost_drift_draw: np.ndarray, regime_draw: np.ndarray,
+                regime_roi_draw: np.ndarray, regime_cost_draw: np.ndarray) -> MarketDrift:
+    """Stage 2, a moving market (switch ``market_drift_enabled``): the pool's mean ROI and
+    cost drift and shift with competitor regimes.
+
+    Each log drift is a stationary AR(1) (a sampled Ornstein-Uhlenbeck process) with
+    persistence ``phi = 2^(-1 / drift_half_life_days)``: ``x' = phi x + sd sqrt(1 - phi^2) e``
+    (stationary log-sd ``drift_roi_sd`` / ``drift_cost_sd``). A regime shift (a competitor
+    enters or leaves) occurs on a day with probability ``1 - exp(-1 /
+    regime_shift_interval_days)`` (a Poisson process, at most one a day) and adds a normal
+    step (log-sd ``regime_roi_step_sd`` / ``regime_cost_step_sd``) to a regime level that
+    decays with half-life ``regime_half_life_days``. Today's pool is the account's times
+    ``exp(drift + regime)``, in both.
+
+    :param pool_cost_cny: the account's pool cost on a plain day (CNY/day);
+        ``pool_mean_roi`` its mean ROI (GMV/spend).
+    :param roi_drift: yesterday's log levels, likewise ``cost_drift``, ``roi_regime``,
+        ``cost_regime``.
+    :param roi_drift_draw: standard normals (n,) of the drifts' innovations (likewise
+        ``cost_drift_draw``); ``regime_draw`` whether a shift occurs (``Phi(z) < p``);
+        ``regime_roi_draw`` and ``regime_cost_draw`` its steps.
+    """
+    phi = np.exp2(-1.0 / c.drift_half_life_days)
+    innovation = np.sqrt(1.0 - phi * phi)
+    roi_today = phi * roi_drift + c.drift_roi_sd * innovation * roi_drift_draw
+    cost_today = phi * cost_drift + c.drift_cost_sd * innovation * cost_drift_draw
+    shift = ndtr(regime_draw) < -np.expm1(-1.0 / c.regime_shift_interval_days)
+    fade = np.exp2(-1.0 / c.regime_half_life_days)
+    roi_regime_today = fade * roi_regime + np.where(
+        shift, c.regime_roi_step_sd * regime_roi_draw, 0.0)
+    cost_regime_today = fade * cost_regime + np.where(
+        shift, c.regime_cost_step_sd * regime_cost_draw, 0.0)
+    return MarketDrift(
+        roi_drift=roi_today, cost_drift=cost_today, roi_regime=roi_regime_today,
+        cost_regime=cost_regime_today,
+        pool_mean_roi=pool_mean_roi * np.exp(roi_today + roi_regime_today),
+        pool_cost_cny=pool_cost_cny * np.exp(cost_today + cost_regime_today))
+
+
 class Traffic(NamedTuple):
     """Today's pool of opportunities."""
 
@@ -202,8 +270,8 @@ def price_traffic(c: DayConstants, pool_cost_cny: np.ndarray, pool_mean_roi: np.
     learning and post-interruption throttles) and mean ROI ``m`` (daily noise, promotion,
     learning, post-interruption cost penalty).
 
-    :param pool_cost_cny: the account's pool cost on a plain day (CNY); ``pool_mean_roi``
-        its mean ROI.
+    :param pool_cost_cny: the account's pool cost on a plain day (CNY), as the market's drift
+        moved it (:class:`MarketDrift`); ``pool_mean_roi`` its mean ROI, likewise.
     :param weekday_mult: today's weekday multiplier on the cost; ``promo_traffic_mult`` and
         ``promo_roi_mult`` the promotion calendar's on cost and ROI.
     :param shock_yesterday: yesterday's traffic shock; ``recovery_days_left`` the days of

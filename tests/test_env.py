@@ -9,7 +9,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import envs  # noqa: F401
 from envs.config import load_scenario
 from envs.history import FEATURE_NAMES
-from envs.market import N_DRAWS, MarketModel, MarketState
+from envs.market import MarketModel, MarketState
 from envs.metrics import EPISODE_METRICS
 from envs.qianchuan_env import QianchuanBiddingEnv
 from envs.simulator import INFO_KEYS, Simulator
@@ -109,7 +109,8 @@ def test_platform_limits_apply_after_the_step():
     {"estimation_noise_enabled": True},
     # cumulative re-learning and conversion starvation, on a small pool so that plans starve
     {"relearn_cumulative_enabled": True, "starvation_enabled": True, "pool_cost_cny": 3000.0},
-], ids=["first_version", "estimation_noise", "learning_v2"])
+    {"market_drift_enabled": True},
+], ids=["first_version", "estimation_noise", "learning_v2", "moving_market"])
 def test_batch_of_n_equals_n_single_runs_bit_for_bit(mechanics):
     """The model with explicit draws: a batch of accounts equals the accounts one by one
     (with each second-version mechanic switched on too)."""
@@ -123,7 +124,7 @@ def test_batch_of_n_equals_n_single_runs_bit_for_bit(mechanics):
         singles.append((p, model.launch(model.initial_state(p, r), p)))
     params = type(singles[0][0]).stack([p for p, _ in singles])
     batch = MarketState.stack([s for _, s in singles])
-    draws = np.random.default_rng(99).standard_normal((days, n, N_DRAWS))
+    draws = np.random.default_rng(99).standard_normal((days, n, model.n_draws))
     actions = np.random.default_rng(5).uniform(0.8, 1.2, (days, n))
     from envs.market import Decision
     for t in range(days):
@@ -142,14 +143,18 @@ def test_batch_of_n_equals_n_single_runs_bit_for_bit(mechanics):
         np.testing.assert_array_equal(batch.recent_edits[..., i], s.recent_edits[..., 0])
         np.testing.assert_array_equal(batch.recent_orders[..., i], s.recent_orders[..., 0])
         assert batch.learn_failed[i] == s.learn_failed[0]
+        for field in ("roi_drift", "cost_drift", "roi_regime", "cost_regime"):
+            assert getattr(batch, field)[i] == getattr(s, field)[0], (i, field)
 
 
-def test_seeded_batch_equals_gym_envs():
+@pytest.mark.parametrize("overrides", [{}, {"market_drift_enabled": True}],
+                         ids=["default", "moving_market"])
+def test_seeded_batch_equals_gym_envs(overrides):
     """The simulator seeded per account reproduces the Gymnasium env seed by seed."""
     seeds = [11, 12, 13]
-    sim = Simulator(load_scenario("3c"), n=3)
+    sim = Simulator(load_scenario("3c", **overrides), n=3)
     obs = sim.reset(seeds=seeds)
-    singles = [gym.make("QianchuanBidding-v0") for _ in seeds]
+    singles = [gym.make("QianchuanBidding-v0", **overrides) for _ in seeds]
     first = [e.reset(seed=s)[0] for e, s in zip(singles, seeds, strict=True)]
     np.testing.assert_array_equal(obs, np.stack(first))
     rng = np.random.default_rng(0)

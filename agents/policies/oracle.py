@@ -101,10 +101,10 @@ class OraclePolicy(Policy):
 
     def _choose_plan(self, state: MarketState, params: AccountParams) -> None:
         """The best fixed plan per account from the grid around the anchor settings."""
-        from envs.market import N_DRAWS
+        from envs.market import draw_count
 
         self.noise = self.rng.standard_normal((self.config.episode_days, self.replicates,
-                                               N_DRAWS))
+                                               draw_count(self.config)))
         grid = [(a, b) for a in self.launch_targets for b in self.launch_budgets]
         target = self.anchor.target_over_breakeven * self.config.breakeven_roi
         budget = self.anchor.budget_over_launch * params.launch_budget_cny
