@@ -110,7 +110,9 @@ def test_platform_limits_apply_after_the_step():
     # cumulative re-learning and conversion starvation, on a small pool so that plans starve
     {"relearn_cumulative_enabled": True, "starvation_enabled": True, "pool_cost_cny": 3000.0},
     {"market_drift_enabled": True},
-], ids=["first_version", "estimation_noise", "learning_v2", "moving_market"])
+    {"estimation_noise_enabled": True, "relearn_cumulative_enabled": True,
+     "starvation_enabled": True, "market_drift_enabled": True, "pool_cost_cny": 3000.0},
+], ids=["first_version", "estimation_noise", "learning_v2", "moving_market", "all"])
 def test_batch_of_n_equals_n_single_runs_bit_for_bit(mechanics):
     """The model with explicit draws: a batch of accounts equals the accounts one by one
     (with each second-version mechanic switched on too)."""
