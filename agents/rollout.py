@@ -69,9 +69,12 @@ def rollout(policy: Predictor, config: ScenarioConfig, seeds: list[int] | np.nda
 def objective_values(config: ScenarioConfig, result: RolloutResult) -> np.ndarray:
     """Per-seed value (CNY per episode) of ``result`` under ``config``'s objective: the
     episode's profit, or its summed ``gmv_floor`` reward in CNY (settled GMV less the floor's
-    penalty). The one definition of "value" that searches, evaluation and validation share."""
+    penalty), plus the value of its final state where the scenario charges it
+    (``terminal_value_days > 0``: the ``terminal_value`` reward term, :mod:`envs.terminal`).
+    The one definition of "value" that searches, evaluation and validation share."""
     if config.objective == "profit":
-        return np.asarray(result.metrics["profit"], dtype=float)
+        return (np.asarray(result.metrics["profit"], dtype=float)
+                + np.asarray(result.metrics.get("terminal_value", 0.0), dtype=float))
     return np.asarray(result.returns, dtype=float) * config.reward_scale_cny
 
 

@@ -292,6 +292,14 @@ class ScenarioConfig:
                                  "(each cohort's refunds on its order day). Same episode sum.")
     reward_scale_cny: float = param(10000.0, "CNY", 1e-6, 1e12, "model choice",
                                     "Reward = CNY / this.")
+    terminal_value_days: int = param(
+        0, "days", 0, 365,
+        "assumption: 28 days (four weeks, past one learning period and the organic stock's "
+        "decay) holding the final settings, undiscounted; market brief §11 (the end is not "
+        "free)",
+        "An end that is not free: the last day's reward adds the 'terminal_value' term, the "
+        "value of this many more days holding the final settings from the final state "
+        "(envs.terminal, noise-free). 0: off; 28 is the suggested setting.")
 
     # --- actions ---------------------------------------------------------------------------
     action_space: str = param("basic", "-", doc="'basic' (target, budget) or 'full' (adds "

@@ -8,6 +8,9 @@ order day (``on_order``); either way the episode's sum is the settled profit.
 ``gmv_floor``: incremental settled GMV, minus ``floor_penalty`` per CNY of settled GMV below
 the settlement-ROI floor on each order day (charged on the order day, with the cohort's true
 refunds).
+
+With ``terminal_value_days > 0`` either objective adds ``terminal_value`` (:mod:`envs.terminal`):
+0 every day but the last, which carries the value of the account's final state.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from envs.market import DayOutcome
 PROFIT_TERMS = ("gmv_value", "refunds", "spend", "credit", "refresh_cost")
 FLOOR_LAGRANGIAN = "floor_lagrangian"  # added to the profit terms while its multiplier > 0
 GMV_FLOOR_TERMS = ("settled_gmv", "floor_penalty")
+# the value of the final state (envs.terminal), last of the terms when terminal_value_days > 0
+TERMINAL_VALUE = "terminal_value"
 
 
 @helper
@@ -33,9 +38,10 @@ def shortfall_cny(floor_roi: float, out: DayOutcome) -> np.ndarray:
 
 def term_names(cfg: ScenarioConfig, floor_multiplier: float = 0.0) -> tuple[str, ...]:
     """The names of the reward terms, in the order of :func:`reward_rows`."""
+    end = (TERMINAL_VALUE,) if cfg.terminal_value_days > 0 else ()
     if cfg.objective == "gmv_floor":
-        return GMV_FLOOR_TERMS
-    return PROFIT_TERMS + ((FLOOR_LAGRANGIAN,) if floor_multiplier > 0.0 else ())
+        return GMV_FLOOR_TERMS + end
+    return PROFIT_TERMS + ((FLOOR_LAGRANGIAN,) if floor_multiplier > 0.0 else ()) + end
 
 
 class RewardSettings(NamedTuple):

@@ -38,7 +38,8 @@ from envs.market import (
     simulate_day,
 )
 from envs.metrics import EpisodeTally, tally_day
-from envs.reward import RewardSettings, reward_args, reward_rows, term_names
+from envs.reward import TERMINAL_VALUE, RewardSettings, reward_args, reward_rows, term_names
+from envs.terminal import with_terminal_value
 
 # Dashboard columns as plain ints, for compiled code.
 (_SPEND, _GMV, _ORDERS, _REFUNDS, _SETTLED, _TARGET, _BUDGET, _BALANCE, _LEARNING,
@@ -224,6 +225,8 @@ class Simulator:
         }
         if done:
             info["episode_metrics"] = self.tally.result()
+            if TERMINAL_VALUE in terms:  # the final state's value (CNY), beside the profit
+                info["episode_metrics"][TERMINAL_VALUE] = terms[TERMINAL_VALUE]
             info["episode_reward_terms"] = self.term_sums
         return _feature_major(obs), reward, done, info
 
@@ -316,7 +319,8 @@ def batch_day(inputs: tuple, state: tuple, params: tuple, action: np.ndarray,
     (:func:`envs.actions.decision_arrays`), the model's day (:func:`envs.market.simulate_day`),
     the dashboard row at ``days[end]``, the reward terms (:func:`envs.reward.reward_rows`;
     on the last day, refunds still pending are charged), the episode sums ``tally``
-    (:func:`envs.metrics.tally_day`, updated in place) and the next day's observation.
+    (:func:`envs.metrics.tally_day`, updated in place) and the next day's observation; with
+    ``terminal_value_days > 0`` the terms end with ``terminal_value`` (:mod:`envs.terminal`).
 
     :param inputs: the scenario, :func:`envs.inputs.flat`.
     :param reward_settings: :func:`envs.reward.reward_args`, as a plain tuple.
@@ -338,6 +342,8 @@ def batch_day(inputs: tuple, state: tuple, params: tuple, action: np.ndarray,
     last_day = after.day[0] >= c.episode_days
     rows = reward_rows(reward, accounts.margin, out, pending_refunds(after.refund_pipe),
                        last_day)
+    if c.terminal_value_days > 0:  # an end that is not free (off: the rows as they were)
+        rows = with_terminal_value(c, scenario.tables, after, accounts, reward, rows, last_day)
     total = rows[0].copy()
     for term in range(1, rows.shape[0]):
         total += rows[term]
