@@ -214,6 +214,12 @@ class ScenarioConfig:
                                       "pool depth bought beyond the typical depth.")
     promo_refund_mult: float = param(1.4, "multiplier", 1, 5, "market brief §4 (u)",
                                      "Refund rate multiplier on promotion peak days.")
+    return_handling_enabled: bool = param(
+        False, "switch", doc="A refunded order costs handling and shipping (issue #14, item 8; "
+        "market brief §11).")
+    return_handling_cny: float = param(
+        10.0, "CNY/returned order", 0, 1000, "market brief §11: 8-15 CNY a return (u)",
+        "Handling and shipping cost of a refunded order (every refund taken as a return).")
     settlement_refund_reduction: float = param(0.35, "relative", 0, 0.95, PLAYBOOK,
                                                "Refund-rate reduction of settlement-ROI plans "
                                                "(the article's best case is 55%).")
@@ -264,6 +270,29 @@ class ScenarioConfig:
     promo_after_days: int = param(3, "days", 0, 30, OP, "Cool-down days after a peak.")
     promo_after_traffic: float = param(0.9, "multiplier", 0.1, 2, "model choice",
                                        "Traffic in cool-down.")
+    # second version (issue #14, item 6), each off by default: the warm-up's stock of engaged
+    # buyers (蓄水) and the peak-day discount (docs/market-model.md, "Second version: promotions")
+    warmup_stock_enabled: bool = param(
+        False, "switch", doc="Ad orders in a promotion's warm-up days add engaged buyers (carts, "
+        "follows, bookings: 蓄水) to a decaying stock that buys on its peak days.")
+    warmup_buyers_per_order: float = param(
+        2.0, "engaged buyers/ad order", 0, 100, "assumption: carts and follows run at 2-4 × "
+        "orders on a product page (u); the low end, the warm-up's buyers who buy at once being "
+        "its orders", "Engaged buyers a warm-up day's ad order brings with it.")
+    warmup_half_life_days: float = param(
+        7.0, "days", 0.1, 365, "assumption: a 7-day retargeting window (operators' 7-15 day "
+        "audience windows (u)), the short end", "Half-life of the stock of engaged buyers.")
+    warmup_peak_conversion: float = param(
+        0.10, "share of the stock/peak day", 0, 1, "assumption: 27% of the stock over a 3-day "
+        "peak (1 - 0.9^3), below the 30-50% that operators claim for 预售 deposits (u)",
+        "Share of the stock of engaged buyers that orders on each peak day.")
+    peak_discount_enabled: bool = param(
+        False, "switch", doc="Peak days sell at a discount: the contribution margin on their "
+        "GMV becomes (margin - d) / (1 - d) (market brief §11).")
+    peak_discount: float = param(
+        0.15, "share of the list price", 0, 0.9, "assumption: 大促 discounts of 10-20% "
+        "(满减 such as 50 off 300, platform coupons (u)), the middle",
+        "Price discount d on peak days.")
 
     # --- account balance -------------------------------------------------------------------
     balance_enabled: bool = param(True, "switch", doc="Finite balance and interruptions on.")

@@ -31,7 +31,9 @@ from envs.stages import (
     add_organic,
     apply_decision,
     book_refunds,
+    convert_engaged_buyers,
     draw_refunds,
+    hold_engaged_buyers,
     hold_market,
     move_market,
     place_bids,
@@ -131,6 +133,9 @@ class MarketState(NamedTuple):
     cost_drift: np.ndarray  # mean-reverting log drift of the pool's cost
     roi_regime: np.ndarray  # competitor regimes' log step on the pool's mean ROI
     cost_regime: np.ndarray  # competitor regimes' log step on the pool's cost
+    # a promotion's warm-up (0 when warmup_stock_enabled is off; envs.stages.
+    # convert_engaged_buyers): engaged buyers (carts, follows, bookings) who may buy on a peak
+    engaged_buyers: np.ndarray  # buyers
 
     stack = classmethod(lambda cls, items: _stack(items))
     repeat = _repeat  # state.repeat(k): each account k times, account-major
@@ -177,7 +182,8 @@ class DayOutcome(NamedTuple):
     cohort_incremental_refunds: np.ndarray  # refunds today's incremental GMV will have (CNY)
     cohort_refunds: np.ndarray  # refunds today's ad orders will have (CNY)
     pool_share: np.ndarray  # share of the pool bought (depth)
-    organic_gmv: np.ndarray  # organic lift and uplift (CNY)
+    organic_gmv: np.ndarray  # organic lift and uplift (CNY), the warm-up's peak GMV included
+    engaged_gmv: np.ndarray  # GMV of the warm-up's engaged buyers on a peak day (CNY)
 
 
 class MarketModel:
@@ -255,6 +261,7 @@ class MarketModel:
             cohort_settled=np.zeros((REFUND_DAYS, n)),
             roi_drift=roi_drift, cost_drift=cost_drift,
             roi_regime=np.zeros(n), cost_regime=np.zeros(n),  # regimes from the history's start
+            engaged_buyers=np.zeros(n),
         )
 
     def launch(self, state: MarketState, params: AccountParams) -> MarketState:
@@ -281,6 +288,7 @@ class MarketModel:
         s.interrupted[:] = False
         s.protection_edits[:] = 0
         s.refund_pipe[INCREMENTAL_REFUNDS] = 0.0
+        s.engaged_buyers[:] = 0.0
         return s
 
     # ------------------------------------------------------------------- step
@@ -378,7 +386,13 @@ def simulate_day(c: DayConstants, t: DayTables, state: MarketState, params: Acco
                          draws[:, DRAW_BIDDER], draws[:, DRAW_ORDERS], draws[:, DRAW_BASKET])
     refunds = draw_refunds(c, params.refund_rate, t.refund_mult[calendar],
                            params.typical_share, bids.depth, orders, draws[:, DRAW_REFUNDS])
-    organic = add_organic(c, state.organic_stock_cny, launched, orders, refunds)
+    if c.warmup_stock_enabled:
+        engagement = convert_engaged_buyers(c, state.engaged_buyers, params.aov_cny,
+                                            t.days_to_peak[calendar], t.in_peak[calendar],
+                                            launched, orders.orders)
+    else:
+        engagement = hold_engaged_buyers(state.engaged_buyers)
+    organic = add_organic(c, state.organic_stock_cny, launched, orders, refunds, engagement)
     learned = progress_learning(c, dawn, morning.shares[:, SETTLEMENT_ROI], orders.orders,
                                 launched)
     book = book_refunds(t.refund_kernel, state.refund_pipe, state.cohort_settled, orders.gmv,
@@ -397,7 +411,7 @@ def simulate_day(c: DayConstants, t: DayTables, state: MarketState, params: Acco
         organic_stock_cny=organic.organic_stock_cny, refund_pipe=book.refund_pipe,
         cohort_settled=book.cohort_settled, roi_drift=drift.roi_drift,
         cost_drift=drift.cost_drift, roi_regime=drift.roi_regime,
-        cost_regime=drift.cost_regime)
+        cost_regime=drift.cost_regime, engaged_buyers=engagement.engaged_buyers)
     spend, gmv = bids.spend, orders.gmv
     outcome = DayOutcome(
         spend=spend, gmv=gmv, orders=orders.orders, refunds=book.refunds_landed,
@@ -410,5 +424,5 @@ def simulate_day(c: DayConstants, t: DayTables, state: MarketState, params: Acco
         incremental_refunds_landed=book.incremental_refunds_landed,
         cohort_incremental_refunds=organic.cohort_incremental_refunds,
         cohort_refunds=refunds.cohort_refunds, pool_share=bids.depth,
-        organic_gmv=organic.organic_gmv)
+        organic_gmv=organic.organic_gmv, engaged_gmv=engagement.peak_gmv)
     return next_state, outcome

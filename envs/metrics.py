@@ -6,7 +6,7 @@ import numpy as np
 
 from envs.compiled import helper
 from envs.market import AccountParams, DayOutcome
-from envs.reward import shortfall_cny
+from envs.reward import RewardSettings, discount_cost, return_handling_share, shortfall_cny
 
 EPISODE_METRICS = ("profit", "gmv", "settled_gmv", "spend", "payment_roi", "settlement_roi",
                    "refund_rate", "learning_days", "interruptions", "roi_floor_violation_days")
@@ -15,10 +15,18 @@ _SUMS = ("profit", "gmv", "settled_gmv", "spend", "refunds", "learning_days", "i
 
 
 @helper
-def day_profit(params: AccountParams, out: DayOutcome) -> np.ndarray:
-    """A day's contribution profit (CNY), its order cohort's refunds counted in full."""
-    return (params.margin * (out.incremental_gmv - out.cohort_incremental_refunds)
-            - out.spend + out.credit - out.refresh_cost)
+def day_profit(settings: RewardSettings, params: AccountParams, out: DayOutcome) -> np.ndarray:
+    """A day's contribution profit (CNY), its order cohort's refunds counted in full: with
+    the second version's switches (``settings``: :func:`envs.reward.reward_args`), less the
+    peak-day discount's margin and the cohort's return handling, as the reward charges them."""
+    profit = (params.margin * (out.incremental_gmv - out.cohort_incremental_refunds)
+              - out.spend + out.credit - out.refresh_cost)
+    if settings.peak_discount > 0.0:
+        profit = profit - discount_cost(settings.peak_discount, params.margin, out)
+    if settings.return_handling_cny > 0.0:
+        profit = profit - return_handling_share(settings.return_handling_cny,
+                                                params.aov_cny) * out.cohort_incremental_refunds
+    return profit
 
 
 class EpisodeTally:
@@ -50,10 +58,12 @@ class EpisodeTally:
 
 
 @helper
-def tally_day(table: np.ndarray, floor_roi: float, params: AccountParams,
+def tally_day(table: np.ndarray, settings: RewardSettings, params: AccountParams,
               out: DayOutcome) -> None:
-    """Add a day to the episode sums ``table`` (rows in the order of ``_SUMS``)."""
-    table[0] += day_profit(params, out)
+    """Add a day to the episode sums ``table`` (rows in the order of ``_SUMS``);
+    ``settings``: :func:`envs.reward.reward_args`."""
+    floor_roi = settings.floor_roi
+    table[0] += day_profit(settings, params, out)
     table[1] += out.gmv
     table[2] += out.gmv - out.cohort_refunds
     table[3] += out.spend

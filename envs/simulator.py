@@ -340,14 +340,13 @@ def batch_day(inputs: tuple, state: tuple, params: tuple, action: np.ndarray,
     after, out = simulate_day(c, scenario.tables, before, accounts, decision, draws)
     write_dashboard_row(days, end, out, decision, after)
     last_day = after.day[0] >= c.episode_days
-    rows = reward_rows(reward, accounts.margin, out, pending_refunds(after.refund_pipe),
-                       last_day)
+    rows = reward_rows(reward, accounts, out, pending_refunds(after.refund_pipe), last_day)
     if c.terminal_value_days > 0:  # an end that is not free (off: the rows as they were)
         rows = with_terminal_value(c, scenario.tables, after, accounts, reward, rows, last_day)
     total = rows[0].copy()
     for term in range(1, rows.shape[0]):
         total += rows[term]
-    tally_day(tally, reward.floor_roi, accounts, out)
+    tally_day(tally, reward, accounts, out)
     obs = observe_window(days, end + 1, after, accounts, scenario.tables)
     return after, out, decision, obs, rows, total / c.reward_scale_cny
 

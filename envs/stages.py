@@ -17,8 +17,11 @@ its own (``docs/market-model.md`` describes each mechanic and its sources):
    basket value;
 5. **refunds** (:func:`draw_refunds` -> :class:`Refunds`): the refunds today's orders will
    have;
-6. **organic** (:func:`add_organic` -> :class:`Organic`): cannibalisation, the whole-site
-   uplift, the carry-over lift; incremental GMV and its refunds;
+6. **organic** (:func:`convert_engaged_buyers` -> :class:`Engagement`, or
+   :func:`hold_engaged_buyers` when switch ``warmup_stock_enabled`` is off;
+   :func:`add_organic` -> :class:`Organic`): a promotion's warm-up builds a stock of engaged
+   buyers that buys on its peak days; cannibalisation, the whole-site uplift, the carry-over
+   lift; incremental GMV and its refunds;
 7. **learning** (:func:`progress_learning` -> :class:`Learning`): progress to exit, exit,
    failure;
 8. **money** (:func:`book_refunds` -> :class:`RefundBook`, :func:`settle_money` ->
@@ -43,6 +46,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 from scipy.special import gammaln, ndtr
 
+from envs.calendar import FAR_DAYS
 from envs.compiled import helper
 from envs.pool import gmv_share, select_on_estimates, table_share
 
@@ -454,6 +458,47 @@ def draw_refunds(c: DayConstants, refund_rate: np.ndarray, promo_refund_mult: np
 
 
 # -------------------------------------------------------------------------- 6. organic
+class Engagement(NamedTuple):
+    """The stock of engaged buyers a promotion's warm-up builds (蓄水), and what it bought."""
+
+    engaged_buyers: np.ndarray  # the stock for tomorrow (buyers)
+    peak_orders: np.ndarray  # orders the stock placed today (expected, orders)
+    peak_gmv: np.ndarray  # their GMV (CNY), organic: through carts, follows and bookings
+
+
+@helper
+def hold_engaged_buyers(engaged_buyers: np.ndarray) -> Engagement:
+    """Stage 6, switch ``warmup_stock_enabled`` off: the stock (0) is carried, buys nothing."""
+    none = np.zeros(engaged_buyers.shape[0])
+    return Engagement(engaged_buyers=engaged_buyers.copy(), peak_orders=none,
+                      peak_gmv=none.copy())
+
+
+@helper
+def convert_engaged_buyers(c: DayConstants, engaged_buyers: np.ndarray, aov_cny: np.ndarray,
+                           days_to_peak: np.ndarray, in_peak: np.ndarray, launched: np.ndarray,
+                           orders: np.ndarray) -> Engagement:
+    """Stage 6, a promotion's warm-up (蓄水, switch ``warmup_stock_enabled``): each ad order
+    of a warm-up day (1 to ``promo_warmup_days`` days before a peak) adds
+    ``warmup_buyers_per_order`` engaged buyers to the stock; on a peak day
+    ``warmup_peak_conversion`` of the stock orders (expected orders, at the account's
+    ``aov_cny``); the rest decays with half-life ``warmup_half_life_days``:
+    ``S' = 2^(-1/h) (S - p S [peak] + b orders [warm-up])``.
+
+    :param engaged_buyers: the stock at dawn (buyers).
+    :param days_to_peak: today's days to the next peak (calendar, saturating at
+        ``FAR_DAYS``); ``in_peak`` bool, today is a peak day.
+    :param orders: today's ad orders.
+    """
+    warmup = launched & (days_to_peak >= 1) & (days_to_peak <= c.promo_warmup_days) & (
+        days_to_peak < FAR_DAYS)
+    buying = np.where(launched & in_peak, c.warmup_peak_conversion * engaged_buyers, 0.0)
+    added = np.where(warmup, c.warmup_buyers_per_order * orders, 0.0)
+    keep = np.exp2(-1.0 / c.warmup_half_life_days)
+    return Engagement(engaged_buyers=keep * (engaged_buyers - buying + added),
+                      peak_orders=buying, peak_gmv=buying * aov_cny)
+
+
 class Organic(NamedTuple):
     """Organic GMV and what the ads added to the shop's GMV (0 before launch)."""
 
@@ -465,10 +510,12 @@ class Organic(NamedTuple):
 
 @helper
 def add_organic(c: DayConstants, stock: np.ndarray, launched: np.ndarray, orders: Orders,
-                refunds: Refunds) -> Organic:
+                refunds: Refunds, engagement: Engagement) -> Organic:
     """Stage 6: ad GMV cannibalises organic sales; the volume plan's whole-site uplift and
-    the carry-over lift from the ``stock`` of recent ad GMV (CNY/day) add organic GMV; the
-    incremental GMV and its refunds follow (refunds on organic GMV at the account's rate)."""
+    the carry-over lift from the ``stock`` of recent ad GMV (CNY/day) add organic GMV, and
+    so do the engaged buyers of a warm-up on peak days (``engagement``, with
+    ``warmup_stock_enabled``); the incremental GMV and its refunds follow (refunds on organic
+    GMV at the account's rate)."""
     gmv = orders.gmv
     if c.organic_enabled:
         cannibalised_share = (c.cannibalisation * orders.mix_roi
@@ -481,6 +528,8 @@ def add_organic(c: DayConstants, stock: np.ndarray, launched: np.ndarray, orders
         cannibalised_share = np.zeros(gmv.shape[0])
         organic = np.zeros(gmv.shape[0])
         organic_stock_cny = stock.copy()
+    if c.warmup_stock_enabled:
+        organic = organic + engagement.peak_gmv
     incremental_gmv = gmv * (1.0 - cannibalised_share) + organic
     incremental_refunds = (refunds.cohort_refunds * (1.0 - cannibalised_share)
                            + organic * refunds.base_rate)

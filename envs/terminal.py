@@ -19,7 +19,14 @@ import numpy as np
 
 from envs.compiled import helper
 from envs.inputs import DayConstants, DayTables
-from envs.market import N_DRAWS, AccountParams, Decision, MarketState, simulate_day
+from envs.market import (
+    N_DRAWS,
+    N_DRIFT_DRAWS,
+    AccountParams,
+    Decision,
+    MarketState,
+    simulate_day,
+)
 from envs.reward import RewardSettings, reward_rows
 
 
@@ -37,15 +44,16 @@ def continuation_value(c: DayConstants, t: DayTables, state: MarketState,
     n = state.day.shape[0]
     no_refresh = np.zeros(n, dtype=np.bool_)
     on_order = RewardSettings(settings.gmv_floor, True, settings.floor_roi,
-                              settings.floor_penalty, settings.floor_multiplier)
+                              settings.floor_penalty, settings.floor_multiplier,
+                              settings.peak_discount, settings.return_handling_cny)
     no_pending = np.zeros(n)
-    no_noise = np.zeros((n, N_DRAWS))
+    no_noise = np.zeros((n, N_DRAWS + N_DRIFT_DRAWS))  # every column any mechanic reads
     total = np.zeros(n)
     now = state
     for _ in range(days):
         hold = Decision(now.target_roi, now.budget_cny, now.shares, no_refresh)
         now, out = simulate_day(c, t, now, params, hold, no_noise)
-        rows = reward_rows(on_order, params.margin, out, no_pending, False)
+        rows = reward_rows(on_order, params, out, no_pending, False)
         for term in range(rows.shape[0]):
             total += rows[term]
     return total

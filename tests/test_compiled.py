@@ -66,9 +66,13 @@ def assert_close_at_scale(actual, desired, err_msg: str, rel: float = 1e-9) -> N
     ("3c", {}), ("promo_heavy", {}), ("tight_balance", {}),
     ("3c", {"estimation_noise_enabled": True}),
     ("promo_heavy", {"estimation_noise_enabled": True, "relearn_cumulative_enabled": True,
-                     "starvation_enabled": True, "market_drift_enabled": True})],
+                     "starvation_enabled": True, "market_drift_enabled": True,
+                     "warmup_stock_enabled": True, "peak_discount_enabled": True,
+                     "return_handling_enabled": True, "terminal_value_days": 28}),
+    ("promo_heavy", {"warmup_stock_enabled": True, "peak_discount_enabled": True,
+                     "return_handling_enabled": True})],
     ids=["3c", "promo_heavy", "tight_balance", "3c-estimation_noise",
-         "promo_heavy-every_second_version_mechanic"])
+         "promo_heavy-every_second_version_mechanic", "promo_heavy-promotions_v2"])
 def test_engines_agree_over_an_episode(scenario, mechanic):
     days = load_scenario(scenario).episode_days
     obs_c, rew_c, info_c = _episode(scenario, "numba", days, **mechanic)

@@ -104,6 +104,10 @@ def test_platform_limits_apply_after_the_step():
     assert info["target_roi"] == 0.01 and info["budget"] == 300.0
 
 
+PROMOTIONS_V2 = {"warmup_stock_enabled": True, "peak_discount_enabled": True,
+                 "return_handling_enabled": True, "promo_peak_days": (12,)}
+
+
 @pytest.mark.parametrize("mechanics", [
     {},
     {"estimation_noise_enabled": True},
@@ -111,8 +115,12 @@ def test_platform_limits_apply_after_the_step():
     {"relearn_cumulative_enabled": True, "starvation_enabled": True, "pool_cost_cny": 3000.0},
     {"market_drift_enabled": True},
     {"estimation_noise_enabled": True, "relearn_cumulative_enabled": True,
-     "starvation_enabled": True, "market_drift_enabled": True, "pool_cost_cny": 3000.0},
-], ids=["first_version", "estimation_noise", "learning_v2", "moving_market", "all"])
+     "starvation_enabled": True, "market_drift_enabled": True, "pool_cost_cny": 3000.0,
+     **PROMOTIONS_V2},
+    # promotions v2, with a peak within the 30 days (warm-up days 5..11, peak 12..14)
+    PROMOTIONS_V2,
+], ids=["first_version", "estimation_noise", "learning_v2", "moving_market", "all",
+        "promotions_v2"])
 def test_batch_of_n_equals_n_single_runs_bit_for_bit(mechanics):
     """The model with explicit draws: a batch of accounts equals the accounts one by one
     (with each second-version mechanic switched on too)."""
@@ -138,19 +146,20 @@ def test_batch_of_n_equals_n_single_runs_bit_for_bit(mechanics):
             s, o = model.step(s, p, dec(s, actions[t, i:i + 1]), draws[t, i:i + 1])
             singles[i] = (p, s)
             for field in ("spend", "gmv", "orders", "refunds", "settled_gmv", "credit",
-                          "incremental_gmv"):
+                          "incremental_gmv", "engaged_gmv"):
                 assert getattr(out, field)[i] == getattr(o, field)[0], (t, i, field)
     for i, (_, s) in enumerate(singles):
         np.testing.assert_array_equal(batch.refund_pipe[..., i], s.refund_pipe[..., 0])
         np.testing.assert_array_equal(batch.recent_edits[..., i], s.recent_edits[..., 0])
         np.testing.assert_array_equal(batch.recent_orders[..., i], s.recent_orders[..., 0])
         assert batch.learn_failed[i] == s.learn_failed[0]
-        for field in ("roi_drift", "cost_drift", "roi_regime", "cost_regime"):
+        for field in ("roi_drift", "cost_drift", "roi_regime", "cost_regime",
+                      "engaged_buyers"):
             assert getattr(batch, field)[i] == getattr(s, field)[0], (i, field)
 
 
-@pytest.mark.parametrize("overrides", [{}, {"market_drift_enabled": True}],
-                         ids=["default", "moving_market"])
+@pytest.mark.parametrize("overrides", [{}, {"market_drift_enabled": True}, PROMOTIONS_V2],
+                         ids=["default", "moving_market", "promotions_v2"])
 def test_seeded_batch_equals_gym_envs(overrides):
     """The simulator seeded per account reproduces the Gymnasium env seed by seed."""
     seeds = [11, 12, 13]

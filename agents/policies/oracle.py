@@ -152,7 +152,7 @@ class OraclePolicy(Policy):
             target, budget = (t1, b1) if d < switch or switch == 0 else (t2, b2)
             decision = to_decision(self.config, s, self._action(s, target, budget))
             s, out = model.step(s, p, decision, draws)
-            total += reward_rows(self.reward, p.margin, out, zeros, False).sum(axis=0)
+            total += reward_rows(self.reward, p, out, zeros, False).sum(axis=0)
         return total.reshape(n, c, r).mean(axis=2)
 
 
