@@ -14,7 +14,7 @@ from agents.rollout import RolloutResult, objective_values
 from envs.config import load_scenario
 from envs.market import N_DRAWS, AccountParams, Decision
 from envs.metrics import day_profit
-from envs.reward import TERMINAL_VALUE, term_names
+from envs.reward import TERMINAL_VALUE, reward_args, term_names
 from envs.simulator import Simulator
 
 DAYS = 28  # the continuation the docs suggest (assumption)
@@ -79,7 +79,7 @@ def test_size_and_sign_match_a_simulated_continuation(healthy):
             hold = Decision(state.target_roi, state.budget_cny, state.shares,
                             np.zeros(k, dtype=bool))
             state, out = sim.model.step(state, params, hold, rng.standard_normal((k, N_DRAWS)))
-            total += day_profit(params, out)
+            total += day_profit(reward_args(sim.cfg), params, out)
         mean, se = total.mean(), total.std() / np.sqrt(k)
         assert np.sign(estimate[i]) == np.sign(mean) and mean > 5 * se
         assert abs(estimate[i] - mean) <= 0.12 * abs(mean), (i, estimate[i], mean, se)
