@@ -366,10 +366,8 @@ def _fmt(row: dict[str, Any], key: str, digits: int = 0) -> str:
 
 
 def _fmt_diff(row: dict[str, Any], key: str) -> str:
-    """``key``'s mean and interval (CNY), or n/a when the row lacks it."""
-    if key not in row:
-        return "n/a"
-    return f"{row[key]:,.0f} [{row[key + '_ci_low']:,.0f}, {row[key + '_ci_high']:,.0f}]"
+    """:func:`_fmt` of ``key`` (CNY), or n/a when the row lacks it."""
+    return _fmt(row, key) if key in row else "n/a"
 
 
 VALUE_NAMES = {"profit": "profit", "gmv_floor": "gmv_floor return"}

@@ -44,6 +44,13 @@ def family_labels(res: ScenarioResult, family: str) -> list[str]:
     return [label for label in res.results if label.startswith(f"{family}_s")]
 
 
+def _crossed_indices(rng: np.random.Generator, n_runs: int, n_eps: int, reps: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """One crossed resample per row: run indices (reps, runs), then episode indices
+    (reps, episodes), drawn independently."""
+    return rng.integers(0, n_runs, (reps, n_runs)), rng.integers(0, n_eps, (reps, n_eps))
+
+
 def crossed_bootstrap(values: np.ndarray, rng: np.random.Generator,
                       reps: int = eval_stats.BOOTSTRAP_REPS,
                       confidence: float = eval_stats.CONFIDENCE) -> tuple[np.ndarray, ...]:
@@ -54,8 +61,7 @@ def crossed_bootstrap(values: np.ndarray, rng: np.random.Generator,
     :return: (means (k,), lower bounds (k,), upper bounds (k,)).
     """
     _, n_runs, n_eps = values.shape
-    runs = rng.integers(0, n_runs, (reps, n_runs))
-    eps = rng.integers(0, n_eps, (reps, n_eps))
+    runs, eps = _crossed_indices(rng, n_runs, n_eps, reps)
     draws = values[:, runs[:, :, None], eps[:, None, :]].mean(axis=(2, 3))  # (k, reps)
     tail = 50 * (1 - confidence)
     low, high = np.percentile(draws, [tail, 100 - tail], axis=1)
@@ -72,9 +78,7 @@ def crossed_ratio(numerator: np.ndarray, denominator: np.ndarray, rng: np.random
     :param numerator: (runs, episodes), e.g. PPO - static per run and seed.
     :param denominator: (episodes,), e.g. oracle - static per seed.
     """
-    n_runs, n_eps = numerator.shape
-    runs = rng.integers(0, n_runs, (reps, n_runs))
-    eps = rng.integers(0, n_eps, (reps, n_eps))
+    runs, eps = _crossed_indices(rng, *numerator.shape, reps)
     with np.errstate(divide="ignore", invalid="ignore"):
         draws = (numerator[runs[:, :, None], eps[:, None, :]].mean(axis=(1, 2))
                  / denominator[eps].mean(axis=1))

@@ -154,14 +154,16 @@ def apply_decision(c: DayConstants, state: MarketState, decision: Decision,
     learn_failed = state.learn_failed.copy()
     learn_days = state.learn_days.copy()
     learn_orders = state.learn_orders.copy()
-    recent_edits = state.recent_edits.copy()
-    recent_orders = state.recent_orders.copy()
+    # the rings are copied only where a switch writes them (else passed on as they are)
+    recent_edits = state.recent_edits
+    recent_orders = state.recent_orders
     if c.learning_enabled:
         target_jump = np.abs(np.log(decision.target_roi / state.target_roi)) > np.log1p(
             c.relearn_target_change)
         budget_jump = decision.budget_cny > state.budget_cny * (1.0 + c.relearn_budget_jump)
         relearn = launched & (target_jump | budget_jump | refresh | state.interrupted)
         if c.relearn_cumulative_enabled:
+            recent_edits = np.empty_like(state.recent_edits)
             recent_edits[:-1] = state.recent_edits[1:]
             recent_edits[-1] = np.where(launched, edit_size(
                 c, state.target_roi, decision.target_roi, state.budget_cny,
@@ -169,6 +171,7 @@ def apply_decision(c: DayConstants, state: MarketState, decision: Decision,
             relearn |= launched & (recent_edits.sum(axis=0) > 1.0)
             recent_edits[:, relearn] = 0.0
         if c.starvation_enabled:
+            recent_orders = state.recent_orders.copy()
             recent_orders[:, relearn] = 0.0
         learning |= relearn
         learn_failed &= ~relearn
@@ -564,7 +567,7 @@ def progress_learning(c: DayConstants, dawn: Learning, settlement_share: np.ndar
     needed = c.learning_exit_orders + c.learning_settlement_extra_orders * settlement_share
     exits = learning & (learn_orders.sum(axis=0) >= needed)
     fails = learning & ~exits & (learn_days >= c.learning_fail_days)
-    recent_orders = dawn.recent_orders  # a copy made at dawn (apply_decision)
+    recent_orders = dawn.recent_orders
     if c.starvation_enabled:
         recent_orders = np.empty_like(dawn.recent_orders)
         recent_orders[:-1] = dawn.recent_orders[1:]
