@@ -352,6 +352,14 @@ class ScenarioConfig:
         return 1.0 / (self.margin * (1.0 - self.refund_rate))
 
     @property
+    def breakeven_roi_with_returns(self) -> float:
+        """Break-even payment ROI counting each refund's handling cost (``return_handling_cny``
+        per refunded order of ``aov_cny``): ``1 / (margin (1 - r) - r handling / aov)``. For
+        the docs: the observation and the baselines use :attr:`breakeven_roi`."""
+        per_gmv = self.refund_rate * self.return_handling_cny / self.aov_cny
+        return 1.0 / (self.margin * (1.0 - self.refund_rate) - per_gmv)
+
+    @property
     def floor_settlement_roi(self) -> float:
         """Settlement-ROI floor in force: the configured one, else break-even ``1 / margin``."""
         return self.settlement_roi_floor if self.settlement_roi_floor > 0 else 1.0 / self.margin
