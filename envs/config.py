@@ -87,7 +87,7 @@ class ScenarioConfig:
 
     # --- a moving market (issue #14, item 5; docs/market-model.md) -------------------------
     market_drift_enabled: bool = param(
-        False, "switch", doc="The pool's mean ROI and cost drift (mean-reverting) and shift "
+        True, "switch", doc="The pool's mean ROI and cost drift (mean-reverting) and shift "
         "with competitor regimes; off: the pool holds still but for the shocks above.")
     drift_half_life_days: float = param(
         21.0, "days", 1, 1000, "assumption: 'mean-reverting over weeks' (market brief §11); "
@@ -122,7 +122,7 @@ class ScenarioConfig:
                                    "Daily noise of basket value around the AOV.")
     bidder_noise_enabled: bool = param(True, "switch", doc="Bidder bias and noise on.")
     estimation_noise_enabled: bool = param(
-        False, "switch", doc="Selection on noisy ROI estimates (winner's curse) on: the ROI "
+        True, "switch", doc="Selection on noisy ROI estimates (winner's curse) on: the ROI "
         "plans hold the target on the bidder's estimates, and truly earn less.")
     estimation_noise_sd: float = param(
         0.35, "log-sd", 0, 0.75,
@@ -171,7 +171,7 @@ class ScenarioConfig:
                                        "A one-day budget increase beyond this restarts "
                                        "learning.")
     relearn_cumulative_enabled: bool = param(
-        False, "switch", doc="Second version (#14): edits add up over "
+        True, "switch", doc="Second version (#14): edits add up over "
         "relearn_window_days; learning restarts when their sum, each edit in units of the "
         "one-day thresholds above, exceeds 1.")
     relearn_window_days: int = param(
@@ -180,7 +180,7 @@ class ScenarioConfig:
         ">30% re-learns for about a week",
         "Window over which edits add up (cumulative re-learning).")
     starvation_enabled: bool = param(
-        False, "switch", doc="Second version (#14): a plan out of learning with fewer than "
+        True, "switch", doc="Second version (#14): a plan out of learning with fewer than "
         "starvation_min_orders over starvation_window_days is LEARN_FAILED (throttled) until "
         "an edit restarts learning.")
     starvation_window_days: int = param(
@@ -215,7 +215,7 @@ class ScenarioConfig:
     promo_refund_mult: float = param(1.4, "multiplier", 1, 5, "market brief §4 (u)",
                                      "Refund rate multiplier on promotion peak days.")
     return_handling_enabled: bool = param(
-        False, "switch", doc="A refunded order costs handling and shipping (issue #14, item 8; "
+        True, "switch", doc="A refunded order costs handling and shipping (issue #14, item 8; "
         "market brief §11).")
     return_handling_cny: float = param(
         10.0, "CNY/returned order", 0, 1000, "market brief §11: 8-15 CNY a return (u)",
@@ -273,7 +273,7 @@ class ScenarioConfig:
     # second version (issue #14, item 6), each off by default: the warm-up's stock of engaged
     # buyers (蓄水) and the peak-day discount (docs/market-model.md, "Second version: promotions")
     warmup_stock_enabled: bool = param(
-        False, "switch", doc="Ad orders in a promotion's warm-up days add engaged buyers (carts, "
+        True, "switch", doc="Ad orders in a promotion's warm-up days add engaged buyers (carts, "
         "follows, bookings: 蓄水) to a decaying stock that buys on its peak days.")
     warmup_buyers_per_order: float = param(
         2.0, "engaged buyers/ad order", 0, 100, "assumption: carts and follows run at 2-4 × "
@@ -287,7 +287,7 @@ class ScenarioConfig:
         "peak (1 - 0.9^3), below the 30-50% that operators claim for 预售 deposits (u)",
         "Share of the stock of engaged buyers that orders on each peak day.")
     peak_discount_enabled: bool = param(
-        False, "switch", doc="Peak days sell at a discount: the contribution margin on their "
+        True, "switch", doc="Peak days sell at a discount: the contribution margin on their "
         "GMV becomes (margin - d) / (1 - d) (market brief §11).")
     peak_discount: float = param(
         0.15, "share of the list price", 0, 0.9, "assumption: 大促 discounts of 10-20% "
@@ -322,13 +322,13 @@ class ScenarioConfig:
     reward_scale_cny: float = param(10000.0, "CNY", 1e-6, 1e12, "model choice",
                                     "Reward = CNY / this.")
     terminal_value_days: int = param(
-        0, "days", 0, 365,
+        28, "days", 0, 365,
         "assumption: 28 days (four weeks, past one learning period and the organic stock's "
         "decay) holding the final settings, undiscounted; market brief §11 (the end is not "
         "free)",
         "An end that is not free: the last day's reward adds the 'terminal_value' term, the "
         "value of this many more days holding the final settings from the final state "
-        "(envs.terminal, noise-free). 0: off; 28 is the suggested setting.")
+        "(envs.terminal, noise-free). 0: off.")
 
     # --- actions ---------------------------------------------------------------------------
     action_space: str = param("basic", "-", doc="'basic' (target, budget) or 'full' (adds "
@@ -393,6 +393,19 @@ class ScenarioConfig:
 
 _CHOICES = {"objective": ("profit", "gmv_floor"), "refund_charging": ("on_landing", "on_order"),
             "action_space": ("basic", "full")}
+# The second version's mechanics (issue #14), each with the overrides that switch it off;
+# every one is on by default. Measurements and ablations find them here.
+SECOND_VERSION_SWITCHES: dict[str, dict[str, Any]] = {
+    "estimation_noise": {"estimation_noise_enabled": False},
+    "cumulative_relearning": {"relearn_cumulative_enabled": False},
+    "starvation": {"starvation_enabled": False},
+    "market_drift": {"market_drift_enabled": False},
+    "terminal_value": {"terminal_value_days": 0},
+    "warmup_stock": {"warmup_stock_enabled": False},
+    "peak_discount": {"peak_discount_enabled": False},
+    "return_handling": {"return_handling_enabled": False},
+}
+
 _LENGTHS = {"weekday_traffic": 7, "launch_shares": 3, "refund_kernel": 7}
 
 
