@@ -54,6 +54,7 @@ from agents.run_folder import (
 )
 from envs.config import ScenarioConfig
 from envs.metrics import EPISODE_METRICS
+from envs.reward import TERMINAL_VALUE
 
 VALIDATION_SEED_START = 20000  # contracts: validation during training and tuning
 CONFIDENCE = 0.95
@@ -273,6 +274,8 @@ class ValidationResult:
 def _means(config: ScenarioConfig, result: RolloutResult) -> dict[str, float]:
     """Mean episode metrics, return and value (``config``'s objective, CNY) over the seeds."""
     out = {k: float(np.mean(result.metrics[k])) for k in EPISODE_METRICS}
+    if TERMINAL_VALUE in result.metrics:  # the final state's value (terminal_value_days > 0)
+        out[TERMINAL_VALUE] = float(np.mean(result.metrics[TERMINAL_VALUE]))
     out["return"] = float(np.mean(result.returns))
     out[VALUE] = float(np.mean(objective_values(config, result)))
     return out

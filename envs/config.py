@@ -405,6 +405,9 @@ SECOND_VERSION_SWITCHES: dict[str, dict[str, Any]] = {
     "peak_discount": {"peak_discount_enabled": False},
     "return_handling": {"return_handling_enabled": False},
 }
+# Every one of them off: the first version's market (tests of its mechanics in isolation).
+SECOND_VERSION_OFF: dict[str, Any] = {
+    key: value for off in SECOND_VERSION_SWITCHES.values() for key, value in off.items()}
 
 _LENGTHS = {"weekday_traffic": 7, "launch_shares": 3, "refund_kernel": 7}
 

@@ -31,7 +31,12 @@ from agents.policies.oracle import OraclePolicy
 from agents.policies.static import FixedSettingsPolicy
 from agents.rollout import episode_value
 from agents.run_folder import write_text_atomic
-from envs.config import SECOND_VERSION_SWITCHES, ConfigError, load_scenario
+from envs.config import (
+    SECOND_VERSION_OFF,
+    SECOND_VERSION_SWITCHES,
+    ConfigError,
+    load_scenario,
+)
 
 
 def paired_interval(diff: np.ndarray) -> tuple[float, float, float]:
@@ -40,12 +45,12 @@ def paired_interval(diff: np.ndarray) -> tuple[float, float, float]:
     return float(diff.mean()), float(diff.mean() - half), float(diff.mean() + half)
 
 
-def rows(scenario: str) -> dict[str, dict]:
+def rows() -> dict[str, dict]:
     """Overrides of each row: all on, each mechanic off alone, all off."""
     out: dict[str, dict] = {"all on": {}}
     for name, off in SECOND_VERSION_SWITCHES.items():
         out[f"{name} off"] = dict(off)
-    out["all off"] = {k: v for off in SECOND_VERSION_SWITCHES.values() for k, v in off.items()}
+    out["all off"] = dict(SECOND_VERSION_OFF)
     return out
 
 
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{REPORT_SEED}..{REPORT_SEED + args.episodes - 1}")
     print(f"{'row':28s} {'static':>10s} {'oracle':>10s} {'value of control [95% CI]':>30s}"
           f" {'static vs all on':>17s}")
-    for name, overrides in rows(args.scenario).items():
+    for name, overrides in rows().items():
         row = measure(args.scenario, args.objective, overrides, args.trials, args.seeds,
                       args.episodes)
         table[name] = row

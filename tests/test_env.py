@@ -12,6 +12,7 @@ from envs.history import FEATURE_NAMES
 from envs.market import MarketModel, MarketState
 from envs.metrics import EPISODE_METRICS
 from envs.qianchuan_env import QianchuanBiddingEnv
+from envs.reward import TERMINAL_VALUE
 from envs.simulator import INFO_KEYS, Simulator
 from envs.vec_env import QianchuanVecEnv
 
@@ -60,9 +61,11 @@ def test_episode_truncates_with_metrics_and_reward_sums_to_profit():
                 break
         assert days == 84
         metrics = info["episode_metrics"]
-        assert set(metrics) == set(EPISODE_METRICS)
+        # the end is valued by default: the rewards sum to profit plus the final state's value
+        assert set(metrics) == set(EPISODE_METRICS) | {TERMINAL_VALUE}
         scale = env.unwrapped.config.reward_scale_cny
-        assert total * scale == pytest.approx(metrics["profit"], rel=1e-9)
+        assert total * scale == pytest.approx(metrics["profit"] + metrics[TERMINAL_VALUE],
+                                              rel=1e-9)
         settled = metrics["gmv"] * (1 - metrics["refund_rate"])
         assert metrics["settled_gmv"] == pytest.approx(settled)
         assert sum(info["reward_terms"].values()) / scale == pytest.approx(reward)
@@ -72,7 +75,7 @@ def test_gmv_floor_objective_penalises_shortfall():
     env = gym.make("QianchuanBidding-v0", objective="gmv_floor", settlement_roi_floor=6.0)
     env.reset(seed=0)
     _, _, _, _, info = env.step(np.array([-1.0, 1.0]))
-    assert set(info["reward_terms"]) == {"settled_gmv", "floor_penalty"}
+    assert set(info["reward_terms"]) == {"settled_gmv", "floor_penalty", TERMINAL_VALUE}
     assert info["reward_terms"]["floor_penalty"] < 0
 
 

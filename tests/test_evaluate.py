@@ -79,11 +79,16 @@ def test_script_end_to_end_on_two_scenarios(tmp_path):
         assert float(by["3c", objective, "oracle"]["normalised_score"]) == pytest.approx(1.0)
         assert float(by["3c", objective, "constant"]["normalised_score"]) == pytest.approx(0.0)
         assert float(by["3c", objective, "playbook"]["value_diff_vs_playbook"]) == 0.0
-    # the value is the case's objective: profit, or the gmv_floor return (settled GMV scale)
-    assert by["3c", "profit", "pid"]["value"] == by["3c", "profit", "pid"]["profit"]
+    # the value is the case's objective: profit, or the gmv_floor return (settled GMV scale),
+    # with the final state's value (on by default)
     from agents.policies import make_policy
     from agents.rollout import episode_value
     from envs.config import load_scenario
+
+    profit_config = load_scenario("3c")
+    expected = episode_value(profit_config, make_policy("pid", profit_config),
+                             np.arange(10000, 10003)).mean()
+    assert float(by["3c", "profit", "pid"]["value"]) == pytest.approx(expected, rel=1e-5)
 
     floor_config = load_scenario("3c", objective="gmv_floor")
     expected = episode_value(floor_config, make_policy("pid", floor_config),

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from scipy.stats import poisson
 
-from envs.config import ConfigError, load_scenario
+from envs.config import SECOND_VERSION_OFF, ConfigError, load_scenario
 from envs.market import DRAW_ORDERS, N_DRAWS, Decision, MarketModel
 
-QUIET = dict(shocks_enabled=False, bidder_noise_enabled=False, weekday_enabled=False,
+# the first version's market, quiet: each test switches on what it measures
+QUIET = dict(SECOND_VERSION_OFF, shocks_enabled=False, bidder_noise_enabled=False,
+             weekday_enabled=False,
              promotions_enabled=False, fatigue_enabled=False, organic_enabled=False)
 CUMULATIVE = dict(relearn_cumulative_enabled=True)
 STARVATION = dict(starvation_enabled=True)
@@ -70,7 +72,7 @@ def test_five_daily_8pct_steps_restart_learning_twice_and_holding_costs_nothing(
     held = [3.0] * 14
     runs = {}
     for name, overrides in (("off", {}), ("on", CUMULATIVE)):
-        cfg = load_scenario("3c", **QUIET, **overrides)
+        cfg = load_scenario("3c", **{**QUIET, **overrides})
         model, params, state = mature(cfg)
         runs[name] = play(model, params, state, steps)
         held_flags, held_spend, _ = play(model, params, state, held)
@@ -92,7 +94,7 @@ def test_five_daily_8pct_steps_restart_learning_twice_and_holding_costs_nothing(
 def test_edits_add_up_only_within_the_window():
     """Five +2.7% steps (0.19 of the threshold each, 0.96 in all) never restart learning; an
     8% step a week apart leaves the 7-day window before the next one."""
-    cfg = load_scenario("3c", **QUIET, **CUMULATIVE)
+    cfg = load_scenario("3c", **{**QUIET, **CUMULATIVE})
     model, params, state = mature(cfg)
     small = [3.0 * 1.027 ** k for k in range(1, 6)]
     assert 5 * math.log(1.027) / math.log(1.15) < 1.0
@@ -106,7 +108,7 @@ def test_edits_add_up_only_within_the_window():
 
 
 def test_budget_rises_add_up_and_cuts_are_free():
-    cfg = load_scenario("3c", **QUIET, **CUMULATIVE)
+    cfg = load_scenario("3c", **{**QUIET, **CUMULATIVE})
     model, params, state = mature(cfg)
     state.budget_cny[:] = 10000.0
     s, out = model.step(state, params, hold(state, budget=13000.0), np.zeros((1, N_DRAWS)))
@@ -130,7 +132,7 @@ def test_a_one_day_window_is_the_one_day_rule(edited):
     ratios[..., edited] = np.exp(rng.normal(0.0, 0.12 if edited == 0 else 0.3, (days, n)))
     learning = {}
     for name, overrides in (("off", {}), ("window1", dict(CUMULATIVE, relearn_window_days=1))):
-        cfg = load_scenario("3c", **QUIET, **overrides)
+        cfg = load_scenario("3c", **{**QUIET, **overrides})
         model, params, state = mature(cfg, n)
         state.budget_cny[:] = 10000.0
         flags = []
@@ -150,7 +152,7 @@ def test_a_starved_plan_fails_against_the_poisson_closed_form():
     """A mature plan with 2 orders on each of the last 6 days needs 8 today to keep 20 in
     the window: it fails with probability P(Poisson(lam) <= 7), lam its expected orders."""
     n = 20000
-    cfg = load_scenario("3c", pool_cost_cny=POOL_NEAR_THRESHOLD, **QUIET, **STARVATION)
+    cfg = load_scenario("3c", pool_cost_cny=POOL_NEAR_THRESHOLD, **{**QUIET, **STARVATION})
     model, params, state = mature(cfg, n, orders_per_day=2.0)
     draws = np.zeros((n, N_DRAWS))
     draws[:, DRAW_ORDERS] = np.random.default_rng(1).standard_normal(n)
@@ -168,11 +170,11 @@ def test_a_starved_plan_is_throttled_until_an_edit_restarts_learning():
     """A plan of about 2 orders a day (a pool of 1,000 CNY) fails once its window holds
     fewer than 20; it then buys learn_failed_traffic_mult of what it bought; a 20% target
     edit restarts learning and clears the count."""
-    small = dict(pool_cost_cny=1000.0, **QUIET)
+    small = {**QUIET, "pool_cost_cny": 1000.0}
     zeros = np.zeros((1, N_DRAWS))
-    model, params, fed = mature(load_scenario("3c", **small, **STARVATION), orders_per_day=5.0)
+    model, params, fed = mature(load_scenario("3c", **{**small, **STARVATION}), orders_per_day=5.0)
     assert not model.step(fed, params, hold(fed), zeros)[0].learn_failed[0]
-    model, params, state = mature(load_scenario("3c", **small, **STARVATION),
+    model, params, state = mature(load_scenario("3c", **{**small, **STARVATION}),
                                   orders_per_day=2.0)
     s, first = model.step(state, params, hold(state), zeros)
     assert first.orders[0] <= 3.0 and s.learn_failed[0]
@@ -189,9 +191,11 @@ def test_a_starved_plan_is_throttled_until_an_edit_restarts_learning():
 def launch_failures(overrides: dict, target_over_breakeven: float, n: int = 512,
                     days: int = 28) -> float:
     """Share of launches (static-rule settings: all budget on payment-ROI plans, the launch
-    budget) that are LEARN_FAILED at some point in their first ``days`` days, every mechanic
-    and its noise on, launched at and holding ``target_over_breakeven`` x break-even."""
-    cfg = load_scenario("3c", launch_shares=(1.0, 0.0, 0.0), **overrides)
+    budget) that are LEARN_FAILED at some point in their first ``days`` days, every
+    first-version mechanic and its noise on, launched at and holding
+    ``target_over_breakeven`` x break-even."""
+    cfg = load_scenario("3c", launch_shares=(1.0, 0.0, 0.0), **{**SECOND_VERSION_OFF,
+                                                                **overrides})
     cfg = cfg.replace(launch_target_roi=round(target_over_breakeven * cfg.breakeven_roi, 2))
     model = MarketModel(cfg)
     rng = np.random.default_rng(7)
@@ -220,7 +224,8 @@ def ratchet(overrides: dict, n: int = 256, days: int = 42) -> tuple[float, float
     """Launch at 1.25 x break-even, hold two weeks (the plan leaves learning), then raise the
     target 14% a day (under the one-day threshold) to 2.5 x and hold it. Returns the share of
     the ratchet's days spent learning or failed, and the ratchet's orders per account-day."""
-    cfg = load_scenario("3c", launch_shares=(1.0, 0.0, 0.0), **overrides)
+    cfg = load_scenario("3c", launch_shares=(1.0, 0.0, 0.0), **{**SECOND_VERSION_OFF,
+                                                                **overrides})
     cfg = cfg.replace(launch_target_roi=round(1.25 * cfg.breakeven_roi, 2))
     model = MarketModel(cfg)
     rng = np.random.default_rng(11)
@@ -255,4 +260,4 @@ def test_starvation_settings_are_checked():
         load_scenario("3c", starvation_enabled=True, starvation_min_orders=30.0)
     with pytest.raises(ConfigError, match="starvation_window_days"):
         load_scenario("3c", starvation_enabled=True, starvation_window_days=2)
-    load_scenario("3c", starvation_min_orders=30.0)  # off: not checked
+    load_scenario("3c", starvation_enabled=False, starvation_min_orders=30.0)  # off: unchecked

@@ -7,10 +7,12 @@ draws at zero (the expected day), so the effect of one change is seen without no
 import numpy as np
 import pytest
 
-from envs.config import load_scenario
-from envs.market import N_DRAWS, Decision, MarketModel, poisson_from_normal
+from envs.config import SECOND_VERSION_OFF, load_scenario
+from envs.market import N_DRAWS, Decision, MarketModel, draw_count, poisson_from_normal
 
-QUIET = dict(shocks_enabled=False, bidder_noise_enabled=False, weekday_enabled=False,
+# the first version's market, quiet: each test switches on what it measures
+QUIET = dict(SECOND_VERSION_OFF, shocks_enabled=False, bidder_noise_enabled=False,
+             weekday_enabled=False,
              promotions_enabled=False, fatigue_enabled=False, organic_enabled=False)
 
 
@@ -318,7 +320,8 @@ def test_floored_quantities_never_round_below_zero(engine):
         decision = Decision(target_roi=rng.uniform(0.2, 8.0, n),
                             budget_cny=rng.uniform(100.0, 5e4, n) / 7.0,
                             shares=raw, refresh=rng.random(n) < 0.05)
-        state, out = model.step(state, params, decision, rng.standard_normal((n, N_DRAWS)))
+        state, out = model.step(state, params, decision,
+                                rng.standard_normal((n, draw_count(cfg))))
         interrupted_days += int(out.interrupted.sum())
         # spent to exactly 0.0; a cost-protection credit, if any, is all that is left
         assert (out.balance[out.interrupted] == out.credit[out.interrupted]).all()

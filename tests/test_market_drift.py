@@ -8,11 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs.config import load_scenario
+from envs.config import SECOND_VERSION_OFF, load_scenario
 from envs.market import N_DRAWS, Decision, MarketModel, draw_count
 from envs.simulator import Simulator, observe_window
 
-QUIET = dict(shocks_enabled=False, bidder_noise_enabled=False, weekday_enabled=False,
+# the first version's market, quiet: each test switches on what it measures
+QUIET = dict(SECOND_VERSION_OFF, shocks_enabled=False, bidder_noise_enabled=False,
+             weekday_enabled=False,
              promotions_enabled=False, fatigue_enabled=False, organic_enabled=False,
              learning_enabled=False)
 NO_REGIMES = dict(regime_shift_interval_days=1e6, regime_roi_step_sd=0.0,
@@ -98,7 +100,8 @@ def test_drift_moves_the_pool_the_bidder_buys_from(roi_step, cost_step):
     ``e^x`` richer and larger (after a day's decay ``phi``): the same spend and GMV as an
     unmoving market with those economics. Direction: a richer pool qualifies more traffic
     at the same target (more spend), a larger one scales spend in proportion."""
-    on_cfg = load_scenario("3c", market_drift_enabled=True, **QUIET, **NO_DRIFT, **NO_REGIMES)
+    on_cfg = load_scenario("3c", **{**QUIET, "market_drift_enabled": True, **NO_DRIFT,
+                                    **NO_REGIMES})
     off_cfg = load_scenario("3c", **QUIET)
     on, params, state = _mature(on_cfg)
     state.roi_drift[:] = np.log(roi_step)
@@ -122,7 +125,7 @@ def test_drift_of_zero_size_is_the_unmoving_market_bit_for_bit():
     """The switch on with no drift and no regimes reduces exactly to the switch off, given
     the same first columns of draws (the extra columns come after them)."""
     on_cfg = load_scenario("3c", market_drift_enabled=True, **NO_DRIFT, **NO_REGIMES)
-    off_cfg = load_scenario("3c")
+    off_cfg = load_scenario("3c", market_drift_enabled=False)
     assert draw_count(off_cfg) == N_DRAWS < draw_count(on_cfg)
     on, params, state = _mature(on_cfg, n=8)
     off = MarketModel(off_cfg)
@@ -136,7 +139,7 @@ def test_drift_of_zero_size_is_the_unmoving_market_bit_for_bit():
 
 
 def test_switch_off_keeps_the_market_still_and_the_draws_as_they_were():
-    sim = Simulator(load_scenario("3c"), n=3)
+    sim = Simulator(load_scenario("3c", market_drift_enabled=False), n=3)
     sim.reset(seeds=[0, 1, 2])
     for _ in range(5):
         sim.step(np.zeros((3, sim.action_dim)))

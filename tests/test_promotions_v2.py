@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs.config import load_scenario
+from envs.config import SECOND_VERSION_OFF, load_scenario
 from envs.market import Decision, MarketModel
 from envs.reward import PROFIT_TERMS, peak_margin, reward_args, term_names
 from envs.simulator import Simulator
@@ -40,8 +40,9 @@ def model_days(cfg, n: int, days: int, seed: int = 0):
     return {k: np.array(v) for k, v in rows.items()}, np.array(stock), params
 
 
-def test_switches_are_off_by_default_and_add_nothing():
-    cfg = load_scenario("3c")
+def test_switches_are_on_by_default_and_off_add_nothing():
+    assert all(getattr(load_scenario("3c"), s) for s in SWITCHES)
+    cfg = load_scenario("3c", **SECOND_VERSION_OFF)
     assert not any(getattr(cfg, s) for s in SWITCHES)
     assert term_names(cfg) == PROFIT_TERMS
     settings = reward_args(cfg)
@@ -112,7 +113,8 @@ def test_peak_discount_squeezes_the_peak_days_margin(charging):
     to ``(m - d) / (1 - d)``; other days are untouched; profit falls by exactly that."""
     assert peak_margin(np.array([0.35]), 0.15)[0] == pytest.approx(0.20 / 0.85, rel=1e-15)
     assert peak_margin(np.array([0.35]), 0.0)[0] == 0.35
-    base = load_scenario("3c", promo_peak_days=[10], episode_days=16, refund_charging=charging)
+    base = load_scenario("3c", promo_peak_days=[10], episode_days=16, refund_charging=charging,
+                         **SECOND_VERSION_OFF)
     on = base.replace(peak_discount_enabled=True)
     r_off, t_off, m_off, _ = episode(base, SEEDS)
     r_on, t_on, m_on, sim = episode(on, SEEDS)
@@ -134,7 +136,8 @@ def test_peak_discount_squeezes_the_peak_days_margin(charging):
 def test_return_handling_costs_a_fixed_sum_per_returned_order(charging):
     """Each refunded order (refunded CNY / AOV) costs ``return_handling_cny``, charged as
     its refund is: the term is the refunds term times ``return_handling_cny / (AOV x m)``."""
-    base = load_scenario("apparel_live", refund_charging=charging, episode_days=30)
+    base = load_scenario("apparel_live", refund_charging=charging, episode_days=30,
+                         **SECOND_VERSION_OFF)
     on = base.replace(return_handling_enabled=True)
     r_off, _, m_off, _ = episode(base, SEEDS)
     r_on, t_on, m_on, sim = episode(on, SEEDS)
@@ -154,7 +157,8 @@ def test_return_handling_costs_a_fixed_sum_per_returned_order(charging):
 
 @pytest.mark.parametrize("charging", ["on_landing", "on_order"])
 def test_reward_sums_to_profit_with_every_promotion_switch(charging):
-    cfg = load_scenario("3c", refund_charging=charging, **dict.fromkeys(SWITCHES, True))
+    cfg = load_scenario("3c", refund_charging=charging,
+                        **{**SECOND_VERSION_OFF, **dict.fromkeys(SWITCHES, True)})
     rewards, terms, metrics, _ = episode(cfg, SEEDS[:4])
     assert set(terms) == set(PROFIT_TERMS) | {"peak_discount", "return_handling"}
     np.testing.assert_allclose(rewards.sum(axis=0), metrics["profit"], rtol=1e-9)

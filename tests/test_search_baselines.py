@@ -312,3 +312,27 @@ def test_a_dead_workers_study_is_retried_and_the_files_written(tmp_path, capsys)
 def test_a_scenario_that_is_not_named_is_refused():
     with pytest.raises(ConfigError, match="named scenarios"):
         make_search(["unseen/noisy"])
+
+
+def test_a_trial_taken_over_while_it_runs_is_dropped_not_fatal(tmp_path):
+    """A live worker whose heartbeat went stale (a long compile on a loaded machine) finds
+    its trial failed and re-queued when it finishes: it drops its result and goes on, rather
+    than dying on Optuna's UpdateFinishedTrialError."""
+    folder = study_dir(tmp_path / "runs", KIND, "slow")
+    folder.mkdir(parents=True)
+    storage = open_storage(default_storage_url(folder), FAST)
+    search = make_search(["food"], ["profit"], trials=3, seeds=2, rule=False)
+    static = stage_name("slow", STAGES[0])
+    create_or_join(storage, static, search.spec(STAGES[0]))
+    lines: list[str] = []
+    queue = TrialQueue(storage, static, lambda slot: optuna.load_study(
+        study_name=static, storage=storage), FAST, log=lines.append)
+
+    def taken_over(trial) -> float:  # as the stale-heartbeat check of another worker does
+        storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        return 1.0
+
+    queue.work(taken_over, max_trials=1)
+    assert any("finished elsewhere" in line for line in lines), lines
+    states = [t.state for t in optuna.load_study(study_name=static, storage=storage).trials]
+    assert states[0] == TrialState.FAIL

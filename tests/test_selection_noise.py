@@ -103,7 +103,8 @@ def test_bidding_stage_with_the_switch_on():
     traffic = Traffic(traffic_shock=np.zeros(n), pool_cost=np.full(n, 20000.0),
                       pool_roi=np.full(n, M))
     sigma, launched = np.full(n, SIGMA), np.ones(n, bool)
-    off = place_bids(day_constants(load_scenario("3c")), share_table(), sigma, morning,
+    off = place_bids(day_constants(load_scenario("3c", estimation_noise_enabled=False)),
+                     share_table(), sigma, morning,
                      traffic, launched)
     cfg = load_scenario("3c", estimation_noise_enabled=True, estimation_noise_sd=NOISE_SD)
     on = place_bids(day_constants(cfg), share_table(), sigma, morning, traffic, launched)
@@ -120,7 +121,7 @@ def test_bidding_stage_with_the_switch_on():
 
 def test_typical_depth_follows_the_bidder():
     """The refund rate's reference depth is what the typical target buys, noisy or not."""
-    clean = load_scenario("3c")
+    clean = load_scenario("3c", estimation_noise_enabled=False)
     noisy = clean.replace(estimation_noise_enabled=True)
     share, _ = noisy_selection(noisy.typical_target_roi, noisy.pool_mean_roi,
                                noisy.pool_sigma, noisy.estimation_noise_sd)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from agents.rollout import RolloutResult, objective_values
-from envs.config import load_scenario
+from envs.config import SECOND_VERSION_OFF, load_scenario
 from envs.market import N_DRAWS, AccountParams, Decision
 from envs.metrics import day_profit
 from envs.reward import TERMINAL_VALUE, reward_args, term_names
@@ -22,7 +22,9 @@ SEEDS = np.arange(4)
 
 
 def _config(**overrides):
-    return load_scenario("3c", action_space="full", terminal_value_days=DAYS, **overrides)
+    """3c in the first version's market with the end valued (each mechanic's own test)."""
+    return load_scenario("3c", action_space="full",
+                         **{**SECOND_VERSION_OFF, "terminal_value_days": DAYS, **overrides})
 
 
 def _play(cfg, seeds, wind_down: bool = False):
@@ -50,9 +52,9 @@ def healthy():
     return _play(_config(), SEEDS)
 
 
-def test_off_by_default_no_term():
-    cfg = load_scenario("3c")
-    assert cfg.terminal_value_days == 0 and TERMINAL_VALUE not in term_names(cfg)
+def test_on_by_default_and_off_no_term():
+    assert load_scenario("3c").terminal_value_days == DAYS
+    assert TERMINAL_VALUE not in term_names(load_scenario("3c", terminal_value_days=0))
     assert term_names(_config())[-1] == TERMINAL_VALUE
 
 

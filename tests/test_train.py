@@ -210,9 +210,11 @@ def test_events_hold_market_and_eval_tags(tiny_run):
             assert diff == pytest.approx(last(acc, f"eval/ppo/{quantity}")
                                          - last(acc, f"eval/{name}/{quantity}"), rel=1e-4,
                                          abs=1.0)
-    # a profit run's value is its profit
-    assert [e.value for e in acc.Scalars("eval/ppo/value")] == [
-        e.value for e in acc.Scalars("eval/ppo/profit")]
+    # a profit run's value is its profit and its final state's value (on by default)
+    for who in ("ppo", *BASELINES):
+        value, profit, end = (np.array([e.value for e in acc.Scalars(f"eval/{who}/{q}")])
+                              for q in ("value", "profit", "terminal_value"))
+        np.testing.assert_allclose(value, profit + end, rtol=1e-5, atol=1.0)
     assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
     assert "custom_scalars__config__" in acc.Tags()["tensors"]
     text = verdicts(acc)[-1]

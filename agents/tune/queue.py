@@ -36,7 +36,7 @@ from typing import Any
 
 import optuna
 import sqlalchemy.exc
-from optuna.exceptions import ExperimentalWarning
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
@@ -363,6 +363,8 @@ class TrialQueue:
         with _HeartbeatThread(self.storage, trial_id, self.heartbeat.interval_s):
             try:
                 value = run_trial(trial)
+            except UpdateFinishedTrialError:
+                return self._taken_over(trial.number)
             except optuna.TrialPruned as exc:
                 study.tell(trial, state=TrialState.PRUNED)
                 self.log(f"[{self.worker}] trial {trial.number}: pruned ({exc})")
@@ -377,10 +379,21 @@ class TrialQueue:
                 self.log(f"[{self.worker}] trial {trial.number}: FAILED: "
                          f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
                 return trial.number
+        if self.storage.get_trial(trial_id).state.is_finished():
+            return self._taken_over(trial.number)
         study.tell(trial, value)
         self.log(f"[{self.worker}] trial {trial.number}: {value:+,.1f} "
                  f"({time.perf_counter() - began:.0f} s)")
         return trial.number
+
+    def _taken_over(self, number: int) -> int:
+        """The trial was finished while this worker ran it: its heartbeat went stale (a
+        long stretch that held the interpreter, such as a first compile on a loaded
+        machine), so it was failed and its slot re-queued for another worker. This
+        attempt's result is dropped; the slot's retry counts."""
+        self.log(f"[{self.worker}] trial {number}: finished elsewhere while it ran (its "
+                 "heartbeat went stale and the slot was re-queued); this result is dropped")
+        return number
 
     def _give_back(self, study: optuna.Study, trial_id: int) -> None:
         """An interrupted attempt: FAIL it and put a copy back in the queue (as if it had
