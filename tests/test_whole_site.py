@@ -273,3 +273,32 @@ def test_oracle_and_static_search_can_put_budget_on_whole_site():
                                      "refresh_days": 28, "whole_site_weight": 0.5})
     assert _trial_settings(trial, ON).shares == pytest.approx((0.2, 0.2, 0.1, 0.5))
     assert len(_trial_settings(trial, load_scenario("3c")).shares) == 3
+
+
+def test_report_of_a_whole_site_account_gives_the_env_observation(tmp_path):
+    """A simulated whole-site account's report (with ``share_whole_site``) read back by
+    ``recommend`` gives exactly the env's 44 features."""
+    from agents.serving.inputs import (
+        AccountDefaults,
+        history_inputs,
+        observations,
+        parse_promotions,
+    )
+    from agents.serving.report import read_report, write_report
+    from agents.serving.simulated import simulate_account
+
+    class Mix:  # a full action with every plan weighted, whole-site included
+        def predict(self, obs, deterministic=True):
+            return np.array([[0.0, 0.0, 0.2, -0.5, -0.2, 0.6, -1.0]]), None
+
+    cfg = ON.replace(action_space="full")
+    account = simulate_account(cfg, seed=10009, days=20, policy=Mix())
+    columns = account.columns()
+    assert columns["share_whole_site"][-1] > 0
+    path = write_report(tmp_path / "ws.csv", account.dates, columns)
+    rows, ctx, _ = history_inputs(read_report(path), AccountDefaults(99.0, (1.0, 0.0, 0.0)),
+                                  parse_promotions(account.promo_dates,
+                                                   cfg.promo_peak_length_days))
+    got = observations([rows], [ctx], whole_site=True)[0]
+    assert got.shape == (len(FEATURE_NAMES) + 1,)
+    np.testing.assert_allclose(got, account.observation, rtol=1e-6, atol=1e-6)
