@@ -164,11 +164,13 @@ def search_static(scenario: str, objective: str, trials: int = SEARCH_TRIALS,
     seed_array = training_seeds(seeds)
     study = _study(f"static__{scenario}__{objective}", sampler_seed)
     # the static rule's neighbourhood as a first guess (launch budget, payment plans only)
-    study.enqueue_trial({"target_over_breakeven": 1.5, "settlement_weight": 0.0,
-                         "volume_weight": 0.0, "budget_over_launch": 1.0,
-                         "refresh_days": int(config.scheduled_refresh_days)})
-    study.optimize(lambda trial: settings_value(config, _trial_settings(trial), seed_array),
-                   n_trials=trials)
+    first = {"target_over_breakeven": 1.5, "settlement_weight": 0.0, "volume_weight": 0.0,
+             "budget_over_launch": 1.0, "refresh_days": int(config.scheduled_refresh_days)}
+    if config.whole_site_enabled:
+        first["whole_site_weight"] = 0.0
+    study.enqueue_trial(first)
+    study.optimize(lambda trial: settings_value(config, _trial_settings(trial, config),
+                                                seed_array), n_trials=trials)
     return {**_as_data(_settings_from_params(study.best_params)), **_found(study, seeds)}
 
 
@@ -205,20 +207,30 @@ def search_controller(scenario: str, objective: str, policy: str,
 REFRESH_CHOICES = (0, 14, 21, 28, 35, 42, 56)
 
 
-def _trial_settings(trial) -> StaticSettings:
-    return _settings_from_params({
+def _trial_settings(trial, config: ScenarioConfig) -> StaticSettings:
+    """A trial's settings; with ``whole_site_enabled`` the space gains the whole-site plan's
+    share of the budget (``whole_site_weight``, 0-1)."""
+    params = {
         "target_over_breakeven": trial.suggest_float("target_over_breakeven", 0.7, 2.6,
                                                      log=True),
         "settlement_weight": trial.suggest_float("settlement_weight", 0.0, 1.0),
         "volume_weight": trial.suggest_float("volume_weight", 0.0, 0.6),
         "budget_over_launch": trial.suggest_float("budget_over_launch", 0.3, 3.0, log=True),
-        "refresh_days": trial.suggest_categorical("refresh_days", REFRESH_CHOICES)})
+        "refresh_days": trial.suggest_categorical("refresh_days", REFRESH_CHOICES)}
+    if config.whole_site_enabled:
+        params["whole_site_weight"] = trial.suggest_float("whole_site_weight", 0.0, 1.0)
+    return _settings_from_params(params)
 
 
 def _settings_from_params(p: dict[str, Any]) -> StaticSettings:
+    """Budget shares from the search's weights: ``whole_site_weight`` (if searched) of the
+    budget to whole-site, ``volume_weight`` of the rest to volume, the ROI plans' part split
+    by ``settlement_weight``; three shares without whole-site, four with it."""
+    whole_site = p.get("whole_site_weight")
+    rest = 1.0 - (whole_site or 0.0)
     roi = 1.0 - p["volume_weight"]
-    shares = (roi * (1.0 - p["settlement_weight"]), roi * p["settlement_weight"],
-              p["volume_weight"])
+    shares = (rest * roi * (1.0 - p["settlement_weight"]), rest * roi * p["settlement_weight"],
+              rest * p["volume_weight"]) + (() if whole_site is None else (whole_site,))
     return StaticSettings(float(p["target_over_breakeven"]),
                           tuple(round(float(x), 4) for x in shares),
                           float(p["budget_over_launch"]), int(p["refresh_days"]))

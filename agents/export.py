@@ -55,9 +55,9 @@ from agents.serving.manifest import (
 )
 from agents.serving.onnx_policy import OnnxPolicy, ort_session
 from envs import ENV_ID
-from envs.actions import ACTION_NAMES, action_dim
+from envs.actions import PLANS, action_dim, action_names
 from envs.config import ScenarioConfig
-from envs.history import FEATURE_INDEX, FEATURE_NAMES, HISTORY_DAYS_REQUIRED
+from envs.history import HISTORY_DAYS_REQUIRED, decode_features, feature_names
 from envs.simulator import Simulator
 from envs.version import ENV_VERSION
 
@@ -107,9 +107,10 @@ def load_checkpoint(run: str | Path, checkpoint: str = "best") -> LoadedCheckpoi
 def _check_spaces(ck: LoadedCheckpoint) -> None:
     model = ck.policy.model
     obs_shape = model.observation_space.shape
-    dim = action_dim(ck.scenario.action_space)
-    if obs_shape != (len(FEATURE_NAMES),):
-        raise ExportError(f"model observes {obs_shape}, the env has {len(FEATURE_NAMES)} "
+    dim = action_dim(ck.scenario)
+    features = feature_names(ck.scenario)
+    if obs_shape != (len(features),):
+        raise ExportError(f"model observes {obs_shape}, the env has {len(features)} "
                           "features")
     space = model.action_space
     if space.shape != (dim,) or not (np.all(space.low == -1.0) and np.all(space.high == 1.0)):
@@ -145,7 +146,7 @@ class FrozenPolicy(torch.nn.Module):
 def write_onnx(ck: LoadedCheckpoint, path: Path) -> None:
     """Export :class:`FrozenPolicy` with a dynamic batch axis to one self-contained file."""
     module = FrozenPolicy(ck.policy).eval()
-    example = torch.zeros((2, len(FEATURE_NAMES)), dtype=torch.float32)
+    example = torch.zeros((2, len(ck.policy.feature_names)), dtype=torch.float32)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecations
@@ -178,9 +179,9 @@ def real_units(cfg: ScenarioConfig, obs: np.ndarray, action: np.ndarray) -> np.n
     """The settings an action asks for, in real units: target, budget (from a 10,000-CNY
     budget) and, in ``full``, the plan shares. Shape (n, k)."""
     n = obs.shape[0]
-    target = np.maximum(obs[:, FEATURE_INDEX["target_roi"]].astype(np.float64), 0.01)
-    shares = np.stack([obs[:, FEATURE_INDEX[f"share_{p}"]] for p in
-                       ("payment_roi", "settlement_roi", "volume")], axis=1).astype(np.float64)
+    named = decode_features(obs)
+    target = np.maximum(named["target_roi"], 0.01)
+    shares = np.stack([named[f"share_{p}"] for p in PLANS], axis=1)
     s = raw_settings(cfg, action, Settings(target, np.full(n, 1e4), shares,
                                            np.zeros(n, dtype=bool)))
     cols = [s.target_roi, s.budget_cny]
@@ -222,7 +223,8 @@ def build_manifest(ck: LoadedCheckpoint, onnx_path: Path, parity: dict[str, Any]
                    command: str | None) -> dict[str, Any]:
     """The manifest of the contracts for an exported graph."""
     cfg, trained, info = ck.scenario, ck.policy, ck.run_info
-    dim = action_dim(cfg.action_space)
+    dim = action_dim(cfg)
+    features = feature_names(cfg)
     versions = package_versions()
     for name in EXTRA_PACKAGES:
         try:
@@ -234,15 +236,15 @@ def build_manifest(ck: LoadedCheckpoint, onnx_path: Path, parity: dict[str, Any]
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command,
         "onnx_file": ONNX_NAME, "onnx_sha256": file_sha256(onnx_path),
         "input": {"name": INPUT_NAME, "dtype": "float32",
-                  "shape": ["batch", len(FEATURE_NAMES)],
+                  "shape": ["batch", len(features)],
                   "meaning": "the env's raw observation (envs/history.py build_features)"},
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", dim],
                    "meaning": "deterministic action in [-1, 1]"},
-        "feature_names": list(FEATURE_NAMES),
+        "feature_names": list(features),
         "history_days_required": HISTORY_DAYS_REQUIRED,
         "env_id": ENV_ID, "env_version": ENV_VERSION,
         "action_space": {"type": "Box", "name": cfg.action_space,
-                         "action_names": list(ACTION_NAMES[cfg.action_space]),
+                         "action_names": list(action_names(cfg)),
                          "low": -1.0, "high": 1.0, "shape": [dim]},
         "action_mapping": {
             "rule": "new = old * (1 + max_step) ** a; full: shares = share_range ** a "

@@ -21,7 +21,7 @@ from stable_baselines3 import PPO
 from agents.run_folder import MODEL_FILE, VECNORMALIZE_FILE, model_dir, read_run_json, resolve_run
 from envs.config import ScenarioConfig
 from envs.config import from_dict as scenario_from_dict
-from envs.history import FEATURE_NAMES
+from envs.history import feature_names
 
 
 class TrainedPolicy:
@@ -46,7 +46,7 @@ class TrainedPolicy:
         self.run_dir = run_dir
         self.checkpoint = checkpoint
         self.source = source
-        self.feature_names = FEATURE_NAMES
+        self.feature_names = feature_names(scenario)
         self.obs_mean = np.asarray(vecnormalize.obs_rms.mean, dtype=np.float64)
         self.obs_var = np.asarray(vecnormalize.obs_rms.var, dtype=np.float64)
         self.clip_obs = float(vecnormalize.clip_obs)

@@ -139,7 +139,9 @@ class ScenarioConfig:
                                      "Daily budget in force at launch.")
     launch_shares: tuple[float, ...] = param(
         (0.4, 0.0, 0.6), "share", 0, 1, PLAYBOOK,
-        "Budget shares of the payment_roi, settlement_roi and volume plans at launch.")
+        "Budget shares of the payment_roi, settlement_roi and volume plans at launch, and of "
+        "whole_site as a fourth value (3 values: whole_site 0; above 0 needs "
+        "whole_site_enabled).")
     history_days: int = param(14, "days", 14, 60, "model choice",
                               "Days of the account's pre-launch history simulated at reset.")
     episode_days: int = param(84, "days", 7, 730, "model choice",
@@ -235,6 +237,28 @@ class ScenarioConfig:
                                           "Same for the volume (whole-site) plan.")
     volume_organic_uplift: float = param(0.15, "share of volume GMV", 0, 2, OP,
                                          "Extra same-day organic GMV per CNY of volume-plan GMV.")
+    # second version (issue #14, item 4): whole-site promotion (全域推广) as its own plan type
+    # (docs/market-model.md, "Second version: whole-site promotion")
+    whole_site_enabled: bool = param(
+        True, "switch", doc="A fourth plan, whole_site: ROI-controlled on the room's total GMV "
+        "(its ad GMV plus the organic GMV it lifts), so it buys deeper than the standard ROI "
+        "plans at the same target; full actions gain 'weight_whole_site', observations "
+        "'share_whole_site'.")
+    whole_site_organic_lift: float = param(
+        0.085, "share of whole-site ad GMV", 0, 2, "market brief §11 and the playbook "
+        "article: +15-20% GMV at a steady ROI (u). Sized so that on 3c at its typical target "
+        "(budget not binding) whole-site's total GMV is +17.5% over the payment-ROI plan's at "
+        "the same ROI: the claim is the whole effect, deeper buying and lift together",
+        "Incremental organic GMV the whole-site plan lifts, per CNY of its ad GMV; the platform "
+        "holds (1 + lift) x ad GMV / spend at the target.")
+    whole_site_cannibalisation: float = param(
+        0.25, "share of whole-site ad GMV", 0, 0.9, "assumption: as the standard ROI plans' "
+        "(the article credits its +15-20% to less paid/organic overlap; that claim is counted "
+        "once, in the lift)",
+        "Share of whole-site ad GMV that would have happened anyway.")
+    whole_site_exclusive: bool = param(
+        False, "switch", doc="A live room runs whole-site alone (market brief §11 (u)): on a day "
+        "the whole-site share is above 0, the other plans' shares move to it.")
     carryover_decay: float = param(0.8, "per day", 0, 0.999, "model choice",
                                    "Daily decay of the ad-GMV stock that lifts organic traffic.")
     carryover_rate: float = param(0.25, "share of stock", 0, 5, "model choice",
@@ -332,7 +356,8 @@ class ScenarioConfig:
 
     # --- actions ---------------------------------------------------------------------------
     action_space: str = param("basic", "-", doc="'basic' (target, budget) or 'full' (adds "
-                              "three plan shares and a creative refresh).")
+                              "three plan shares, a fourth with whole_site_enabled, and a "
+                              "creative refresh).")
     target_max_step: float = param(0.25, "relative", 0.001, 10, OP,
                                    "Largest one-day target change: new = old*(1+step)^a.")
     budget_max_step: float = param(0.5, "relative", 0.001, 10, OP,
@@ -404,12 +429,13 @@ SECOND_VERSION_SWITCHES: dict[str, dict[str, Any]] = {
     "warmup_stock": {"warmup_stock_enabled": False},
     "peak_discount": {"peak_discount_enabled": False},
     "return_handling": {"return_handling_enabled": False},
+    "whole_site": {"whole_site_enabled": False},
 }
 # Every one of them off: the first version's market (tests of its mechanics in isolation).
 SECOND_VERSION_OFF: dict[str, Any] = {
     key: value for off in SECOND_VERSION_SWITCHES.values() for key, value in off.items()}
 
-_LENGTHS = {"weekday_traffic": 7, "launch_shares": 3, "refund_kernel": 7}
+_LENGTHS = {"weekday_traffic": (7,), "launch_shares": (3, 4), "refund_kernel": (7,)}
 
 
 def _check_number(key: str, value: Any, meta: dict[str, Any]) -> None:
@@ -432,13 +458,16 @@ def validate(cfg: ScenarioConfig) -> None:
     for key, choices in _CHOICES.items():
         if getattr(cfg, key) not in choices:
             raise ConfigError(f"{key}: {getattr(cfg, key)!r} is not one of {list(choices)}")
-    for key, length in _LENGTHS.items():
-        if len(getattr(cfg, key)) != length:
-            raise ConfigError(f"{key}: needs {length} values, got {len(getattr(cfg, key))}")
+    for key, lengths in _LENGTHS.items():
+        if len(getattr(cfg, key)) not in lengths:
+            raise ConfigError(f"{key}: needs {' or '.join(map(str, lengths))} values, got "
+                              f"{len(getattr(cfg, key))}")
     if abs(sum(cfg.refund_kernel) - 1.0) > 1e-6:
         raise ConfigError(f"refund_kernel: must sum to 1, sums to {sum(cfg.refund_kernel):.6f}")
     if abs(sum(cfg.launch_shares) - 1.0) > 1e-6:
         raise ConfigError(f"launch_shares: must sum to 1, sums to {sum(cfg.launch_shares):.6f}")
+    if not cfg.whole_site_enabled and sum(cfg.launch_shares[3:]) > 0:
+        raise ConfigError("launch_shares: a whole_site share above 0 needs whole_site_enabled")
     if cfg.learning_window_days > cfg.learning_fail_days:
         raise ConfigError("learning_window_days: must not exceed learning_fail_days")
     # a plan leaves learning with learning_exit_orders within learning_window_days, so its

@@ -9,17 +9,26 @@ A history is a :class:`HistoryTable` of ``HISTORY_DAYS_REQUIRED`` days (oldest f
 last row is yesterday) for ``n`` accounts, plus a :class:`DecisionContext` for the day being
 decided. :func:`decode_features` maps an observation back to named values, which is how the
 rule-based policies read it.
+
+The feature list depends on the scenario only through ``whole_site_enabled``
+(:func:`feature_names`): the whole-site plan's share, ``share_whole_site``, is appended as the
+last feature when the plan exists, so with the switch off the observation is the first
+version's, and a policy trained on it (the shipped model) is served unchanged.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from envs.actions import plan_share_row
 from envs.compiled import helper
+
+if TYPE_CHECKING:
+    from envs.config import ScenarioConfig
 
 HISTORY_DAYS_REQUIRED = 14
 OBS_BOUND = 100.0  # every feature is clipped to [-OBS_BOUND, OBS_BOUND] (ROIs above 100 are noise)
@@ -44,16 +53,30 @@ FEATURE_NAMES: tuple[str, ...] = (
     "share_payment_roi", "share_settlement_roi", "share_volume",
     "weekday_sin", "weekday_cos",
 )
-FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+# appended when the scenario has the whole-site plan (whole_site_enabled): feature_names()
+WHOLE_SITE_FEATURES: tuple[str, ...] = ("share_whole_site",)
+ALL_FEATURE_NAMES = FEATURE_NAMES + WHOLE_SITE_FEATURES
+FEATURE_INDEX = {name: i for i, name in enumerate(ALL_FEATURE_NAMES)}
+
+
+def feature_names(cfg: ScenarioConfig) -> tuple[str, ...]:
+    """The observation's features for the scenario ``cfg``, in order: :data:`FEATURE_NAMES`,
+    then ``share_whole_site`` with ``whole_site_enabled``."""
+    return feature_names_of(cfg.whole_site_enabled)
+
+
+def feature_names_of(whole_site: bool) -> tuple[str, ...]:
+    """:func:`feature_names` from the switch ``whole_site`` alone."""
+    return ALL_FEATURE_NAMES if whole_site else FEATURE_NAMES
 
 # Scales of the time features (so an observation stays O(1) without normalisation).
 _SCALES = {"plan_age_days": 28.0, "days_since_target_change": 7.0, "creative_age_days": 28.0,
            "days_to_promo": 7.0, "days_after_promo": 7.0, "balance_days": 10.0,
            "orders_3d": 20.0}
 # Each feature's multiplier (1 / its scale) and clip bound (log ratios +-5, the rest +-OBS_BOUND).
-_INV_SCALES = np.array([1.0 / _SCALES.get(name, 1.0) for name in FEATURE_NAMES])
+_INV_SCALES = np.array([1.0 / _SCALES.get(name, 1.0) for name in ALL_FEATURE_NAMES])
 _BOUNDS = np.array([5.0 if name.startswith("log_") else OBS_BOUND
-                    for name in FEATURE_NAMES])
+                    for name in ALL_FEATURE_NAMES])
 
 
 @dataclass
@@ -81,7 +104,7 @@ class DecisionContext:
     in_promo: np.ndarray  # bool
     weekday: np.ndarray  # 0 = Monday
     breakeven_roi: np.ndarray
-    shares: np.ndarray  # (n, 3)
+    shares: np.ndarray  # (n, 4) plan shares, columns envs.actions.PLANS ((n, 3): whole_site 0)
 
 
 # The decision context as compiled code takes it (a named tuple, not a dataclass): the fields
@@ -102,6 +125,7 @@ _F = FEATURE_INDEX
  _CREATIVE_AGE_DAYS, _DAYS_TO_PROMO, _IN_PROMO, _DAYS_AFTER_PROMO, _BALANCE_DAYS,
  _SHARE_PAYMENT_ROI, _SHARE_SETTLEMENT_ROI, _SHARE_VOLUME, _WEEKDAY_SIN, _WEEKDAY_COS) = (
     _F[name] for name in FEATURE_NAMES[2 * LAG_DAYS:])
+_SHARE_WHOLE_SITE = _F["share_whole_site"]
 
 
 @helper
@@ -128,7 +152,7 @@ def _log_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 @helper
-def feature_rows(days: np.ndarray, ctx: ContextArrays) -> np.ndarray:
+def feature_rows(days: np.ndarray, ctx: ContextArrays, whole_site: bool = False) -> np.ndarray:
     """The features of a day-major history: the kernel of :func:`build_features`.
 
     Written in the NumPy subset Numba compiles (:mod:`envs.compiled`): the simulator runs it
@@ -137,7 +161,8 @@ def feature_rows(days: np.ndarray, ctx: ContextArrays) -> np.ndarray:
     :param days: (days, len(COLUMNS), n) float64, oldest first, the last row yesterday, at
         least :data:`HISTORY_DAYS_REQUIRED` days.
     :param ctx: the decision day's context (:func:`context_arrays`).
-    :return: float32 (n, len(FEATURE_NAMES)), scaled and clipped.
+    :param whole_site: the scenario has the whole-site plan: ``share_whole_site`` is appended.
+    :return: float32 (n, len(feature_names_of(whole_site))), scaled and clipped.
     """
     v = days[days.shape[0] - HISTORY_DAYS_REQUIRED:]
     n = v.shape[2]
@@ -162,7 +187,8 @@ def feature_rows(days: np.ndarray, ctx: ContextArrays) -> np.ndarray:
         running &= target[-back] == target_now
         unchanged += running
 
-    out = np.empty((n, len(FEATURE_NAMES)))
+    width = len(FEATURE_NAMES) + (len(WHOLE_SITE_FEATURES) if whole_site else 0)
+    out = np.empty((n, width))
     out[:, 0:LAG_DAYS] = _ratio(gmv[-1:-LAG_DAYS - 1:-1], spend[-1:-LAG_DAYS - 1:-1]).T
     out[:, LAG_DAYS:2 * LAG_DAYS] = _ratio(spend[-1:-LAG_DAYS - 1:-1],
                                            budget[-1:-LAG_DAYS - 1:-1]).T
@@ -197,39 +223,53 @@ def feature_rows(days: np.ndarray, ctx: ContextArrays) -> np.ndarray:
     out[:, _SHARE_VOLUME] = ctx.shares[:, 2]
     out[:, _WEEKDAY_SIN] = np.sin((2.0 * np.pi / 7.0) * ctx.weekday)
     out[:, _WEEKDAY_COS] = np.cos((2.0 * np.pi / 7.0) * ctx.weekday)
-    out *= _INV_SCALES
-    return np.minimum(np.maximum(out, -_BOUNDS), _BOUNDS).astype(np.float32)
+    if whole_site:
+        out[:, _SHARE_WHOLE_SITE] = ctx.shares[:, 3]
+    out *= _INV_SCALES[:width]
+    bounds = _BOUNDS[:width]
+    return np.minimum(np.maximum(out, -bounds), bounds).astype(np.float32)
 
 
 def context_arrays(ctx: DecisionContext) -> ContextArrays:
-    """The context as :func:`feature_rows` takes it: its fields as float64 arrays."""
-    return ContextArrays(*(np.asarray(getattr(ctx, name), dtype=np.float64)
+    """The context as :func:`feature_rows` takes it: its fields as float64 arrays (shares
+    (n, 4), :func:`envs.actions.plan_share_row`)."""
+    return ContextArrays(*(plan_share_row(ctx.shares) if name == "shares"
+                           else np.asarray(getattr(ctx, name), dtype=np.float64)
                            for name in ContextArrays._fields))
 
 
-def build_features(table: HistoryTable, ctx: DecisionContext) -> np.ndarray:
+def build_features(table: HistoryTable, ctx: DecisionContext,
+                   whole_site: bool = False) -> np.ndarray:
     """The observation for the day being decided (plain NumPy; the simulator runs the same
     :func:`feature_rows` compiled).
 
     :param table: at least :data:`HISTORY_DAYS_REQUIRED` days, the last row yesterday.
     :param ctx: the decision day's context.
-    :return: float32 array (n, len(FEATURE_NAMES)).
+    :param whole_site: the features of a scenario with the whole-site plan
+        (:func:`feature_names`).
+    :return: float32 array (n, len(feature_names_of(whole_site))).
     """
     if table.values.shape[1] < HISTORY_DAYS_REQUIRED:
         raise ValueError(f"history has {table.values.shape[1]} days, needs "
                          f"{HISTORY_DAYS_REQUIRED}")
     days = np.ascontiguousarray(table.values[:, -HISTORY_DAYS_REQUIRED:, :].transpose(1, 2, 0),
                                 dtype=np.float64)
-    return feature_rows(days, context_arrays(ctx))
+    return feature_rows(days, context_arrays(ctx), whole_site)
 
 
 def decode_features(obs: np.ndarray) -> dict[str, np.ndarray]:
     """Named values of an observation (n, F) or (F,), in the units of the env's observation
     table (:class:`envs.qianchuan_env.QianchuanBiddingEnv`) with the time scales undone (days
-    in days, orders in orders).
+    in days, orders in orders). Either feature list of :func:`feature_names` is accepted;
+    without the whole-site plan, ``share_whole_site`` reads 0 (the plan has no budget).
     """
     obs = np.asarray(obs, dtype=np.float64)
-    if obs.shape[-1] != len(FEATURE_NAMES):
+    widths = (len(FEATURE_NAMES), len(ALL_FEATURE_NAMES))
+    if obs.shape[-1] not in widths:
         raise ValueError(f"observation has {obs.shape[-1]} features, expected "
-                         f"{len(FEATURE_NAMES)}")
-    return {name: obs[..., i] * _SCALES.get(name, 1.0) for i, name in enumerate(FEATURE_NAMES)}
+                         f"{' or '.join(map(str, widths))}")
+    out = {name: obs[..., i] * _SCALES.get(name, 1.0)
+           for i, name in enumerate(ALL_FEATURE_NAMES[:obs.shape[-1]])}
+    for name in WHOLE_SITE_FEATURES:
+        out.setdefault(name, np.zeros(obs.shape[:-1]))
+    return out

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from envs.actions import plan_share_row
 from envs.calendar import PromoCalendar, calendar_row
 from envs.compiled import compiled, helper
 from envs.config import ScenarioConfig
@@ -44,7 +45,6 @@ from envs.stages import (
     take_orders,
 )
 
-PLANS = ("payment_roi", "settlement_roi", "volume")  # columns PAYMENT_ROI.. of envs.stages
 # Columns of the daily draws, each a standard normal.
 DRAW_TRAFFIC, DRAW_POOL_ROI, DRAW_BIDDER, DRAW_ORDERS, DRAW_BASKET, DRAW_REFUNDS = range(6)
 N_DRAWS = 6  # the columns every scenario draws
@@ -108,7 +108,7 @@ class MarketState(NamedTuple):
     day: np.ndarray  # days since launch (negative in the pre-launch history)
     target_roi: np.ndarray  # payment-ROI target in force (GMV/spend)
     budget_cny: np.ndarray  # daily budget in force (CNY)
-    shares: np.ndarray  # (n, 3) budget shares of PLANS
+    shares: np.ndarray  # (n, 4) budget shares of PLANS (whole_site 0 unless enabled)
     traffic_shock: np.ndarray  # AR(1) log shock on the pool's cost
     learning: np.ndarray  # bool
     learn_failed: np.ndarray  # bool
@@ -152,7 +152,7 @@ class MarketState(NamedTuple):
 
 
 class Decision(NamedTuple):
-    """The morning's settings. Arrays of shape (n,) ((n, 3) for shares)."""
+    """The morning's settings. Arrays of shape (n,) ((n, 4) for shares, columns PLANS)."""
 
     target_roi: np.ndarray
     budget_cny: np.ndarray
@@ -194,7 +194,7 @@ class MarketModel:
             default ``$QIANCHUAN_ENGINE``, else ``numba``."""
         self.cfg = config
         self.calendar = PromoCalendar.from_config(config)
-        self.launch_shares = np.asarray(config.launch_shares)
+        self.launch_shares = plan_share_row(config.launch_shares)  # (4,), columns PLANS
         # what compiled code reads of the scenario, and the same as compiled entries take it
         self.inputs = scenario_inputs(config, self.calendar)
         self.flat_inputs = flat(self.inputs)

@@ -9,9 +9,9 @@ import numpy as np
 from gymnasium import spaces
 
 from envs import ENV_ID  # noqa: F401  (re-exported; registered in envs/__init__.py)
-from envs.actions import ACTION_NAMES
+from envs.actions import action_names
 from envs.config import ScenarioConfig, load_scenario
-from envs.history import FEATURE_NAMES, HISTORY_DAYS_REQUIRED, OBS_BOUND
+from envs.history import HISTORY_DAYS_REQUIRED, OBS_BOUND, feature_names
 from envs.simulator import INFO_KEYS, Simulator
 from envs.version import ENV_VERSION  # noqa: E402,F401  (re-exported)
 
@@ -38,12 +38,16 @@ class QianchuanBiddingEnv(gym.Env):
     ``budget_max_step`` 0.5 by default), then platform limits apply: target 0.01-100 with two
     decimals, budget >= 300 CNY. In ``basic``, creatives are refreshed on a fixed schedule.
     ``Box(-1, 1, (6,))`` for ``"full"`` adds the weights of the payment_roi, settlement_roi and
-    volume plans (shares = ``share_range ** a``, normalised) and a creative refresh (``> 0``).
+    volume plans (shares = ``share_range ** a``, normalised) and a creative refresh (``> 0``);
+    with ``whole_site_enabled`` it is ``Box(-1, 1, (7,))``: ``weight_whole_site`` (weight
+    ``share_range ** a - 1 / share_range``, 0 at ``a = -1``) comes before the refresh.
+    ``env.unwrapped.action_names`` names the components.
     Out-of-range values are clipped; NaN or infinite values raise ``ValueError``.
 
     ## Observation Space
     ``Box(-100, 100, (43,), float32)`` of scale-free features from the dashboard history
-    (``envs/history.py``; ``env.unwrapped.feature_names``). Nothing hidden enters: no pool
+    (``envs/history.py``; ``env.unwrapped.feature_names``), ``(44,)`` with
+    ``whole_site_enabled`` (``share_whole_site`` last). Nothing hidden enters: no pool
     parameters, no true refund rate of recent orders.
 
     | feature | unit | meaning |
@@ -79,6 +83,7 @@ class QianchuanBiddingEnv(gym.Env):
     | share_volume | share | budget share of volume plans |
     | weekday_sin | - | sin(2 pi weekday / 7) of the day being decided |
     | weekday_cos | - | cos(2 pi weekday / 7) of the day being decided |
+    | share_whole_site | share | budget share of the whole-site plan (whole_site_enabled) |
 
     ## Rewards
     ``objective="profit"`` (default): contribution profit in CNY / ``reward_scale_cny``:
@@ -122,11 +127,11 @@ class QianchuanBiddingEnv(gym.Env):
                              f"{self.metadata['render_modes']}")
         self.render_mode = render_mode
         self.sim = Simulator(self.config, n=1)
-        self.feature_names = FEATURE_NAMES
-        self.action_names = ACTION_NAMES[self.config.action_space]
+        self.feature_names = feature_names(self.config)
+        self.action_names = action_names(self.config)
         self.history_days_required = HISTORY_DAYS_REQUIRED
         self.action_space = spaces.Box(-1.0, 1.0, (self.sim.action_dim,), np.float32)
-        self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (len(FEATURE_NAMES),),
+        self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (len(self.feature_names),),
                                             np.float32)
         self._last_info: dict[str, Any] = {}
 

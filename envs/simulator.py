@@ -71,7 +71,7 @@ class Simulator:
         self._prefetched: np.ndarray | None = None
         self._prefetch_rng: np.random.Generator | None = None
         self._reward_key: float | None = None  # floor multiplier the reward settings are for
-        self.action_dim = action_dim(config.action_space)
+        self.action_dim = action_dim(config)
         # Day-major history (days, columns, n) with room for as many days again, so a new
         # day is one row written after the window, and the window moves back only once per
         # ``history_days`` days (feature reductions over days are then contiguous rows).
@@ -279,16 +279,18 @@ def observation(inputs: tuple, days: np.ndarray, end: int, state: tuple,
 
     :param inputs: the scenario, :func:`envs.inputs.flat`.
     """
+    scenario = scenario_of(inputs)
     return observe_window(days, end, MarketState(*state), AccountParams(*params),
-                          scenario_of(inputs).tables)
+                          scenario.tables, scenario.constants.whole_site_enabled)
 
 
 @helper
 def observe_window(days: np.ndarray, end: int, state: MarketState, params: AccountParams,
-                   tables: DayTables) -> np.ndarray:
-    """Observations (n, F) of the window ending before ``days[end]``."""
+                   tables: DayTables, whole_site: bool = False) -> np.ndarray:
+    """Observations (n, F) of the window ending before ``days[end]`` (``whole_site``: the
+    scenario's ``whole_site_enabled``, :func:`envs.history.feature_names`)."""
     return feature_rows(days[end - HISTORY_DAYS_REQUIRED:end],
-                        decision_context(state, params, tables))
+                        decision_context(state, params, tables), whole_site)
 
 
 def prelaunch_history(inputs: tuple, state: tuple, params: tuple, draws: np.ndarray,
@@ -334,8 +336,7 @@ def batch_day(inputs: tuple, state: tuple, params: tuple, action: np.ndarray,
     before, accounts = MarketState(*state), AccountParams(*params)
     target, budget, shares, refresh = decision_arrays(
         action, before.target_roi, before.budget_cny, before.shares, before.day,
-        before.creative_age_days, steps.target_max_step, steps.budget_max_step, steps.full,
-        steps.share_range, steps.scheduled_refresh_days)
+        before.creative_age_days, steps)
     decision = Decision(target, budget, shares, refresh)
     after, out = simulate_day(c, scenario.tables, before, accounts, decision, draws)
     write_dashboard_row(days, end, out, decision, after)
@@ -347,7 +348,7 @@ def batch_day(inputs: tuple, state: tuple, params: tuple, action: np.ndarray,
     for term in range(1, rows.shape[0]):
         total += rows[term]
     tally_day(tally, reward, accounts, out)
-    obs = observe_window(days, end + 1, after, accounts, scenario.tables)
+    obs = observe_window(days, end + 1, after, accounts, scenario.tables, c.whole_site_enabled)
     return after, out, decision, obs, rows, total / c.reward_scale_cny
 
 

@@ -46,6 +46,9 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 from scipy.special import gammaln, ndtr
 
+# Columns of the plans' budgets and shares: envs.actions.PLANS (WHOLE_SITE is 0 unless
+# whole_site_enabled); PAYMENT_ROI and SETTLEMENT_ROI re-exported for the stages' readers.
+from envs.actions import PAYMENT_ROI, SETTLEMENT_ROI, VOLUME, WHOLE_SITE  # noqa: F401
 from envs.calendar import FAR_DAYS
 from envs.compiled import helper
 from envs.pool import gmv_share, select_on_estimates, table_share
@@ -54,8 +57,6 @@ if TYPE_CHECKING:
     from envs.inputs import DayConstants
     from envs.market import Decision, MarketState
 
-# Columns of the plans' budgets and shares, in the order of envs.market.PLANS.
-PAYMENT_ROI, SETTLEMENT_ROI, VOLUME = range(3)
 # Rows of the refund pipe (MarketState.refund_pipe): refunds on ad GMV, on incremental GMV.
 AD_REFUNDS, INCREMENTAL_REFUNDS = range(2)
 SMALL_POISSON = 12.0  # below this mean, orders are drawn by exact inversion
@@ -96,7 +97,7 @@ class Morning(NamedTuple):
 
     target_roi: np.ndarray  # payment-ROI target (GMV/spend)
     budget_cny: np.ndarray  # daily budget (CNY)
-    shares: np.ndarray  # (n, 3) budget shares of the plans, columns PAYMENT_ROI..VOLUME
+    shares: np.ndarray  # (n, 4) budget shares of the plans, columns PAYMENT_ROI..WHOLE_SITE
     refresh: np.ndarray  # bool: creatives refreshed today (launched plans only)
     creative_age_days: np.ndarray  # age of the creative set today (days)
     in_protection: np.ndarray  # bool: within the cost-protection window
@@ -139,7 +140,9 @@ def apply_decision(c: DayConstants, state: MarketState, decision: Decision,
     refresh or yesterday's balance stop restarts learning (launched plans only); scheduled
     top-ups arrive. With ``relearn_cumulative_enabled``, edits also add up: learning
     restarts when the :func:`edit_size` of the last ``relearn_window_days`` edits sums
-    above 1. A restart clears the edits and the conversions counted so far.
+    above 1. A restart clears the edits and the conversions counted so far. With
+    ``whole_site_exclusive``, a day with a whole-site share runs whole-site alone
+    (:func:`exclusive_shares`).
 
     :param launched: bool (n,), the plan's day is 0 or later (not the pre-launch history).
     :return: the settings in force, and the learning state at dawn.
@@ -181,14 +184,30 @@ def apply_decision(c: DayConstants, state: MarketState, decision: Decision,
     if c.balance_enabled:
         topup = launched & (day > 0) & (day % c.topup_interval_days == 0)
         balance_cny = balance_cny + np.where(topup, c.topup_cny, 0.0)
+    shares = decision.shares.copy()
+    if c.whole_site_enabled and c.whole_site_exclusive:
+        shares = exclusive_shares(shares)
     morning = Morning(
         target_roi=decision.target_roi.copy(), budget_cny=decision.budget_cny.copy(),
-        shares=decision.shares.copy(), refresh=refresh,
+        shares=shares, refresh=refresh,
         creative_age_days=np.where(refresh, 0.0, state.creative_age_days),
         in_protection=in_protection, protection_edits=protection_edits,
         balance_cny=balance_cny)
     return morning, Learning(learning, learn_failed, learn_days, learn_orders, recent_edits,
                              recent_orders)
+
+
+@helper
+def exclusive_shares(shares: np.ndarray) -> np.ndarray:
+    """Switch ``whole_site_exclusive``: a live room cannot run whole-site beside standard
+    plans, so where the whole-site share is above 0 every plan's share moves to it (shares
+    (n, 4), columns PAYMENT_ROI..WHOLE_SITE; a copy)."""
+    alone = shares[:, WHOLE_SITE] > 0.0
+    out = np.empty_like(shares)
+    for plan in range(shares.shape[1]):
+        out[:, plan] = np.where(alone, 0.0, shares[:, plan])
+    out[:, WHOLE_SITE] = np.where(alone, 1.0, shares[:, WHOLE_SITE])
+    return out
 
 
 # -------------------------------------------------------------------------- 2. traffic
@@ -323,51 +342,104 @@ class Bids(NamedTuple):
     spend_vol: np.ndarray  # volume plan
     vol_top: np.ndarray  # the volume plan's spend on traffic above the ROI threshold
     deep_gmv: np.ndarray  # expected GMV of the volume plan below the threshold
+    spend_ws: np.ndarray  # whole-site plan (0 unless whole_site_enabled)
+    ws_top: np.ndarray  # the whole-site plan's spend on traffic above the ROI threshold
+    ws_deep_gmv: np.ndarray  # expected GMV of the whole-site plan below the threshold
     spend: np.ndarray  # total spend, capped by the balance
     depth: np.ndarray  # share of the pool's cost bought, in [0, 1]
     interrupted: np.ndarray  # bool: delivery stopped on an empty balance
 
 
 @helper
+def qualify(c: DayConstants, share_table: np.ndarray, target_roi: np.ndarray,
+            pool_roi: np.ndarray, sigma: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a target-ROI bidder holding ``target_roi`` (GMV/spend) qualifies for: the cost
+    share ``q`` of the pool, the true average ROI of that share (GMV/spend), and the log-sd
+    with which :func:`envs.pool.gmv_share` gives the true GMV share of a depth (``sigma``;
+    ``sigma_r`` with ``estimation_noise_enabled``, :func:`envs.pool.select_on_estimates`)."""
+    if c.estimation_noise_enabled:
+        # ranked on noisy estimates: the estimated average holds the target, the truth less
+        return select_on_estimates(share_table, target_roi, pool_roi, sigma,
+                                   c.estimation_noise_sd)
+    q = table_share(share_table, target_roi, pool_roi, sigma)
+    return q, np.where(q < 1.0, np.maximum(target_roi, pool_roi), pool_roi), sigma
+
+
+@helper
+def buy_whole_site(c: DayConstants, share_table: np.ndarray, target_roi: np.ndarray,
+                   budget_cny: np.ndarray, pool_cost: np.ndarray, pool_roi: np.ndarray,
+                   sigma: np.ndarray, q: np.ndarray, roi_spend: np.ndarray,
+                   bought_share: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The whole-site plan's buying (switch ``whole_site_enabled``), after the standard ROI
+    plans. The platform holds ``(1 + whole_site_organic_lift) x ad GMV / spend`` at the
+    target, so the plan qualifies for the traffic of the effective ad target ``target / (1 +
+    lift)`` (:func:`qualify`): first what the standard plans left of their qualifying traffic
+    (the top share ``q``, at its average ROI), then the band below it, best first, down to
+    its own qualifying depth; its spend is at most its ``budget_cny`` and its qualifying cost
+    less ``roi_spend``.
+
+    :param q: the standard plans' qualifying cost share; ``roi_spend`` their spend (CNY);
+        ``bought_share`` the GMV share of the top ``q`` (:func:`place_bids`).
+    :return: its spend (CNY), the part of it above the standard threshold (CNY), the part
+        below it (CNY), the expected GMV of that deep part (CNY), and the pool's GMV share
+        bought once its band ends (where the volume plan's band starts).
+    """
+    effective_roi = target_roi / (1.0 + c.whole_site_organic_lift)
+    ws_q, _, gmv_sigma = qualify(c, share_table, effective_roi, pool_roi, sigma)
+    spend_ws = np.minimum(budget_cny, np.maximum(pool_cost * ws_q - roi_spend, 0.0))
+    ws_top = np.minimum(spend_ws, np.maximum(pool_cost * q - roi_spend, 0.0))
+    ws_deep = spend_ws - ws_top
+    band_end = np.where(ws_deep > 0.0, gmv_share(
+        q + ws_deep / np.maximum(pool_cost, 1e-9), gmv_sigma), bought_share)
+    ws_deep_gmv = pool_cost * pool_roi * np.maximum(band_end - bought_share, 0.0)
+    return spend_ws, ws_top, ws_deep, ws_deep_gmv, np.maximum(band_end, bought_share)
+
+
+@helper
 def place_bids(c: DayConstants, share_table: np.ndarray, pool_sigma: np.ndarray,
                morning: Morning, traffic: Traffic, launched: np.ndarray) -> Bids:
-    """Stage 3: the ROI plans buy the qualifying traffic (closed form, :mod:`envs.pool`)
-    within their budgets; the volume plan buys the best of what is left within its budget;
-    spend is capped by the balance (running out interrupts delivery). With
-    ``estimation_noise_enabled`` the bidder ranks the pool on noisy estimates of ROI
-    (:func:`envs.pool.select_on_estimates`): the plans buy more of the pool than the
-    closed form says, at a true average ROI below the target.
+    """Stage 3: the standard ROI plans buy the qualifying traffic (closed form,
+    :mod:`envs.pool`) within their budgets; with ``whole_site_enabled`` the whole-site plan
+    buys next, down to its own, deeper, qualifying depth (:func:`buy_whole_site`); the
+    volume plan buys the best of what is left within its budget; spend is capped by the
+    balance (running out interrupts delivery). With ``estimation_noise_enabled`` the bidder
+    ranks the pool on noisy estimates of ROI (:func:`envs.pool.select_on_estimates`): the
+    plans buy more of the pool than the closed form says, at a true average ROI below the
+    target.
 
     :param share_table: :func:`envs.pool.share_table`; ``pool_sigma`` the log-sd of the
         pool's ROI.
     """
     pool_cost, pool_roi, sigma = traffic.pool_cost, traffic.pool_roi, pool_sigma
     target_roi = morning.target_roi
-    if c.estimation_noise_enabled:
-        # ranked on noisy estimates: the estimated average holds the target, the truth less
-        q, avg_roi, gmv_sigma = select_on_estimates(share_table, target_roi, pool_roi, sigma,
-                                                    c.estimation_noise_sd)
-    else:
-        q = table_share(share_table, target_roi, pool_roi, sigma)
-        avg_roi = np.where(q < 1.0, np.maximum(target_roi, pool_roi), pool_roi)
-        gmv_sigma = sigma
+    q, avg_roi, gmv_sigma = qualify(c, share_table, target_roi, pool_roi, sigma)
     qualifying_cost = pool_cost * q
     budgets = np.expand_dims(morning.budget_cny, 1) * morning.shares
     spend_set = np.minimum(budgets[:, SETTLEMENT_ROI], (1.0 - c.settlement_volume_penalty)
                            * qualifying_cost)
     spend_pay = np.minimum(budgets[:, PAYMENT_ROI], qualifying_cost - spend_set)
     roi_spend = spend_pay + spend_set
-    # the differences are floored: with q = 1, roi_spend can round a unit above the pool
-    spend_vol = np.minimum(budgets[:, VOLUME], np.maximum(pool_cost - roi_spend, 0.0))
-    vol_top = np.minimum(spend_vol, np.maximum(qualifying_cost - roi_spend, 0.0))
-    vol_deep = spend_vol - vol_top  # below the threshold, best first
-    depth = np.minimum(q + vol_deep / np.maximum(pool_cost, 1e-9), 1.0)
     # GMV share of the qualifying traffic: H(q) = q * avg / m (avg: the true average ROI,
     # the target if q < 1 without estimation noise)
     bought_share = q * avg_roi / pool_roi
+    none = np.zeros(pool_cost.shape[0])
+    # the whole-site plan (all 0 when off: the sums below are then the first version's)
+    spend_ws, ws_top, ws_deep, ws_deep_gmv, band_start = none, none, none, none, bought_share
+    if c.whole_site_enabled:
+        spend_ws, ws_top, ws_deep, ws_deep_gmv, band_start = buy_whole_site(
+            c, share_table, target_roi, budgets[:, WHOLE_SITE], pool_cost, pool_roi, sigma, q,
+            roi_spend, bought_share)
+    # the differences are floored: with q = 1, roi_spend can round a unit above the pool
+    spend_vol = np.minimum(budgets[:, VOLUME],
+                           np.maximum(pool_cost - roi_spend - spend_ws, 0.0))
+    vol_top = np.minimum(spend_vol, np.maximum(qualifying_cost - roi_spend - ws_top, 0.0))
+    vol_deep = spend_vol - vol_top  # below the whole-site band, best first
+    depth = np.minimum(q + (ws_deep + vol_deep) / np.maximum(pool_cost, 1e-9), 1.0)
     deep_gmv = np.where(vol_deep > 0.0, pool_cost * pool_roi * np.maximum(
-        gmv_share(depth, gmv_sigma) - bought_share, 0.0), 0.0)
-    spend = roi_spend + spend_vol
+        gmv_share(depth, gmv_sigma) - band_start, 0.0), 0.0)
+    spend = roi_spend + spend_ws + spend_vol
     interrupted = np.zeros(pool_cost.shape[0], dtype=np.bool_)
     if c.balance_enabled:
         available = np.where(launched, np.maximum(morning.balance_cny, 0.0), np.inf)
@@ -375,12 +447,14 @@ def place_bids(c: DayConstants, share_table: np.ndarray, pool_sigma: np.ndarray,
         scale = np.where(interrupted, available / np.maximum(spend, 1e-9), 1.0)
         spend_pay, spend_set, vol_top = spend_pay * scale, spend_set * scale, vol_top * scale
         deep_gmv, spend_vol = deep_gmv * scale, spend_vol * scale
+        spend_ws, ws_top, ws_deep_gmv = spend_ws * scale, ws_top * scale, ws_deep_gmv * scale
         # an interrupted day spends the balance exactly (spend * scale can round above it), so
         # balance - spend is exactly 0 then, and >= 0 whenever spend <= balance
         spend = np.where(interrupted, available, spend)
     return Bids(avg_roi=avg_roi, spend_pay=spend_pay, spend_set=spend_set,
                 roi_spend=roi_spend, spend_vol=spend_vol, vol_top=vol_top, deep_gmv=deep_gmv,
-                spend=spend, depth=depth, interrupted=interrupted)
+                spend_ws=spend_ws, ws_top=ws_top, ws_deep_gmv=ws_deep_gmv, spend=spend,
+                depth=depth, interrupted=interrupted)
 
 
 # --------------------------------------------------------------------------- 4. orders
@@ -389,9 +463,10 @@ class Orders(NamedTuple):
 
     orders: np.ndarray  # count
     gmv: np.ndarray  # payment GMV attributed to ads (CNY)
-    mix_roi: np.ndarray  # share of expected GMV from both ROI plans
+    mix_roi: np.ndarray  # share of expected GMV from both standard ROI plans
     mix_set: np.ndarray  # share of expected GMV from settlement-ROI plans
     mix_vol: np.ndarray  # share of expected GMV from the volume plan
+    mix_ws: np.ndarray  # share of expected GMV from the whole-site plan (0 when off)
 
 
 @helper
@@ -412,7 +487,9 @@ def take_orders(c: DayConstants, bidder_bias: np.ndarray, aov_cny: np.ndarray,
     # target cannot act as a second ROI lever.
     gmv_vol = np.minimum(avg_roi * bids.vol_top + bids.deep_gmv,
                          traffic.pool_roi * bids.spend_vol)
-    expected_gmv = gmv_pay + gmv_set + gmv_vol
+    # whole-site: ROI-controlled (its depth holds the target on total GMV), no cap
+    gmv_ws = avg_roi * bids.ws_top + bids.ws_deep_gmv
+    expected_gmv = gmv_pay + gmv_set + gmv_ws + gmv_vol
     if c.bidder_noise_enabled:
         noise_sd = c.bidder_noise_sd * np.where(learning, c.learning_noise_mult, 1.0)
         achieved = bidder_bias * np.exp(noise_sd * bidder_draw - 0.5 * noise_sd * noise_sd)
@@ -424,7 +501,7 @@ def take_orders(c: DayConstants, bidder_bias: np.ndarray, aov_cny: np.ndarray,
     gmv = orders * aov_cny * basket
     inv_gmv = 1.0 / np.maximum(expected_gmv, 1e-9)
     return Orders(orders=orders, gmv=gmv, mix_roi=(gmv_pay + gmv_set) * inv_gmv,
-                  mix_set=gmv_set * inv_gmv, mix_vol=gmv_vol * inv_gmv)
+                  mix_set=gmv_set * inv_gmv, mix_vol=gmv_vol * inv_gmv, mix_ws=gmv_ws * inv_gmv)
 
 
 # -------------------------------------------------------------------------- 5. refunds
@@ -517,14 +594,20 @@ def add_organic(c: DayConstants, stock: np.ndarray, launched: np.ndarray, orders
     """Stage 6: ad GMV cannibalises organic sales; the volume plan's whole-site uplift and
     the carry-over lift from the ``stock`` of recent ad GMV (CNY/day) add organic GMV, and
     so do the engaged buyers of a warm-up on peak days (``engagement``, with
-    ``warmup_stock_enabled``); the incremental GMV and its refunds follow (refunds on organic
-    GMV at the account's rate)."""
+    ``warmup_stock_enabled``) and, with ``whole_site_enabled``, the whole-site plan's lift
+    (``whole_site_organic_lift`` of its ad GMV; its ad GMV cannibalises at
+    ``whole_site_cannibalisation``); the incremental GMV and its refunds follow (refunds on
+    organic GMV at the account's rate)."""
     gmv = orders.gmv
     if c.organic_enabled:
         cannibalised_share = (c.cannibalisation * orders.mix_roi
                               + c.volume_cannibalisation * orders.mix_vol)
         organic = (c.carryover_rate * stock / (1.0 + stock / c.carryover_saturation_cny)
                    + c.volume_organic_uplift * gmv * orders.mix_vol)
+        if c.whole_site_enabled:
+            cannibalised_share = (cannibalised_share
+                                  + c.whole_site_cannibalisation * orders.mix_ws)
+            organic = organic + c.whole_site_organic_lift * gmv * orders.mix_ws
         organic = np.where(launched, organic, 0.0)
         organic_stock_cny = c.carryover_decay * stock + (1.0 - c.carryover_decay) * gmv
     else:

@@ -14,9 +14,9 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from envs.actions import ACTION_NAMES
+from envs.actions import action_names
 from envs.config import ScenarioConfig, load_scenario
-from envs.history import FEATURE_NAMES, OBS_BOUND
+from envs.history import OBS_BOUND, feature_names
 from envs.simulator import INFO_KEYS, ScenarioMix, Simulator
 
 
@@ -48,9 +48,9 @@ class QianchuanVecEnv(VecEnv):
         self.config = self.configs[0]
         self.sim = (Simulator(self.config, n=n_envs) if len(self.configs) == 1
                     else ScenarioMix(self.configs, n_envs))
-        self.feature_names = FEATURE_NAMES
-        self.action_names = ACTION_NAMES[self.config.action_space]
-        obs_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (len(FEATURE_NAMES),), np.float32)
+        self.feature_names = feature_names(self.config)
+        self.action_names = action_names(self.config)
+        obs_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (len(self.feature_names),), np.float32)
         act_space = spaces.Box(-1.0, 1.0, (self.sim.action_dim,), np.float32)
         self.render_mode = None
         super().__init__(n_envs, obs_space, act_space)

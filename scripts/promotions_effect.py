@@ -24,6 +24,7 @@ import sys
 
 import numpy as np
 
+from agents.eval_stats import paired_interval
 from agents.policies import make_policy
 from agents.rollout import episode_value
 from agents.speed import _time_model, _time_simulator
@@ -34,12 +35,6 @@ SWITCHES = {"warm-up stock": ("warmup_stock_enabled",),
             "return handling": ("return_handling_enabled",),
             "all three": ("warmup_stock_enabled", "peak_discount_enabled",
                           "return_handling_enabled")}
-
-
-def paired_interval(diff: np.ndarray) -> tuple[float, float, float]:
-    """Mean of paired differences and its normal 95% interval."""
-    half = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
-    return float(diff.mean()), float(diff.mean() - half), float(diff.mean() + half)
 
 
 def effect(scenario: str, seeds: np.ndarray) -> None:

@@ -68,11 +68,15 @@ def assert_close_at_scale(actual, desired, err_msg: str, rel: float = 1e-9) -> N
     ("promo_heavy", {"estimation_noise_enabled": True, "relearn_cumulative_enabled": True,
                      "starvation_enabled": True, "market_drift_enabled": True,
                      "warmup_stock_enabled": True, "peak_discount_enabled": True,
-                     "return_handling_enabled": True, "terminal_value_days": 28}),
+                     "return_handling_enabled": True, "terminal_value_days": 28,
+                     "whole_site_enabled": True}),
     ("promo_heavy", {"warmup_stock_enabled": True, "peak_discount_enabled": True,
-                     "return_handling_enabled": True})],
+                     "return_handling_enabled": True}),
+    ("3c", {"whole_site_enabled": True}),
+    ("tight_balance", {"whole_site_enabled": True, "whole_site_exclusive": True})],
     ids=["3c", "promo_heavy", "tight_balance", "3c-estimation_noise",
-         "promo_heavy-every_second_version_mechanic", "promo_heavy-promotions_v2"])
+         "promo_heavy-every_second_version_mechanic", "promo_heavy-promotions_v2",
+         "3c-whole_site", "tight_balance-whole_site_exclusive"])
 def test_engines_agree_over_an_episode(scenario, mechanic):
     days = load_scenario(scenario).episode_days
     obs_c, rew_c, info_c = _episode(scenario, "numba", days, **mechanic)
@@ -118,9 +122,11 @@ def test_same_engine_same_seed_is_identical(engine_name):
         np.testing.assert_array_equal([i[key] for i in first[2]], [i[key] for i in again[2]])
 
 
-def test_batch_equals_single_accounts_compiled():
+@pytest.mark.parametrize("overrides", [{}, {"whole_site_enabled": True}],
+                         ids=["first_version", "whole_site"])
+def test_batch_equals_single_accounts_compiled(overrides):
     """A compiled batch of accounts evolves as the same accounts run one by one."""
-    cfg = load_scenario("3c", action_space="full")
+    cfg = load_scenario("3c", action_space="full", **overrides)
     seeds = [10000, 10001, 10002]
     batch = Simulator(cfg, n=3)
     obs = [batch.reset(seeds=seeds)]

@@ -109,6 +109,8 @@ def test_platform_limits_apply_after_the_step():
 
 PROMOTIONS_V2 = {"warmup_stock_enabled": True, "peak_discount_enabled": True,
                  "return_handling_enabled": True, "promo_peak_days": (12,)}
+# whole-site promotion with a budget share (the launch shares are what the accounts hold)
+WHOLE_SITE = {"whole_site_enabled": True, "launch_shares": (0.3, 0.1, 0.2, 0.4)}
 
 
 @pytest.mark.parametrize("mechanics", [
@@ -119,11 +121,13 @@ PROMOTIONS_V2 = {"warmup_stock_enabled": True, "peak_discount_enabled": True,
     {"market_drift_enabled": True},
     {"estimation_noise_enabled": True, "relearn_cumulative_enabled": True,
      "starvation_enabled": True, "market_drift_enabled": True, "pool_cost_cny": 3000.0,
-     **PROMOTIONS_V2},
+     **PROMOTIONS_V2, **WHOLE_SITE},
     # promotions v2, with a peak within the 30 days (warm-up days 5..11, peak 12..14)
     PROMOTIONS_V2,
+    WHOLE_SITE,
+    {**WHOLE_SITE, "whole_site_exclusive": True},
 ], ids=["first_version", "estimation_noise", "learning_v2", "moving_market", "all",
-        "promotions_v2"])
+        "promotions_v2", "whole_site", "whole_site_exclusive"])
 def test_batch_of_n_equals_n_single_runs_bit_for_bit(mechanics):
     """The model with explicit draws: a batch of accounts equals the accounts one by one
     (with each second-version mechanic switched on too)."""

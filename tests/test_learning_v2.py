@@ -37,7 +37,7 @@ def mature(cfg, n=1, orders_per_day=30.0):
     state.day[:] = 20
     state.balance_cny[:] = 1e9
     state.budget_cny[:] = 1e7
-    state.shares[:] = (1.0, 0.0, 0.0)
+    state.shares[:] = (1.0, 0.0, 0.0, 0.0)
     state.recent_orders[:] = orders_per_day
     return model, params, state
 

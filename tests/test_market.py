@@ -26,7 +26,7 @@ def mature(cfg, n=1, seed=0):
     state.day[:] = 20
     state.balance_cny[:] = 1e9
     state.budget_cny[:] = 1e7  # budget never binds unless a test lowers it
-    state.shares[:] = (1.0, 0.0, 0.0)  # payment-ROI plan only unless a test says otherwise
+    state.shares[:] = (1.0, 0.0, 0.0, 0.0)  # payment-ROI plan only unless a test says otherwise
     return model, params, state
 
 

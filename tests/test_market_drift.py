@@ -90,7 +90,7 @@ def _mature(cfg, n: int = 1):
     state.day[:] = 20
     state.balance_cny[:] = 1e9
     state.budget_cny[:] = 1e7  # the budget never binds
-    state.shares[:] = (1.0, 0.0, 0.0)
+    state.shares[:] = (1.0, 0.0, 0.0, 0.0)
     return model, params, state
 
 

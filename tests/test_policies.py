@@ -80,26 +80,26 @@ def test_band_of_0_9_around_the_7_day_mean():
 
 def test_budget_split_40_60_in_the_stable_phase():
     s = apply(BudgetSplitRule(), history(share_payment_roi=1.0, share_volume=0.0))
-    assert s.shares[0] == pytest.approx([0.4, 0.0, 0.6])
+    assert s.shares[0] == pytest.approx([0.4, 0.0, 0.6, 0.0])
     week1 = history(plan_age_days=3, share_payment_roi=1.0, share_volume=0.0)
-    assert apply(BudgetSplitRule(), week1).shares[0] == pytest.approx([1.0, 0.0, 0.0])
+    assert apply(BudgetSplitRule(), week1).shares[0] == pytest.approx([1.0, 0.0, 0.0, 0.0])
 
 
 def test_settlement_plans_get_at_least_30_percent():
     obs = history(share_payment_roi=0.5, share_settlement_roi=0.1, share_volume=0.4)
-    assert apply(SettlementPlanRule(), obs).shares[0] == pytest.approx([0.3, 0.3, 0.4])
-    assert apply(SettlementPlanRule(), history()).shares[0] == pytest.approx([0.4, 0.0, 0.6])
+    assert apply(SettlementPlanRule(), obs).shares[0] == pytest.approx([0.3, 0.3, 0.4, 0.0])
+    assert apply(SettlementPlanRule(), history()).shares[0] == pytest.approx([0.4, 0.0, 0.6, 0.0])
 
 
 def test_three_phases():
     launch = apply(PhaseRule(), history(plan_age_days=0, roi_7d=3.0, target_roi=3.0))
     assert launch.target_roi[0] == pytest.approx(2.4)  # 80% of the mean, the 3C case
-    assert launch.shares[0] == pytest.approx([1.0, 0.0, 0.0])
+    assert launch.shares[0] == pytest.approx([1.0, 0.0, 0.0, 0.0])
     assert launch.budget_ratio[0] >= 1.0
     mature = apply(PhaseRule(), history(plan_age_days=30))
-    assert mature.shares[0] == pytest.approx([0.2, 0.8, 0.0])
+    assert mature.shares[0] == pytest.approx([0.2, 0.8, 0.0, 0.0])
     stable = apply(PhaseRule(), history(plan_age_days=15))
-    assert stable.shares[0] == pytest.approx([0.4, 0.0, 0.6])
+    assert stable.shares[0] == pytest.approx([0.4, 0.0, 0.6, 0.0])
 
 
 def test_promotion_cut_floor_and_restore():
@@ -180,7 +180,7 @@ def test_playbook_action_applies_its_settings():
         creative_age_days=np.array([10.0]))
     decision = to_decision(policy.config, state, action.astype(float))
     assert decision.target_roi[0] == pytest.approx(3.25)
-    assert decision.shares[0] == pytest.approx([0.4, 0.0, 0.6], abs=0.02)
+    assert decision.shares[0] == pytest.approx([0.4, 0.0, 0.6, 0.0], abs=0.02)
     assert not decision.refresh[0]
 
 
@@ -217,8 +217,11 @@ def random_histories(n: int = 4096, seed: int = 20250319) -> dict[str, np.ndarra
 
 
 def settings_digest(s: DaySettings) -> str:
-    """SHA-256 of the proposals (target, budget ratio, shares, refresh) to 1e-9."""
-    table = np.column_stack([s.target_roi, s.budget_ratio, s.shares, s.refresh])
+    """SHA-256 of the proposals (target, budget ratio, shares, refresh) to 1e-9; the shares
+    of the first version's three plans (whole_site, the fourth column, must be 0: the digests
+    were recorded before it existed)."""
+    assert not np.any(s.shares[:, 3:])
+    table = np.column_stack([s.target_roi, s.budget_ratio, s.shares[:, :3], s.refresh])
     return hashlib.sha256(np.round(table, 9).tobytes()).hexdigest()
 
 
@@ -276,10 +279,10 @@ def test_tuned_numbers_reach_their_rules():
     # mature phase from day 21 (the band then applies from day 28)
     short = PlaybookNumbers(exploration_days=3, mature_day=21)
     week1 = history(plan_age_days=5, share_payment_roi=1.0, share_volume=0.0)
-    assert apply(BudgetSplitRule(short), week1).shares[0] == pytest.approx([0.4, 0.0, 0.6])
-    assert apply(BudgetSplitRule(), week1).shares[0] == pytest.approx([1.0, 0.0, 0.0])
+    assert apply(BudgetSplitRule(short), week1).shares[0] == pytest.approx([0.4, 0.0, 0.6, 0.0])
+    assert apply(BudgetSplitRule(), week1).shares[0] == pytest.approx([1.0, 0.0, 0.0, 0.0])
     assert apply(PhaseRule(short), history(plan_age_days=23)).shares[0] == pytest.approx(
-        [0.2, 0.8, 0.0])
+        [0.2, 0.8, 0.0, 0.0])
     assert apply(TargetBandRule(short), history(**dict(mature, plan_age_days=28))
                  ).target_roi[0] == pytest.approx(3.9)
     assert apply(TargetBandRule(), history(**dict(mature, plan_age_days=28))

@@ -244,7 +244,7 @@ def test_hold_while_learning_unless_the_rule_acts_or_learning_failed():
 
 def test_full_answer_holds_shares_and_refresh_while_learning():
     raw, cur = settings(3.0, 12000.0), settings(3.0, 12000.0)
-    raw.shares[:] = [0.2, 0.5, 0.3]
+    raw.shares[:] = [0.2, 0.5, 0.3, 0.0]
     raw.refresh[:] = True
     final, notes = apply_guards(raw, cur, np.array([True]), np.array([False]))
     np.testing.assert_array_equal(final.shares, cur.shares)

@@ -8,7 +8,9 @@ future draws, never the seeds being scored) and plans on the objective being sco
    episode, on its own noise (a few replicate draws from its own generator, the same for
    every candidate), and adopts the best plan for each account. Plan shares and the refresh
    interval are those of ``static`` (the scenario's schedule and payment-ROI plans only when
-   no tuned file exists).
+   no tuned file exists); with the whole-site plan (``whole_site_enabled``) the grid also
+   tries ``static``'s shares with the payment-ROI share moved to whole-site, so the oracle
+   can put budget on it.
 2. **Each morning** it compares holding the plan with deviations: the target and budget
    scaled for the next week, or for good, each simulated to the episode's end the same way,
    and applies the first day of the best. Valuing every candidate to the end means nothing
@@ -26,8 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agents.policies.base import Policy, register_policy
-from agents.policies.static import StaticSettings, plan_action, refresh_due, target_move
-from envs.actions import to_decision
+from agents.policies.static import StaticSettings, refresh_due, target_move
+from envs.actions import PAYMENT_ROI, WHOLE_SITE, encode_action, plan_share_row, to_decision
 from envs.config import ScenarioConfig
 
 if TYPE_CHECKING:  # the model itself loads only when the oracle plans (keeps imports light)
@@ -72,6 +74,7 @@ class OraclePolicy(Policy):
         self.noise: np.ndarray | None = None
         self.target: np.ndarray | None = None  # the plan, per account (GMV/spend, CNY/day)
         self.budget: np.ndarray | None = None
+        self.shares: np.ndarray | None = None  # (n, 4) the plan's budget shares
 
     def decide(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         if self.sim is None:
@@ -80,7 +83,7 @@ class OraclePolicy(Policy):
         state, params = self.sim.state, self.sim.params
         if self.target is None:
             self._choose_plan(state, params)
-            return self._action(state, self.target, self.budget)
+            return self._action(state, self.target, self.budget, self.shares)
         dev = [(a, b, keep) for a in self.deviation_targets for b in self.deviation_budgets
                for keep in (False, True) if not (a == 1.0 and b == 1.0 and keep)]
         scale_t = np.array([d[0] for d in dev])
@@ -90,14 +93,15 @@ class OraclePolicy(Policy):
         b1 = self.budget[:, None] * scale_b[None, :]
         t2 = np.where(keep[None, :], t1, self.target[:, None])
         b2 = np.where(keep[None, :], b1, self.budget[:, None])
-        value = self._value(state, params, t1, b1, t2, b2, self.deviation_days)
+        shares = np.repeat(self.shares[:, None, :], len(dev), axis=1)
+        value = self._value(state, params, t1, b1, t2, b2, shares, self.deviation_days)
         best = value.argmax(axis=1)
         rows = np.arange(len(best))
         target, budget = t1[rows, best], b1[rows, best]
         kept = keep[best]
         self.target = np.where(kept, target, self.target)
         self.budget = np.where(kept, budget, self.budget)
-        return self._action(state, target, budget)
+        return self._action(state, target, budget, self.shares)
 
     def _choose_plan(self, state: MarketState, params: AccountParams) -> None:
         """The best fixed plan per account from the grid around the anchor settings."""
@@ -105,32 +109,39 @@ class OraclePolicy(Policy):
 
         self.noise = self.rng.standard_normal((self.config.episode_days, self.replicates,
                                                draw_count(self.config)))
-        grid = [(a, b) for a in self.launch_targets for b in self.launch_budgets]
+        mixes = share_options(self.config, self.anchor)
+        grid = [(a, b, k) for a in self.launch_targets for b in self.launch_budgets
+                for k in range(len(mixes))]
         target = self.anchor.target_over_breakeven * self.config.breakeven_roi
         budget = self.anchor.budget_over_launch * params.launch_budget_cny
         t = np.tile(target * np.array([g[0] for g in grid]), (len(budget), 1))
         b = budget[:, None] * np.array([g[1] for g in grid])[None, :]
-        value = self._value(state, params, t, b, t, b, 0)
+        shares = np.tile(mixes[[g[2] for g in grid]], (len(budget), 1, 1))
+        value = self._value(state, params, t, b, t, b, shares, 0)
         best = value.argmax(axis=1)
         rows = np.arange(len(best))
         self.target, self.budget = t[rows, best], b[rows, best]
+        self.shares = shares[rows, best]
 
-    def _action(self, state: MarketState, target: np.ndarray,
-                budget: np.ndarray) -> np.ndarray:
-        """The action moving ``state`` towards (target, budget) with the anchor's shares and
-        refresh interval, in steps under the changes that restart learning."""
+    def _action(self, state: MarketState, target: np.ndarray, budget: np.ndarray,
+                shares: np.ndarray) -> np.ndarray:
+        """The action moving ``state`` towards (target, budget) with the plan's ``shares``
+        (n, 4) and the anchor's refresh interval, in steps under the changes that restart
+        learning."""
         budget_ratio = np.clip(budget / np.maximum(state.budget_cny, 1e-9),
                                1.0 / (1.0 + self.budget_step), 1.0 + self.budget_step)
         # the plan's age is the state's day (0 on launch day)
-        return plan_action(self.config, self.anchor,
-                           target_move(self.config, state.target_roi, target), budget_ratio,
-                           refresh_due(state.creative_age_days, state.day,
-                                       self.anchor.refresh_days))
+        return encode_action(self.config, target_move(self.config, state.target_roi, target),
+                             budget_ratio, shares=shares,
+                             refresh=refresh_due(state.creative_age_days, state.day,
+                                                 self.anchor.refresh_days))
 
     def _value(self, state: MarketState, params: AccountParams, t1: np.ndarray,
-               b1: np.ndarray, t2: np.ndarray, b2: np.ndarray, switch: int) -> np.ndarray:
+               b1: np.ndarray, t2: np.ndarray, b2: np.ndarray, shares: np.ndarray,
+               switch: int) -> np.ndarray:
         """Mean value to the episode's end (CNY, the scored objective) of each candidate
-        (n, c): (t1, b1) for ``switch`` days then (t2, b2), over the replicate draws."""
+        (n, c): (t1, b1) for ``switch`` days then (t2, b2), with budget ``shares`` (n, c, 4),
+        over the replicate draws."""
         from envs.reward import reward_rows
 
         n, c = t1.shape
@@ -141,6 +152,7 @@ class OraclePolicy(Policy):
             return np.repeat(x, r, axis=1).reshape(-1)
 
         t1, b1, t2, b2 = expand(t1), expand(b1), expand(t2), expand(b2)
+        shares = np.repeat(shares, r, axis=1).reshape(-1, shares.shape[-1])
         s, p = state.repeat(rep), params.repeat(rep)
         day0 = int(state.day[0])
         days = int(self.config.episode_days - day0)
@@ -150,10 +162,23 @@ class OraclePolicy(Policy):
         for d in range(days):
             draws = np.tile(self.noise[day0 + d], (n * c, 1))
             target, budget = (t1, b1) if d < switch or switch == 0 else (t2, b2)
-            decision = to_decision(self.config, s, self._action(s, target, budget))
+            decision = to_decision(self.config, s, self._action(s, target, budget, shares))
             s, out = model.step(s, p, decision, draws)
             total += reward_rows(self.reward, p, out, zeros, False).sum(axis=0)
         return total.reshape(n, c, r).mean(axis=2)
+
+
+def share_options(config: ScenarioConfig, anchor: StaticSettings) -> np.ndarray:
+    """The plan mixes the oracle tries at launch, (k, 4): the anchor's shares, and with
+    ``whole_site_enabled`` the same with its payment-ROI share moved to whole-site."""
+    mixes = [plan_share_row(anchor.shares)]
+    if config.whole_site_enabled:
+        moved = mixes[0].copy()
+        moved[WHOLE_SITE] += moved[PAYMENT_ROI]
+        moved[PAYMENT_ROI] = 0.0
+        if moved[WHOLE_SITE] > mixes[0][WHOLE_SITE]:
+            mixes.append(moved)
+    return np.array(mixes)
 
 
 def _anchor_settings(config: ScenarioConfig) -> StaticSettings:

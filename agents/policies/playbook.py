@@ -41,7 +41,7 @@ from agents.policies.static import (
     StaticSettings,
     target_step,
 )
-from envs.actions import TARGET_MIN
+from envs.actions import TARGET_MIN, VOLUME, WHOLE_SITE
 from envs.config import ScenarioConfig
 
 BudgetRamp = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (plan age, otherwise) -> ratio
@@ -249,21 +249,27 @@ class PhaseRule:
     - Stable (weeks 2-4): smart volume on (the 40/60 split), a ±15% ROI swing allowed (see
       :class:`RaiseWhenTargetMetRule`).
     - Mature (week 5 on, from ``numbers.mature_day``): 80% of the budget to settlement-ROI
-      plans; the other 20% stays with the payment-ROI plans (the article's 3C case puts 30%
-      on whole-site promotion instead: an example, not the phase rule).
+      plans; the other 20% stays with the payment-ROI plans. Where the scenario has the
+      whole-site plan (``whole_site_enabled``), 30% of the budget goes to it first, as in
+      the article's 3C case ("同步分配 30% 预算给全域推广"), and the 80/20 split takes the
+      other 70%; without it, the phase rule alone (the case's 30% has no plan to go to).
     """
 
     section = "§三.1 策略分层"
     exploration_ratio = 0.8
     mature_settlement_share = 0.8
+    mature_whole_site_share = 0.3
 
-    def __init__(self, numbers: PlaybookNumbers = ARTICLE, budget_ramp: BudgetRamp | None = None):
+    def __init__(self, numbers: PlaybookNumbers = ARTICLE, budget_ramp: BudgetRamp | None = None,
+                 whole_site: bool = False):
         """:param budget_ramp: the ramp to ``numbers.launch_budget`` (:func:`launch_budget_ramp`);
-        needed only when it is not 1."""
+        needed only when it is not 1.
+        :param whole_site: the scenario has the whole-site plan (``whole_site_enabled``)."""
         if budget_ramp is None and numbers.launch_budget != 1.0:
             raise ValueError("a launch budget other than 1 x needs its budget_ramp")
         self.numbers = numbers
         self.budget_ramp = budget_ramp
+        self.whole_site_share = self.mature_whole_site_share if whole_site else 0.0
 
     def __call__(self, obs: Obs, s: DaySettings) -> DaySettings:
         out = s.copy()
@@ -275,8 +281,9 @@ class PhaseRule:
         out.budget_ratio = np.where(p == 0, np.maximum(s.budget_ratio, 1.0), s.budget_ratio)
         if self.budget_ramp is not None:
             out.budget_ratio = self.budget_ramp(np.rint(obs["plan_age_days"]), out.budget_ratio)
-        mature = shares_row(n, 1.0 - self.mature_settlement_share,
-                            self.mature_settlement_share, 0.0)
+        rest = 1.0 - self.whole_site_share
+        mature = shares_row(n, rest * (1.0 - self.mature_settlement_share),
+                            rest * self.mature_settlement_share, 0.0, self.whole_site_share)
         exploring = shares_row(n, 1.0, 0.0, 0.0)
         out.shares = np.where((p == 0)[:, None], exploring,
                               np.where((p == 2)[:, None], mature, s.shares))
@@ -294,14 +301,20 @@ class PromotionRule:
     days after the peak is the operator guides' completion (the article does not say when to
     undo the cut). Lever mapping: one-click pacing moves budget
     within a day; a daily model has no intraday lever, so the daily budget is left as is.
+    Where the scenario has the whole-site plan (``whole_site_enabled``), the promotion window
+    runs the volume plans' share through whole-site instead (the platform then paces that
+    budget across all traffic, holding the target); without it, the shares are left as is.
     """
 
     section = "§四.1 大促期间"
     floor_ratio = 0.7
 
-    def __init__(self, numbers: PlaybookNumbers = ARTICLE, steps: int = 2):
+    def __init__(self, numbers: PlaybookNumbers = ARTICLE, steps: int = 2,
+                 whole_site: bool = False):
+        """:param whole_site: the scenario has the whole-site plan (``whole_site_enabled``)."""
         self.numbers = numbers
         self.steps = steps
+        self.whole_site = whole_site
 
     def __call__(self, obs: Obs, s: DaySettings) -> DaySettings:
         out = s.copy()
@@ -319,6 +332,10 @@ class PromotionRule:
         window = promo_window(obs)
         floor = self.floor_ratio * obs["roi_7d"]
         out.target_roi = np.where(window & ~restore, np.maximum(target, floor), target)
+        if self.whole_site:
+            moved = np.where(window, s.shares[:, VOLUME], 0.0)
+            out.shares[:, WHOLE_SITE] += moved
+            out.shares[:, VOLUME] -= moved
         return out
 
 
@@ -443,10 +460,12 @@ class PlaybookPolicy(SettingsPolicy):
         self.numbers = numbers
         ramp = (None if numbers.launch_budget == 1.0
                 else launch_budget_ramp(self.config, numbers.launch_budget))
-        self.rules = (PhaseRule(numbers, ramp), BudgetSplitRule(numbers), SettlementPlanRule(),
-                      RaiseWhenTargetMetRule(numbers), LadderRule(numbers),
+        whole_site = config.whole_site_enabled
+        self.rules = (PhaseRule(numbers, ramp, whole_site), BudgetSplitRule(numbers),
+                      SettlementPlanRule(), RaiseWhenTargetMetRule(numbers), LadderRule(numbers),
                       TargetBandRule(numbers),
-                      PromotionRule(numbers, promotion_steps(self.config, numbers.promotion_cut)),
+                      PromotionRule(numbers, promotion_steps(self.config, numbers.promotion_cut),
+                                    whole_site),
                       CreativeRotationRule(config.scheduled_refresh_days),
                       RestartDecayingPlanRule(numbers), BalanceRule(config.topup_interval_days))
 

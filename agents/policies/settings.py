@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from agents.policies.base import Policy
-from envs.actions import TARGET_MIN, encode_action
+from envs.actions import PLANS, TARGET_MIN, encode_action
 from envs.config import ScenarioConfig
 
 Obs = dict[str, np.ndarray]
@@ -28,19 +28,21 @@ PROMO_RESTORE_DAYS = 3  # operators restore the target 3 days after the peak
 
 @dataclass
 class DaySettings:
-    """A proposal for the coming day; arrays of shape (n,) ((n, 3) for ``shares``)."""
+    """A proposal for the coming day; arrays of shape (n,) ((n, 4) for ``shares``)."""
 
     target_roi: np.ndarray  # GMV/spend, absolute
     budget_ratio: np.ndarray  # new daily budget / budget in force
-    shares: np.ndarray  # budget shares of payment_roi, settlement_roi, volume plans
+    shares: np.ndarray  # budget shares of the plans, columns envs.actions.PLANS (whole_site
+    # last, 0 without the plan)
     refresh: np.ndarray  # bool: refresh the creatives today
 
     @classmethod
     def hold(cls, obs: Obs) -> DaySettings:
         """Keep every setting in force (the starting proposal of every rule chain)."""
-        shares = np.stack([obs["share_payment_roi"], obs["share_settlement_roi"],
-                           obs["share_volume"]], axis=1)
-        n = shares.shape[0]
+        n = obs["target_roi"].shape[0]
+        # decode_features always names share_whole_site; a hand-made observation may not
+        shares = np.stack([obs.get(f"share_{plan}", np.zeros(n)) if plan == "whole_site"
+                           else obs[f"share_{plan}"] for plan in PLANS], axis=1)
         return cls(obs["target_roi"].astype(float).copy(), np.ones(n), shares.astype(float),
                    np.zeros(n, dtype=bool))
 
@@ -70,9 +72,10 @@ def budget_over_mean_spend(obs: Obs) -> np.ndarray:
     return np.exp(obs["log_budget_to_spend_7d"])
 
 
-def shares_row(n: int, payment: float, settlement: float, volume: float) -> np.ndarray:
-    """(n, 3) plan shares, every account the same."""
-    return np.tile(np.array([payment, settlement, volume], dtype=float), (n, 1))
+def shares_row(n: int, payment: float, settlement: float, volume: float,
+               whole_site: float = 0.0) -> np.ndarray:
+    """(n, 4) plan shares (columns :data:`envs.actions.PLANS`), every account the same."""
+    return np.tile(np.array([payment, settlement, volume, whole_site], dtype=float), (n, 1))
 
 
 class SettingsPolicy(Policy):

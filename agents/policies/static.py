@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.policies.base import Policy, register_policy
-from envs.actions import encode_action
+from envs.actions import encode_action, plan_share_row
 from envs.config import ScenarioConfig
 
 STEP_MARGIN = 0.95  # steps are this share of the change that restarts learning
@@ -33,15 +33,17 @@ class StaticSettings:
     """Fixed settings, scale-free so they carry across accounts of a scenario."""
 
     target_over_breakeven: float  # payment-ROI target / the scenario's break-even ROI
-    shares: tuple[float, float, float]  # budget shares: payment_roi, settlement_roi, volume
+    shares: tuple[float, ...]  # budget shares: payment_roi, settlement_roi, volume and, as a
+    # fourth value, whole_site (3 values: whole_site 0; envs.actions.plan_share_row)
     budget_over_launch: float  # daily budget / the launch budget
     refresh_days: int  # refresh creatives when they are this old (0: never)
 
     def __post_init__(self) -> None:
         if not (self.target_over_breakeven > 0 and self.budget_over_launch > 0):
             raise ValueError("target_over_breakeven and budget_over_launch must be > 0")
-        if len(self.shares) != 3 or min(self.shares) < 0 or sum(self.shares) <= 0:
-            raise ValueError(f"shares must be three non-negative weights, got {self.shares}")
+        if len(self.shares) not in (3, 4) or min(self.shares) < 0 or sum(self.shares) <= 0:
+            raise ValueError(f"shares must be three or four non-negative weights, got "
+                             f"{self.shares}")
         if self.refresh_days < 0:
             raise ValueError(f"refresh_days must be >= 0, got {self.refresh_days}")
 
@@ -87,7 +89,7 @@ def refresh_due(creative_age_days: np.ndarray, plan_age_days: np.ndarray,
 def plan_action(config: ScenarioConfig, settings: StaticSettings, target_ratio: np.ndarray,
                 budget_ratio: np.ndarray, refresh: np.ndarray) -> np.ndarray:
     """The ``full`` action applying the ratios with the settings' plan shares."""
-    shares = np.tile(np.asarray(settings.shares, dtype=float), (target_ratio.shape[0], 1))
+    shares = np.tile(plan_share_row(settings.shares), (target_ratio.shape[0], 1))
     return encode_action(config, target_ratio, budget_ratio, shares=shares, refresh=refresh)
 
 

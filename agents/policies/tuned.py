@@ -26,6 +26,7 @@ from agents.policies.controllers import MultiplicativeStepPolicy, PIDPolicy
 from agents.policies.playbook import PlaybookNumbers, PlaybookPolicy
 from agents.policies.settings import DaySettings, Obs
 from agents.policies.static import FixedSettingsPolicy, StaticSettings, refresh_due
+from envs.actions import plan_share_row
 from envs.config import ScenarioConfig
 
 # Search spaces: name -> (low, high, log scale). Target steps stay under a 15% change
@@ -71,7 +72,7 @@ class TunedController:
     def settings(self, obs: Obs) -> DaySettings:
         s = super().settings(obs)
         age = np.rint(obs["plan_age_days"])
-        s.shares = np.tile(np.asarray(self.fixed.shares, dtype=float), (age.shape[0], 1))
+        s.shares = np.tile(plan_share_row(self.fixed.shares), (age.shape[0], 1))
         s.refresh = refresh_due(obs["creative_age_days"], age, self.fixed.refresh_days)
         s.budget_ratio = self._fixed_policy.budget_ramp(age, s.budget_ratio)
         return s

@@ -22,20 +22,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.actions import BUDGET_MIN_CNY, TARGET_MAX, TARGET_MIN
+from envs.actions import (
+    BUDGET_MIN_CNY,
+    PLANS,  # noqa: F401  (re-exported for the recommendation's output)
+    TARGET_MAX,
+    TARGET_MIN,
+    action_names,
+    plan_share_row,
+    weight_shares,
+)
 from envs.config import ScenarioConfig
 
 MAX_TARGET_EDITS_PER_DAY = 2
-PLANS = ("payment_roi", "settlement_roi", "volume")
 
 
 @dataclass
 class Settings:
-    """A batch of accounts' settings. Arrays of shape (n,); ``shares`` (n, 3).
+    """A batch of accounts' settings. Arrays of shape (n,); ``shares`` (n, 4).
 
     :param target_roi: payment-ROI target (GMV/spend).
     :param budget_cny: daily budget (CNY).
-    :param shares: budget shares of the payment_roi, settlement_roi and volume plans.
+    :param shares: budget shares of the plans, columns :data:`envs.actions.PLANS` (given
+        (n, 3), whole_site is 0).
     :param refresh: refresh the creatives today (``full`` action space only).
     """
 
@@ -43,6 +51,9 @@ class Settings:
     budget_cny: np.ndarray
     shares: np.ndarray
     refresh: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.shares = plan_share_row(self.shares)
 
     def copy(self) -> Settings:
         return Settings(self.target_roi.copy(), self.budget_cny.copy(), self.shares.copy(),
@@ -67,16 +78,21 @@ class GuardNote:
 
 def raw_settings(cfg: ScenarioConfig, action: np.ndarray, current: Settings) -> Settings:
     """The settings an action (n, action_dim) asks for: ``new = old (1 + max_step) ** a``
-    for target and budget; in ``full``, shares ``share_range ** a`` normalised and a
-    creative refresh when the last component is > 0. No platform limit yet."""
+    for target and budget; in ``full``, the plan shares of the weights
+    (:func:`envs.actions.weight_shares`) and a creative refresh when its component is > 0.
+    Components are found by name (:func:`envs.actions.action_names`). No platform limit
+    yet."""
     a = np.clip(np.asarray(action, dtype=np.float64).reshape(len(current.target_roi), -1),
                 -1.0, 1.0)
-    target = current.target_roi * (1.0 + cfg.target_max_step) ** a[:, 0]
-    budget = current.budget_cny * (1.0 + cfg.budget_max_step) ** a[:, 1]
-    if a.shape[1] > 2:
-        weights = cfg.share_range ** a[:, 2:5]
-        shares = weights / weights.sum(axis=1, keepdims=True)
-        refresh = a[:, 5] > 0.0
+    names = action_names(cfg)
+    target = current.target_roi * (1.0 + cfg.target_max_step) ** a[:, names.index(
+        "target_change")]
+    budget = current.budget_cny * (1.0 + cfg.budget_max_step) ** a[:, names.index(
+        "budget_change")]
+    if cfg.action_space == "full":
+        weights = [k for k, name in enumerate(names) if name.startswith("weight_")]
+        shares = weight_shares(a[:, weights], cfg.share_range)
+        refresh = a[:, names.index("creative_refresh")] > 0.0
     else:
         shares, refresh = current.shares.copy(), np.zeros(len(target), dtype=bool)
     return Settings(target, budget, shares, refresh)

@@ -15,6 +15,7 @@ import numpy as np
 
 from agents.serving.errors import ServingError
 from agents.serving.report import AccountReport
+from envs.actions import PLANS, STANDARD_PLANS, WHOLE_SITE, plan_share_row
 from envs.history import (
     COLUMNS,
     HISTORY_DAYS_REQUIRED,
@@ -26,6 +27,7 @@ from envs.history import (
 FAR_DAYS = 30  # the promotion features saturate here, as in envs/calendar.py
 AMPLE_BALANCE_DAYS = 60.0  # the cap of the balance_days feature
 PLAN_SHARE_COLUMNS = ("share_payment_roi", "share_settlement_roi", "share_volume")
+WHOLE_SITE_SHARE_COLUMN = "share_whole_site"  # optional: 0 when the report has no such column
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,12 @@ class AccountDefaults:
 
     :param breakeven_roi: the account's break-even payment ROI, ``1 / (margin (1 - refund
         rate))`` (default: the scenario's).
-    :param shares: budget shares of the payment_roi, settlement_roi and volume plans.
+    :param shares: budget shares of the payment_roi, settlement_roi and volume plans, and
+        of whole_site as a fourth value (3 values: whole_site 0).
     """
 
     breakeven_roi: float
-    shares: tuple[float, float, float]
+    shares: tuple[float, ...]
     breakeven_given: bool = False
 
 
@@ -150,14 +153,18 @@ def history_inputs(report: AccountReport, defaults: AccountDefaults,
             notes.append(f"break-even ROI {breakeven:.3f} from the scenario (pass "
                          "--breakeven-roi or a breakeven_roi column)")
     if all(name in v for name in PLAN_SHARE_COLUMNS):
-        shares = np.array([v[name][-1] for name in PLAN_SHARE_COLUMNS])
+        columns = PLAN_SHARE_COLUMNS + ((WHOLE_SITE_SHARE_COLUMN,)
+                                        if WHOLE_SITE_SHARE_COLUMN in v else ())
+        shares = plan_share_row([v[name][-1] for name in columns])
         if abs(float(shares.sum()) - 1.0) > 0.02:
             raise ServingError(f"plan shares on the last row sum to {shares.sum():.3f}, "
                                "not 1", report.path, column=report.mapping["share_volume"])
     else:
-        shares = np.asarray(defaults.shares, dtype=np.float64)
-        notes.append("no plan share columns: shares " + "/".join(f"{s:.2f}" for s in shares)
-                     + " (payment_roi/settlement_roi/volume) from the scenario")
+        shares = plan_share_row(defaults.shares)
+        shown = len(PLANS) if shares[WHOLE_SITE] > 0 else len(STANDARD_PLANS)
+        notes.append("no plan share columns: shares " + "/".join(
+            f"{s:.2f}" for s in shares[:shown]) + f" ({'/'.join(PLANS[:shown])}) from the "
+            "scenario")
     ctx = DecisionContext(
         plan_age_days=np.array([float(plan_age)]),
         creative_age_days=np.array([float(max((decision - creative).days, 0))]),
@@ -177,8 +184,10 @@ def stack_contexts(contexts: Sequence[DecisionContext]) -> DecisionContext:
                               for name in DecisionContext.__dataclass_fields__})
 
 
-def observations(histories: Sequence[np.ndarray],
-                 contexts: Sequence[DecisionContext]) -> np.ndarray:
-    """Observations (n, F) of a batch of accounts by the env's :func:`build_features`."""
+def observations(histories: Sequence[np.ndarray], contexts: Sequence[DecisionContext],
+                 whole_site: bool = False) -> np.ndarray:
+    """Observations (n, F) of a batch of accounts by the env's :func:`build_features`
+    (``whole_site``: the policy's scenario has the whole-site plan,
+    :func:`envs.history.feature_names`)."""
     table = np.stack([h[-HISTORY_DAYS_REQUIRED:] for h in histories])
-    return build_features(HistoryTable(table), stack_contexts(contexts))
+    return build_features(HistoryTable(table), stack_contexts(contexts), whole_site)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.serving.errors import ServingError
-from envs.history import FEATURE_NAMES, HISTORY_DAYS_REQUIRED
+from envs.history import HISTORY_DAYS_REQUIRED, feature_names_of
 
 MANIFEST_FORMAT = "qianchuan-rl/policy-manifest"
 MANIFEST_VERSION = 1
@@ -72,7 +72,8 @@ def load_manifest(onnx_path: str | Path) -> dict[str, Any]:
                            f"code reads {MANIFEST_VERSION}", path)
     checks = (
         ("onnx_sha256", file_sha256(onnx_path), f"sha256 of {onnx_path.name}"),
-        ("feature_names", list(FEATURE_NAMES), "this code's feature set (envs/history.py)"),
+        ("feature_names", list(feature_names_of(_whole_site(manifest))),
+         "this code's feature set for the manifest's scenario (envs/history.py)"),
         ("history_days_required", HISTORY_DAYS_REQUIRED, "this code's history length"),
         ("env_version", current_env_version(), "this code's env version"),
     )
@@ -81,6 +82,13 @@ def load_manifest(onnx_path: str | Path) -> dict[str, Any]:
             raise ServingError(f"manifest does not match the model: {key} is "
                                f"{_short(manifest[key])}, {what} is {_short(actual)}", path)
     return manifest
+
+
+def _whole_site(manifest: dict[str, Any]) -> bool:
+    """Whether the manifest's scenario has the whole-site plan (its features then end with
+    ``share_whole_site``, :func:`envs.history.feature_names`)."""
+    scenario = manifest.get("scenario_config")
+    return isinstance(scenario, dict) and scenario.get("whole_site_enabled") is True
 
 
 def _short(value: Any) -> str:

@@ -65,10 +65,10 @@ class OnnxPolicy:
         if inputs[0].shape[-1] != self.n_features:
             raise ServingError(f"model takes {inputs[0].shape[-1]} features, the manifest "
                                f"lists {self.n_features}", where)
-        if action_dim(self.config.action_space) != self.action_dim:
+        if action_dim(self.config) != self.action_dim:
             raise ServingError(f"manifest action space has {self.action_dim} components, its "
                                f"scenario's {self.config.action_space!r} space has "
-                               f"{action_dim(self.config.action_space)}",
+                               f"{action_dim(self.config)}",
                                self.path.with_name("policy.json"))
         if outputs[0].shape[-1] != self.action_dim:
             raise ServingError(f"model returns {outputs[0].shape[-1]} action components, the "

@@ -30,6 +30,7 @@ from agents.serving.inputs import (
     parse_promotions,
 )
 from agents.serving.report import AccountReport, read_report
+from envs.actions import plan_names
 from envs.config import ConfigError, ScenarioConfig, load_scenario
 from envs.history import COL
 
@@ -83,6 +84,7 @@ class Answer:
     final: Settings
     guards: list[list[GuardNote]]
     space: str
+    plans: tuple[str, ...]  # the plans of the policy's scenario (envs.actions.plan_names)
 
 
 @dataclass
@@ -119,24 +121,26 @@ def answer(policy: Any, obs: np.ndarray, current: Settings, learning: np.ndarray
     acts = act_while_learning or bool(getattr(policy, "acts_while_learning", False))
     final, notes = apply_guards(raw, current, learning, learn_failed, edits_today, acts)
     return Answer(getattr(policy, "name", "policy"), action, raw, final, notes,
-                  policy.config.action_space)
+                  policy.config.action_space, plan_names(policy.config))
 
 
-def _settings_dict(s: Settings, i: int, space: str) -> dict[str, Any]:
+def _settings_dict(s: Settings, i: int, space: str, plans: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {"target_roi": float(s.target_roi[i]),
                            "budget_cny": float(s.budget_cny[i])}
     if space == "full":
-        out.update({f"share_{p}": float(s.shares[i, k]) for k, p in enumerate(PLANS)})
+        out.update({f"share_{p}": float(s.shares[i, k]) for k, p in enumerate(PLANS)
+                    if p in plans})
         out["creative_refresh"] = bool(s.refresh[i])
     return out
 
 
 def _answer_dict(a: Answer, i: int, current: Settings) -> dict[str, Any]:
-    final = _settings_dict(a.final, i, a.space)
+    final = _settings_dict(a.final, i, a.space, a.plans)
     change = {"target_roi": final["target_roi"] - float(current.target_roi[i]),
               "budget_cny": final["budget_cny"] - float(current.budget_cny[i])}
     return {"name": a.name, "action": [float(x) for x in a.action[i]],
-            "raw": _settings_dict(a.raw, i, a.space), "recommended": final, "change": change,
+            "raw": _settings_dict(a.raw, i, a.space, a.plans), "recommended": final,
+            "change": change,
             "guards": [vars(g) for g in a.guards[i]]}
 
 
@@ -184,7 +188,7 @@ def _score(policy: Any, reports: Sequence[AccountReport],
         return []
     histories = [rows for rows, _, _ in inputs]
     contexts = [ctx for _, ctx, _ in inputs]
-    obs = observations(histories, contexts)
+    obs = observations(histories, contexts, policy.config.whole_site_enabled)
     last = np.stack([h[-1] for h in histories])
     current = Settings(last[:, COL["target_roi"]].copy(), last[:, COL["budget"]].copy(),
                        np.concatenate([c.shares for c in contexts]),
@@ -199,7 +203,7 @@ def _score(policy: Any, reports: Sequence[AccountReport],
     space = "full" if "full" in (main.space, getattr(other, "space", "")) else "basic"
     out = []
     for i, report in enumerate(reports):
-        cur = _settings_dict(current, i, space)
+        cur = _settings_dict(current, i, space, main.plans)
         cur.update(learning=bool(learning[i]), learn_failed=bool(failed[i]))
         out.append(Recommendation(
             report=report, current=cur, policy=_answer_dict(main, i, current),
@@ -277,7 +281,7 @@ def format_table(rec: Recommendation) -> str:
               ("daily budget (CNY)", "budget_cny", _money, _money)]
     if "share_volume" in pol["recommended"] or (pb and "share_volume" in pb["recommended"]):
         fields += [(f"share {p}", f"share_{p}", lambda x: f"{x:.0%}", lambda x: f"{x:.1%}")
-                   for p in PLANS]
+                   for p in PLANS if f"share_{p}" in cur]
     for label, key, fmt, raw_fmt in fields:
         rec_value = pol["recommended"].get(key)
         row = [label, fmt(cur[key]),
@@ -335,7 +339,7 @@ def batch_rows(recs: Sequence[Recommendation]) -> list[dict[str, Any]]:
             "recommended_budget_cny": f"{final['budget_cny']:.2f}",
             "budget_change_cny": f"{pol['change']['budget_cny']:+.2f}",
             **{f"share_{p}": (f"{final[f'share_{p}']:.4f}" if f"share_{p}" in final else "")
-               for p in PLANS},
+               for p in PLANS if p != "whole_site" or f"share_{p}" in final},
             "creative_refresh": final.get("creative_refresh", ""),
             "learning": int(cur["learning"]),
             "guards": "; ".join(GuardNote(**g).describe() for g in pol["guards"]),
@@ -352,9 +356,13 @@ def write_batch_csv(recs: Sequence[Recommendation], path: str | Path) -> Path:
     """Write the batch's recommendations as one CSV (UTF-8 with BOM: opens in Excel)."""
     path = Path(path)
     buffer = io.StringIO(newline="")
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    rows = batch_rows(recs)
+    columns = list(CSV_COLUMNS)
+    if any("share_whole_site" in row for row in rows):  # a scenario with the whole-site plan
+        columns.insert(columns.index("share_volume") + 1, "share_whole_site")
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(batch_rows(recs))
+    writer.writerows(rows)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(buffer.getvalue().encode("utf-8-sig"))
     os.replace(tmp, path)

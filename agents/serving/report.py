@@ -3,8 +3,9 @@
 One row per day. Required columns: ``date, spend, gmv, orders, target_roi, budget``;
 optional: ``refunds, settled_gmv, balance, learning, learn_failed, interrupted,
 plan_launch_date, creative_date, breakeven_roi`` and the plan shares ``share_payment_roi,
-share_settlement_roi, share_volume``. Headers may be written in Chinese (日期, 消耗, 支付GMV,
-成交订单数, 支付ROI目标, 日预算, ...; see :data:`ALIASES`), with units in brackets
+share_settlement_roi, share_volume`` (and ``share_whole_site``, 0 when absent). Headers may
+be written in Chinese (日期, 消耗, 支付GMV, 成交订单数, 支付ROI目标, 日预算, ...; see
+:data:`ALIASES`), with units in brackets
 (``消耗(元)``). Files: ``.csv`` (UTF-8, UTF-8 with BOM or GBK; comma, tab or semicolon) or
 ``.xlsx`` (first sheet). Numbers such as ``1,234.5``, ``¥1,234`` or ``12%`` are accepted.
 Every problem is a :class:`ServingError` naming the file, row and column.
@@ -31,7 +32,7 @@ from envs.history import HISTORY_DAYS_REQUIRED
 REQUIRED = ("date", "spend", "gmv", "orders", "target_roi", "budget")
 NUMERIC = ("spend", "gmv", "orders", "target_roi", "budget", "refunds", "settled_gmv",
            "balance", "breakeven_roi", "share_payment_roi", "share_settlement_roi",
-           "share_volume")
+           "share_volume", "share_whole_site")
 FLAGS = ("learning", "learn_failed", "interrupted")
 DATES = ("date", "plan_launch_date", "creative_date")
 
@@ -62,6 +63,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "share_payment_roi": ("sharepaymentroi", "支付roi预算占比"),
     "share_settlement_roi": ("sharesettlementroi", "结算roi预算占比"),
     "share_volume": ("sharevolume", "放量预算占比"),
+    "share_whole_site": ("sharewholesite", "全域推广预算占比"),
 }
 _TRUE = {"1", "true", "yes", "y", "是", "学习中", "学习期", "中断", "已中断", "失败", "学习失败"}
 _FALSE = {"0", "false", "no", "n", "否", "", "-", "--", "已通过", "通过", "学习完成", "学习成功",

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.actions import PLANS, plan_names
 from envs.config import ScenarioConfig
 from envs.history import COLUMNS, DecisionContext
 from envs.simulator import Simulator
@@ -50,8 +51,8 @@ class SimulatedAccount:
         n = len(self.dates)
         out["plan_launch_date"] = [self.plan_launch_date] * n
         out["creative_date"] = [self.creative_date] * n
-        for k, plan in enumerate(("payment_roi", "settlement_roi", "volume")):
-            out[f"share_{plan}"] = [float(self.context.shares[0, k])] * n
+        for plan in plan_names(self.config):  # share_whole_site only when the plan exists
+            out[f"share_{plan}"] = [float(self.context.shares[0, PLANS.index(plan)])] * n
         out["breakeven_roi"] = [float(self.context.breakeven_roi[0])] * n
         return out
 
