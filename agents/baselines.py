@@ -157,10 +157,14 @@ def _found(study, seeds: int) -> dict[str, Any]:
 
 
 def search_static(scenario: str, objective: str, trials: int = SEARCH_TRIALS,
-                  seeds: int = SEARCH_SEEDS, sampler_seed: int = 0) -> dict[str, Any]:
+                  seeds: int = SEARCH_SEEDS, sampler_seed: int = 0,
+                  overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Optuna (TPE) search of the best fixed settings on training seeds; returns the entry
-    to store: the settings, the value found, trials and seeds."""
-    config = load_scenario(scenario, objective=objective)
+    to store: the settings, the value found, trials and seeds.
+
+    :param overrides: config overrides on top of the scenario (measurements such as
+        ``scripts/mechanic_effects.py``; the stored baselines use none)."""
+    config = load_scenario(scenario, objective=objective, **dict(overrides or {}))
     seed_array = training_seeds(seeds)
     study = _study(f"static__{scenario}__{objective}", sampler_seed)
     # the static rule's neighbourhood as a first guess (launch budget, payment plans only)

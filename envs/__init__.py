@@ -1,10 +1,10 @@
 """qianchuan-rl environments: the market model, scenarios and the Gymnasium env.
 
-``import envs`` registers ``QianchuanBidding-v0``::
+``import envs`` registers ``QianchuanBidding-v1``::
 
     import gymnasium as gym
     import envs  # noqa: F401
-    env = gym.make("QianchuanBidding-v0", scenario="3c")
+    env = gym.make("QianchuanBidding-v1", scenario="3c")
 
 The names below load on first use, so light submodules (``envs.history``, used by the
 recommendation CLI) do not pull in SciPy or the env.
@@ -14,7 +14,9 @@ from importlib import import_module
 
 from gymnasium.envs.registration import register, registry
 
-ENV_ID = "QianchuanBidding-v0"
+from envs.version import ENV_VERSION
+
+ENV_ID = f"QianchuanBidding-v{ENV_VERSION}"  # the version goes up when the dynamics change
 if ENV_ID not in registry:
     register(id=ENV_ID, entry_point="envs.qianchuan_env:QianchuanBiddingEnv")
 

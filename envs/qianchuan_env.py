@@ -1,4 +1,4 @@
-"""The Gymnasium environment ``QianchuanBidding-v0``."""
+"""The Gymnasium environment ``QianchuanBidding-v1``."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ class QianchuanBiddingEnv(gym.Env):
     refund_rate, learning_days, interruptions, roi_floor_violation_days.
 
     ## Arguments
-    ``gymnasium.make("QianchuanBidding-v0", scenario="3c", **overrides)``: ``scenario`` is a
+    ``gymnasium.make("QianchuanBidding-v1", scenario="3c", **overrides)``: ``scenario`` is a
     preset name from ``configs/scenarios/``, a YAML path or a ``ScenarioConfig``; any
     scenario field may be overridden by keyword (unknown keys raise ``ConfigError``).
     ``render_mode="ansi"`` returns the day's line as text.

@@ -4,4 +4,4 @@ Kept in its own module so serving code can check a model against it without load
 simulator.
 """
 
-ENV_VERSION = 0
+ENV_VERSION = 1  # 1: the market model's second version (issue #14)

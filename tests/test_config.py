@@ -61,10 +61,10 @@ def test_unknown_scenario_lists_known(tmp_path):
 
 
 def test_gym_make_passes_overrides_and_rejects_unknown():
-    env = gym.make("QianchuanBidding-v0", scenario="beauty", episode_days=10)
+    env = gym.make("QianchuanBidding-v1", scenario="beauty", episode_days=10)
     assert env.unwrapped.config.episode_days == 10
     with pytest.raises(ConfigError, match="budjet"):
-        gym.make("QianchuanBidding-v0", budjet=3)
+        gym.make("QianchuanBidding-v1", budjet=3)
 
 
 def test_round_trip_and_hash():

@@ -19,13 +19,13 @@ from envs.vec_env import QianchuanVecEnv
 
 @pytest.mark.parametrize("space", ["basic", "full"])
 def test_gymnasium_and_sb3_checks_pass(space):
-    env = gym.make("QianchuanBidding-v0", action_space=space).unwrapped
+    env = gym.make("QianchuanBidding-v1", action_space=space).unwrapped
     gym_check_env(env, skip_render_check=True)
     sb3_check_env(QianchuanBiddingEnv(action_space=space), warn=True)
 
 
 def rollout_env(seed, steps=84, scenario="3c", **kw):
-    env = gym.make("QianchuanBidding-v0", scenario=scenario, **kw)
+    env = gym.make("QianchuanBidding-v1", scenario=scenario, **kw)
     obs, _ = env.reset(seed=seed)
     rng = np.random.default_rng(123)
     trace = [obs]
@@ -48,7 +48,7 @@ def test_same_seed_same_rollout_and_other_seed_differs():
 
 def test_episode_truncates_with_metrics_and_reward_sums_to_profit():
     for charging in ("on_landing", "on_order"):
-        env = gym.make("QianchuanBidding-v0", refund_charging=charging)
+        env = gym.make("QianchuanBidding-v1", refund_charging=charging)
         env.reset(seed=3)
         total, days = 0.0, 0
         while True:
@@ -72,7 +72,7 @@ def test_episode_truncates_with_metrics_and_reward_sums_to_profit():
 
 
 def test_gmv_floor_objective_penalises_shortfall():
-    env = gym.make("QianchuanBidding-v0", objective="gmv_floor", settlement_roi_floor=6.0)
+    env = gym.make("QianchuanBidding-v1", objective="gmv_floor", settlement_roi_floor=6.0)
     env.reset(seed=0)
     _, _, _, _, info = env.step(np.array([-1.0, 1.0]))
     assert set(info["reward_terms"]) == {"settled_gmv", "floor_penalty", TERMINAL_VALUE}
@@ -80,15 +80,15 @@ def test_gmv_floor_objective_penalises_shortfall():
 
 
 def test_bad_actions_raise_and_out_of_range_clips():
-    env = gym.make("QianchuanBidding-v0")
+    env = gym.make("QianchuanBidding-v1")
     env.reset(seed=0)
     for bad in ([np.nan, 0.0], [0.0, np.inf]):
         with pytest.raises(ValueError, match="NaN or infinite"):
             env.step(np.array(bad))
     with pytest.raises(ValueError, match="components"):
         env.step(np.zeros(3))
-    a = gym.make("QianchuanBidding-v0")
-    b = gym.make("QianchuanBidding-v0")
+    a = gym.make("QianchuanBidding-v1")
+    b = gym.make("QianchuanBidding-v1")
     a.reset(seed=1)
     b.reset(seed=1)
     oa, ra, _, _, ia = a.step(np.array([5.0, -9.0]))
@@ -101,7 +101,7 @@ def test_bad_actions_raise_and_out_of_range_clips():
 
 
 def test_platform_limits_apply_after_the_step():
-    env = gym.make("QianchuanBidding-v0", launch_target_roi=0.011, launch_budget_cny=310.0)
+    env = gym.make("QianchuanBidding-v1", launch_target_roi=0.011, launch_budget_cny=310.0)
     env.reset(seed=0)
     _, _, _, _, info = env.step(np.array([-1.0, -1.0]))
     assert info["target_roi"] == 0.01 and info["budget"] == 300.0
@@ -172,7 +172,7 @@ def test_seeded_batch_equals_gym_envs(overrides):
     seeds = [11, 12, 13]
     sim = Simulator(load_scenario("3c", **overrides), n=3)
     obs = sim.reset(seeds=seeds)
-    singles = [gym.make("QianchuanBidding-v0", **overrides) for _ in seeds]
+    singles = [gym.make("QianchuanBidding-v1", **overrides) for _ in seeds]
     first = [e.reset(seed=s)[0] for e, s in zip(singles, seeds, strict=True)]
     np.testing.assert_array_equal(obs, np.stack(first))
     rng = np.random.default_rng(0)
@@ -198,7 +198,7 @@ def test_vec_env_steps_and_resets_like_sb3_expects():
 
 
 def test_observation_is_only_dashboard_features_and_documented():
-    env = gym.make("QianchuanBidding-v0")
+    env = gym.make("QianchuanBidding-v1")
     assert env.unwrapped.feature_names == FEATURE_NAMES
     obs, _ = env.reset(seed=0)
     assert obs.shape == env.observation_space.shape and obs.dtype == np.float32

@@ -450,12 +450,12 @@ def test_sigkill_then_resume_continues_one_stream(tmp_path):
 @pytest.mark.slow
 def test_rl_zoo_trains_the_env(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", "QianchuanBidding-v0",
+        [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", "QianchuanBidding-v1",
          "--gym-packages", "envs", "-conf", str(ROOT / "configs" / "rl_zoo" / "ppo.yml"),
          "-n", "256", "-params", "n_envs:2", "n_steps:64", "batch_size:64", "n_epochs:1",
          "-f", str(tmp_path), "--eval-freq", "-1"],
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    saved = tmp_path / "ppo" / "QianchuanBidding-v0_1"
-    assert (saved / "QianchuanBidding-v0.zip").is_file()
-    assert (saved / "QianchuanBidding-v0" / "vecnormalize.pkl").is_file()
+    saved = tmp_path / "ppo" / "QianchuanBidding-v1_1"
+    assert (saved / "QianchuanBidding-v1.zip").is_file()
+    assert (saved / "QianchuanBidding-v1" / "vecnormalize.pkl").is_file()

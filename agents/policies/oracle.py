@@ -14,7 +14,10 @@ future draws, never the seeds being scored) and plans on the objective being sco
 2. **Each morning** it compares holding the plan with deviations: the target and budget
    scaled for the next week, or for good, each simulated to the episode's end the same way,
    and applies the first day of the best. Valuing every candidate to the end means nothing
-   is free on the last day (refunds are charged on the order day).
+   is free on the last day (refunds are charged on the order day), and, with
+   ``terminal_value_days``, each candidate's final state is valued as the episode's
+   ``terminal_value`` term values it (:mod:`envs.terminal`). A moving market's drift is part
+   of the hidden state it reads and of the draws it simulates.
 
 Moves between settings follow the same steps as ``static``: just under the changes that
 restart learning. It is an upper reference, not an optimum: its plans are fixed settings
@@ -55,12 +58,13 @@ class OraclePolicy(Policy):
     deviation_days = 7
     budget_step = 0.4  # daily budget ratio bound of the oracle's moves (under a 50% jump)
 
-    def __init__(self, config: ScenarioConfig, seed: int = 0):
+    def __init__(self, config: ScenarioConfig, seed: int = 0,
+                 anchor: StaticSettings | None = None):
         super().__init__(config)
         from envs.reward import reward_args
 
         self.seed = seed
-        self.anchor = _anchor_settings(self.config)
+        self.anchor = _anchor_settings(self.config) if anchor is None else anchor
         # plan on the scored objective, each cohort's refunds charged on its order day
         self.reward = reward_args(self.config.replace(refund_charging="on_order"))
         self.sim = None
@@ -139,8 +143,9 @@ class OraclePolicy(Policy):
     def _value(self, state: MarketState, params: AccountParams, t1: np.ndarray,
                b1: np.ndarray, t2: np.ndarray, b2: np.ndarray, shares: np.ndarray,
                switch: int) -> np.ndarray:
-        """Mean value to the episode's end (CNY, the scored objective) of each candidate
-        (n, c): (t1, b1) for ``switch`` days then (t2, b2), with budget ``shares`` (n, c, 4),
+        """Mean value to the episode's end, the final state's value included (CNY, the scored
+        objective), of each candidate (n, c): (t1, b1) for ``switch`` days then (t2, b2),
+        with budget ``shares`` (n, c, 4),
         over the replicate draws."""
         from envs.reward import reward_rows
 
@@ -165,7 +170,20 @@ class OraclePolicy(Policy):
             decision = to_decision(self.config, s, self._action(s, target, budget, shares))
             s, out = model.step(s, p, decision, draws)
             total += reward_rows(self.reward, p, out, zeros, False).sum(axis=0)
+        total += self._end_value(s, p)
         return total.reshape(n, c, r).mean(axis=2)
+
+    def _end_value(self, state: MarketState, params: AccountParams) -> np.ndarray:
+        """The value of the final ``state`` as the episode's ``terminal_value`` term counts it
+        (CNY; 0 when ``terminal_value_days`` is 0): the same noise-free continuation holding
+        the final settings (:func:`envs.terminal.continuation_value`)."""
+        if self.config.terminal_value_days <= 0:
+            return np.zeros(state.day.shape[0])
+        from envs.terminal import continuation_value
+
+        inputs = self.sim.model.inputs
+        return continuation_value(inputs.constants, inputs.tables, state, params, self.reward,
+                                  int(self.config.terminal_value_days))
 
 
 def share_options(config: ScenarioConfig, anchor: StaticSettings) -> np.ndarray:
