@@ -17,7 +17,7 @@ from envs.actions import (
     plan_share_row,
     to_decision,
 )
-from envs.config import ConfigError, load_scenario
+from envs.config import SECOND_VERSION_OFF, ConfigError, load_scenario
 from envs.history import FEATURE_NAMES, decode_features, feature_names
 from envs.inputs import day_constants
 from envs.pool import gmv_share, noisy_selection, qualifying_share, share_table
@@ -25,7 +25,6 @@ from envs.simulator import INFO_KEYS, Simulator
 from envs.stages import Morning, Traffic, exclusive_shares, place_bids
 
 M, SIGMA, V = 2.0, 0.7, 20000.0  # pool mean ROI, its log-sd, its cost (CNY)
-LIFT = 0.175  # the default whole_site_organic_lift
 PAYMENT, WHOLE = (1.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0)
 
 
@@ -48,7 +47,9 @@ def _ad_gmv(bids):
     return bids.avg_roi * (bids.spend_pay + bids.spend_set) + ws, ws
 
 
-ON = load_scenario("3c", whole_site_enabled=True)
+# the first version's market with whole-site on (the mechanic alone)
+ON = load_scenario("3c", **{**SECOND_VERSION_OFF, "whole_site_enabled": True})
+LIFT = ON.whole_site_organic_lift
 TARGETS = np.array([2.5, 3.0, 4.0, 5.0])
 
 
@@ -61,7 +62,13 @@ def test_whole_site_holds_the_target_on_total_gmv():
     pay_ad, _ = _ad_gmv(pay)
     np.testing.assert_allclose(ws.spend_ws, V * qualifying_share(TARGETS / (1 + LIFT), M, SIGMA),
                                rtol=1e-12)
-    assert np.all(ws.spend > 1.25 * pay.spend) and np.all((1 + LIFT) * ws_ad > 1.25 * pay_ad)
+    assert np.all(ws.spend > pay.spend) and np.all((1 + LIFT) * ws_ad > pay_ad)
+    # the lift's sizing: at 3c's typical target, +17.5% GMV at the same (total) ROI, the
+    # middle of the operators' +15-20% (the pool here is 3c's)
+    typical = _bids(ON, WHOLE, [ON.typical_target_roi]), _bids(ON, PAYMENT,
+                                                                [ON.typical_target_roi])
+    gain = (1 + LIFT) * _ad_gmv(typical[0])[1] / _ad_gmv(typical[1])[0]
+    assert gain == pytest.approx(1.175, abs=0.005)
     np.testing.assert_allclose((1 + LIFT) * ws_ad / ws.spend_ws, TARGETS, rtol=3e-3)
     np.testing.assert_allclose(ws_ad / ws.spend_ws, TARGETS / (1 + LIFT), rtol=3e-3)
     np.testing.assert_allclose(pay_ad / pay.spend, TARGETS, rtol=1e-12)
@@ -146,7 +153,7 @@ def test_exclusivity_moves_every_share_to_whole_site():
 
 
 def test_action_and_observation_gain_whole_site_only_when_enabled():
-    full = load_scenario("3c", action_space="full")
+    full = load_scenario("3c", action_space="full", whole_site_enabled=False)
     assert "weight_whole_site" not in action_names(full)
     assert action_names(full.replace(whole_site_enabled=True))[-2:] == (
         "weight_whole_site", "creative_refresh")
@@ -178,7 +185,7 @@ def test_encoded_shares_round_trip(wanted):
 def test_off_switch_and_a_zero_share_leave_the_first_version_unchanged():
     """With the switch on but no whole-site budget, every outcome equals the switch off,
     bit for bit (the observation gains only its last column)."""
-    base = load_scenario("3c", action_space="full", randomize=0.3)
+    base = load_scenario("3c", action_space="full", randomize=0.3, whole_site_enabled=False)
     seeds = [10000, 10001, 10002]
     off, on = Simulator(base, n=3, engine="numpy"), Simulator(
         base.replace(whole_site_enabled=True), n=3, engine="numpy")
@@ -201,7 +208,7 @@ def test_launch_shares_and_static_settings_take_three_or_four():
     assert load_scenario("3c", whole_site_enabled=True,
                          launch_shares=(0.2, 0.0, 0.3, 0.5)).launch_shares[3] == 0.5
     with pytest.raises(ConfigError, match="whole_site_enabled"):
-        load_scenario("3c", launch_shares=(0.2, 0.0, 0.3, 0.5))
+        load_scenario("3c", whole_site_enabled=False, launch_shares=(0.2, 0.0, 0.3, 0.5))
     with pytest.raises(ConfigError, match="launch_shares"):
         load_scenario("3c", launch_shares=(0.5, 0.5))
     assert StaticSettings(1.5, (1.0, 0.0, 0.0), 1.0, 28).shares == (1.0, 0.0, 0.0)
@@ -254,8 +261,8 @@ def test_recommend_serves_a_whole_site_scenario(tmp_path):
     assert sum(answer[f"share_{p}"] for p in PLANS) == pytest.approx(1.0)
     header = write_batch_csv(recs, tmp_path / "out.csv").read_text("utf-8-sig").splitlines()[0]
     assert "share_whole_site" in header
-    first, _ = recommend_files(rule_policy("playbook", load_scenario("3c")), [report],
-                               RecommendOptions(compare=None))
+    first, _ = recommend_files(rule_policy("playbook", load_scenario(
+        "3c", whole_site_enabled=False)), [report], RecommendOptions(compare=None))
     assert "share_whole_site" not in first[0].to_dict()["policy"]["recommended"]
 
 
@@ -267,12 +274,13 @@ def test_oracle_and_static_search_can_put_budget_on_whole_site():
 
     anchor = StaticSettings(1.5, (0.8, 0.2, 0.0), 1.0, 28)
     np.testing.assert_allclose(share_options(ON, anchor), [[0.8, 0.2, 0, 0], [0, 0.2, 0, 0.8]])
-    assert share_options(load_scenario("3c"), anchor).shape == (1, 4)
+    off = load_scenario("3c", whole_site_enabled=False)
+    assert share_options(off, anchor).shape == (1, 4)
     trial = optuna.trial.FixedTrial({"target_over_breakeven": 1.5, "settlement_weight": 0.5,
                                      "volume_weight": 0.2, "budget_over_launch": 1.0,
                                      "refresh_days": 28, "whole_site_weight": 0.5})
     assert _trial_settings(trial, ON).shares == pytest.approx((0.2, 0.2, 0.1, 0.5))
-    assert len(_trial_settings(trial, load_scenario("3c")).shares) == 3
+    assert len(_trial_settings(trial, off).shares) == 3
 
 
 def test_report_of_a_whole_site_account_gives_the_env_observation(tmp_path):
