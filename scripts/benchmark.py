@@ -11,7 +11,9 @@ the environment's share of PPO's wall time during training (one torch thread, me
 shows PPO's profit above the playbook's with the paired 95% interval's lower bound above 0.
 Also the model's and the simulator's throughput under each code generation of the compiled
 engine (portable and host, ``envs/compiled.py``), each in a fresh process: what the portable
-default costs. A benchmark measures; it asserts nothing.
+default costs. And each second-version mechanic's cost: the batched model's throughput with
+that mechanic alone switched off (``envs.config.SECOND_VERSION_SWITCHES``). A benchmark
+measures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core: set before NumPy/torc
 
 from agents.speed import (codegen_throughput, env_share_of_training,  # noqa: E402, I001
                           first_beat_time, machine_description, measure_throughput)
-from envs.config import ConfigError, load_scenario  # noqa: E402
+from envs.config import SECOND_VERSION_SWITCHES, ConfigError, load_scenario  # noqa: E402
 
 def ppo_settings(large_n_envs: int, smoke: bool) -> list[tuple[str, int, dict]]:
     """The PPO settings the env share is measured at: the default training config, and a
@@ -123,6 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  simulator, {batch} accounts: {batched.simulator_per_s:>12,.0f} account-days/s",
           flush=True)
 
+    # what each second-version mechanic costs: the batched model with it alone switched off
+    mechanic_costs = {}
+    for name, off in SECOND_VERSION_SWITCHES.items():
+        without = measure_throughput(cfg.replace(**off), batch, days_batched,
+                                     repeats=1 if smoke else 3)
+        # its share of the model's time per account-day: 1 - t_without / t_with
+        share = 1.0 - batched.model_per_s / without.model_per_s
+        mechanic_costs[name] = {"model_per_s_without": without.model_per_s,
+                                "share_of_model_time": share}
+        print(f"  without {name:<22} {without.model_per_s:>12,.0f} account-days/s "
+              f"(it takes {share:+.1%} of the model's time)", flush=True)
+
     # what portable code generation costs: both settings, each in a fresh process
     by_codegen = codegen_throughput(args.scenario, batch, days_batched // 2,
                                     repeats=1 if smoke else 3)
@@ -167,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         "model_account_days_per_s": {"1": single.model_per_s, str(batch): batched.model_per_s},
         "simulator_account_days_per_s": {"1": single.simulator_per_s,
                                          str(batch): batched.simulator_per_s},
+        "mechanic_costs": mechanic_costs,
         "by_codegen": {name: {str(batch): by_codegen[name], "1": single_by_codegen[name]}
                        for name in by_codegen},
         "env_share_of_training": shares,

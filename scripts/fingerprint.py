@@ -5,9 +5,10 @@
     python scripts/fingerprint.py --compare a.npz     # largest differences against a saved set
 
 Plays 3 scenarios x 16 accounts x 200 days with fixed random actions (every mechanic on, full
-action space) and hashes the observations, rewards and daily infos bit for bit (SHA-256 of the
-float64 bytes). Run it under different engines (``QIANCHUAN_ENGINE``), code-generation
-settings (``QIANCHUAN_NUMBA_CPU``) or NumPy/glibc code paths (``NPY_DISABLE_CPU_FEATURES``,
+action space; ``--first-version``: the second version's mechanics off) and hashes the
+observations, rewards and daily infos bit for bit (SHA-256 of the float64 bytes). Run it
+under different engines (``QIANCHUAN_ENGINE``), code-generation settings
+(``QIANCHUAN_NUMBA_CPU``) or NumPy/glibc code paths (``NPY_DISABLE_CPU_FEATURES``,
 ``GLIBC_TUNABLES``), or on another machine, and compare the digests; ``--compare`` says how
 far apart two sets are when the digests differ. ``docs/market-model.md#speed`` records what
 was measured. A measurement, not a test: it asserts nothing.
@@ -24,16 +25,19 @@ from pathlib import Path
 import numpy as np
 
 from envs.compiled import codegen_description
-from envs.config import ConfigError, load_scenario
+from envs.config import SECOND_VERSION_OFF, ConfigError, load_scenario
 from envs.simulator import INFO_KEYS, Simulator
 
 SCENARIOS = ("3c", "promo_heavy", "tight_balance")
 
 
-def play(scenario: str, accounts: int, days: int) -> dict[str, np.ndarray]:
+def play(scenario: str, accounts: int, days: int,
+         first_version: bool = False) -> dict[str, np.ndarray]:
     """Observations, rewards and infos of ``days`` days of ``accounts`` accounts (seeds
-    10000..) under fixed random actions; episodes restart when they end."""
-    cfg = load_scenario(scenario, action_space="full")
+    10000..) under fixed random actions; episodes restart when they end. ``first_version``:
+    every second-version mechanic off (:data:`envs.config.SECOND_VERSION_OFF`)."""
+    cfg = load_scenario(scenario, action_space="full",
+                        **(SECOND_VERSION_OFF if first_version else {}))
     sim = Simulator(cfg, n=accounts)
     seeds = list(range(10000, 10000 + accounts))
     obs, rewards = [sim.reset(seeds=seeds)], []
@@ -88,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", type=Path, help="write the arrays to this .npz")
     parser.add_argument("--compare", type=Path, help="a .npz written by --save")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--first-version", action="store_true",
+                        help="every second-version mechanic off: the first version's market")
     args = parser.parse_args(argv)
     if args.accounts < 1 or args.days < 1:
         print("error: --accounts and --days must be at least 1", file=sys.stderr)
@@ -95,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         arrays: dict[str, np.ndarray] = {}
         for scenario in SCENARIOS:
-            arrays.update(play(scenario, args.accounts, args.days))
+            arrays.update(play(scenario, args.accounts, args.days, args.first_version))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
