@@ -247,8 +247,9 @@ def build_manifest(ck: LoadedCheckpoint, onnx_path: Path, parity: dict[str, Any]
                          "action_names": list(action_names(cfg)),
                          "low": -1.0, "high": 1.0, "shape": [dim]},
         "action_mapping": {
-            "rule": "new = old * (1 + max_step) ** a; full: shares = share_range ** a "
-                    "normalised, refresh creatives if a > 0; then platform limits",
+            "rule": "new = old * (1 + max_step) ** a; full: plan weights share_range ** a "
+                    "(whole_site: share_range ** a - 1 / share_range, 0 at a = -1) "
+                    "normalised to shares, refresh creatives if a > 0; then platform limits",
             "target_max_step": cfg.target_max_step, "budget_max_step": cfg.budget_max_step,
             "share_range": cfg.share_range},
         "scenario": cfg.name, "scenario_hash": cfg.hash(), "scenario_config": cfg.to_dict(),

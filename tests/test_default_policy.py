@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from envs.config import from_dict
-from envs.history import FEATURE_NAMES, HISTORY_DAYS_REQUIRED
+from envs.history import FEATURE_NAMES, HISTORY_DAYS_REQUIRED, feature_names
 from envs.version import ENV_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,12 +19,14 @@ SHIPPED = ROOT / "models" / "default_3c"
 def test_shipped_policy_matches_current_env():
     manifest = json.loads((SHIPPED / "policy.json").read_text(encoding="utf-8"))
     assert manifest["env_version"] == ENV_VERSION, "retrain and re-export models/default_3c"
-    assert manifest["feature_names"] == list(FEATURE_NAMES)
+    scenario = from_dict(manifest["scenario_config"])  # every key still a known field
+    assert scenario.action_space == "full"
+    # the env's features for the policy's scenario (whole-site adds its share, last)
+    assert manifest["feature_names"] == list(feature_names(scenario))
+    assert manifest["feature_names"][:len(FEATURE_NAMES)] == list(FEATURE_NAMES)
     assert manifest["history_days_required"] == HISTORY_DAYS_REQUIRED
     digest = hashlib.sha256((SHIPPED / "policy.onnx").read_bytes()).hexdigest()
     assert manifest["onnx_sha256"] == digest
-    scenario = from_dict(manifest["scenario_config"])  # every key still a known field
-    assert scenario.action_space == "full"
 
 
 def test_shipped_policy_acts_like_a_trained_policy_in_the_env():
@@ -58,5 +60,6 @@ def test_recommend_uses_the_shipped_policy_by_default():
     manifest = json.loads((SHIPPED / "policy.json").read_text(encoding="utf-8"))
     source = manifest["source"]
     assert answer["policy"]["name"] == f"{source['run_name']}:{source['checkpoint']}"
-    assert len(answer["policy"]["action"]) == 6
+    names = manifest["action_space"]["action_names"]  # full, with whole-site's weight
+    assert len(answer["policy"]["action"]) == len(names) and names[-2] == "weight_whole_site"
     assert set(answer["policy"]["recommended"]) >= {"target_roi", "budget_cny"}
