@@ -44,15 +44,16 @@ def test_manifest_holds_the_contract_fields(exported, tiny_run):
     manifest = json.loads((exported / "policy.json").read_text())
     assert set(REQUIRED_KEYS) <= set(manifest)
     assert manifest["onnx_sha256"] == file_sha256(exported / "policy.onnx")
-    assert manifest["feature_names"] == list(FEATURE_NAMES)
+    # the default scenario's features: the first version's, then whole-site's share
+    assert manifest["feature_names"] == [*FEATURE_NAMES, "share_whole_site"]
     assert manifest["history_days_required"] == HISTORY_DAYS_REQUIRED
     assert manifest["env_version"] == ENV_VERSION
-    # the tiny run uses the default config: the full action space (6 components)
-    assert manifest["action_space"]["shape"] == [6] and manifest["action_space"]["low"] == -1.0
+    # the tiny run uses the default config: the full action space (7 with whole-site)
+    assert manifest["action_space"]["shape"] == [7] and manifest["action_space"]["low"] == -1.0
     assert manifest["source"]["checkpoint"] == "best"
     assert manifest["source"]["run_dir"] == str(tiny_run)
     norm = manifest["normalisation"]
-    assert len(norm["obs_mean"]) == len(FEATURE_NAMES) and norm["clip_obs"] > 0
+    assert len(norm["obs_mean"]) == len(FEATURE_NAMES) + 1 and norm["clip_obs"] > 0
     assert {"torch", "onnxruntime", "stable_baselines3"} <= set(manifest["package_versions"])
     parity = manifest["parity"]
     assert parity["observations"] >= 500
@@ -69,7 +70,7 @@ def test_graph_matches_model_predict_on_unseen_observations_any_batch(exported, 
         got = np.concatenate([policy.predict(obs[i:i + batch])[0]
                               for i in range(0, len(obs), batch)])
         assert np.abs(got - reference).max() <= ACTION_ATOL
-    assert policy.predict(obs[0])[0].shape == (6,)  # a single observation, full actions
+    assert policy.predict(obs[0])[0].shape == (7,)  # a single observation, full actions
     # the normalisation is inside the graph: the raw observation is the input
     assert not np.allclose(reference, ck.policy.model.predict(obs, deterministic=True)[0])
 

@@ -21,6 +21,7 @@ from agents.serving.inputs import AccountDefaults, history_inputs, observations,
 from agents.serving.recommend import RecommendOptions, recommend_files
 from agents.serving.report import parse_number, read_report, write_report
 from agents.serving.simulated import dated_account, simulate_account
+from envs.actions import action_dim
 from envs.config import load_scenario
 from envs.history import HISTORY_DAYS_REQUIRED
 
@@ -76,11 +77,14 @@ class FixedPolicy:
         return np.tile(self.action, (len(obs), 1)), None
 
 
-def read_back(path: Path, promo_dates: str, peak_length: int) -> np.ndarray:
+def read_back(path: Path, promo_dates: str, peak_length: int,
+              whole_site: bool = True) -> np.ndarray:
+    """The observation recommend builds from a report (``whole_site``: the policy's scenario
+    has the plan, as the default's does)."""
     report = read_report(path)
     rows, ctx, _ = history_inputs(report, AccountDefaults(99.0, (1.0, 0.0, 0.0)),
                                   parse_promotions(promo_dates, peak_length))
-    return observations([rows], [ctx])[0]
+    return observations([rows], [ctx], whole_site)[0]
 
 
 # ------------------------------------------------------------------- history -> features
@@ -94,7 +98,7 @@ def read_back(path: Path, promo_dates: str, peak_length: int) -> np.ndarray:
 def test_report_of_a_simulated_episode_gives_the_env_observation(tmp_path, days, space,
                                                                  history_days):
     cfg = load_scenario("3c", action_space=space, history_days=history_days)
-    policy = RandomPolicy(6 if space == "full" else 2, seed=days)
+    policy = RandomPolicy(action_dim(cfg), seed=days)
     account = simulate_account(cfg, seed=10000 + days, days=days, policy=policy)
     for headers, encoding in ((None, "utf-8"), (ZH_HEADERS, "gbk")):
         path = write_report(tmp_path / f"{encoding}.csv", account.dates, account.columns(),
@@ -162,7 +166,7 @@ def test_trained_policy_answers_an_example_beside_the_playbook(capsys, exported,
     assert code == 0, err
     rec = json.loads(out)
     assert rec["policy"]["name"] == "tiny:best"
-    assert len(rec["policy"]["action"]) == 6  # the default (full) action space
+    assert len(rec["policy"]["action"]) == 7  # the default (full) space, whole-site's weight in
     assert rec["playbook"]["name"] == "playbook"
     for answer in (rec["policy"], rec["playbook"]):
         assert {"raw", "recommended", "change", "guards"} <= set(answer)
