@@ -120,4 +120,5 @@ def test_simulator_history_is_the_shifted_dashboard(history_days):
         np.testing.assert_array_equal(sim.history, expected)
     assert sim.history.shape == (3, history_days, len(COLUMNS))
     np.testing.assert_array_equal(sim.observe(),
-                                  build_features(HistoryTable(expected), sim.context()))
+                                  build_features(HistoryTable(expected), sim.context(),
+                                                 sim.cfg.whole_site_enabled))
