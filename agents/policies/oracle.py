@@ -19,6 +19,9 @@ future draws, never the seeds being scored) and plans on the objective being sco
    ``terminal_value`` term values it (:mod:`envs.terminal`). A moving market's drift is part
    of the hidden state it reads and of the draws it simulates.
 
+A candidate replaces the default (the anchor plan at launch, holding the plan each morning)
+only when its paired gain over the replicates is clear (:func:`clear_best`, two standard
+errors); an account still on the anchor plan and holding it plays ``static``'s own action.
 Moves between settings follow the same steps as ``static``: just under the changes that
 restart learning. It is an upper reference, not an optimum: its plans are fixed settings
 with weekly deviations, and it averages a few noise replicates.
@@ -31,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agents.policies.base import Policy, register_policy
-from agents.policies.static import StaticSettings, refresh_due, target_move
+from agents.policies.static import FixedSettingsPolicy, StaticSettings, refresh_due, target_move
 from envs.actions import PAYMENT_ROI, WHOLE_SITE, encode_action, plan_share_row, to_decision
 from envs.config import ScenarioConfig
 
@@ -50,13 +53,18 @@ class OraclePolicy(Policy):
 
     action_space = "full"
     needs_simulator = True
-    replicates = 8
+    replicates = 16  # 8 chased the replicates' noise on v1's noisier market (docs/baselines.md)
     launch_targets = (0.85, 0.92, 1.0, 1.08, 1.17)  # x the static target
     launch_budgets = (0.6, 0.8, 1.0, 1.25, 1.6)  # x the static budget
     deviation_targets = (0.8, 0.9, 1.0, 1.1, 1.25)
     deviation_budgets = (0.67, 1.0, 1.5)
     deviation_days = 7
-    budget_step = 0.4  # daily budget ratio bound of the oracle's moves (under a 50% jump)
+    budget_step = 0.4  # daily budget rise bound of the oracle's moves (under a 50% jump);
+    # cuts, which never restart learning, go as far as the action allows, as static's do
+    # a candidate replaces the default (the anchor at launch, holding the plan each morning)
+    # only when its paired gain over the replicates is this many standard errors above 0:
+    # picking the largest of many noisy means would chase the replicates' noise
+    min_gain_z = 2.0
 
     def __init__(self, config: ScenarioConfig, seed: int = 0,
                  anchor: StaticSettings | None = None):
@@ -65,6 +73,7 @@ class OraclePolicy(Policy):
 
         self.seed = seed
         self.anchor = _anchor_settings(self.config) if anchor is None else anchor
+        self.anchor_policy = FixedSettingsPolicy(self.config, self.anchor)
         # plan on the scored objective, each cohort's refunds charged on its order day
         self.reward = reward_args(self.config.replace(refund_charging="on_order"))
         self.sim = None
@@ -79,6 +88,7 @@ class OraclePolicy(Policy):
         self.target: np.ndarray | None = None  # the plan, per account (GMV/spend, CNY/day)
         self.budget: np.ndarray | None = None
         self.shares: np.ndarray | None = None  # (n, 4) the plan's budget shares
+        self.on_anchor: np.ndarray | None = None  # bool (n,): the plan is still the anchor's
 
     def decide(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         if self.sim is None:
@@ -87,7 +97,8 @@ class OraclePolicy(Policy):
         state, params = self.sim.state, self.sim.params
         if self.target is None:
             self._choose_plan(state, params)
-            return self._action(state, self.target, self.budget, self.shares)
+            return self._follow_anchor(obs, self._action(state, self.target, self.budget,
+                                                         self.shares), self.on_anchor)
         dev = [(a, b, keep) for a in self.deviation_targets for b in self.deviation_budgets
                for keep in (False, True) if not (a == 1.0 and b == 1.0 and keep)]
         scale_t = np.array([d[0] for d in dev])
@@ -99,13 +110,26 @@ class OraclePolicy(Policy):
         b2 = np.where(keep[None, :], b1, self.budget[:, None])
         shares = np.repeat(self.shares[:, None, :], len(dev), axis=1)
         value = self._value(state, params, t1, b1, t2, b2, shares, self.deviation_days)
-        best = value.argmax(axis=1)
+        hold = dev.index((1.0, 1.0, False))
+        best = clear_best(value, hold, self.min_gain_z)  # or hold
         rows = np.arange(len(best))
         target, budget = t1[rows, best], b1[rows, best]
         kept = keep[best]
         self.target = np.where(kept, target, self.target)
         self.budget = np.where(kept, budget, self.budget)
-        return self._action(state, target, budget, self.shares)
+        self.on_anchor &= ~kept
+        return self._follow_anchor(obs, self._action(state, target, budget, self.shares),
+                                   self.on_anchor & (best == hold))
+
+    def _follow_anchor(self, obs: dict[str, np.ndarray], action: np.ndarray,
+                       follow: np.ndarray) -> np.ndarray:
+        """``action``, with the anchor's own fixed-settings action for the accounts that
+        ``follow`` it (still on the anchor plan and holding it today): where the oracle finds
+        no clear gain it plays ``static`` itself, moves and ramp included."""
+        if follow.any():
+            action = action.copy()
+            action[follow] = self.anchor_policy.decide(obs)[follow]
+        return action
 
     def _choose_plan(self, state: MarketState, params: AccountParams) -> None:
         """The best fixed plan per account from the grid around the anchor settings."""
@@ -122,8 +146,10 @@ class OraclePolicy(Policy):
         b = budget[:, None] * np.array([g[1] for g in grid])[None, :]
         shares = np.tile(mixes[[g[2] for g in grid]], (len(budget), 1, 1))
         value = self._value(state, params, t, b, t, b, shares, 0)
-        best = value.argmax(axis=1)
+        anchor = grid.index((1.0, 1.0, 0))
+        best = clear_best(value, anchor, self.min_gain_z)  # or the anchor
         rows = np.arange(len(best))
+        self.on_anchor = best == anchor
         self.target, self.budget = t[rows, best], b[rows, best]
         self.shares = shares[rows, best]
 
@@ -133,7 +159,8 @@ class OraclePolicy(Policy):
         (n, 4) and the anchor's refresh interval, in steps under the changes that restart
         learning."""
         budget_ratio = np.clip(budget / np.maximum(state.budget_cny, 1e-9),
-                               1.0 / (1.0 + self.budget_step), 1.0 + self.budget_step)
+                               1.0 / (1.0 + self.config.budget_max_step),
+                               1.0 + self.budget_step)
         # the plan's age is the state's day (0 on launch day)
         return encode_action(self.config, target_move(self.config, state.target_roi, target),
                              budget_ratio, shares=shares,
@@ -143,10 +170,9 @@ class OraclePolicy(Policy):
     def _value(self, state: MarketState, params: AccountParams, t1: np.ndarray,
                b1: np.ndarray, t2: np.ndarray, b2: np.ndarray, shares: np.ndarray,
                switch: int) -> np.ndarray:
-        """Mean value to the episode's end, the final state's value included (CNY, the scored
+        """Value to the episode's end, the final state's value included (CNY, the scored
         objective), of each candidate (n, c): (t1, b1) for ``switch`` days then (t2, b2),
-        with budget ``shares`` (n, c, 4),
-        over the replicate draws."""
+        with budget ``shares`` (n, c, 4), on each replicate draw: (n, c, replicates)."""
         from envs.reward import reward_rows
 
         n, c = t1.shape
@@ -171,7 +197,7 @@ class OraclePolicy(Policy):
             s, out = model.step(s, p, decision, draws)
             total += reward_rows(self.reward, p, out, zeros, False).sum(axis=0)
         total += self._end_value(s, p)
-        return total.reshape(n, c, r).mean(axis=2)
+        return total.reshape(n, c, r)
 
     def _end_value(self, state: MarketState, params: AccountParams) -> np.ndarray:
         """The value of the final ``state`` as the episode's ``terminal_value`` term counts it
@@ -184,6 +210,20 @@ class OraclePolicy(Policy):
         inputs = self.sim.model.inputs
         return continuation_value(inputs.constants, inputs.tables, state, params, self.reward,
                                   int(self.config.terminal_value_days))
+
+
+def clear_best(values: np.ndarray, default: int, z: float) -> np.ndarray:
+    """Per account, the candidate with the highest mean value over the replicates if its
+    paired gain over candidate ``default`` exceeds ``z`` standard errors, else ``default``.
+
+    :param values: (n, candidates, replicates) CNY, every candidate on the same draws.
+    :return: (n,) candidate indices.
+    """
+    best = values.mean(axis=2).argmax(axis=1)
+    rows = np.arange(values.shape[0])
+    gain = values[rows, best] - values[rows, default]  # (n, replicates), paired
+    se = gain.std(axis=1, ddof=1) / np.sqrt(gain.shape[1])
+    return np.where(gain.mean(axis=1) > z * se, best, default)
 
 
 def share_options(config: ScenarioConfig, anchor: StaticSettings) -> np.ndarray:
