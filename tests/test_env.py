@@ -8,7 +8,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs  # noqa: F401
 from envs.config import load_scenario
-from envs.history import FEATURE_NAMES
+from envs.history import FEATURE_NAMES, feature_names
 from envs.market import MarketModel, MarketState
 from envs.metrics import EPISODE_METRICS
 from envs.qianchuan_env import QianchuanBiddingEnv
@@ -188,7 +188,7 @@ def test_seeded_batch_equals_gym_envs(overrides):
 def test_vec_env_steps_and_resets_like_sb3_expects():
     venv = QianchuanVecEnv("3c", n_envs=4, seed=0, episode_days=10)
     obs = venv.reset()
-    assert obs.shape == (4, len(FEATURE_NAMES))
+    assert obs.shape == (4, len(feature_names(load_scenario("3c"))))
     for _ in range(10):
         obs, rewards, dones, infos = venv.step(np.zeros((4, 2), np.float32))
     assert dones.all()
@@ -199,16 +199,18 @@ def test_vec_env_steps_and_resets_like_sb3_expects():
 
 def test_observation_is_only_dashboard_features_and_documented():
     env = gym.make("QianchuanBidding-v1")
-    assert env.unwrapped.feature_names == FEATURE_NAMES
+    names = env.unwrapped.feature_names  # the first version's, then whole-site's share
+    assert names == feature_names(load_scenario("3c"))
+    assert names == (*FEATURE_NAMES, "share_whole_site")
     obs, _ = env.reset(seed=0)
-    assert obs.shape == env.observation_space.shape and obs.dtype == np.float32
-    assert np.all(np.isfinite(obs))
+    assert obs.shape == env.observation_space.shape == (len(names),)
+    assert obs.dtype == np.float32 and np.all(np.isfinite(obs))
     doc = QianchuanBiddingEnv.__doc__
-    for name in FEATURE_NAMES:
+    for name in names:
         stem = name.rstrip("0123456789").removesuffix("_d")
         documented = (f"| {name} |" in doc) or (f"| {stem}_d1 " in doc)
         assert documented, name
-    assert f"({len(FEATURE_NAMES)},)" in doc
+    assert f"({len(FEATURE_NAMES)},)" in doc and f"({len(names)},)" in doc
 
 
 def test_scenario_mix_splits_accounts_and_matches_single_scenarios():
