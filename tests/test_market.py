@@ -316,7 +316,7 @@ def test_floored_quantities_never_round_below_zero(engine):
         # awkward balances (not round numbers) around a day's spend, targets from far below
         # the pool (q = 1: every opportunity qualifies) to far above, every plan mix
         state.balance_cny[:] = rng.uniform(0.0, 3.0, n) * state.budget_cny * np.pi / 3.0
-        raw = rng.dirichlet((0.5, 0.5, 0.5), n)
+        raw = rng.dirichlet((0.5,) * state.shares.shape[1], n)  # every plan, whole-site too
         decision = Decision(target_roi=rng.uniform(0.2, 8.0, n),
                             budget_cny=rng.uniform(100.0, 5e4, n) / 7.0,
                             shares=raw, refresh=rng.random(n) < 0.05)

@@ -164,7 +164,8 @@ def test_observation_does_not_reveal_the_drift_or_the_bidder_bias():
         obs, *_ = sim.step(np.zeros((4, sim.action_dim)))
     days = np.ascontiguousarray(sim.history.transpose(1, 2, 0))
     tables = sim.model.inputs.tables
-    seen = observe_window(days, cfg.history_days, sim.state, sim.params, tables)
+    seen = observe_window(days, cfg.history_days, sim.state, sim.params, tables,
+                          cfg.whole_site_enabled)
     np.testing.assert_array_equal(seen, obs)
     state = sim.state._replace(roi_drift=sim.state.roi_drift + 0.5,
                                cost_drift=sim.state.cost_drift - 0.5,
@@ -172,7 +173,7 @@ def test_observation_does_not_reveal_the_drift_or_the_bidder_bias():
                                cost_regime=sim.state.cost_regime - 0.3)
     params = sim.params._replace(bidder_bias=sim.params.bidder_bias * 0.7)
     np.testing.assert_array_equal(observe_window(days, cfg.history_days, state, params,
-                                                 tables), obs)
+                                                 tables, cfg.whole_site_enabled), obs)
 
 
 def test_both_engines_move_the_market_alike():

@@ -97,7 +97,7 @@ def test_bidding_stage_with_the_switch_on():
     n = 4
     target = np.array([2.0, 3.0, 5.0, 8.0])
     morning = Morning(target_roi=target, budget_cny=np.full(n, 1e9),
-                      shares=np.tile([0.5, 0.0, 0.5], (n, 1)), refresh=np.zeros(n, bool),
+                      shares=np.tile([0.5, 0.0, 0.5, 0.0], (n, 1)), refresh=np.zeros(n, bool),
                       creative_age_days=np.zeros(n), in_protection=np.zeros(n, bool),
                       protection_edits=np.zeros(n, np.int64), balance_cny=np.full(n, 1e12))
     traffic = Traffic(traffic_shock=np.zeros(n), pool_cost=np.full(n, 20000.0),
