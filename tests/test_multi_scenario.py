@@ -278,13 +278,16 @@ def test_validation_judges_the_scenarios_without_randomisation():
 @pytest.mark.slow
 def test_a_mix_policy_is_judged_on_the_named_scenarios(mix_run):
     from agents.results import TrainedSource
+    from envs.actions import action_dim
     from envs.config import load_scenario
 
     source = TrainedSource("mix_s3", mix_run)
     food = load_scenario("food")
     policy, config = source.build(food)
     assert config.name == "food" and config.randomize == 0.0 and config.action_space == "full"
-    assert policy.predict(np.zeros((2, len(policy.feature_names))))[0].shape == (2, 6)
+    assert policy.predict(np.zeros((2, len(policy.feature_names))))[0].shape == (
+        2, action_dim(config))  # the full space, whole-site's weight in
+    assert action_dim(config) == 7
 
 
 def test_single_scenario_runs_are_unchanged(tiny_run):
