@@ -318,7 +318,7 @@ def test_trained_policy_answers_on_raw_observations(tiny_run):
     np.testing.assert_allclose(policy.normalize(raw), manual)
     for checkpoint in ("best", "latest", "step_256"):
         shape = load_trained_policy(tiny_run, checkpoint).predict(raw[0])[0].shape
-        assert shape == (6,)  # the default config trains in the full action space
+        assert shape == (7,)  # the default config: the full action space, whole-site in
     with pytest.raises(RunError, match="step_999"):
         load_trained_policy(tiny_run, "step_999")
 
