@@ -23,6 +23,7 @@ import sys
 
 import numpy as np
 
+from agents.eval_stats import paired_interval
 from agents.policies import make_policy
 from agents.policies.static import FixedSettingsPolicy, rule_settings
 from agents.rollout import episode_value
@@ -30,11 +31,6 @@ from envs.config import ConfigError, load_scenario
 
 K_GRID = np.round(np.arange(1.1, 2.5 + 1e-9, 0.1), 2)
 
-
-def paired_interval(diff: np.ndarray) -> tuple[float, float, float]:
-    """Mean of paired differences and its normal 95% interval."""
-    half = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
-    return float(diff.mean()), float(diff.mean() - half), float(diff.mean() + half)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.baselines import search_static, settings_from_entry
+from agents.eval_stats import paired_interval
 from agents.evaluation import REPORT_SEED
 from agents.policies.oracle import OraclePolicy
 from agents.policies.static import FixedSettingsPolicy
@@ -37,12 +38,6 @@ from envs.config import (
     ConfigError,
     load_scenario,
 )
-
-
-def paired_interval(diff: np.ndarray) -> tuple[float, float, float]:
-    """Mean of paired differences and its normal 95% interval (CNY)."""
-    half = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
-    return float(diff.mean()), float(diff.mean() - half), float(diff.mean() + half)
 
 
 def rows() -> dict[str, dict]:
