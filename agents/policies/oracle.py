@@ -12,9 +12,11 @@ future draws, never the seeds being scored) and plans on the objective being sco
    tries ``static``'s shares with the payment-ROI share moved to whole-site, so the oracle
    can put budget on it.
 2. **Each morning** it compares holding the plan with deviations: the target and budget
-   scaled for the next week, or for good, each simulated to the episode's end the same way,
-   and applies the first day of the best. Valuing every candidate to the end means nothing
-   is free on the last day (refunds are charged on the order day), and, with
+   scaled for the next week, or for good, each simulated to the episode's end the same way
+   (every deviation screened on a quarter of the replicates, holding and the best few then
+   judged on all of them), and applies the first day of the best. Valuing every candidate
+   to the end means nothing is free on the last day (refunds are charged on the order day),
+   and, with
    ``terminal_value_days``, each candidate's final state is valued as the episode's
    ``terminal_value`` term values it (:mod:`envs.terminal`). A moving market's drift is part
    of the hidden state it reads and of the draws it simulates.
@@ -54,6 +56,10 @@ class OraclePolicy(Policy):
     action_space = "full"
     needs_simulator = True
     replicates = 16  # 8 chased the replicates' noise on v1's noisier market (docs/baselines.md)
+    # each morning every deviation is screened on the first ``screen_replicates`` draws and
+    # holding plus the ``shortlist_size`` best are judged on all ``replicates``
+    screen_replicates = 4
+    shortlist_size = 4
     launch_targets = (0.85, 0.92, 1.0, 1.08, 1.17)  # x the static target
     launch_budgets = (0.6, 0.8, 1.0, 1.25, 1.6)  # x the static budget
     deviation_targets = (0.8, 0.9, 1.0, 1.1, 1.25)
@@ -108,18 +114,30 @@ class OraclePolicy(Policy):
         b1 = self.budget[:, None] * scale_b[None, :]
         t2 = np.where(keep[None, :], t1, self.target[:, None])
         b2 = np.where(keep[None, :], b1, self.budget[:, None])
-        shares = np.repeat(self.shares[:, None, :], len(dev), axis=1)
-        value = self._value(state, params, t1, b1, t2, b2, shares, self.deviation_days)
         hold = dev.index((1.0, 1.0, False))
-        best = clear_best(value, hold, self.min_gain_z)  # or hold
+        # screen every deviation on a quarter of the replicates, then judge holding and the
+        # best few on all of them (the clear-gain test reads only the full replicates)
+        screen = self._value(state, params, t1, b1, t2, b2, self._shares(len(dev)),
+                             self.deviation_days, self.screen_replicates)
+        pick = shortlist(screen, hold, self.shortlist_size)  # (n, k + 1), hold first
+        rows = np.arange(pick.shape[0])[:, None]
+        t1, b1, t2, b2 = t1[rows, pick], b1[rows, pick], t2[rows, pick], b2[rows, pick]
+        value = self._value(state, params, t1, b1, t2, b2, self._shares(pick.shape[1]),
+                            self.deviation_days, self.replicates)
+        best = clear_best(value, 0, self.min_gain_z)  # or hold
         rows = np.arange(len(best))
         target, budget = t1[rows, best], b1[rows, best]
-        kept = keep[best]
+        kept = keep[pick[rows, best]]
+        best = pick[rows, best]
         self.target = np.where(kept, target, self.target)
         self.budget = np.where(kept, budget, self.budget)
         self.on_anchor &= ~kept
         return self._follow_anchor(obs, self._action(state, target, budget, self.shares),
                                    self.on_anchor & (best == hold))
+
+    def _shares(self, candidates: int) -> np.ndarray:
+        """The plan's shares for ``candidates`` candidates per account: (n, candidates, 4)."""
+        return np.repeat(self.shares[:, None, :], candidates, axis=1)
 
     def _follow_anchor(self, obs: dict[str, np.ndarray], action: np.ndarray,
                        follow: np.ndarray) -> np.ndarray:
@@ -145,7 +163,7 @@ class OraclePolicy(Policy):
         t = np.tile(target * np.array([g[0] for g in grid]), (len(budget), 1))
         b = budget[:, None] * np.array([g[1] for g in grid])[None, :]
         shares = np.tile(mixes[[g[2] for g in grid]], (len(budget), 1, 1))
-        value = self._value(state, params, t, b, t, b, shares, 0)
+        value = self._value(state, params, t, b, t, b, shares, 0, self.replicates)
         anchor = grid.index((1.0, 1.0, 0))
         best = clear_best(value, anchor, self.min_gain_z)  # or the anchor
         rows = np.arange(len(best))
@@ -169,14 +187,15 @@ class OraclePolicy(Policy):
 
     def _value(self, state: MarketState, params: AccountParams, t1: np.ndarray,
                b1: np.ndarray, t2: np.ndarray, b2: np.ndarray, shares: np.ndarray,
-               switch: int) -> np.ndarray:
+               switch: int, replicates: int) -> np.ndarray:
         """Value to the episode's end, the final state's value included (CNY, the scored
         objective), of each candidate (n, c): (t1, b1) for ``switch`` days then (t2, b2),
-        with budget ``shares`` (n, c, 4), on each replicate draw: (n, c, replicates)."""
+        with budget ``shares`` (n, c, 4), on the first ``replicates`` replicate draws:
+        (n, c, replicates)."""
         from envs.reward import reward_rows
 
         n, c = t1.shape
-        r = self.replicates
+        r = replicates
         rep = c * r
 
         def expand(x: np.ndarray) -> np.ndarray:  # (n, c) -> (n * c * r,)
@@ -191,7 +210,7 @@ class OraclePolicy(Policy):
         zeros = np.zeros(n * rep)
         model = self.sim.model
         for d in range(days):
-            draws = np.tile(self.noise[day0 + d], (n * c, 1))
+            draws = np.tile(self.noise[day0 + d, :r], (n * c, 1))
             target, budget = (t1, b1) if d < switch or switch == 0 else (t2, b2)
             decision = to_decision(self.config, s, self._action(s, target, budget, shares))
             s, out = model.step(s, p, decision, draws)
@@ -224,6 +243,19 @@ def clear_best(values: np.ndarray, default: int, z: float) -> np.ndarray:
     gain = values[rows, best] - values[rows, default]  # (n, replicates), paired
     se = gain.std(axis=1, ddof=1) / np.sqrt(gain.shape[1])
     return np.where(gain.mean(axis=1) > z * se, best, default)
+
+
+def shortlist(values: np.ndarray, default: int, size: int) -> np.ndarray:
+    """Per account, candidate ``default`` followed by the ``size`` other candidates with the
+    highest mean value over the replicates.
+
+    :param values: (n, candidates, replicates) CNY.
+    :return: (n, size + 1) candidate indices, ``default`` in column 0.
+    """
+    means = values.mean(axis=2)
+    means[:, default] = -np.inf  # listed first, not twice
+    order = np.argsort(-means, axis=1, kind="stable")[:, :size]
+    return np.concatenate([np.full((len(means), 1), default), order], axis=1)
 
 
 def share_options(config: ScenarioConfig, anchor: StaticSettings) -> np.ndarray:
