@@ -16,10 +16,9 @@ future draws, never the seeds being scored) and plans on the objective being sco
    (every deviation screened on a quarter of the replicates, holding and the best few then
    judged on all of them), and applies the first day of the best. Valuing every candidate
    to the end means nothing is free on the last day (refunds are charged on the order day),
-   and, with
-   ``terminal_value_days``, each candidate's final state is valued as the episode's
-   ``terminal_value`` term values it (:mod:`envs.terminal`). A moving market's drift is part
-   of the hidden state it reads and of the draws it simulates.
+   and, with ``terminal_value_days``, each candidate's final state is valued as the
+   episode's ``terminal_value`` term values it (:mod:`envs.terminal`). A moving market's
+   drift is part of the hidden state it reads and of the draws it simulates.
 
 A candidate replaces the default (the anchor plan at launch, holding the plan each morning)
 only when its paired gain over the replicates is clear (:func:`clear_best`, two standard
