@@ -22,8 +22,11 @@ train: $(STAMP)  ## train PPO on the default scenario (TensorBoard logs in runs/
 results: $(STAMP)  ## train PPO on every scenario x 3 seeds, benchmark all, write docs/results.md
 	$(PY) scripts/results.py $(ARGS)
 
+# pytest-xdist processes for `make test` (auto: one per core; 0: the suite in one process)
+TEST_WORKERS ?= auto
+
 test: $(STAMP)  ## run the test suite
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

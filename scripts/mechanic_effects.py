@@ -2,6 +2,7 @@
 
     python scripts/mechanic_effects.py                       # 3c, profit
     python scripts/mechanic_effects.py --objective gmv_floor --trials 100 --out effects.json
+    python scripts/mechanic_effects.py --only --lifts 0 0.04 0.13   # whole-site lift sensitivity
 
 Rows: the scenario as configured (every mechanic on), each second-version mechanic switched
 off alone (:data:`envs.config.SECOND_VERSION_SWITCHES`), and all of them off. For each row
@@ -9,7 +10,10 @@ it re-searches ``static`` on training seeds (Optuna TPE, as ``scripts/search_bas
 does, fewer trials by default), then plays the re-searched ``static`` and the oracle
 (anchored on it) on the report seeds 10000.. and prints, in CNY per launch (the objective's
 value): static, oracle, the value of control (oracle - static, paired 95% interval) and the
-change of each against the all-on row. ``--out`` writes the table as JSON (atomically).
+change of each against the all-on row. ``--lifts`` adds rows with every mechanic on and
+whole-site promotion's organic lift (``whole_site_organic_lift``) set to each value: a
+sensitivity check of the one parameter resting on unofficial claims (``--only`` keeps just
+those rows and all on). ``--out`` writes the table as JSON (atomically).
 
 A measurement for ``docs/market-model.md``, not a test: it asserts nothing. Same figures on
 the same machine; the searches' best settings can differ across CPUs where episodes do.
@@ -40,12 +44,16 @@ from envs.config import (
 )
 
 
-def rows() -> dict[str, dict]:
-    """Overrides of each row: all on, each mechanic off alone, all off."""
+def rows(lifts: tuple[float, ...] = (), switches: bool = True) -> dict[str, dict]:
+    """Overrides of each row: all on, each mechanic off alone and all off (``switches``), and
+    all on with each whole-site organic lift of ``lifts`` (share of whole-site's ad GMV)."""
     out: dict[str, dict] = {"all on": {}}
-    for name, off in SECOND_VERSION_SWITCHES.items():
-        out[f"{name} off"] = dict(off)
-    out["all off"] = dict(SECOND_VERSION_OFF)
+    if switches:
+        for name, off in SECOND_VERSION_SWITCHES.items():
+            out[f"{name} off"] = dict(off)
+        out["all off"] = dict(SECOND_VERSION_OFF)
+    for lift in lifts:
+        out[f"whole-site lift {lift:g}"] = {"whole_site_organic_lift": float(lift)}
     return out
 
 
@@ -71,13 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=120, help="static search trials per row")
     parser.add_argument("--seeds", type=int, default=64, help="training seeds 0..N-1")
     parser.add_argument("--episodes", type=int, default=32, help="report seeds 10000..")
+    parser.add_argument("--lifts", type=float, nargs="+", default=[],
+                        help="add rows with whole_site_organic_lift set to each value")
+    parser.add_argument("--only", action="store_true",
+                        help="only the all-on row and the --lifts rows")
     parser.add_argument("--out", type=Path, help="write the table as JSON")
     args = parser.parse_args(argv)
     if not (2 <= args.seeds < 10000 and args.trials >= 1 and args.episodes >= 2):
         print("error: --seeds 2..9999, --trials >= 1, --episodes >= 2", file=sys.stderr)
         return 2
+    table_rows = rows(tuple(args.lifts), switches=not args.only)
     try:
-        load_scenario(args.scenario, objective=args.objective)
+        for overrides in table_rows.values():
+            load_scenario(args.scenario, objective=args.objective, **overrides)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -88,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{REPORT_SEED}..{REPORT_SEED + args.episodes - 1}")
     print(f"{'row':28s} {'static':>10s} {'oracle':>10s} {'value of control [95% CI]':>30s}"
           f" {'static vs all on':>17s}")
-    for name, overrides in rows().items():
+    for name, overrides in table_rows.items():
         row = measure(args.scenario, args.objective, overrides, args.trials, args.seeds,
                       args.episodes)
         table[name] = row

@@ -8,6 +8,22 @@ from pathlib import Path
 
 import pytest
 
+# Tests that share an expensive or stateful session fixture run in one xdist worker (``make
+# test`` runs ``pytest -n auto --dist loadgroup``): the baselines' episodes are rolled out
+# once, and one PostgreSQL server serves the shared-storage tests.
+XDIST_GROUPS = {"baseline_profits": "baselines", "postgres_url": "postgres"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark each test that uses a fixture of :data:`XDIST_GROUPS` with its ``xdist_group``
+    (no effect without ``--dist loadgroup``)."""
+    for item in items:
+        for fixture, group in XDIST_GROUPS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
+
+
 # A tiny but complete run: 4 accounts x 32 days per rollout, 4 rollouts (512 steps), a
 # validation and a checkpoint every 2 rollouts, validation on 4 seeds.
 TINY_RUN_SETTINGS = (
