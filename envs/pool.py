@@ -144,11 +144,19 @@ def select_on_estimates(table: np.ndarray, target_roi: np.ndarray, pool_roi: np.
         sigma^2 / s``: :func:`gmv_share` with ``sigma_r`` gives the true GMV share of the
         best ``q'`` by estimate, for any ``q'``.
     """
-    s = ranking_sigma(sigma, estimation_noise_sd)
-    q = table_share(table, target_roi, pool_roi, s)
-    realised_sigma = sigma * sigma / s  # rho * sigma
+    q, realised_sigma = select_depth(table, target_roi, pool_roi, sigma, estimation_noise_sd)
     realised_roi = pool_roi * gmv_share(q, realised_sigma) / np.maximum(q, 1e-300)
     return q, realised_roi, realised_sigma
+
+
+@helper
+def select_depth(table: np.ndarray, target_roi: np.ndarray, pool_roi: np.ndarray,
+                 sigma: np.ndarray, estimation_noise_sd: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`select_on_estimates` without the true average ROI (which costs a
+    :func:`gmv_share`): the cost share ``q`` bought and ``sigma_r = sigma^2 / s``."""
+    s = ranking_sigma(sigma, estimation_noise_sd)
+    return table_share(table, target_roi, pool_roi, s), sigma * sigma / s  # rho * sigma
 
 
 def noisy_selection(target_roi: np.ndarray, pool_roi: np.ndarray, sigma: np.ndarray,

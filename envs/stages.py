@@ -51,7 +51,7 @@ from scipy.special import gammaln, ndtr
 from envs.actions import PAYMENT_ROI, SETTLEMENT_ROI, VOLUME, WHOLE_SITE  # noqa: F401
 from envs.calendar import FAR_DAYS
 from envs.compiled import helper
-from envs.pool import gmv_share, select_on_estimates, table_share
+from envs.pool import gmv_share, select_depth, select_on_estimates, table_share
 
 if TYPE_CHECKING:
     from envs.inputs import DayConstants
@@ -367,6 +367,16 @@ def qualify(c: DayConstants, share_table: np.ndarray, target_roi: np.ndarray,
 
 
 @helper
+def qualifying_depth(c: DayConstants, share_table: np.ndarray, target_roi: np.ndarray,
+                     pool_roi: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`qualify` without the average ROI: the cost share ``q`` and the log-sd for
+    :func:`envs.pool.gmv_share`, for a plan that needs only its depth (whole-site)."""
+    if c.estimation_noise_enabled:
+        return select_depth(share_table, target_roi, pool_roi, sigma, c.estimation_noise_sd)
+    return table_share(share_table, target_roi, pool_roi, sigma), sigma
+
+
+@helper
 def buy_whole_site(c: DayConstants, share_table: np.ndarray, target_roi: np.ndarray,
                    budget_cny: np.ndarray, pool_cost: np.ndarray, pool_roi: np.ndarray,
                    sigma: np.ndarray, q: np.ndarray, roi_spend: np.ndarray,
@@ -387,7 +397,7 @@ def buy_whole_site(c: DayConstants, share_table: np.ndarray, target_roi: np.ndar
         bought once its band ends (where the volume plan's band starts).
     """
     effective_roi = target_roi / (1.0 + c.whole_site_organic_lift)
-    ws_q, _, gmv_sigma = qualify(c, share_table, effective_roi, pool_roi, sigma)
+    ws_q, gmv_sigma = qualifying_depth(c, share_table, effective_roi, pool_roi, sigma)
     spend_ws = np.minimum(budget_cny, np.maximum(pool_cost * ws_q - roi_spend, 0.0))
     ws_top = np.minimum(spend_ws, np.maximum(pool_cost * q - roi_spend, 0.0))
     ws_deep = spend_ws - ws_top
