@@ -145,8 +145,15 @@ def select_on_estimates(table: np.ndarray, target_roi: np.ndarray, pool_roi: np.
         best ``q'`` by estimate, for any ``q'``.
     """
     q, realised_sigma = select_depth(table, target_roi, pool_roi, sigma, estimation_noise_sd)
-    realised_roi = pool_roi * gmv_share(q, realised_sigma) / np.maximum(q, 1e-300)
-    return q, realised_roi, realised_sigma
+    return q, realised_average_roi(q, pool_roi, realised_sigma), realised_sigma
+
+
+@helper
+def realised_average_roi(q: np.ndarray, pool_roi: np.ndarray,
+                         realised_sigma: np.ndarray) -> np.ndarray:
+    """True average ROI (GMV CNY per spend CNY) of the best ``q`` of the pool by estimate
+    (:func:`select_depth`'s ``q`` and ``sigma_r``); ``m`` where ``q = 1``."""
+    return pool_roi * gmv_share(q, realised_sigma) / np.maximum(q, 1e-300)
 
 
 @helper

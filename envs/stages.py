@@ -51,7 +51,7 @@ from scipy.special import gammaln, ndtr
 from envs.actions import PAYMENT_ROI, SETTLEMENT_ROI, VOLUME, WHOLE_SITE  # noqa: F401
 from envs.calendar import FAR_DAYS
 from envs.compiled import helper
-from envs.pool import gmv_share, select_depth, select_on_estimates, table_share
+from envs.pool import gmv_share, realised_average_roi, select_depth, table_share
 
 if TYPE_CHECKING:
     from envs.inputs import DayConstants
@@ -358,19 +358,19 @@ def qualify(c: DayConstants, share_table: np.ndarray, target_roi: np.ndarray,
     share ``q`` of the pool, the true average ROI of that share (GMV/spend), and the log-sd
     with which :func:`envs.pool.gmv_share` gives the true GMV share of a depth (``sigma``;
     ``sigma_r`` with ``estimation_noise_enabled``, :func:`envs.pool.select_on_estimates`)."""
+    q, gmv_sigma = qualifying_depth(c, share_table, target_roi, pool_roi, sigma)
     if c.estimation_noise_enabled:
         # ranked on noisy estimates: the estimated average holds the target, the truth less
-        return select_on_estimates(share_table, target_roi, pool_roi, sigma,
-                                   c.estimation_noise_sd)
-    q = table_share(share_table, target_roi, pool_roi, sigma)
-    return q, np.where(q < 1.0, np.maximum(target_roi, pool_roi), pool_roi), sigma
+        return q, realised_average_roi(q, pool_roi, gmv_sigma), gmv_sigma
+    return q, np.where(q < 1.0, np.maximum(target_roi, pool_roi), pool_roi), gmv_sigma
 
 
 @helper
 def qualifying_depth(c: DayConstants, share_table: np.ndarray, target_roi: np.ndarray,
                      pool_roi: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`qualify` without the average ROI: the cost share ``q`` and the log-sd for
-    :func:`envs.pool.gmv_share`, for a plan that needs only its depth (whole-site)."""
+    """The cost share ``q`` a target-ROI bidder qualifies for and the log-sd with which
+    :func:`envs.pool.gmv_share` gives the true GMV share of a depth (:func:`qualify` adds the
+    average ROI; whole-site needs only this)."""
     if c.estimation_noise_enabled:
         return select_depth(share_table, target_roi, pool_roi, sigma, c.estimation_noise_sd)
     return table_share(share_table, target_roi, pool_roi, sigma), sigma

@@ -113,26 +113,26 @@ class OraclePolicy(Policy):
         b1 = self.budget[:, None] * scale_b[None, :]
         t2 = np.where(keep[None, :], t1, self.target[:, None])
         b2 = np.where(keep[None, :], b1, self.budget[:, None])
-        hold = dev.index((1.0, 1.0, False))
-        # screen every deviation on a quarter of the replicates, then judge holding and the
-        # best few on all of them (the clear-gain test reads only the full replicates)
+        # screen every deviation on the first replicates, then judge holding and the best
+        # few on all of them (the clear-gain test reads only the full replicates)
+        screened = slice(0, self.screen_replicates)
         screen = self._value(state, params, t1, b1, t2, b2, self._shares(len(dev)),
-                             self.deviation_days, self.screen_replicates)
-        pick = shortlist(screen, hold, self.shortlist_size)  # (n, k + 1), hold first
-        rows = np.arange(pick.shape[0])[:, None]
+                             self.deviation_days, screened)
+        pick = shortlist(screen, dev.index((1.0, 1.0, False)), self.shortlist_size)
+        rows = np.arange(pick.shape[0])[:, None]  # pick: (n, k + 1), holding first
         t1, b1, t2, b2 = t1[rows, pick], b1[rows, pick], t2[rows, pick], b2[rows, pick]
-        value = self._value(state, params, t1, b1, t2, b2, self._shares(pick.shape[1]),
-                            self.deviation_days, self.replicates)
-        best = clear_best(value, 0, self.min_gain_z)  # or hold
+        rest = self._value(state, params, t1, b1, t2, b2, self._shares(pick.shape[1]),
+                           self.deviation_days, slice(self.screen_replicates, self.replicates))
+        value = np.concatenate([screen[rows, pick], rest], axis=2)
+        best = clear_best(value, 0, self.min_gain_z)  # a column of pick; 0 holds
         rows = np.arange(len(best))
         target, budget = t1[rows, best], b1[rows, best]
         kept = keep[pick[rows, best]]
-        best = pick[rows, best]
         self.target = np.where(kept, target, self.target)
         self.budget = np.where(kept, budget, self.budget)
         self.on_anchor &= ~kept
         return self._follow_anchor(obs, self._action(state, target, budget, self.shares),
-                                   self.on_anchor & (best == hold))
+                                   self.on_anchor & (best == 0))
 
     def _shares(self, candidates: int) -> np.ndarray:
         """The plan's shares for ``candidates`` candidates per account: (n, candidates, 4)."""
@@ -162,7 +162,7 @@ class OraclePolicy(Policy):
         t = np.tile(target * np.array([g[0] for g in grid]), (len(budget), 1))
         b = budget[:, None] * np.array([g[1] for g in grid])[None, :]
         shares = np.tile(mixes[[g[2] for g in grid]], (len(budget), 1, 1))
-        value = self._value(state, params, t, b, t, b, shares, 0, self.replicates)
+        value = self._value(state, params, t, b, t, b, shares, 0, slice(0, self.replicates))
         anchor = grid.index((1.0, 1.0, 0))
         best = clear_best(value, anchor, self.min_gain_z)  # or the anchor
         rows = np.arange(len(best))
@@ -186,15 +186,16 @@ class OraclePolicy(Policy):
 
     def _value(self, state: MarketState, params: AccountParams, t1: np.ndarray,
                b1: np.ndarray, t2: np.ndarray, b2: np.ndarray, shares: np.ndarray,
-               switch: int, replicates: int) -> np.ndarray:
+               switch: int, replicates: slice) -> np.ndarray:
         """Value to the episode's end, the final state's value included (CNY, the scored
         objective), of each candidate (n, c): (t1, b1) for ``switch`` days then (t2, b2),
-        with budget ``shares`` (n, c, 4), on the first ``replicates`` replicate draws:
-        (n, c, replicates)."""
+        with budget ``shares`` (n, c, 4), on the ``replicates`` replicate draws (a slice of
+        them): (n, c, r). Each (candidate, replicate) path is simulated on its own (a batch
+        equals its accounts one by one), so values on different slices can be joined."""
         from envs.reward import reward_rows
 
         n, c = t1.shape
-        r = replicates
+        r = len(range(*replicates.indices(self.replicates)))
         rep = c * r
 
         def expand(x: np.ndarray) -> np.ndarray:  # (n, c) -> (n * c * r,)
@@ -209,7 +210,7 @@ class OraclePolicy(Policy):
         zeros = np.zeros(n * rep)
         model = self.sim.model
         for d in range(days):
-            draws = np.tile(self.noise[day0 + d, :r], (n * c, 1))
+            draws = np.tile(self.noise[day0 + d, replicates], (n * c, 1))
             target, budget = (t1, b1) if d < switch or switch == 0 else (t2, b2)
             decision = to_decision(self.config, s, self._action(s, target, budget, shares))
             s, out = model.step(s, p, decision, draws)
