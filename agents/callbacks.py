@@ -304,8 +304,10 @@ class Validator:
         the scenario and objective (made when the validator is, before any rollout).
     """
 
-    def __init__(self, scenario: ScenarioConfig, baselines: tuple[str, ...], n_episodes: int):
+    def __init__(self, scenario: ScenarioConfig, baselines: tuple[str, ...], n_episodes: int,
+                 anchored: bool = False):
         self.scenario = scenario
+        self.anchored = anchored  # the model outputs residuals on static (agents.anchored)
         self.baselines = tuple(baselines)
         self.seeds = validation_seeds(n_episodes)
         self._policies = {name: make_policy(name, scenario) for name in self.baselines}
@@ -321,6 +323,12 @@ class Validator:
 
     def rollout_model(self, model, vecnormalize) -> RolloutResult:
         """Deterministic PPO actions on raw observations normalised by frozen statistics."""
+        if self.anchored:
+            from agents.anchored import AnchoredPolicy, sb3_predictor
+
+            policy = AnchoredPolicy(sb3_predictor(model), self.scenario,
+                                    observation_filter=vecnormalize.normalize_obs)
+            return rollout(policy, policy.config, self.seeds)
         return rollout(model, self.scenario, self.seeds,
                        observation_filter=vecnormalize.normalize_obs)
 
@@ -356,9 +364,9 @@ class ScenarioValidators:
     :attr:`ValidationResult.per_scenario`."""
 
     def __init__(self, scenarios: list[ScenarioConfig], baselines: tuple[str, ...],
-                 n_episodes: int):
+                 n_episodes: int, anchored: bool = False):
         self.baselines = tuple(baselines)
-        self.validators = [Validator(sc, baselines, n_episodes) for sc in scenarios]
+        self.validators = [Validator(sc, baselines, n_episodes, anchored) for sc in scenarios]
 
     def evaluate(self, model, vecnormalize, step: int) -> ValidationResult:
         parts: dict[str, ValidationResult] = {}
@@ -378,11 +386,12 @@ class ScenarioValidators:
 
 
 def make_validator(scenarios: list[ScenarioConfig], baselines: tuple[str, ...],
-                   n_episodes: int) -> Validator | ScenarioValidators:
-    """A :class:`Validator` for one scenario, :class:`ScenarioValidators` for several."""
+                   n_episodes: int, anchored: bool = False) -> Validator | ScenarioValidators:
+    """A :class:`Validator` for one scenario, :class:`ScenarioValidators` for several
+    (``anchored``: the model outputs residuals on ``static``, :mod:`agents.anchored`)."""
     if len(scenarios) == 1:
-        return Validator(scenarios[0], baselines, n_episodes)
-    return ScenarioValidators(scenarios, baselines, n_episodes)
+        return Validator(scenarios[0], baselines, n_episodes, anchored)
+    return ScenarioValidators(scenarios, baselines, n_episodes, anchored)
 
 
 def _write_scalars(writer, result: ValidationResult, prefix: str) -> None:

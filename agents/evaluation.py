@@ -82,7 +82,7 @@ class PolicySource:
         # Paired comparisons need every policy on the same market: the benchmark's scenario,
         # in the run's own action space (not its training config, which may randomise
         # parameters or mix scenarios).
-        return policy, scenario.replace(action_space=policy.scenario.action_space)
+        return policy.playing(scenario)
 
 
 def resolve_policies(names: list[str]) -> list[PolicySource]:

@@ -96,6 +96,10 @@ def load_checkpoint(run: str | Path, checkpoint: str = "best") -> LoadedCheckpoi
         info = read_run_json(policy.run_dir)
     except RunError as exc:
         raise ExportError(str(exc)) from None
+    if policy.anchor != "none":
+        raise ExportError(f"{policy.run_dir} outputs residuals on static's settings "
+                          "(env.anchor: static); exporting and serving anchored policies is "
+                          "not built yet")
     if info.get("env_version", ENV_VERSION) != ENV_VERSION:
         raise ExportError(f"{policy.run_dir} was trained on env version {info['env_version']}, "
                           f"this code is version {ENV_VERSION}")

@@ -45,6 +45,7 @@ from envs.config import (
 
 PPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "ppo"
 DEFAULT_PRESET = "default"
+ANCHORS = ("none", "static")  # env.anchor (agents.anchored)
 
 # Activation names a config may use -> torch.nn class names (resolved in training).
 ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "silu")
@@ -66,9 +67,19 @@ class EnvSection:
     n_envs: int  # accounts simulated in parallel
     normalize_reward: bool  # VecNormalize also scales rewards (observations always are)
     clip_obs: float  # normalised observations are clipped to +-clip_obs
+    anchor: str = "none"  # none: the env's raw actions; static: residuals on static's
+    # settings (agents.anchored; old runs without the key are raw)
+    paired_reward: bool = False  # reward = the account's day - a twin's playing static on the
+    # same market (needs anchor: static)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
+        if self.anchor not in ANCHORS:
+            raise ConfigError(f"env.anchor: {self.anchor!r} is not one of "
+                              f"{', '.join(ANCHORS)}")
+        if self.paired_reward and self.anchor != "static":
+            raise ConfigError("env.paired_reward: the twin plays the anchor, so it needs "
+                              "env.anchor: static")
         if isinstance(self.scenario, tuple):
             if not self.scenario:
                 raise ConfigError("env.scenario: an empty list names no scenario")
@@ -222,6 +233,9 @@ class TrainConfig:
         if self.ppo.batch_size > rollout:
             raise ConfigError(f"ppo.batch_size: {self.ppo.batch_size} exceeds the rollout "
                               f"(env.n_envs x ppo.n_steps = {rollout})")
+        if self.lagrangian.enabled and self.env.anchor != "none":
+            raise ConfigError("lagrangian.enabled: the floor's multiplier is not wired into "
+                              "anchored training (env.anchor: static); use one or the other")
 
     @property
     def is_mix(self) -> bool:

@@ -38,8 +38,9 @@ class TrainedPolicy:
     name = "ppo"
 
     def __init__(self, model: PPO, vecnormalize, scenario: ScenarioConfig, run_dir: Path,
-                 checkpoint: str, source: Path):
+                 checkpoint: str, source: Path, anchor: str = "none"):
         self.model = model
+        self.anchor = anchor  # "static": the model outputs residuals on static (agents.anchored)
         self._vecnormalize = vecnormalize
         self.scenario = scenario
         self.config = scenario
@@ -61,6 +62,19 @@ class TrainedPolicy:
         """Raw features -> what the network sees (training's ``VecNormalize.normalize_obs``)."""
         return self._vecnormalize.normalize_obs(np.asarray(observation))
 
+    def playing(self, scenario: ScenarioConfig) -> tuple[Any, ScenarioConfig]:
+        """The policy to play on ``scenario`` and the config to run it on (the scenario in the
+        run's action space): this model, or for an anchored run the model behind the
+        scenario's anchor (:class:`agents.anchored.AnchoredPolicy`)."""
+        config = scenario.replace(action_space=self.scenario.action_space)
+        if self.anchor == "none":
+            return self, config
+        from agents.anchored import AnchoredPolicy, sb3_predictor
+
+        policy = AnchoredPolicy(sb3_predictor(self.model), config,
+                                observation_filter=self.normalize)
+        return policy, policy.config
+
     def predict(self, observation: np.ndarray, state: Any = None,
                 episode_start: np.ndarray | None = None,
                 deterministic: bool = True) -> tuple[np.ndarray, Any]:
@@ -80,9 +94,11 @@ def load_trained_policy(run_dir: str | Path, checkpoint: str = "best",
     """
     run_dir = resolve_run(run_dir)
     folder = model_dir(run_dir, checkpoint)
-    scenario = scenario_from_dict(read_run_json(run_dir)["scenario_config"])
+    info = read_run_json(run_dir)
+    scenario = scenario_from_dict(info["scenario_config"])
     with open(folder / VECNORMALIZE_FILE, "rb") as f:
         vecnormalize = pickle.load(f)  # a run folder's own file (never serving input)
     vecnormalize.training = False
     model = PPO.load(folder / MODEL_FILE, device=device)
-    return TrainedPolicy(model, vecnormalize, scenario, run_dir, checkpoint, folder)
+    return TrainedPolicy(model, vecnormalize, scenario, run_dir, checkpoint, folder,
+                         str(info.get("anchor", "none")))

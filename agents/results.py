@@ -226,7 +226,7 @@ class TrainedSource:
         self.policy = load_trained_policy(run_dir, checkpoint)
 
     def build(self, scenario: ScenarioConfig):
-        return self.policy, scenario.replace(action_space=self.policy.scenario.action_space)
+        return self.policy.playing(scenario)
 
 
 def heuristic_names(config: ScenarioConfig | None = None) -> list[str]:

@@ -46,12 +46,16 @@ def rollout(policy: Predictor, config: ScenarioConfig, seeds: list[int] | np.nda
     obs = sim.reset(seeds=seeds)
     if getattr(policy, "needs_simulator", False):
         policy.attach(sim)  # reference policies only (the oracle): hidden state
+    # anchored policies read the dashboard and the launch budget (what the advertiser sees)
+    dashboard = getattr(policy, "needs_dashboard", False)
     returns = np.zeros(len(seeds))
     daily: dict[str, list[np.ndarray]] = {}
     episode_start = np.ones(len(seeds), dtype=bool)
     state = None
     while True:
         x = observation_filter(obs) if observation_filter is not None else obs
+        if dashboard:
+            policy.see_dashboard(sim.history, sim.params.launch_budget_cny)
         actions, state = policy.predict(x, state=state, episode_start=episode_start,
                                         deterministic=True)
         episode_start[:] = False

@@ -116,8 +116,16 @@ def session_seed(seed: int, session: int) -> int:
 def make_training_env(config: TrainConfig, scenario: ScenarioConfig | list[ScenarioConfig],
                       session: int = 0, vecnormalize_path: Path | None = None) -> VecNormalize:
     """The batched training env behind ``VecNormalize`` (fresh, or with saved statistics);
-    a list of scenarios splits the batch across them."""
-    venv = QianchuanVecEnv(scenario, config.env.n_envs, session_seed(config.seed, session))
+    a list of scenarios splits the batch across them. With ``env.anchor: static`` the accounts
+    act through anchored actions beside twins playing ``static`` (:mod:`agents.anchored`)."""
+    if config.env.anchor == "static":
+        from agents.anchored import PairedVecEnv
+
+        names = scenario if isinstance(scenario, list) else [scenario]
+        venv = PairedVecEnv(names, config.env.n_envs, session_seed(config.seed, session),
+                            paired_reward=config.env.paired_reward)
+    else:
+        venv = QianchuanVecEnv(scenario, config.env.n_envs, session_seed(config.seed, session))
     if vecnormalize_path is not None:
         env = VecNormalize.load(str(vecnormalize_path), venv)
         env.training = True
@@ -279,7 +287,8 @@ def _session(run_dir: Path, config: TrainConfig, scenarios: list[ScenarioConfig]
     """Train until ``config.training.total_timesteps``, from ``checkpoint`` if given."""
     t = config.training
     torch.set_num_threads(t.torch_threads)
-    validator = make_validator(validation_scenarios(scenarios), t.baselines, t.eval_episodes)
+    validator = make_validator(validation_scenarios(scenarios), t.baselines, t.eval_episodes,
+                               anchored=config.env.anchor == "static")
     scenario = scenarios if len(scenarios) > 1 else scenarios[0]
     tb_dir = run_dir / TB_DIR
     if checkpoint is None:
@@ -391,6 +400,7 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_name: str | No
         "machine": machine_context(), "code": code_version(),
         "env_version": ENV_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "num_timesteps": 0, "scenario_config": scenario.to_dict(), **mix, "sessions": [],
+        "anchor": config.env.anchor,
     })
     return _session(run_dir, config, scenarios, 0, None, command, on_validation)
 

@@ -21,6 +21,7 @@ from envs.compiled import compiled, helper
 
 if TYPE_CHECKING:  # keep this module light: the recommendation CLI imports it
     from envs.config import ScenarioConfig
+    from envs.inputs import DayConstants
     from envs.market import Decision, MarketState
 
 TARGET_MIN, TARGET_MAX = 0.01, 100.0  # the platform's accepted payment-ROI targets
@@ -113,6 +114,20 @@ def validate_action(action: np.ndarray, dim: int) -> np.ndarray:
 def platform_target(target_roi: np.ndarray) -> np.ndarray:
     """The target as the platform stores it: 0.01-100, two decimals."""
     return np.round(np.minimum(np.maximum(target_roi, TARGET_MIN), TARGET_MAX), 2)
+
+
+@helper
+def edit_size(c: DayConstants | ScenarioConfig, target_roi: np.ndarray, new_target_roi: np.ndarray,
+              budget_cny: np.ndarray, new_budget_cny: np.ndarray) -> np.ndarray:
+    """How much of the learning a morning's edit consumes: ``|ln(new/old target)| /
+    ln(1 + relearn_target_change)`` plus a budget rise's ``ln(new/old budget) /
+    ln(1 + relearn_budget_jump)`` (cuts are free, as in the one-day rule); 1 is an edit at
+    the one-day threshold. Unitless, (n,)."""
+    target_part = np.abs(np.log(new_target_roi / target_roi)) / np.log1p(
+        max(c.relearn_target_change, 1e-9))
+    budget_part = np.maximum(np.log(new_budget_cny / budget_cny), 0.0) / np.log1p(
+        max(c.relearn_budget_jump, 1e-9))
+    return target_part + budget_part
 
 
 @helper

@@ -115,7 +115,7 @@ class MarketState(NamedTuple):
     learn_days: np.ndarray  # days spent in the current learning period
     learn_orders: np.ndarray  # (window, n) orders of the last days while learning
     recent_edits: np.ndarray  # (relearn_window_days, n): the last days' edit sizes, in units
-    # of the one-day re-learning thresholds (envs.stages.edit_size)
+    # of the one-day re-learning thresholds (envs.actions.edit_size)
     recent_orders: np.ndarray  # (starvation_window_days, n): orders of the last days since
     # learning last restarted
     creative_age_days: np.ndarray

@@ -48,7 +48,13 @@ from scipy.special import gammaln, ndtr
 
 # Columns of the plans' budgets and shares: envs.actions.PLANS (WHOLE_SITE is 0 unless
 # whole_site_enabled); PAYMENT_ROI and SETTLEMENT_ROI re-exported for the stages' readers.
-from envs.actions import PAYMENT_ROI, SETTLEMENT_ROI, VOLUME, WHOLE_SITE  # noqa: F401
+from envs.actions import (  # noqa: F401
+    PAYMENT_ROI,
+    SETTLEMENT_ROI,
+    VOLUME,
+    WHOLE_SITE,
+    edit_size,
+)
 from envs.calendar import FAR_DAYS
 from envs.compiled import helper
 from envs.pool import gmv_share, realised_average_roi, select_depth, table_share
@@ -116,20 +122,6 @@ class Learning(NamedTuple):
     # units of the one-day re-learning thresholds (cumulative re-learning)
     recent_orders: np.ndarray  # (starvation_window_days, n) orders of the last days since
     # learning last restarted (conversion starvation)
-
-
-@helper
-def edit_size(c: DayConstants, target_roi: np.ndarray, new_target_roi: np.ndarray,
-              budget_cny: np.ndarray, new_budget_cny: np.ndarray) -> np.ndarray:
-    """How much of the learning a morning's edit consumes: ``|ln(new/old target)| /
-    ln(1 + relearn_target_change)`` plus a budget rise's ``ln(new/old budget) /
-    ln(1 + relearn_budget_jump)`` (cuts are free, as in the one-day rule); 1 is an edit at
-    the one-day threshold. Unitless, (n,)."""
-    target_part = np.abs(np.log(new_target_roi / target_roi)) / np.log1p(
-        max(c.relearn_target_change, 1e-9))
-    budget_part = np.maximum(np.log(new_budget_cny / budget_cny), 0.0) / np.log1p(
-        max(c.relearn_budget_jump, 1e-9))
-    return target_part + budget_part
 
 
 @helper

@@ -16,74 +16,18 @@ scheduled by the plan's age, so ``recommend`` can apply them to a real report.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import numpy as np
 
 from agents.policies.base import Policy, register_policy
 from envs.actions import encode_action, plan_share_row
+from envs.anchored import (  # noqa: F401  (the operator's step rules, re-exported)
+    StaticSettings,
+    budget_steps,
+    refresh_due,
+    target_move,
+    target_step,
+)
 from envs.config import ScenarioConfig
-
-STEP_MARGIN = 0.95  # steps are this share of the change that restarts learning
-
-
-@dataclass(frozen=True)
-class StaticSettings:
-    """Fixed settings, scale-free so they carry across accounts of a scenario."""
-
-    target_over_breakeven: float  # payment-ROI target / the scenario's break-even ROI
-    shares: tuple[float, ...]  # budget shares: payment_roi, settlement_roi, volume and, as a
-    # fourth value, whole_site (3 values: whole_site 0; envs.actions.plan_share_row)
-    budget_over_launch: float  # daily budget / the launch budget
-    refresh_days: int  # refresh creatives when they are this old (0: never)
-
-    def __post_init__(self) -> None:
-        if not (self.target_over_breakeven > 0 and self.budget_over_launch > 0):
-            raise ValueError("target_over_breakeven and budget_over_launch must be > 0")
-        if len(self.shares) not in (3, 4) or min(self.shares) < 0 or sum(self.shares) <= 0:
-            raise ValueError(f"shares must be three or four non-negative weights, got "
-                             f"{self.shares}")
-        if self.refresh_days < 0:
-            raise ValueError(f"refresh_days must be >= 0, got {self.refresh_days}")
-
-
-def target_step(config: ScenarioConfig) -> float:
-    """The largest daily relative target change used: under the one that restarts
-    learning, within the action's bound."""
-    if config.relearn_target_change > 0:
-        return min(config.target_max_step, STEP_MARGIN * config.relearn_target_change)
-    return config.target_max_step
-
-
-def budget_steps(config: ScenarioConfig, multiple: float) -> tuple[int, float]:
-    """(days, daily ratio) of the ramp from the launch budget to ``multiple`` x it: raises
-    stay under the jump that restarts learning, cuts within the action's bound."""
-    if abs(math.log(multiple)) < 1e-9:
-        return 0, 1.0
-    if multiple > 1 and config.relearn_budget_jump > 0:
-        step = min(config.budget_max_step, STEP_MARGIN * config.relearn_budget_jump)
-    else:
-        step = config.budget_max_step
-    days = math.ceil(abs(math.log(multiple)) / math.log1p(step) - 1e-9)
-    return days, multiple ** (1.0 / days)
-
-
-def target_move(config: ScenarioConfig, current: np.ndarray, wanted: np.ndarray
-                ) -> np.ndarray:
-    """Today's target ratio from ``current`` towards ``wanted`` (GMV/spend), within
-    :func:`target_step`."""
-    step = target_step(config)
-    return np.clip(wanted / np.maximum(current, 1e-2), 1.0 / (1.0 + step), 1.0 + step)
-
-
-def refresh_due(creative_age_days: np.ndarray, plan_age_days: np.ndarray,
-                every_days: int) -> np.ndarray:
-    """Bool (n,): refresh the creatives today, on a schedule of ``every_days`` (0: never),
-    never on launch day."""
-    if every_days <= 0:
-        return np.zeros(creative_age_days.shape[0], dtype=bool)
-    return (creative_age_days >= every_days - 0.5) & (plan_age_days > 0)
 
 
 def plan_action(config: ScenarioConfig, settings: StaticSettings, target_ratio: np.ndarray,
