@@ -30,10 +30,10 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from agents.policies import make_policy
-from envs.anchored import ANCHOR_FEATURES, StaticSettings, anchor_features, anchored_action
+from envs.anchored import StaticSettings, anchored_action, anchored_feature_names, anchored_features
 from envs.anchored import residual_names as anchored_names
 from envs.config import ScenarioConfig, load_scenario
-from envs.history import OBS_BOUND, feature_names
+from envs.history import OBS_BOUND
 from envs.simulator import Simulator
 
 TWIN_SEEDS = (10**9, 2 * 10**9)  # training accounts' seeds: far from every named seed range
@@ -48,18 +48,6 @@ def anchor_for(config: ScenarioConfig) -> StaticSettings:
     from agents.baselines import load_static
 
     return load_static(config)
-
-
-def anchored_features(config: ScenarioConfig, anchor: StaticSettings, observation: np.ndarray,
-                      history: np.ndarray, launch_budget_cny: np.ndarray) -> np.ndarray:
-    """What the network sees: the env's observation and the anchor's features, float32."""
-    extra = anchor_features(config, anchor, observation, history, launch_budget_cny)
-    return np.concatenate([observation, extra], axis=1).astype(np.float32)
-
-
-def anchored_feature_names(config: ScenarioConfig) -> tuple[str, ...]:
-    """The names of :func:`anchored_features`' columns."""
-    return (*feature_names(config), *ANCHOR_FEATURES)
 
 
 class AnchoredPolicy:

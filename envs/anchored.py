@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from envs.actions import edit_size, encode_action, plan_names, plan_share_row
-from envs.history import COL, decode_features
+from envs.history import COL, decode_features, feature_names
 
 if TYPE_CHECKING:
     from envs.config import ScenarioConfig
@@ -176,6 +176,19 @@ def anchor_features(config: ScenarioConfig, anchor: StaticSettings, observation:
         np.log(np.maximum(f["target_roi"], 1e-2) / target),
         np.log(np.maximum(now_budget, 1.0) / budget),
         edit_load(config, history)], axis=1)
+
+
+def anchored_features(config: ScenarioConfig, anchor: StaticSettings, observation: np.ndarray,
+                      history: np.ndarray, launch_budget_cny: np.ndarray) -> np.ndarray:
+    """What an anchored policy's network sees: the env's observation (n, F) and
+    :func:`anchor_features`, float32 (n, F + 6)."""
+    extra = anchor_features(config, anchor, observation, history, launch_budget_cny)
+    return np.concatenate([observation, extra], axis=1).astype(np.float32)
+
+
+def anchored_feature_names(config: ScenarioConfig) -> tuple[str, ...]:
+    """The names of :func:`anchored_features`' columns."""
+    return (*feature_names(config), *ANCHOR_FEATURES)
 
 
 def residual_names(config: ScenarioConfig) -> tuple[str, ...]:

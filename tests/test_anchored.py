@@ -8,18 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.anchored import (
-    AnchoredPolicy,
-    PairedVecEnv,
-    anchor_for,
-    anchored_feature_names,
-)
+from agents.anchored import AnchoredPolicy, PairedVecEnv, anchor_for
 from agents.policies import make_policy
 from agents.rollout import episode_value, rollout
 from envs.anchored import (
     ANCHOR_FEATURES,
     EDIT_CAP,
     anchored_action,
+    anchored_feature_names,
     edit_load,
     launch_week,
     residual_names,
