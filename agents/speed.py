@@ -163,13 +163,13 @@ def machine_description() -> dict[str, Any]:
             "simulator_engine": context["engine"], "platform": platform.platform()}
 
 
-BEAT_TAG = "eval/ppo_vs_playbook/profit_diff_ci_low"
+BEAT_TAG = "eval/ppo_vs_static/value_diff_ci_low"  # agents.callbacks.comparison_tags
 
 
 def first_beat_time(run_dir, started_at: float, tag: str = BEAT_TAG) -> tuple[float, int] | None:
     """Wall seconds from ``started_at`` (a ``time.time()``) until the run's validation first
-    showed PPO beating the playbook (the paired profit difference's 95% lower bound above 0),
-    and the training step it happened at; None if it never did.
+    showed PPO beating ``static`` (the paired 95% lower bound of the difference in the run's
+    objective value above 0), and the training step it happened at; None if it never did.
     """
     from pathlib import Path
 
