@@ -50,8 +50,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="target edits already made today (the platform allows 2)")
     p.add_argument("--act-while-learning", action="store_true",
                    help="do not hold the settings while the plan is learning")
-    p.add_argument("--scenario", default="3c",
-                   help="scenario of a rule-based --policy (an ONNX policy has its own)")
+    p.add_argument("--scenario",
+                   help="scenario of a rule-based --policy (default: 3c); of an anchored "
+                   "ONNX policy, the scenario whose anchor it plays (default: the one it was "
+                   "trained on); a raw ONNX policy has its own")
+    p.add_argument("--launch-budget", type=float, metavar="CNY",
+                   help="anchored policies: the plan's launch budget when the report does "
+                   "not show it (the budget on the day before plan_launch_date); default: "
+                   "the report's earliest budget, said in the output")
     p.add_argument("--compare", default=COMPARE_POLICY,
                    help="rule-based policy shown beside the answer ('none': none)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
@@ -69,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     options = RecommendOptions(
         promo_dates=args.promo_dates, breakeven_roi=args.breakeven_roi,
         edits_today=args.edits_today, act_while_learning=args.act_while_learning,
-        compare=None if args.compare.lower() == "none" else args.compare)
+        compare=None if args.compare.lower() == "none" else args.compare,
+        launch_budget=args.launch_budget)
     try:
         policy = load_policy(args.policy, scenario=args.scenario, threads=args.threads)
         if args.history:

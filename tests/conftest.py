@@ -1,6 +1,7 @@
 """Shared fixtures. ``tiny_run``: one tiny PPO run per test session, trained with the real
 ``agents.training.train`` (a few hundred steps, a tiny network), for every test that needs a
-trained model or a run folder."""
+trained model or a run folder; ``tiny_anchored_run``: the same, anchored (residuals on
+static's settings, ``agents.anchored``)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,20 @@ def tiny_run(tmp_path_factory) -> Path:
     config = load_train_config(sets=TINY_RUN_SETTINGS)
     runs = tmp_path_factory.mktemp("runs")
     return train(config, runs_dir=runs, run_name="tiny", command=["pytest", "tiny_run"])
+
+
+@pytest.fixture(scope="session")
+def tiny_anchored_run(tmp_path_factory) -> Path:
+    """The run folder of a tiny finished anchored PPO run (scenario 3c, ``env.anchor:
+    static`` with the paired reward)."""
+    from agents.ppo_config import load_train_config
+    from agents.training import train
+
+    config = load_train_config(sets=[*TINY_RUN_SETTINGS, "env.anchor=static",
+                                     "env.paired_reward=true", "experiment=tiny_anchored"])
+    runs = tmp_path_factory.mktemp("anchored_runs")
+    return train(config, runs_dir=runs, run_name="anchored",
+                 command=["pytest", "tiny_anchored_run"])
 
 
 @pytest.fixture(scope="session")

@@ -128,23 +128,19 @@ def test_anchor_config_is_checked():
         load_train_config(sets=["env.anchor=static", "lagrangian.enabled=true"])
 
 
-def test_anchored_run_trains_validates_and_plays(tmp_path):
+def test_anchored_run_trains_validates_and_plays(tiny_anchored_run):
     """A tiny anchored run: validation and evaluation play it through the mapping (its zero
-    start is static, so it is close to static at once); export says it cannot yet."""
+    start is static, so it is close to static at once); it loads for export
+    (tests/test_export.py exports it)."""
     from agents.evaluation import PolicySource
-    from agents.export import ExportError, load_checkpoint
-    from agents.ppo_config import load_train_config
-    from agents.training import train
-    from tests.conftest import TINY_RUN_SETTINGS
+    from agents.export import load_checkpoint
 
-    config = load_train_config(sets=[*TINY_RUN_SETTINGS, "env.anchor=static",
-                                     "env.paired_reward=true", "experiment=tiny_anchored"])
-    run = train(config, runs_dir=tmp_path, run_name="anchored", command=["pytest"])
+    run = tiny_anchored_run
     scenario = load_scenario("3c", action_space="full")
     policy, played_on = PolicySource("ppo", run_dir=run).build(scenario)
     assert isinstance(policy, AnchoredPolicy) and played_on.action_space == "full"
     static = episode_value(scenario, make_policy("static", scenario), SEEDS[:8]).mean()
     mine = episode_value(scenario, policy, SEEDS[:8]).mean()
     assert abs(mine - static) < 0.1 * abs(static)
-    with pytest.raises(ExportError, match="anchored"):
-        load_checkpoint(run)
+    loaded = load_checkpoint(run)
+    assert loaded.anchored and loaded.scenario.action_space == "full"

@@ -125,3 +125,82 @@ def test_missing_run_exits_2_without_traceback():
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2
     assert "no run folder" in done.stderr and "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------------------ anchored
+@pytest.fixture(scope="module")
+def exported_anchored(tiny_anchored_run, tmp_path_factory) -> Path:
+    """The tiny anchored run's best checkpoint exported into a private folder."""
+    return export_run(tiny_anchored_run, "best", out_dir=tmp_path_factory.mktemp("anchored"))
+
+
+def test_anchored_run_exports_residuals_with_its_anchors(exported_anchored, exported):
+    from agents.baselines import BaselineError, load_static
+    from agents.serving.manifest import anchor_entry, mapping_constants
+    from envs.anchored import anchored_feature_names, residual_names
+    from envs.config import list_scenarios, load_scenario
+
+    manifest = json.loads((exported_anchored / "policy.json").read_text())
+    cfg = load_scenario("3c", action_space="full")
+    assert manifest["anchor"] == "static"
+    assert manifest["feature_names"] == list(anchored_feature_names(cfg))
+    assert manifest["input"]["shape"] == ["batch", len(FEATURE_NAMES) + 1 + 6]
+    assert manifest["residual_names"] == list(residual_names(cfg))
+    assert manifest["output"]["shape"] == ["batch", len(residual_names(cfg))]
+    assert manifest["action_space"]["shape"] == [7]  # what the mapping yields: the env's
+    assert manifest["anchored_mapping"] == mapping_constants()
+    assert len(manifest["normalisation"]["obs_mean"]) == len(manifest["feature_names"])
+    expected = {}
+    for name in list_scenarios():  # every named scenario with tuned static settings
+        try:
+            expected[name] = anchor_entry(load_static(load_scenario(name, objective="profit")))
+        except BaselineError:
+            continue
+    assert manifest["anchors"] == expected and "3c" in expected
+    parity = manifest["parity"]
+    assert parity["observations"] >= 500 and parity["anchor_scenario"] == "3c"
+    assert parity["max_abs_action_diff"] <= ACTION_ATOL
+    assert parity["max_rel_real_diff"] <= REAL_RTOL
+    policy = OnnxPolicy(exported_anchored / "policy.onnx")
+    assert policy.anchored and policy.anchor_name == "3c" and policy.output_dim == 6
+    # a raw export says nothing of anchors
+    raw = json.loads((exported / "policy.json").read_text())
+    assert not {"anchor", "anchors", "residual_names", "anchored_mapping"} & set(raw)
+
+
+def test_anchored_graph_matches_the_model_on_unseen_inputs(exported_anchored,
+                                                           tiny_anchored_run):
+    from agents.anchored import AnchoredPolicy
+    from envs.anchored import anchored_action
+
+    ck = load_checkpoint(tiny_anchored_run, "best")
+    played, cfg = ck.policy.playing(ck.scenario)
+    assert isinstance(played, AnchoredPolicy)
+    policy = OnnxPolicy(exported_anchored / "policy.onnx")
+    sim = Simulator(cfg, n=3)
+    obs = sim.reset(seeds=[31000, 31001, 31002])
+    launch = sim.params.launch_budget_cny
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        history = sim.history.copy()
+        played.see_dashboard(history, launch)
+        policy.see_dashboard(history, launch)
+        mine = policy.predict(obs)[0]
+        assert np.abs(policy.residual - played.residuals(obs)).max() <= ACTION_ATOL
+        np.testing.assert_allclose(mine, played.predict(obs)[0], atol=1e-5)
+        noise = rng.uniform(-1, 1, (3, 6))  # move away from the policy's own states
+        obs, _, _, _ = sim.step(anchored_action(cfg, played.anchor, noise, obs, history,
+                                                launch))
+
+
+def test_anchored_parity_failure_fails_loudly(exported_anchored, tiny_anchored_run,
+                                              monkeypatch):
+    import agents.export as export_module
+
+    before = {p.name: p.read_bytes() for p in exported_anchored.iterdir()}
+    forward = export_module.FrozenPolicy.forward
+    monkeypatch.setattr(export_module.FrozenPolicy, "forward",
+                        lambda self, obs: forward(self, obs) * 0.99 + 1e-4)
+    with pytest.raises(ExportError, match="parity check failed on .* anchored inputs"):
+        export_run(tiny_anchored_run, "best", out_dir=exported_anchored)
+    assert {p.name: p.read_bytes() for p in exported_anchored.iterdir()} == before

@@ -2,7 +2,8 @@
 
 The serving path imports only NumPy, onnxruntime, the standard library (openpyxl lazily,
 for ``.xlsx``) and the light parts of ``envs`` (``envs.history``, ``envs.actions``,
-``envs.config``): never torch, stable-baselines3 or pickle. Modules:
+``envs.config``, ``envs.anchored``): never torch, stable-baselines3, pickle or the
+simulator. Modules:
 
 - :mod:`agents.serving.report`: the report reader (header aliases, encodings, number formats).
 - :mod:`agents.serving.inputs`: report -> the env's history table and decision context.

@@ -178,6 +178,49 @@ def history_inputs(report: AccountReport, defaults: AccountDefaults,
     return rows, ctx, notes
 
 
+@dataclass(frozen=True)
+class LaunchBudget:
+    """The plan's launch budget, as an anchored policy reads it (its anchor's budget is a
+    multiple of it), and where it came from.
+
+    :param note: said in the output when the value is assumed or an option was overridden.
+    """
+
+    cny: float
+    source: str
+    note: str | None = None
+
+
+def launch_budget(report: AccountReport, given: float | None = None) -> LaunchBudget:
+    """The plan's launch budget: the budget the plan launched from, the report's budget on
+    the day before ``plan_launch_date`` when the report covers that day (the row of the
+    launch day itself holds the launch day's decision, which already moves the budget, as
+    the env's dashboard does); else ``given`` (``--launch-budget``); else the report's
+    earliest budget, with a note saying so."""
+    budget = report.values["budget"]
+    launch = report.plan_launch_date
+    if launch is not None:
+        before = launch - dt.timedelta(days=1)
+        if report.dates[0] <= before <= report.dates[-1]:
+            value = float(budget[(before - report.dates[0]).days])  # consecutive days
+            note = None
+            if given is not None and abs(given - value) > 1e-9 * max(value, 1.0):
+                note = (f"--launch-budget {given:,.2f} not used: the report shows the launch "
+                        f"budget, {value:,.2f} on {before} (the day before plan_launch_date "
+                        f"{launch})")
+            return LaunchBudget(value, f"report: budget on {before}, the day before "
+                                f"plan_launch_date {launch}", note)
+    if given is not None:
+        return LaunchBudget(float(given), "--launch-budget")
+    first = report.dates[0]
+    why = ("no plan_launch_date" if launch is None
+           else f"the report does not show {launch - dt.timedelta(days=1)}, the day before "
+                f"plan_launch_date {launch}")
+    return LaunchBudget(float(budget[0]), f"assumed: the report's earliest budget, on {first}",
+                        f"launch budget {float(budget[0]):,.2f}: the report's earliest budget "
+                        f"({first}); {why} (pass --launch-budget)")
+
+
 def stack_contexts(contexts: Sequence[DecisionContext]) -> DecisionContext:
     """One context for a batch of accounts."""
     return DecisionContext(**{name: np.concatenate([getattr(c, name) for c in contexts])

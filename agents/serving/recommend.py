@@ -5,6 +5,11 @@ context (:mod:`agents.serving.inputs`), one :func:`envs.history.build_features` 
 the observations, one ``predict`` call answers for all accounts, and the platform's guards
 (:mod:`agents.serving.guards`) turn the answer into settings to enter. The same is done with
 the playbook, so an operator sees both.
+
+An anchored policy (:mod:`envs.anchored`) also reads each account's dashboard history and
+its plan's launch budget (:func:`agents.serving.inputs.launch_budget`): its graph outputs a
+residual on the anchor of ``--scenario``, mapped to the env's action by
+:func:`envs.anchored.anchored_action`; the rest (settings, guards, output) is the same.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,32 +30,41 @@ from agents.serving.errors import ServingError
 from agents.serving.guards import PLANS, GuardNote, Settings, apply_guards, raw_settings
 from agents.serving.inputs import (
     AccountDefaults,
+    LaunchBudget,
     Promotion,
     history_inputs,
+    launch_budget,
     observations,
     parse_promotions,
 )
+from agents.serving.manifest import anchor_entry
 from agents.serving.report import AccountReport, read_report
 from envs.actions import plan_names
 from envs.config import ConfigError, ScenarioConfig, load_scenario
 from envs.history import COL
 
 COMPARE_POLICY = "playbook"
+DEFAULT_SCENARIO = "3c"  # a rule-based policy's scenario when none is named
 REPORT_SUFFIXES = (".csv", ".xlsx", ".xlsm")
 
 
 # ---------------------------------------------------------------------------- policies
-def load_policy(spec: str, scenario: str = "3c", threads: int = 1) -> Any:
+def load_policy(spec: str, scenario: str | None = None, threads: int = 1) -> Any:
     """A policy from ``--policy``: a path to ``policy.onnx`` or a rule-based policy's name.
 
-    :param scenario: the scenario a rule-based policy is built for (an ONNX policy carries
-        its own in the manifest).
+    :param scenario: the scenario a rule-based policy is built for (None:
+        :data:`DEFAULT_SCENARIO`); for an anchored ONNX policy, the scenario whose anchor it
+        plays (None: the one it was trained on); a raw ONNX policy carries its own in the
+        manifest.
     """
     if spec.endswith(".onnx") or Path(spec).is_file():
         from agents.serving.onnx_policy import OnnxPolicy
 
-        return OnnxPolicy(spec, threads=threads)
-    return rule_policy(spec, scenario_config(scenario))
+        policy = OnnxPolicy(spec, threads=threads)
+        if policy.anchored:
+            policy.select_anchor(scenario)
+        return policy
+    return rule_policy(spec, scenario_config(scenario or DEFAULT_SCENARIO))
 
 
 def scenario_config(scenario: str) -> ScenarioConfig:
@@ -85,6 +100,9 @@ class Answer:
     guards: list[list[GuardNote]]
     space: str
     plans: tuple[str, ...]  # the plans of the policy's scenario (envs.actions.plan_names)
+    residual: np.ndarray | None = None  # an anchored policy's (n, k) graph output
+    anchor: dict[str, Any] | None = None  # an anchored policy's anchor (scenario, settings)
+    launch: list[LaunchBudget] | None = None  # an anchored policy's launch budgets
 
 
 @dataclass
@@ -120,8 +138,13 @@ def answer(policy: Any, obs: np.ndarray, current: Settings, learning: np.ndarray
     raw = raw_settings(policy.config, action, current)
     acts = act_while_learning or bool(getattr(policy, "acts_while_learning", False))
     final, notes = apply_guards(raw, current, learning, learn_failed, edits_today, acts)
-    return Answer(getattr(policy, "name", "policy"), action, raw, final, notes,
-                  policy.config.action_space, plan_names(policy.config))
+    out = Answer(getattr(policy, "name", "policy"), action, raw, final, notes,
+                 policy.config.action_space, plan_names(policy.config))
+    if getattr(policy, "anchored", False):
+        out.residual = np.asarray(policy.residual, dtype=np.float64).reshape(obs.shape[0], -1)
+        out.anchor = {"kind": policy.anchor_kind, "scenario": policy.anchor_name,
+                      "settings": anchor_entry(policy.anchor)}
+    return out
 
 
 def _settings_dict(s: Settings, i: int, space: str, plans: tuple[str, ...]) -> dict[str, Any]:
@@ -138,10 +161,16 @@ def _answer_dict(a: Answer, i: int, current: Settings) -> dict[str, Any]:
     final = _settings_dict(a.final, i, a.space, a.plans)
     change = {"target_roi": final["target_roi"] - float(current.target_roi[i]),
               "budget_cny": final["budget_cny"] - float(current.budget_cny[i])}
-    return {"name": a.name, "action": [float(x) for x in a.action[i]],
-            "raw": _settings_dict(a.raw, i, a.space, a.plans), "recommended": final,
-            "change": change,
-            "guards": [vars(g) for g in a.guards[i]]}
+    out = {"name": a.name, "action": [float(x) for x in a.action[i]],
+           "raw": _settings_dict(a.raw, i, a.space, a.plans), "recommended": final,
+           "change": change,
+           "guards": [vars(g) for g in a.guards[i]]}
+    if a.anchor is not None and a.residual is not None and a.launch is not None:
+        out["anchored"] = True
+        out["residual"] = [float(x) for x in a.residual[i]]
+        out["anchor"] = {**a.anchor, "launch_budget_cny": a.launch[i].cny,
+                         "launch_budget_source": a.launch[i].source}
+    return out
 
 
 # ------------------------------------------------------------------------------ accounts
@@ -154,6 +183,8 @@ class RecommendOptions:
     :param edits_today: target edits already made today.
     :param act_while_learning: do not hold settings while a plan is learning.
     :param compare: the rule-based policy shown beside the answer (None: none).
+    :param launch_budget: the plans' launch budget (CNY) for an anchored policy when a report
+        does not show it (:func:`agents.serving.inputs.launch_budget`).
     """
 
     promo_dates: str | None = None
@@ -161,12 +192,17 @@ class RecommendOptions:
     edits_today: int = 0
     act_while_learning: bool = False
     compare: str | None = COMPARE_POLICY
+    launch_budget: float | None = None
 
 
 def _defaults_and_peaks(cfg: ScenarioConfig,
                         options: RecommendOptions) -> tuple[AccountDefaults, list[Promotion]]:
     if options.breakeven_roi is not None and options.breakeven_roi <= 0:
         raise ServingError("--breakeven-roi must be > 0")
+    if options.launch_budget is not None and not (math.isfinite(options.launch_budget)
+                                                  and options.launch_budget > 0):
+        raise ServingError(f"--launch-budget must be a finite amount > 0 (CNY), got "
+                           f"{options.launch_budget}")
     defaults = AccountDefaults(
         breakeven_roi=options.breakeven_roi or cfg.breakeven_roi,
         shares=tuple(cfg.launch_shares), breakeven_given=options.breakeven_roi is not None)
@@ -194,8 +230,18 @@ def _score(policy: Any, reports: Sequence[AccountReport],
                        np.concatenate([c.shares for c in contexts]),
                        np.zeros(len(reports), dtype=bool))
     learning, failed = last[:, COL["learning"]] > 0.5, last[:, COL["learn_failed"]] > 0.5
+    notes = [list(note) for _, _, note in inputs]
+    launch = None
+    if getattr(policy, "needs_dashboard", False):
+        launch = [launch_budget(report, options.launch_budget) for report in reports]
+        for i, item in enumerate(launch):
+            if item.note:
+                notes[i].append(item.note)
+        policy.see_dashboard(dashboard(histories, policy.config.history_days),
+                             np.array([item.cny for item in launch]))
     main = answer(policy, obs, current, learning, failed, options.edits_today,
                   options.act_while_learning)
+    main.launch = launch
     other = None
     if options.compare and options.compare != getattr(policy, "name", None):
         other = answer(rule_policy(options.compare, policy.config), obs, current, learning,
@@ -208,8 +254,15 @@ def _score(policy: Any, reports: Sequence[AccountReport],
         out.append(Recommendation(
             report=report, current=cur, policy=_answer_dict(main, i, current),
             playbook=None if other is None else _answer_dict(other, i, current),
-            notes=inputs[i][2]))
+            notes=notes[i]))
     return out
+
+
+def dashboard(histories: Sequence[np.ndarray], days: int) -> np.ndarray:
+    """The accounts' dashboards as the env holds them (n, days, columns): the last ``days``
+    rows of each report (the scenario's ``history_days``), or as many as the shortest has."""
+    days = min(days, *(len(h) for h in histories))
+    return np.stack([h[-days:] for h in histories])
 
 
 def report_files(directory: str | Path) -> list[Path]:
@@ -266,6 +319,10 @@ def format_table(rec: Recommendation) -> str:
     lines = [
         f"Recommendation for {r.decision_date} ({r.decision_date:%a}), account {r.account}",
         f"  policy : {pol['name']}",
+    ]
+    if pol.get("anchored"):
+        lines.append(f"  anchor : {describe_anchor(pol['anchor'])}")
+    lines += [
         f"  report : {r.path} ({r.encoding}, {len(r.dates)} days {r.dates[0]}..{r.dates[-1]})",
         f"  columns: {r.describe_mapping()}",
     ]
@@ -315,6 +372,15 @@ def format_table(rec: Recommendation) -> str:
     return "\n".join(lines)
 
 
+def describe_anchor(anchor: dict[str, Any]) -> str:
+    """An anchored answer's anchor in one line (the table's ``anchor :`` line)."""
+    a = anchor["settings"]
+    return (f"anchored on {anchor['kind']}'s settings for {anchor['scenario']}: target "
+            f"{a['target_over_breakeven']:.4g} x break-even, budget "
+            f"{a['budget_over_launch']:.4g} x the launch budget "
+            f"{_money(anchor['launch_budget_cny'])} ({anchor['launch_budget_source']})")
+
+
 CSV_COLUMNS = ("account", "file", "decision_date", "policy", "current_target_roi",
                "recommended_target_roi", "target_change", "current_budget_cny",
                "recommended_budget_cny", "budget_change_cny", "share_payment_roi",
@@ -332,6 +398,9 @@ def batch_rows(recs: Sequence[Recommendation]) -> list[dict[str, Any]]:
         rows.append({
             "account": rec.report.account, "file": str(rec.report.path),
             "decision_date": rec.report.decision_date.isoformat(), "policy": pol["name"],
+            **({"anchor": f"{pol['anchor']['kind']}:{pol['anchor']['scenario']}",
+                "launch_budget_cny": f"{pol['anchor']['launch_budget_cny']:.2f}"}
+               if pol.get("anchored") else {}),
             "current_target_roi": f"{cur['target_roi']:.2f}",
             "recommended_target_roi": f"{final['target_roi']:.2f}",
             "target_change": f"{pol['change']['target_roi']:+.2f}",
@@ -360,6 +429,9 @@ def write_batch_csv(recs: Sequence[Recommendation], path: str | Path) -> Path:
     columns = list(CSV_COLUMNS)
     if any("share_whole_site" in row for row in rows):  # a scenario with the whole-site plan
         columns.insert(columns.index("share_volume") + 1, "share_whole_site")
+    if any("anchor" in row for row in rows):  # an anchored policy: its anchor, launch budget
+        at = columns.index("policy") + 1
+        columns[at:at] = ["anchor", "launch_budget_cny"]
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
