@@ -386,7 +386,9 @@ def build_manifest(ck: LoadedCheckpoint, onnx_path: Path, parity: dict[str, Any]
                           "clip_obs": trained.clip_obs},
         "policy": {"algorithm": "PPO", "class": type(trained.model.policy).__name__,
                    "deterministic": True, "num_timesteps": trained.num_timesteps},
-        "acts_while_learning": False,
+        # an anchored policy was trained deciding every day, learning or not (its mapping
+        # keeps edits under the re-learning rule); a raw one is held while the plan learns
+        "acts_while_learning": trained.anchor != "none",
         "source": {"run_dir": str(trained.run_dir),
                    "run_name": info.get("run_name", trained.run_dir.name),
                    "checkpoint": trained.checkpoint, "seed": info.get("seed"),
