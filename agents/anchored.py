@@ -97,6 +97,22 @@ def sb3_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: model.predict(x, deterministic=True)[0]
 
 
+class _Sims:
+    """Several simulators behind the one attribute training sets on them."""
+
+    def __init__(self, sims: list[Simulator]):
+        self._sims = sims
+
+    @property
+    def floor_multiplier(self) -> float:
+        return self._sims[0].floor_multiplier
+
+    @floor_multiplier.setter
+    def floor_multiplier(self, value: float) -> None:
+        for sim in self._sims:
+            sim.floor_multiplier = value
+
+
 class PairedVecEnv(VecEnv):
     """Accounts that act through anchored actions, each beside a twin playing ``static`` on
     the same market, as one SB3 ``VecEnv`` (the twins are hidden from the learner).
@@ -137,6 +153,12 @@ class PairedVecEnv(VecEnv):
         self._actions: np.ndarray | None = None
         self._returns = np.zeros(n_envs)
         self._length = 0
+
+    @property
+    def sim(self) -> _Sims:
+        """The simulators as one (what the floor-multiplier callback sets: accounts and twins
+        are charged alike, so the paired reward carries only the account's own shortfall)."""
+        return _Sims(self.sims)
 
     def _observe(self) -> np.ndarray:
         """The learner's inputs for every account (twins left out)."""

@@ -233,9 +233,6 @@ class TrainConfig:
         if self.ppo.batch_size > rollout:
             raise ConfigError(f"ppo.batch_size: {self.ppo.batch_size} exceeds the rollout "
                               f"(env.n_envs x ppo.n_steps = {rollout})")
-        if self.lagrangian.enabled and self.env.anchor != "none":
-            raise ConfigError("lagrangian.enabled: the floor's multiplier is not wired into "
-                              "anchored training (env.anchor: static); use one or the other")
 
     @property
     def is_mix(self) -> bool:

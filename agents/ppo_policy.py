@@ -6,7 +6,7 @@ observations exactly as training did, so evaluation and export can pass the env'
 features::
 
     policy = load_trained_policy("runs/3c__default__0__20250101-120000", "best")
-    result = rollout(policy, policy.scenario, seeds)
+    result = rollout(*policy.playing(policy.scenario), seeds)  # anchored runs: their mapping
 """
 
 from __future__ import annotations

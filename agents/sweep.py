@@ -132,7 +132,8 @@ def evaluate_run(run_dir: Path, baseline: str, n_episodes: int) -> dict[str, Any
     paired difference with its 95% t-interval."""
     policy = load_trained_policy(run_dir, "final")
     seeds = report_seeds(n_episodes)
-    ppo = objective_values(policy.scenario, rollout(policy, policy.scenario, seeds))
+    player, played_on = policy.playing(policy.scenario)  # anchored runs: through the mapping
+    ppo = objective_values(policy.scenario, rollout(player, played_on, seeds))
     reference_policy = make_policy(baseline, policy.scenario)
     result = rollout(reference_policy, getattr(reference_policy, "config", policy.scenario),
                      seeds)

@@ -28,8 +28,9 @@ def pytest_collection_modifyitems(config, items) -> None:
 # A tiny but complete run: 4 accounts x 32 days per rollout, 4 rollouts (512 steps), a
 # validation and a checkpoint every 2 rollouts, validation on 4 seeds.
 TINY_RUN_SETTINGS = (
-    "experiment=tiny", "seed=7", "env.n_envs=4", "ppo.n_steps=32", "ppo.batch_size=64",
-    "ppo.n_epochs=2", "policy.net_arch=16", "training.total_timesteps=512",
+    "experiment=tiny", "seed=7", "env.anchor=none", "env.paired_reward=false", "env.n_envs=4",
+    "ppo.n_steps=32", "ppo.batch_size=64", "ppo.n_epochs=2", "policy.net_arch=16",
+    "training.total_timesteps=512",
     "training.eval_freq=256", "training.checkpoint_freq=256", "training.eval_episodes=4",
     "training.progress_bar=false",
 )

@@ -31,7 +31,8 @@ MIX = ("3c", "food")
 # 4 accounts (2 per scenario) x 42 days per rollout: an episode (84 days) ends every second
 # rollout, so the floor multiplier moves twice in 672 steps.
 TINY_MIX_SETTINGS = (
-    "experiment=tinymix", "seed=3", "env.scenario=3c,food", "env.n_envs=4", "ppo.n_steps=42",
+    "experiment=tinymix", "seed=3", "env.scenario=3c,food", "env.anchor=none",
+    "env.paired_reward=false", "env.n_envs=4", "ppo.n_steps=42",
     "ppo.batch_size=84", "ppo.n_epochs=1", "policy.net_arch=16",
     "training.total_timesteps=672", "training.eval_freq=336", "training.checkpoint_freq=336",
     "training.eval_episodes=2", "training.progress_bar=false", "lagrangian.enabled=true",

@@ -155,8 +155,9 @@ def test_two_workers_share_one_sweep_on_postgresql(tmp_path, postgres_url):
     expected = {(t.params["seed"], t.params["scenario"]): t.value
                 / t.user_attrs[EVAL_ATTR]["baseline_settled_gmv"] for t in trials}
     for (seed, scenario), value in expected.items():
+        # stored to 6 decimals (agents/sweep.py): an anchored PPO's scores sit near 0
         assert scores[[0, 1].index(seed), ["3c", "beauty"].index(scenario)] == pytest.approx(
-            value, rel=1e-5)
+            value, rel=1e-5, abs=5e-7)
     assert agg["iqm_ci_low"] <= agg["iqm"] <= agg["iqm_ci_high"]
     assert (folder / SUMMARY_CSV).read_text().startswith("config,scenario,n_seeds")
     assert any("IQM" in log for log in logs)
