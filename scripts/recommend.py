@@ -27,16 +27,27 @@ from agents.serving.recommend import (
     write_batch_csv,
 )
 
-# A small PPO policy trained by this pipeline on the default scenario and exported, shipped
-# so recommendations work before anything is trained (tests/test_default_policy.py).
-DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "models" / "default_3c" / "policy.onnx"
+# The cross-scenario policies `make results` trains (one per objective, anchored on each
+# scenario's static settings), exported and shipped so recommendations work before anything
+# is trained (tests/test_default_policy.py).
+MODELS = Path(__file__).resolve().parent.parent / "models"
+OBJECTIVES = ("profit", "gmv_floor")
+
+
+def shipped_policy(objective: str) -> Path:
+    """The shipped policy for ``objective``: ``models/<objective>/policy.onnx``."""
+    return MODELS / objective / "policy.onnx"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--policy", default=str(DEFAULT_POLICY),
+    p.add_argument("--policy",
                    help="runs/<run>/export/policy.onnx, 'playbook' or another rule's name "
-                   "(default: the shipped policy, models/default_3c/policy.onnx)")
+                   "(default: the shipped policy for --objective, "
+                   "models/<objective>/policy.onnx)")
+    p.add_argument("--objective", choices=OBJECTIVES,
+                   help="which shipped policy to use without --policy: profit (default) or "
+                   "gmv_floor (settled GMV with a settlement-ROI floor)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--history", help="one account's daily report (.csv or .xlsx)")
     src.add_argument("--batch", metavar="DIR", help="score every report in DIR")
@@ -67,6 +78,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--edits-today must be >= 0")
     if args.threads < 1:
         p.error("--threads must be >= 1")
+    if args.policy is not None and args.objective is not None:
+        p.error("--objective picks a shipped policy; a --policy has its own objective")
+    if args.policy is None:
+        args.policy = str(shipped_policy(args.objective or "profit"))
     return args
 
 
