@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from agents.policies import make_policy
 from envs.anchored import StaticSettings, anchored_action, anchored_feature_names, anchored_features
@@ -35,6 +34,7 @@ from envs.anchored import residual_names as anchored_names
 from envs.config import ScenarioConfig, load_scenario
 from envs.history import OBS_BOUND
 from envs.simulator import Simulator
+from envs.vec_env import InProcessVecEnv, fill_episode_end
 
 TWIN_SEEDS = (10**9, 2 * 10**9)  # training accounts' seeds: far from every named seed range
 
@@ -113,7 +113,7 @@ class _Sims:
             sim.floor_multiplier = value
 
 
-class PairedVecEnv(VecEnv):
+class PairedVecEnv(InProcessVecEnv):
     """Accounts that act through anchored actions, each beside a twin playing ``static`` on
     the same market, as one SB3 ``VecEnv`` (the twins are hidden from the learner).
 
@@ -205,36 +205,13 @@ class PairedVecEnv(VecEnv):
         infos: list[dict[str, Any]] = [{} for _ in range(n)]
         obs = self._observe()
         if done:
-            per_metric = {key: np.concatenate([m[key] for m in metrics]).tolist()
-                          for key in metrics[0]}
-            per_term = {key: np.concatenate([t[key] for t in terms]).tolist()
-                        for key in terms[0]}
-            returns = self._returns.tolist()
-            for i, info in enumerate(infos):
-                info["terminal_observation"] = obs[i]
-                info["TimeLimit.truncated"] = True
-                info["episode"] = {"r": returns[i], "l": self._length}
-                info["episode_metrics"] = {key: v[i] for key, v in per_metric.items()}
-                info["episode_reward_terms"] = {key: v[i] for key, v in per_term.items()}
+            fill_episode_end(
+                infos, obs, self._returns.tolist(), self._length,
+                {key: np.concatenate([m[key] for m in metrics]).tolist() for key in metrics[0]},
+                {key: np.concatenate([t[key] for t in terms]).tolist() for key in terms[0]})
             obs = self.reset()
         return obs, reward.astype(np.float32), np.full(n, done), infos
 
     def seed(self, seed: int | None = None):
         self._rng = np.random.default_rng(np.random.SeedSequence([int(seed or 0), 0x7A1]))
         return [seed] * self.num_envs
-
-    def close(self) -> None:
-        pass
-
-    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
-        return [getattr(self, attr_name)] * len(self._get_indices(indices))
-
-    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs):
-        result = getattr(self, method_name)(*method_args, **method_kwargs)
-        return [result] * len(self._get_indices(indices))
-
-    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
-        return [False] * len(self._get_indices(indices))

@@ -27,7 +27,41 @@ def _batch_rng(seed: int | None) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), 0xBA7C4]))
 
 
-class QianchuanVecEnv(VecEnv):
+class InProcessVecEnv(VecEnv):
+    """SB3's ``VecEnv`` plumbing for envs that step every account in this process, in one
+    batch: attributes and methods are the one env's, nothing is wrapped, nothing to close."""
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        return [getattr(self, attr_name)] * len(self._get_indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs):
+        result = getattr(self, method_name)(*method_args, **method_kwargs)
+        return [result] * len(self._get_indices(indices))
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False] * len(self._get_indices(indices))
+
+
+def fill_episode_end(infos: list[dict[str, Any]], obs: np.ndarray, returns: list[float],
+                     length: int, metrics: dict[str, list], terms: dict[str, list]) -> None:
+    """The infos SB3 and the training callbacks read when every account's episode ends:
+    ``terminal_observation``, truncation, ``episode`` (return, length), ``episode_metrics``
+    and ``episode_reward_terms`` (per-account lists of each metric and term)."""
+    for i, info in enumerate(infos):
+        info["terminal_observation"] = obs[i]
+        info["TimeLimit.truncated"] = True
+        info["episode"] = {"r": returns[i], "l": length}
+        info["episode_metrics"] = {k: v[i] for k, v in metrics.items()}
+        info["episode_reward_terms"] = {k: v[i] for k, v in terms.items()}
+
+
+class QianchuanVecEnv(InProcessVecEnv):
     """``n_envs`` simulated accounts of one scenario as one SB3 ``VecEnv``.
 
     :param scenario: preset name, YAML path or config; or a list of them, for one batch of
@@ -88,30 +122,8 @@ class QianchuanVecEnv(VecEnv):
             infos = [{} for _ in range(n)]
         dones = np.full(n, done)
         if done:  # per-account Python floats, each array converted once
-            metrics = {k: v.tolist() for k, v in raw["episode_metrics"].items()}
-            terms = {k: v.tolist() for k, v in raw["episode_reward_terms"].items()}
-            returns = self._returns.tolist()
-            for i, info in enumerate(infos):
-                info["terminal_observation"] = obs[i]
-                info["TimeLimit.truncated"] = True
-                info["episode"] = {"r": returns[i], "l": self._length}
-                info["episode_metrics"] = {k: v[i] for k, v in metrics.items()}
-                info["episode_reward_terms"] = {k: v[i] for k, v in terms.items()}
+            fill_episode_end(infos, obs, self._returns.tolist(), self._length,
+                             {k: v.tolist() for k, v in raw["episode_metrics"].items()},
+                             {k: v.tolist() for k, v in raw["episode_reward_terms"].items()})
             obs = self.reset()
         return obs, reward.astype(np.float32), dones, infos
-
-    def close(self) -> None:
-        pass
-
-    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
-        return [getattr(self, attr_name)] * len(self._get_indices(indices))
-
-    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs):
-        result = getattr(self, method_name)(*method_args, **method_kwargs)
-        return [result] * len(self._get_indices(indices))
-
-    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
-        return [False] * len(self._get_indices(indices))
