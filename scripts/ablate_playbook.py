@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.ablation import OBJECTIVES, ablate, markdown_table
-from agents.eval_stats import BOOTSTRAP_REPS
-from agents.evaluation import REPORT_SEED
+from agents.evaluation.ablation import OBJECTIVES, ablate, markdown_table
+from agents.evaluation.evaluate import REPORT_SEED
+from agents.evaluation.stats import BOOTSTRAP_REPS
 from envs.config import ConfigError, list_scenarios
 
 

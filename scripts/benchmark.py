@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core: set before NumPy/torch load
 
-from agents.speed import (codegen_throughput, env_share_of_training,  # noqa: E402, I001
+from agents.experiments.speed import (codegen_throughput, env_share_of_training,  # noqa: E402, I001
                           first_beat_time, machine_description, measure_throughput)
 from envs.config import SECOND_VERSION_SWITCHES, ConfigError, load_scenario  # noqa: E402
 
@@ -44,7 +44,7 @@ def ppo_settings(large_n_envs: int, smoke: bool) -> list[tuple[str, int, dict]]:
     large batch of accounts with 8-day rollouts and minibatches of 1,024 (the env's cost per
     account-day falls with the batch, PPO's does not; docs/training.md compares how the two
     settings learn)."""
-    from agents.ppo_config import load_train_config
+    from agents.training.config import load_train_config
 
     c = load_train_config("default")
     default = {"n_steps": c.ppo.n_steps, "batch_size": c.ppo.batch_size,
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{figures['model_per_s']:>11,.0f} ({batch}), "
               f"{single_figures['model_per_s']:>8,.0f} (1) account-days/s", flush=True)
 
-    from agents.ppo_config import load_train_config
+    from agents.training.config import load_train_config
 
     # the env as training uses it (the default config's scenario overrides, e.g. full actions)
     train_cfg = cfg.replace(**dict(load_train_config("default").env.overrides))

@@ -23,10 +23,10 @@ import sys
 
 import numpy as np
 
-from agents.eval_stats import paired_interval
+from agents.evaluation.rollout import episode_value
+from agents.evaluation.stats import paired_interval
 from agents.policies import make_policy
 from agents.policies.static import FixedSettingsPolicy, rule_settings
-from agents.rollout import episode_value
 from envs.config import ConfigError, load_scenario
 
 K_GRID = np.round(np.arange(1.1, 2.5 + 1e-9, 0.1), 2)

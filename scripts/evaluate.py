@@ -17,9 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.baselines import OBJECTIVES  # noqa: E402
-from agents.eval_stats import BOOTSTRAP_REPS  # noqa: E402
-from agents.evaluation import (  # noqa: E402
+from agents.evaluation.evaluate import (  # noqa: E402
     REPORT_SEED,
     TUNED_BASELINES,
     UNSEEN_SEED,
@@ -28,7 +26,9 @@ from agents.evaluation import (  # noqa: E402
     evaluate,
     resolve_scenarios,
 )
+from agents.evaluation.stats import BOOTSTRAP_REPS  # noqa: E402
 from agents.policies import POLICIES  # noqa: E402
+from agents.policies.baseline_store import OBJECTIVES  # noqa: E402
 from envs.config import ConfigError, list_scenarios, list_unseen  # noqa: E402
 
 

@@ -29,12 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.baselines import search_static, settings_from_entry
-from agents.eval_stats import paired_interval
-from agents.evaluation import REPORT_SEED
+from agents.evaluation.evaluate import REPORT_SEED
+from agents.evaluation.rollout import episode_value
+from agents.evaluation.stats import paired_interval
+from agents.experiments.baseline_search import search_static
+from agents.policies.baseline_store import settings_from_entry
 from agents.policies.oracle import OraclePolicy
 from agents.policies.static import FixedSettingsPolicy
-from agents.rollout import episode_value
 from agents.run_folder import write_text_atomic
 from envs.config import (
     SECOND_VERSION_OFF,

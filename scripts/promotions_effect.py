@@ -12,7 +12,7 @@ the scenario's objective) and the paired change with a 95% interval.
 
 Speed: all three switches on against off, 3c, best of ``--rounds`` alternating runs in one
 process: the model alone (million account-days/s at 4,096 accounts, µs a simulated day at
-64, :func:`agents.speed._time_model`) and the whole simulator at 64 accounts.
+64, :func:`agents.experiments.speed._time_model`) and the whole simulator at 64 accounts.
 
 A measurement for ``docs/market-model.md``, not a test: it asserts nothing.
 """
@@ -24,10 +24,10 @@ import sys
 
 import numpy as np
 
-from agents.eval_stats import paired_interval
+from agents.evaluation.rollout import episode_value
+from agents.evaluation.stats import paired_interval
+from agents.experiments.speed import _time_model, _time_simulator
 from agents.policies import make_policy
-from agents.rollout import episode_value
-from agents.speed import _time_model, _time_simulator
 from envs.config import ConfigError, load_scenario
 
 SWITCHES = {"warm-up stock": ("warmup_stock_enabled",),

@@ -6,7 +6,7 @@
     python scripts/search_baselines.py --study-name b1 --storage postgresql://u:pw@db:5432/optuna \\
         --join                                               # a worker on another machine
 
-Each Optuna study is one job of the shared trial queue (agents/tune/baseline_jobs.py): for
+Each Optuna study is one job of the shared trial queue (agents/experiments/baseline_jobs.py): for
 each scenario and objective, a TPE study of the best fixed settings (static: target /
 break-even, plan shares, budget / launch budget, refresh interval) on the first --seeds
 training seeds, --trials trials; the static rule's one k per objective over every named
@@ -30,8 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agents.baselines import BASELINE_DIR, OBJECTIVES  # noqa: E402
-from agents.tune.baseline_jobs import (  # noqa: E402
+from agents.experiments.baseline_jobs import (  # noqa: E402
     collect,
     default_search_name,
     describe_result,
@@ -39,9 +38,10 @@ from agents.tune.baseline_jobs import (  # noqa: E402
     run_search,
     write_results,
 )
-from agents.tune.cli import heartbeat_settings, log_line, run_cli, worker_parser  # noqa: E402
-from agents.tune.queue import TuneError  # noqa: E402
-from agents.tune.study import safe_command  # noqa: E402
+from agents.experiments.cli import heartbeat_settings, log_line, run_cli, worker_parser  # noqa: E402
+from agents.experiments.queue import TuneError  # noqa: E402
+from agents.experiments.study import safe_command  # noqa: E402
+from agents.policies.baseline_store import BASELINE_DIR, OBJECTIVES  # noqa: E402
 
 SEARCH_OPTIONS = ("scenarios", "objectives", "trials", "seeds", "no_rule")
 

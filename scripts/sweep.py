@@ -16,7 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.sweep import (  # noqa: E402
+from agents.experiments.cli import heartbeat_settings, log_line, run_cli, worker_parser  # noqa: E402
+from agents.experiments.study import describe_study_run, load_study, study_dir  # noqa: E402
+from agents.experiments.sweep import (  # noqa: E402
     AGGREGATE_JSON,
     SUMMARY_CSV,
     describe_aggregate,
@@ -24,8 +26,6 @@ from agents.sweep import (  # noqa: E402
     sweep,
     write_aggregate,
 )
-from agents.tune.cli import heartbeat_settings, log_line, run_cli, worker_parser  # noqa: E402
-from agents.tune.study import describe_study_run, load_study, study_dir  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

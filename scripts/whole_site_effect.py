@@ -19,10 +19,10 @@ import sys
 
 import numpy as np
 
-from agents.baselines import load_static
-from agents.eval_stats import paired_interval
+from agents.evaluation.rollout import episode_value
+from agents.evaluation.stats import paired_interval
+from agents.policies.baseline_store import load_static
 from agents.policies.static import FixedSettingsPolicy, StaticSettings
-from agents.rollout import episode_value
 from envs.actions import WHOLE_SITE, plan_share_row
 from envs.config import ConfigError, ScenarioConfig, load_scenario
 

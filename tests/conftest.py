@@ -1,7 +1,7 @@
 """Shared fixtures. ``tiny_run``: one tiny PPO run per test session, trained with the real
-``agents.training.train`` (a few hundred steps, a tiny network), for every test that needs a
+``agents.training.train.train`` (a few hundred steps, a tiny network), for every test that needs a
 trained model or a run folder; ``tiny_anchored_run``: the same, anchored (residuals on
-static's settings, ``agents.anchored``)."""
+static's settings, ``agents.policies.anchored``)."""
 
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ TINY_RUN_SETTINGS = (
 def tiny_run(tmp_path_factory) -> Path:
     """The run folder of a tiny finished PPO run (scenario 3c, validated against static and
     the playbook)."""
-    from agents.ppo_config import load_train_config
-    from agents.training import train
+    from agents.training.config import load_train_config
+    from agents.training.train import train
 
     config = load_train_config(sets=TINY_RUN_SETTINGS)
     runs = tmp_path_factory.mktemp("runs")
@@ -52,8 +52,8 @@ def tiny_run(tmp_path_factory) -> Path:
 def tiny_anchored_run(tmp_path_factory) -> Path:
     """The run folder of a tiny finished anchored PPO run (scenario 3c, ``env.anchor:
     static`` with the paired reward)."""
-    from agents.ppo_config import load_train_config
-    from agents.training import train
+    from agents.training.config import load_train_config
+    from agents.training.train import train
 
     config = load_train_config(sets=[*TINY_RUN_SETTINGS, "env.anchor=static",
                                      "env.paired_reward=true", "experiment=tiny_anchored"])
@@ -98,8 +98,8 @@ def baseline_profits():
     registered policy on :data:`CALIBRATION_SEEDS` (profit, or the ``gmv_floor`` return),
     rolled out on first use and shared (the benchmark's honesty checks and the oracle's
     dominance read the same episodes)."""
+    from agents.evaluation.rollout import episode_value
     from agents.policies import POLICIES, make_policy
-    from agents.rollout import episode_value
     from envs.config import load_scenario
 
     cache: dict[tuple[str, str], dict] = {}

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.ablation import PlaybookWithout, ablate, markdown_table, rule_names
+from agents.evaluation.ablation import PlaybookWithout, ablate, markdown_table, rule_names
+from agents.evaluation.rollout import episode_value
 from agents.policies.playbook import PlaybookPolicy
-from agents.rollout import episode_value
 from envs.config import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent

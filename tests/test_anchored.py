@@ -1,16 +1,17 @@
-"""Anchored actions (envs.anchored) and anchored PPO (agents.anchored): the zero residual plays
-static, the edit cap keeps exploration from restarting learning, the dashboard tells what the
-model counts, twins share their account's market, and a run trains, validates and evaluates
-through the mapping."""
+"""Anchored actions (envs.anchored) and anchored PPO (agents.policies.anchored,
+agents.training.paired_env): the zero residual plays static, the edit cap keeps exploration
+from restarting learning, the dashboard tells what the model counts, twins share their
+account's market, and a run trains, validates and evaluates through the mapping."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from agents.anchored import AnchoredPolicy, PairedVecEnv, anchor_for
+from agents.evaluation.rollout import episode_value, rollout
 from agents.policies import make_policy
-from agents.rollout import episode_value, rollout
+from agents.policies.anchored import AnchoredPolicy, anchor_for
+from agents.training.paired_env import PairedVecEnv
 from envs.anchored import (
     ANCHOR_FEATURES,
     EDIT_CAP,
@@ -125,7 +126,7 @@ def test_paired_env_twins_share_the_market():
 
 
 def test_anchor_config_is_checked():
-    from agents.ppo_config import load_train_config
+    from agents.training.config import load_train_config
 
     with pytest.raises(ConfigError, match="paired_reward"):
         load_train_config(sets=["env.anchor=none", "env.paired_reward=true"])
@@ -137,8 +138,8 @@ def test_anchored_run_trains_validates_and_plays(tiny_anchored_run):
     """A tiny anchored run: validation and evaluation play it through the mapping (its zero
     start is static, so it is close to static at once); it loads for export
     (tests/test_export.py exports it)."""
-    from agents.evaluation import PolicySource
-    from agents.export import load_checkpoint
+    from agents.evaluation.evaluate import PolicySource
+    from agents.export.exporter import load_checkpoint
 
     run = tiny_anchored_run
     scenario = load_scenario("3c", action_space="full")

@@ -46,8 +46,8 @@ def test_shipped_policy_plays_at_least_as_well_as_static(objective):
     """Played through the serving path (ONNX, the anchored mapping) in the env on report
     seeds, it earns within 2% of static or more: a trained residual, not noise (noise that
     size costs tens of percent, tests/test_anchored.py)."""
+    from agents.evaluation.rollout import episode_value
     from agents.policies import make_policy
-    from agents.rollout import episode_value
     from agents.serving.onnx_policy import OnnxPolicy
     from envs.config import load_scenario
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.evaluation import evaluate
+from agents.evaluation.evaluate import evaluate
 from envs.metrics import EPISODE_METRICS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,8 +81,8 @@ def test_script_end_to_end_on_two_scenarios(tmp_path):
         assert float(by["3c", objective, "playbook"]["value_diff_vs_playbook"]) == 0.0
     # the value is the case's objective: profit, or the gmv_floor return (settled GMV scale),
     # with the final state's value (on by default)
+    from agents.evaluation.rollout import episode_value
     from agents.policies import make_policy
-    from agents.rollout import episode_value
     from envs.config import load_scenario
 
     profit_config = load_scenario("3c")
@@ -160,7 +160,7 @@ def test_trained_run_and_damaged_model(tiny_run, tmp_path, capsys):
 
 
 def test_rliable_bootstrap_is_seeded_per_policy_and_leaves_numpy_alone():
-    from agents import eval_stats
+    from agents.evaluation import stats as eval_stats
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 3))
@@ -179,7 +179,7 @@ def test_rliable_bootstrap_is_seeded_per_policy_and_leaves_numpy_alone():
 
 def test_volume_shares_against_the_reference_policy():
     """Episode and last-28-day totals as ratios of the reference's means over seeds."""
-    from agents.behaviour import reference_policy, share_columns
+    from agents.evaluation.behaviour import reference_policy, share_columns
 
     days = 84
     reference = {"gmv": np.full((2, days), 30.0), "spend": np.full((2, days), 10.0)}
@@ -197,7 +197,7 @@ def test_volume_shares_against_the_reference_policy():
 
 
 def test_scores_against_static_and_the_value_of_control():
-    from agents.evaluation import _against_static
+    from agents.evaluation.evaluate import _against_static
 
     rng = np.random.default_rng(0)
     static = rng.normal(100.0, 10.0, 32)
@@ -218,10 +218,10 @@ def test_scores_against_static_and_the_value_of_control():
 
 def test_the_best_heuristic_is_chosen_on_validation_seeds_and_scored_on_report_seeds(
         tmp_path):
-    from agents.callbacks import validation_seeds
-    from agents.evaluation import NOT_HEURISTICS, best_heuristic
+    from agents.evaluation.evaluate import NOT_HEURISTICS, best_heuristic
+    from agents.evaluation.rollout import episode_value
     from agents.policies import POLICIES, make_policy
-    from agents.rollout import episode_value
+    from agents.training.callbacks import validation_seeds
     from envs.config import load_scenario
 
     config = load_scenario("food")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.export import ACTION_ATOL, REAL_RTOL, ExportError, export_run, load_checkpoint
+from agents.export.exporter import ACTION_ATOL, REAL_RTOL, ExportError, export_run, load_checkpoint
 from agents.serving.manifest import REQUIRED_KEYS, file_sha256
 from agents.serving.onnx_policy import OnnxPolicy
 from envs.history import FEATURE_NAMES, HISTORY_DAYS_REQUIRED
@@ -90,7 +90,7 @@ def test_every_checkpoint_exports_to_the_run_folder(tiny_run, tmp_path):
 
 def test_parity_failure_fails_loudly_and_replaces_nothing(exported, tiny_run, monkeypatch,
                                                           capsys):
-    import agents.export as export_module
+    import agents.export.exporter as export_module
 
     before = {p.name: p.read_bytes() for p in exported.iterdir()}
     forward = export_module.FrozenPolicy.forward
@@ -135,7 +135,7 @@ def exported_anchored(tiny_anchored_run, tmp_path_factory) -> Path:
 
 
 def test_anchored_run_exports_residuals_with_its_anchors(exported_anchored, exported):
-    from agents.baselines import BaselineError, load_static
+    from agents.policies.baseline_store import BaselineError, load_static
     from agents.serving.manifest import anchor_entry, mapping_constants
     from envs.anchored import anchored_feature_names, residual_names
     from envs.config import list_scenarios, load_scenario
@@ -170,7 +170,7 @@ def test_anchored_run_exports_residuals_with_its_anchors(exported_anchored, expo
 
 def test_anchored_graph_matches_the_model_on_unseen_inputs(exported_anchored,
                                                            tiny_anchored_run):
-    from agents.anchored import AnchoredPolicy
+    from agents.policies.anchored import AnchoredPolicy
     from envs.anchored import anchored_action
 
     ck = load_checkpoint(tiny_anchored_run, "best")
@@ -195,7 +195,7 @@ def test_anchored_graph_matches_the_model_on_unseen_inputs(exported_anchored,
 
 def test_anchored_parity_failure_fails_loudly(exported_anchored, tiny_anchored_run,
                                               monkeypatch):
-    import agents.export as export_module
+    import agents.export.exporter as export_module
 
     before = {p.name: p.read_bytes() for p in exported_anchored.iterdir()}
     forward = export_module.FrozenPolicy.forward

@@ -14,15 +14,15 @@ import pytest
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.callbacks import (
+from agents.run_folder import write_json_atomic
+from agents.training.callbacks import (
     FloorMultiplierCallback,
     ScenarioValidators,
     paired_difference,
     stratified_difference,
     validation_seeds,
 )
-from agents.ppo_config import from_dict, load_train_config
-from agents.run_folder import write_json_atomic
+from agents.training.config import from_dict, load_train_config
 from envs.config import ConfigError, list_scenarios
 from envs.simulator import ScenarioMix
 
@@ -107,8 +107,8 @@ def test_cross_scenario_validation_compares_each_scenario_on_its_value():
     """ScenarioValidators on a gmv_floor mix, a fixed rule in PPO's place (no training): each
     scenario's comparison is the paired one on that scenario's value (the numbers
     episode_value gives), the mean's interval is stratified by scenario, for every baseline."""
+    from agents.evaluation.rollout import episode_value
     from agents.policies import make_policy
-    from agents.rollout import episode_value
     from envs.config import load_scenario
 
     configs = [load_scenario(n, objective="gmv_floor", action_space="full") for n in MIX]
@@ -183,7 +183,7 @@ def test_dual_ascent_moves_the_multiplier_toward_the_target(tmp_path):
 # ------------------------------------------------------------------------------ a mix run
 @pytest.fixture(scope="module")
 def mix_run(tmp_path_factory) -> Path:
-    from agents.training import train
+    from agents.training.train import train
 
     runs = tmp_path_factory.mktemp("mixruns")
     return train(load_train_config(sets=TINY_MIX_SETTINGS), runs_dir=runs, run_name="mix",
@@ -191,7 +191,7 @@ def mix_run(tmp_path_factory) -> Path:
 
 
 def test_the_training_env_splits_its_batch_across_the_scenarios():
-    from agents.training import make_training_env
+    from agents.training.train import make_training_env
 
     config = load_train_config(sets=TINY_MIX_SETTINGS)
     env = make_training_env(config, config.scenario_configs())
@@ -202,7 +202,7 @@ def test_the_training_env_splits_its_batch_across_the_scenarios():
 
 @pytest.mark.slow
 def test_a_mix_run_validates_on_each_scenario_and_logs_the_mean(mix_run):
-    from agents.training import describe_run
+    from agents.training.train import describe_run
 
     info = json.loads((mix_run / "run.json").read_text())
     assert info["status"] == "finished" and info["scenario"] == "mix"
@@ -251,7 +251,7 @@ def test_the_floor_multiplier_rises_with_violations_and_enters_the_reward(mix_ru
 def test_a_mix_run_resumes_with_its_scenarios_and_multiplier(mix_run, tmp_path):
     import shutil
 
-    from agents.training import resume
+    from agents.training.train import resume
 
     copy = shutil.copytree(mix_run, tmp_path / "mix")
     before = json.loads((copy / "run.json").read_text())["floor_multiplier"]
@@ -266,7 +266,7 @@ def test_a_mix_run_resumes_with_its_scenarios_and_multiplier(mix_run, tmp_path):
 
 
 def test_validation_judges_the_scenarios_without_randomisation():
-    from agents.training import validation_scenarios
+    from agents.training.train import validation_scenarios
 
     config = load_train_config("all_scenarios")
     trained = config.scenario_configs()
@@ -278,7 +278,7 @@ def test_validation_judges_the_scenarios_without_randomisation():
 
 @pytest.mark.slow
 def test_a_mix_policy_is_judged_on_the_named_scenarios(mix_run):
-    from agents.results import TrainedSource
+    from agents.evaluation.results import TrainedSource
     from envs.actions import action_dim
     from envs.config import load_scenario
 
@@ -303,7 +303,7 @@ def test_single_scenario_runs_are_unchanged(tiny_run):
 # ------------------------------------------------------------------------------ make results
 @pytest.mark.slow
 def test_results_pipeline_trains_evaluates_and_reports(tmp_path):
-    from agents.results import plan_runs, train_runs
+    from agents.evaluation.results import plan_runs, train_runs
 
     out = tmp_path / "docs" / "results.md"
     runs = tmp_path / "runs"
@@ -343,8 +343,8 @@ def test_results_pipeline_trains_evaluates_and_reports(tmp_path):
 def test_unseen_markets_are_played_by_their_base_scenarios_runs(tmp_path):
     """Every unseen market whose base is planned becomes a case on seeds from 30000, played
     by its base's runs of the same objective; no market without a planned base."""
-    from agents.evaluation import UNSEEN_SEED
-    from agents.results import Case, plan_runs, runs_by_case
+    from agents.evaluation.evaluate import UNSEEN_SEED
+    from agents.evaluation.results import Case, plan_runs, runs_by_case
     from envs.config import list_unseen
 
     plans = plan_runs(list(MIX), (0, 1), sets=TINY_RESULTS_SETTINGS)
@@ -369,8 +369,8 @@ def test_training_jobs_cross_process_boundaries():
     spawned pool costs seconds of imports, so the pool itself runs in ``make results``)."""
     import pickle
 
-    from agents.ppo_config import from_dict
-    from agents.results import plan_runs
+    from agents.evaluation.results import plan_runs
+    from agents.training.config import from_dict
 
     for plan in plan_runs(list(MIX), (0, 1), sets=TINY_RESULTS_SETTINGS):
         name, data = pickle.loads(pickle.dumps((plan.name, plan.config.to_dict())))

@@ -8,6 +8,7 @@ import hashlib
 import numpy as np
 import pytest
 
+from agents.evaluation.rollout import episode_value, rollout
 from agents.policies import POLICIES
 from agents.policies.controllers import MultiplicativeStepPolicy, PIDPolicy
 from agents.policies.operator import OperatorPolicy
@@ -30,7 +31,6 @@ from agents.policies.playbook import (
 from agents.policies.settings import EXPLORATION_DAYS, MATURE_DAY, DaySettings
 from agents.policies.static import budget_steps, target_step
 from agents.policies.tuned import SPACES, PlaybookTunedPolicy
-from agents.rollout import episode_value, rollout
 from envs.actions import to_decision
 from envs.config import list_scenarios, load_scenario
 from envs.history import FEATURE_NAMES

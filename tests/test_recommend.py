@@ -153,7 +153,7 @@ def test_playbook_answers_an_example_with_the_expected_fields(capsys, path):
 
 @pytest.fixture(scope="module")
 def exported(tiny_run, tmp_path_factory) -> Path:
-    from agents.export import export_run
+    from agents.export.exporter import export_run
 
     return export_run(tiny_run, "best", out_dir=tmp_path_factory.mktemp("export"))
 

@@ -20,17 +20,8 @@ import yaml
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
-from agents import baselines
-from agents.baselines import (
-    load_controller,
-    load_static,
-    load_static_rule,
-    search_controller,
-    settings_from_entry,
-)
-from agents.policies import make_policy
-from agents.policies.tuned import SPACES
-from agents.tune.baseline_jobs import (
+from agents.experiments import baseline_search
+from agents.experiments.baseline_jobs import (
     ENTRY_ATTR,
     JOB_ATTR,
     KIND,
@@ -41,7 +32,8 @@ from agents.tune.baseline_jobs import (
     make_search,
     stage_name,
 )
-from agents.tune.queue import (
+from agents.experiments.baseline_search import search_controller
+from agents.experiments.queue import (
     QUEUE_SIZE_ATTR,
     SLOT_ATTR,
     WORKER_ATTR,
@@ -52,7 +44,15 @@ from agents.tune.queue import (
     create_or_join,
     open_storage,
 )
-from agents.tune.study import STUDY_JSON, default_storage_url, study_dir
+from agents.experiments.study import STUDY_JSON, default_storage_url, study_dir
+from agents.policies import baseline_store, make_policy
+from agents.policies.baseline_store import (
+    load_controller,
+    load_static,
+    load_static_rule,
+    settings_from_entry,
+)
+from agents.policies.tuned import SPACES
 from envs.config import ConfigError, list_scenarios, load_scenario
 from envs.version import ENV_VERSION
 
@@ -172,10 +172,10 @@ def check_files(out: Path, storage, name: str, scenarios: list[str], command: st
     if rule:
         entry = yaml.safe_load((out / "static_rule.yaml").read_text())["objectives"]["profit"]
         assert entry == {**stored[RULE, None, "profit"], "command": command}
-        assert entry["target_over_breakeven"] in baselines.RULE_GRID
+        assert entry["target_over_breakeven"] in baseline_search.RULE_GRID
         assert set(entry["training_value_cny"]) == set(list_scenarios())
     # the files load, and the controllers ran on the static settings stage 1 stored
-    monkeypatch.setattr(baselines, "BASELINE_DIR", out)
+    monkeypatch.setattr(baseline_store, "BASELINE_DIR", out)
     config = load_scenario(scenarios[0])
     fixed = settings_from_entry(stored[STATIC, scenarios[0], "profit"])
     assert load_static(config) == fixed

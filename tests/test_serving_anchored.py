@@ -66,15 +66,15 @@ def test_bad_launch_budget_exits_2(capsys, value):
 # ---------------------------------------------------------------------------- serving
 @pytest.fixture(scope="module")
 def exported_anchored(tiny_anchored_run, tmp_path_factory) -> Path:
-    from agents.export import export_run
+    from agents.export.exporter import export_run
 
     return export_run(tiny_anchored_run, "best", out_dir=tmp_path_factory.mktemp("anchored"))
 
 
 @pytest.fixture(scope="module")
 def played(tiny_anchored_run):
-    """The run's model played in the env through the mapping (agents.anchored)."""
-    from agents.ppo_policy import load_trained_policy
+    """The run's model played in the env through the mapping (agents.policies.anchored)."""
+    from agents.policies.ppo import load_trained_policy
     from envs.config import load_scenario
 
     policy, _ = load_trained_policy(tiny_anchored_run, "best").playing(load_scenario("3c"))
@@ -188,8 +188,10 @@ try:
 except SystemExit as exc:
     assert exc.code in (0, None), exc.code
 heavy = [m for m in ("torch", "stable_baselines3", "sb3_contrib", "cloudpickle", "numba",
-                     "llvmlite", "scipy", "envs.simulator", "envs.market", "agents.anchored",
-                     "agents.baselines") if m in sys.modules]
+                     "llvmlite", "scipy", "envs.simulator", "envs.market",
+                     "agents.policies.anchored", "agents.training.paired_env",
+                     "agents.policies.baseline_store", "agents.experiments.baseline_search")
+         if m in sys.modules]
 print(json.dumps({{"heavy": heavy}}), file=sys.stderr)
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,

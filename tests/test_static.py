@@ -6,18 +6,13 @@ import numpy as np
 import pytest
 import yaml
 
-import agents.baselines as baselines
-from agents.baselines import (
-    BaselineError,
-    load_static,
-    load_static_rule,
-    search_static,
-    search_static_rule,
-    write_entry,
-)
+import agents.experiments.baseline_search as baseline_search
+import agents.policies.baseline_store as baseline_store
+from agents.evaluation.rollout import rollout
+from agents.experiments.baseline_search import search_static, search_static_rule
 from agents.policies import make_policy
+from agents.policies.baseline_store import BaselineError, load_static, load_static_rule, write_entry
 from agents.policies.static import FixedSettingsPolicy, StaticSettings, target_step
-from agents.rollout import rollout
 from envs.config import list_scenarios, load_scenario
 from envs.version import ENV_VERSION
 
@@ -59,12 +54,12 @@ def test_every_named_scenario_has_tuned_settings_of_this_env_version(objective):
 
 def _copy_baselines(tmp_path, monkeypatch, edit=None):
     tmp_path.mkdir(parents=True, exist_ok=True)
-    for path in baselines.BASELINE_DIR.glob("*.yaml"):
+    for path in baseline_store.BASELINE_DIR.glob("*.yaml"):
         data = yaml.safe_load(path.read_text())
         if edit is not None:
             edit(path.stem, data)
         (tmp_path / path.name).write_text(yaml.safe_dump(data))
-    monkeypatch.setattr(baselines, "BASELINE_DIR", tmp_path)
+    monkeypatch.setattr(baseline_store, "BASELINE_DIR", tmp_path)
 
 
 def test_a_file_of_another_env_version_or_without_the_objective_is_refused(tmp_path,
@@ -101,7 +96,7 @@ def test_evaluate_refuses_a_mismatched_file_and_skips_static_where_none_exists(
     # by default, a scenario without tuned files is played without static (with a note)
     custom = tmp_path / "custom.yaml"
     custom.write_text("base: food\npool_mean_roi: 1.9\n")
-    monkeypatch.setattr(baselines, "BASELINE_DIR", tmp_path / "none")
+    monkeypatch.setattr(baseline_store, "BASELINE_DIR", tmp_path / "none")
     code, err = cli(capsys, "--scenarios", str(custom), "--episodes", "2", "--no-plots",
                     "--bootstrap-reps", "200", "--out", str(tmp_path / "custom_out"))
     assert code == 0, err
@@ -109,7 +104,7 @@ def test_evaluate_refuses_a_mismatched_file_and_skips_static_where_none_exists(
 
 
 def test_a_search_writes_a_file_that_loads(tmp_path, monkeypatch):
-    monkeypatch.setattr(baselines, "BASELINE_DIR", tmp_path)
+    monkeypatch.setattr(baseline_store, "BASELINE_DIR", tmp_path)
     entry = search_static("food", "profit", trials=6, seeds=4)
     assert entry["trials"] == 6 and entry["seeds"] == "0..3"
     write_entry("food", "profit", entry, "pytest", "# test\n")
@@ -118,7 +113,7 @@ def test_a_search_writes_a_file_that_loads(tmp_path, monkeypatch):
     with pytest.raises(BaselineError, match="objective 'gmv_floor'"):
         load_static(load_scenario("food", objective="gmv_floor"))
     rule = search_static_rule("profit", scenarios=["food", "3c"], seeds=2)
-    assert rule["target_over_breakeven"] in baselines.RULE_GRID
+    assert rule["target_over_breakeven"] in baseline_search.RULE_GRID
     assert set(rule["training_value_cny"]) == {"food", "3c"}
 
 
@@ -139,7 +134,7 @@ def test_tuned_controllers_load_for_every_named_scenario(objective):
 def test_a_controller_search_keeps_the_static_entry(tmp_path, monkeypatch):
     _copy_baselines(tmp_path, monkeypatch)
     before = load_static(load_scenario("food"))
-    entry = baselines.search_controller("food", "profit", "pid_tuned", trials=4, seeds=4)
+    entry = baseline_search.search_controller("food", "profit", "pid_tuned", trials=4, seeds=4)
     write_entry("food", "profit", entry, "pytest", "# test\n", controller="pid_tuned")
     assert load_static(load_scenario("food")) == before
     loaded = make_policy("pid_tuned", load_scenario("food"))
@@ -168,7 +163,7 @@ def test_the_tuned_playbook_loads_for_every_named_scenario(objective):
     for name in list_scenarios():
         config = load_scenario(name, objective=objective)
         tuned = make_policy("playbook_tuned", config)
-        stored = baselines.load_controller(config, "playbook_tuned")
+        stored = baseline_store.load_controller(config, "playbook_tuned")
         assert set(tuned.params) == set(SPACES["playbook_tuned"]) and tuned.params == stored
         for key, (low, high, _) in SPACES["playbook_tuned"].items():
             assert low <= tuned.params[key] <= high, (name, key)
@@ -182,7 +177,7 @@ def test_the_playbook_search_writes_numbers_that_load(tmp_path, monkeypatch):
     """The controllers' generic search runs the playbook too (its ``fixed`` mix unused)."""
     _copy_baselines(tmp_path, monkeypatch)
     before = load_static(load_scenario("food"))
-    entry = baselines.search_controller("food", "profit", "playbook_tuned", trials=4, seeds=4)
+    entry = baseline_search.search_controller("food", "profit", "playbook_tuned", trials=4, seeds=4)
     write_entry("food", "profit", entry, "pytest", "# test\n", controller="playbook_tuned")
     assert load_static(load_scenario("food")) == before
     loaded = make_policy("playbook_tuned", load_scenario("food"))

@@ -15,16 +15,7 @@ import pytest
 from optuna.trial import TrialState
 from rliable import metrics as rly_metrics
 
-from agents.run_folder import read_run_json
-from agents.sweep import (
-    AGGREGATE_JSON,
-    EVAL_ATTR,
-    SUMMARY_CSV,
-    aggregate_scores,
-    make_grid,
-    report_seeds,
-)
-from agents.tune.queue import (
+from agents.experiments.queue import (
     SLOT_ATTR,
     WORKER_ATTR,
     HeartbeatSettings,
@@ -33,7 +24,16 @@ from agents.tune.queue import (
     create_or_join,
     open_storage,
 )
-from agents.tune.study import RUN_ATTR, default_storage_url, study_dir
+from agents.experiments.study import RUN_ATTR, default_storage_url, study_dir
+from agents.experiments.sweep import (
+    AGGREGATE_JSON,
+    EVAL_ATTR,
+    SUMMARY_CSV,
+    aggregate_scores,
+    make_grid,
+    report_seeds,
+)
+from agents.run_folder import read_run_json
 from envs.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,7 +155,7 @@ def test_two_workers_share_one_sweep_on_postgresql(tmp_path, postgres_url):
     expected = {(t.params["seed"], t.params["scenario"]): t.value
                 / t.user_attrs[EVAL_ATTR]["baseline_settled_gmv"] for t in trials}
     for (seed, scenario), value in expected.items():
-        # stored to 6 decimals (agents/sweep.py): an anchored PPO's scores sit near 0
+        # stored to 6 decimals (agents/experiments/sweep.py): an anchored PPO's scores sit near 0
         assert scores[[0, 1].index(seed), ["3c", "beauty"].index(scenario)] == pytest.approx(
             value, rel=1e-5, abs=5e-7)
     assert agg["iqm_ci_low"] <= agg["iqm"] <= agg["iqm_ci_high"]

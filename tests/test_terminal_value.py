@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.rollout import RolloutResult, objective_values
+from agents.evaluation.rollout import RolloutResult, objective_values
 from envs.config import SECOND_VERSION_OFF, load_scenario
 from envs.market import N_DRAWS, AccountParams, Decision
 from envs.metrics import day_profit

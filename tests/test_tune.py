@@ -20,9 +20,7 @@ import yaml
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
-from agents.ppo_config import load_train_config
-from agents.run_folder import read_run_json
-from agents.tune.queue import (
+from agents.experiments.queue import (
     ERROR_ATTR,
     SLOT_ATTR,
     WORKER_ATTR,
@@ -33,9 +31,11 @@ from agents.tune.queue import (
     create_or_join,
     open_storage,
 )
-from agents.tune.space import load_space
-from agents.tune.study import RUN_ATTR, SEED_ATTR, default_storage_url, study_dir
-from agents.tune.tuning import TuneObjective, best_trial, export_best, tune
+from agents.experiments.space import load_space
+from agents.experiments.study import RUN_ATTR, SEED_ATTR, default_storage_url, study_dir
+from agents.experiments.tuning import TuneObjective, best_trial, export_best, tune
+from agents.run_folder import read_run_json
+from agents.training.config import load_train_config
 from envs.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

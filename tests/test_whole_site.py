@@ -269,7 +269,7 @@ def test_recommend_serves_a_whole_site_scenario(tmp_path):
 def test_oracle_and_static_search_can_put_budget_on_whole_site():
     import optuna
 
-    from agents.baselines import _trial_settings
+    from agents.experiments.baseline_search import _trial_settings
     from agents.policies.oracle import share_options
 
     anchor = StaticSettings(1.5, (0.8, 0.2, 0.0), 1.0, 28)

@@ -46,7 +46,7 @@ class Policy:
     plan shares or a creative refresh); the policy's :attr:`config` is the scenario with
     that space, and evaluation runs the policy on ``policy.config``. ``None`` keeps the
     scenario's space. A policy with ``needs_simulator = True`` (the oracle) is handed the
-    :class:`envs.simulator.Simulator` by :func:`agents.rollout.rollout` through
+    :class:`envs.simulator.Simulator` by :func:`agents.evaluation.rollout.rollout` through
     :meth:`attach` after each reset: only a reference policy may read the hidden state.
     """
 

@@ -98,7 +98,7 @@ class OraclePolicy(Policy):
     def decide(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         if self.sim is None:
             raise RuntimeError("the oracle needs the simulator: run it through "
-                               "agents.rollout.rollout")
+                               "agents.evaluation.rollout.rollout")
         state, params = self.sim.state, self.sim.params
         if self.target is None:
             self._choose_plan(state, params)
@@ -275,7 +275,7 @@ def _anchor_settings(config: ScenarioConfig) -> StaticSettings:
     """The tuned ``static`` settings of the scenario and objective, or, without a tuned file,
     the static rule's shape at 1.5 x break-even (payment-ROI plans, launch budget, the
     scenario's refresh schedule)."""
-    from agents.baselines import BaselineError, load_static
+    from agents.policies.baseline_store import BaselineError, load_static
 
     try:
         return load_static(config)

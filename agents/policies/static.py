@@ -1,7 +1,8 @@
 """Fixed settings: the strongest simple baselines a learned policy must beat.
 
 ``static`` holds the best fixed settings found for its scenario and objective by a search on
-training seeds (:mod:`agents.baselines`, stored in ``configs/baselines/<scenario>.yaml``):
+training seeds (:mod:`agents.experiments.baseline_search`, stored in
+``configs/baselines/<scenario>.yaml``):
 a payment-ROI target as a multiple of the scenario's break-even ROI, plan shares, a daily
 budget as a multiple of the launch budget, and a creative-refresh interval. ``static_rule``
 is the one-line rule an operator could be told: target = k x break-even, the whole budget on
@@ -68,7 +69,7 @@ class StaticPolicy(FixedSettingsPolicy):
     """The best fixed settings for the scenario and objective (``configs/baselines/``)."""
 
     def __init__(self, config: ScenarioConfig):
-        from agents.baselines import load_static
+        from agents.policies.baseline_store import load_static
 
         super().__init__(config, load_static(config))
 
@@ -79,7 +80,7 @@ class StaticRulePolicy(FixedSettingsPolicy):
     launch budget held, creatives refreshed on the scenario's schedule."""
 
     def __init__(self, config: ScenarioConfig):
-        from agents.baselines import load_static_rule
+        from agents.policies.baseline_store import load_static_rule
 
         super().__init__(config, rule_settings(config, load_static_rule(config.objective)))
 

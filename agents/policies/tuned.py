@@ -4,11 +4,12 @@ the same way (``playbook_tuned``).
 
 Each keeps its control law (:mod:`agents.policies.controllers`) and tunes its set point (a
 multiple of break-even), gains or steps, and daily bounds on training seeds
-(:func:`agents.baselines.search_controller`, stored in ``configs/baselines/<scenario>.yaml``
-under ``controllers``). They run on the ``static`` plan mix and refresh interval of their
-scenario and objective (the controllers steer target and budget, not the mix), so a tuned
-controller is fixed settings plus feedback: what it adds over ``static`` is what feedback is
-worth. Target steps stay under a 15% change, the re-learning threshold of the named scenarios.
+(:func:`agents.experiments.baseline_search.search_controller`, stored in
+``configs/baselines/<scenario>.yaml`` under ``controllers``). They run on the ``static``
+plan mix and refresh interval of their scenario and objective (the controllers steer target and
+budget, not the mix), so a tuned controller is fixed settings plus feedback: what it adds over
+``static`` is what feedback is worth. Target steps stay under a 15% change, the re-learning
+threshold of the named scenarios.
 
 ``playbook_tuned`` keeps every rule of the article (:class:`PlaybookPolicy`) and tunes only
 its free numbers (:class:`PlaybookNumbers`: launch budget, raise step, band width, phase days,
@@ -57,7 +58,7 @@ class TunedController:
         """:param params: the controller's numbers (default: the stored, tuned ones).
         :param fixed: the static settings to run on (default: the stored ones)."""
         super().__init__(config)
-        from agents.baselines import load_controller, load_static
+        from agents.policies.baseline_store import load_controller, load_static
 
         params = load_controller(self.config, self.name) if params is None else params
         unknown = set(params) - set(SPACES[self.name])
@@ -102,7 +103,7 @@ class PlaybookTunedPolicy(PlaybookPolicy):
             ones); any not given keeps the article's value.
         :param fixed: ignored: accepted so the controllers' search can build it alike (the
             playbook's rules set their own plan mix and refreshes)."""
-        from agents.baselines import load_controller
+        from agents.policies.baseline_store import load_controller
 
         params = load_controller(config, self.name) if params is None else params
         super().__init__(config, PlaybookNumbers.from_params(params))  # refuses unknown names

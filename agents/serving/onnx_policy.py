@@ -7,8 +7,8 @@ SB3's clipping are all inside it. Only onnxruntime runs it.
 An anchored policy's graph maps the env's observation and the anchor features
 (:func:`envs.anchored.anchored_features`) to a residual in [-1, 1], which
 :func:`envs.anchored.anchored_action` maps to the env's action on the anchor chosen with
-:meth:`OnnxPolicy.select_anchor`, as :class:`agents.anchored.AnchoredPolicy` does in the env:
-it needs the dashboard first (:meth:`OnnxPolicy.see_dashboard`).
+:meth:`OnnxPolicy.select_anchor`, as :class:`agents.policies.anchored.AnchoredPolicy` does in
+the env: it needs the dashboard first (:meth:`OnnxPolicy.see_dashboard`).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class OnnxPolicy:
         """Play an anchored policy on ``scenario``'s anchor (None: the manifest's scenario):
         its settings from the manifest, its config (break-even, launch shares, the operator's
         step rules) the manifest's for the trained scenario, else the named preset's, as
-        :meth:`agents.ppo_policy.TrainedPolicy.playing` plays another scenario.
+        :meth:`agents.policies.ppo.TrainedPolicy.playing` plays another scenario.
 
         :raises ServingError: no anchor for ``scenario`` (naming those there are), or a
             scenario whose features differ from the graph's.

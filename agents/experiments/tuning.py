@@ -1,14 +1,14 @@
 """Hyperparameter tuning: an Optuna study whose trials are PPO runs scored against ``static``.
 
-Each trial takes a slot from the study's queue (:mod:`agents.tune.queue`), draws its values
-from the search space (:mod:`agents.tune.space`), trains with :func:`agents.training.train`
-into the study's folder, and is scored by its final validation's paired difference between
-PPO and the first of ``training.baselines`` (``static``: the best fixed settings) on the run's
-objective: the value per episode in CNY (profit, or the ``gmv_floor`` reward in CNY) on the
-validation seeds (from 20000; higher is better). At every periodic validation the same
-difference is reported to Optuna, whose pruner stops hopeless trials. The trial's user attrs
-record the score's interval, both sides' value and profit, and the comparison against every
-other baseline (``vs_playbook``).
+Each trial takes a slot from the study's queue (:mod:`agents.experiments.queue`), draws its values
+from the search space (:mod:`agents.experiments.space`), trains with
+:func:`agents.training.train.train` into the study's folder, and is scored by its final
+validation's paired difference between PPO and the first of ``training.baselines`` (``static``: the
+best fixed settings) on the run's objective: the value per episode in CNY (profit, or the
+``gmv_floor`` reward in CNY) on the validation seeds (from 20000; higher is better). At every
+periodic validation the same difference is reported to Optuna, whose pruner stops hopeless trials.
+The trial's user attrs record the score's interval, both sides' value and profit, and the
+comparison against every other baseline (``vs_playbook``).
 
 ::
 
@@ -34,12 +34,12 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from agents.callbacks import ValidationResult
-from agents.ppo_config import DEFAULT_PRESET, PPO_CONFIG_DIR, load_train_config
+from agents.experiments.queue import SLOT_ATTR, HeartbeatSettings, QueueSpec, TuneError
+from agents.experiments.space import SearchSpace
+from agents.experiments.study import StudyRun, run_study, train_trial
 from agents.run_folder import read_run_json, write_text_atomic
-from agents.tune.queue import SLOT_ATTR, HeartbeatSettings, QueueSpec, TuneError
-from agents.tune.space import SearchSpace
-from agents.tune.study import StudyRun, run_study, train_trial
+from agents.training.callbacks import ValidationResult
+from agents.training.config import DEFAULT_PRESET, PPO_CONFIG_DIR, load_train_config
 from envs.config import ConfigError
 
 DEFAULT_N_TRIALS = 20

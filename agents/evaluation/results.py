@@ -18,7 +18,8 @@ The pipeline, each step resumable:
    seeds (paired); then the same on every unseen market (``configs/scenarios/unseen/``, seeds
    from 30000), each played by the runs trained on its base scenario. The baseline searches
    are not part of it (``scripts/search_baselines.py``).
-4. :mod:`agents.results_report` turns the episodes into the tables and the learning curves.
+4. :mod:`agents.evaluation.results_report` turns the episodes into the tables and the
+   learning curves.
 """
 
 from __future__ import annotations
@@ -32,10 +33,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from agents import results_report as report
-from agents.baselines import OBJECTIVES, BaselineError, load_static
-from agents.eval_stats import aggregate_scores
-from agents.evaluation import (
+from agents.evaluation import results_report as report
+from agents.evaluation.evaluate import (
     REFERENCES,
     REPORT_SEED,
     UNSEEN_SEED,
@@ -47,8 +46,9 @@ from agents.evaluation import (
     run_all,
     summarise,
 )
+from agents.evaluation.stats import aggregate_scores
 from agents.policies import POLICIES, make_policy
-from agents.ppo_config import TrainConfig, load_train_config
+from agents.policies.baseline_store import OBJECTIVES, BaselineError, load_static
 from agents.run_folder import (
     RUN_JSON,
     RunError,
@@ -58,6 +58,7 @@ from agents.run_folder import (
     write_json_atomic,
     write_text_atomic,
 )
+from agents.training.config import TrainConfig, load_train_config
 from envs.config import ScenarioConfig, list_scenarios, list_unseen, load_scenario
 
 MIX_PRESET = "all_scenarios"  # configs/ppo/: the cross-scenario policy
@@ -149,8 +150,8 @@ def train_one(name: str, config_data: dict[str, Any], runs_dir: Path) -> dict[st
     boundaries. A folder without ``run.json`` is not a run (contracts): one left by a process
     killed while creating it is removed and trained again.
     """
-    from agents.ppo_config import from_dict
-    from agents.training import resume, train
+    from agents.training.config import from_dict
+    from agents.training.train import resume, train
 
     config = from_dict(config_data)
     run_dir = Path(runs_dir) / name
@@ -219,7 +220,7 @@ class TrainedSource:
     themselves."""
 
     def __init__(self, label: str, run_dir: Path, checkpoint: str = CHECKPOINT):
-        from agents.ppo_policy import load_trained_policy
+        from agents.policies.ppo import load_trained_policy
 
         self.label = label
         self.run_dir = Path(run_dir)
@@ -260,7 +261,7 @@ def evaluate_case(case: Case, runs: list[tuple[str, Path]], episodes: int = EPIS
                   ) -> tuple[ScenarioResult, str]:
     """Every registered policy and the given ``(label, run folder)`` runs on one case, one
     episode per report seed from ``case.seed`` (paired); and the case's best heuristic
-    (chosen on validation seeds, :func:`agents.evaluation.best_heuristic`)."""
+    (chosen on validation seeds, :func:`agents.evaluation.evaluate.best_heuristic`)."""
     config = load_scenario(case.scenario, objective=case.objective)
     sources: list[Any] = [PolicySource(name, name=name) for name in heuristic_names(config)]
     sources += [TrainedSource(label, path) for label, path in runs]
@@ -320,7 +321,7 @@ CURVES_PNG = "img/learning_curves.png"  # relative to the markdown file
 
 def machine_description() -> str:
     """``<n> cores (<cpu model>)`` of this machine."""
-    from agents.speed import machine_description as describe
+    from agents.experiments.speed import machine_description as describe
 
     machine = describe()
     return f"{machine['cores']} cores ({machine['cpu']})"
@@ -328,7 +329,7 @@ def machine_description() -> str:
 
 def _describe_presets(plans: list[PlannedRun]) -> tuple[str, str]:
     """How the plans were configured: presets and timesteps, in words."""
-    from agents.ppo_config import preset_for_scenario
+    from agents.training.config import preset_for_scenario
 
     presets = sorted({preset_for_scenario(p.scenarios[0]) for p in plans})
     steps = sorted({p.config.training.total_timesteps for p in plans})
@@ -349,7 +350,7 @@ def make_results(scenarios: list[str] | None = None, seeds: tuple[int, ...] = TR
 
     Finished runs are reused, so an interrupted call continues where it stopped.
 
-    :raises agents.baselines.BaselineError: a scenario without its stored ``static``
+    :raises agents.policies.baseline_store.BaselineError: a scenario without its stored ``static``
         settings for an objective (before any training).
     """
     started = time.perf_counter()
@@ -426,7 +427,7 @@ def baseline_provenance() -> dict[str, Any]:
     """Which stored baseline files the results read: env version and each file's hash."""
     import hashlib
 
-    from agents.baselines import BASELINE_DIR
+    from agents.policies.baseline_store import BASELINE_DIR
     from envs.version import ENV_VERSION
 
     return {"env_version": ENV_VERSION,

@@ -1,8 +1,8 @@
 """Multi-seed sweeps: a grid of PPO configs x scenarios x seeds run by any number of workers
-through the tuning queue (:mod:`agents.tune.queue`), then one aggregate with rliable's
+through the tuning queue (:mod:`agents.experiments.queue`), then one aggregate with rliable's
 interquartile mean and stratified-bootstrap intervals.
 
-Each cell trains with :func:`agents.training.train` and evaluates its final model against
+Each cell trains with :func:`agents.training.train.train` and evaluates its final model against
 the config's first validation baseline (``training.baselines[0]``: ``static`` by default) on
 the report seeds (from 10000, contracts): the paired difference of the value under the run's
 objective (profit, or the ``gmv_floor`` return; CNY per episode) with its t-interval. Across
@@ -36,13 +36,8 @@ from optuna.trial import TrialState
 from rliable import library as rly_library
 from rliable import metrics as rly_metrics
 
-from agents.callbacks import paired_difference
-from agents.policies import make_policy
-from agents.ppo_config import TrainConfig, load_train_config, parse_sets
-from agents.ppo_policy import load_trained_policy
-from agents.rollout import objective_values, rollout
-from agents.run_folder import write_json_atomic, write_text_atomic
-from agents.tune.queue import (
+from agents.evaluation.rollout import objective_values, rollout
+from agents.experiments.queue import (
     SLOT_ATTR,
     HeartbeatSettings,
     QueueSpec,
@@ -50,7 +45,12 @@ from agents.tune.queue import (
     slot_trials,
     unfinished_slots,
 )
-from agents.tune.study import StudyRun, run_study, train_trial
+from agents.experiments.study import StudyRun, run_study, train_trial
+from agents.policies import make_policy
+from agents.policies.ppo import load_trained_policy
+from agents.run_folder import write_json_atomic, write_text_atomic
+from agents.training.callbacks import paired_difference
+from agents.training.config import TrainConfig, load_train_config, parse_sets
 
 REPORT_SEED_START = 10000  # contracts: reports use seeds from 10000
 CONFIDENCE = 0.95

@@ -1,7 +1,7 @@
 """A queue study on this machine: its folder, its record, and one worker's run over it.
 
-Tuning (:mod:`agents.tune.tuning`) and sweeps (:mod:`agents.sweep`) differ only in their
-queue (:class:`agents.tune.queue.QueueSpec`) and their objective; both live in
+Tuning (:mod:`agents.experiments.tuning`) and sweeps (:mod:`agents.experiments.sweep`) differ
+only in their queue (:class:`agents.experiments.queue.QueueSpec`) and their objective; both live in
 ``runs/<kind>__<study>/`` with the default SQLite storage ``study.db``, a ``study.json``
 record, and one run folder per trial (the trial's ``run_dir`` user attr).
 """
@@ -22,15 +22,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from agents.run_folder import (
-    RUN_JSON,
-    command_line,
-    package_versions,
-    read_run_json,
-    update_run_json,
-    write_json_atomic,
-)
-from agents.tune.queue import (
+from agents.experiments.queue import (
     HeartbeatSettings,
     QueueSpec,
     TrialQueue,
@@ -43,10 +35,18 @@ from agents.tune.queue import (
     slot_trials,
     state_counts,
 )
+from agents.run_folder import (
+    RUN_JSON,
+    command_line,
+    package_versions,
+    read_run_json,
+    update_run_json,
+    write_json_atomic,
+)
 
 if TYPE_CHECKING:  # training (torch) loads only where a trial trains: searches stay light
-    from agents.callbacks import ValidationResult
-    from agents.ppo_config import TrainConfig
+    from agents.training.callbacks import ValidationResult
+    from agents.training.config import TrainConfig
 
 STUDY_DB = "study.db"
 STUDY_JSON = "study.json"
@@ -118,11 +118,11 @@ def mark_abandoned(user_attrs: Mapping[str, Any], retry_number: int) -> None:
 
 def train_trial(trial: optuna.Trial, config: TrainConfig, folder: Path, run_name: str,
                 on_validation: Callable[[ValidationResult], None] | None = None) -> Path:
-    """Train a trial's run into the study's folder with :func:`agents.training.train`; the
+    """Train a trial's run into the study's folder with :func:`agents.training.train.train`; the
     trial records its run folder and seed. A pruned run's status becomes ``pruned``; an
     interrupted one (Ctrl-C, SIGTERM) raises ``KeyboardInterrupt`` so the queue gives the
     trial back."""
-    from agents.training import InterruptedTrainingError, train
+    from agents.training.train import InterruptedTrainingError, train
 
     mark_abandoned(trial.user_attrs, trial.number)  # a retry carries the dead attempt's attrs
     run_dir = folder / run_name

@@ -3,7 +3,7 @@
 PPO (stable-baselines3) learns on the native batched env (:class:`envs.vec_env.
 QianchuanVecEnv`) behind ``VecNormalize`` (observations normalised; rewards optionally).
 The run folder follows the contracts (:mod:`agents.run_folder`); the callbacks
-(:mod:`agents.callbacks`) write the business metrics, validate against the baselines of
+(:mod:`agents.training.callbacks`) write the business metrics, validate against the baselines of
 ``training.baselines`` (``static`` and the playbook by default) on the validation seeds, on
 the run's objective and on profit, keep the best model (by mean validation return) and
 checkpoint atomically. Before any file is written, :func:`check_baselines` makes sure every
@@ -42,25 +42,7 @@ from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from stable_baselines3.common.utils import LinearSchedule, set_random_seed
 from stable_baselines3.common.vec_env import VecNormalize
 
-from agents.callbacks import (
-    VALUE,
-    VERDICT_WORDS,
-    CheckpointCallback,
-    FloorMultiplierCallback,
-    MarketMetricsCallback,
-    ProgressBarCallback,
-    StopOnRequest,
-    ValidationCallback,
-    ValidationResult,
-    analyst_layout,
-    comparison_tags,
-    make_validator,
-    read_eval,
-    tb_writer,
-)
 from agents.policies import make_policy
-from agents.ppo_config import TrainConfig
-from agents.ppo_config import from_dict as config_from_dict
 from agents.run_folder import (
     CONFIG_YAML,
     MODEL_FILE,
@@ -84,6 +66,24 @@ from agents.run_folder import (
     write_json_atomic,
     write_text_atomic,
 )
+from agents.training.callbacks import (
+    VALUE,
+    VERDICT_WORDS,
+    CheckpointCallback,
+    FloorMultiplierCallback,
+    MarketMetricsCallback,
+    ProgressBarCallback,
+    StopOnRequest,
+    ValidationCallback,
+    ValidationResult,
+    analyst_layout,
+    comparison_tags,
+    make_validator,
+    read_eval,
+    tb_writer,
+)
+from agents.training.config import TrainConfig
+from agents.training.config import from_dict as config_from_dict
 from envs.config import ConfigError, ScenarioConfig, list_scenarios
 from envs.config import from_dict as scenario_from_dict
 from envs.vec_env import QianchuanVecEnv
@@ -117,9 +117,10 @@ def make_training_env(config: TrainConfig, scenario: ScenarioConfig | list[Scena
                       session: int = 0, vecnormalize_path: Path | None = None) -> VecNormalize:
     """The batched training env behind ``VecNormalize`` (fresh, or with saved statistics);
     a list of scenarios splits the batch across them. With ``env.anchor: static`` the accounts
-    act through anchored actions beside twins playing ``static`` (:mod:`agents.anchored`)."""
+    act through anchored actions beside twins playing ``static``
+    (:mod:`agents.training.paired_env`)."""
     if config.env.anchor == "static":
-        from agents.anchored import PairedVecEnv
+        from agents.training.paired_env import PairedVecEnv
 
         names = scenario if isinstance(scenario, list) else [scenario]
         venv = PairedVecEnv(names, config.env.n_envs, session_seed(config.seed, session),
@@ -150,7 +151,7 @@ def check_baselines(config: TrainConfig, scenarios: list[ScenarioConfig] | None 
     :param fix: how to choose other baselines, for the message.
     :raises ConfigError: naming the baseline and the scenario, and how to go on.
     """
-    from agents.baselines import BaselineError, baseline_scenario
+    from agents.policies.baseline_store import BaselineError, baseline_scenario
 
     for scenario in validation_scenarios(scenarios or config.scenario_configs()):
         for name in config.training.baselines:

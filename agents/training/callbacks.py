@@ -3,9 +3,10 @@
 Validation plays the model and every baseline of ``training.baselines`` (``[static,
 playbook]`` by default) on the same validation seeds (from 20000) and compares them paired,
 on the run's objective and on profit. An episode's *value* is its worth under the scenario's
-objective in CNY (:func:`agents.rollout.objective_values`: the profit of a ``profit`` run, the
-summed ``gmv_floor`` reward x ``reward_scale_cny`` of a ``gmv_floor`` run). The first baseline
-is the verdict's (and tuning's score); the others are compared the same way.
+objective in CNY (:func:`agents.evaluation.rollout.objective_values`: the profit of a
+``profit`` run, the summed ``gmv_floor`` reward x ``reward_scale_cny`` of a ``gmv_floor``
+run). The first baseline is the verdict's (and tuning's score); the others are compared the same
+way.
 
 TensorBoard tags written here (contracts), besides SB3's ``rollout/`` and ``train/``:
 
@@ -44,8 +45,8 @@ from scipy import stats
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 
+from agents.evaluation.rollout import RolloutResult, objective_values, rollout
 from agents.policies import make_policy
-from agents.rollout import RolloutResult, objective_values, rollout
 from agents.run_folder import (
     CHECKPOINTS_DIR,
     EVAL_FILE,
@@ -300,14 +301,14 @@ class Validator:
     validation seeds of one scenario. The baselines' episodes do not change during training:
     each runs once.
 
-    :raises agents.baselines.BaselineError: a tuned baseline (``static``) has no settings for
-        the scenario and objective (made when the validator is, before any rollout).
+    :raises agents.policies.baseline_store.BaselineError: a tuned baseline (``static``) has
+        no settings for the scenario and objective (made when the validator is, before any rollout).
     """
 
     def __init__(self, scenario: ScenarioConfig, baselines: tuple[str, ...], n_episodes: int,
                  anchored: bool = False):
         self.scenario = scenario
-        self.anchored = anchored  # the model outputs residuals on static (agents.anchored)
+        self.anchored = anchored  # the model outputs residuals on static (agents.policies.anchored)
         self.baselines = tuple(baselines)
         self.seeds = validation_seeds(n_episodes)
         self._policies = {name: make_policy(name, scenario) for name in self.baselines}
@@ -324,7 +325,7 @@ class Validator:
     def rollout_model(self, model, vecnormalize) -> RolloutResult:
         """Deterministic PPO actions on raw observations normalised by frozen statistics."""
         if self.anchored:
-            from agents.anchored import AnchoredPolicy, sb3_predictor
+            from agents.policies.anchored import AnchoredPolicy, sb3_predictor
 
             policy = AnchoredPolicy(sb3_predictor(model), self.scenario,
                                     observation_filter=vecnormalize.normalize_obs)
@@ -388,7 +389,7 @@ class ScenarioValidators:
 def make_validator(scenarios: list[ScenarioConfig], baselines: tuple[str, ...],
                    n_episodes: int, anchored: bool = False) -> Validator | ScenarioValidators:
     """A :class:`Validator` for one scenario, :class:`ScenarioValidators` for several
-    (``anchored``: the model outputs residuals on ``static``, :mod:`agents.anchored`)."""
+    (``anchored``: the model outputs residuals on ``static``, :mod:`agents.policies.anchored`)."""
     if len(scenarios) == 1:
         return Validator(scenarios[0], baselines, n_episodes, anchored)
     return ScenarioValidators(scenarios, baselines, n_episodes, anchored)

@@ -40,7 +40,7 @@ class TrainedPolicy:
     def __init__(self, model: PPO, vecnormalize, scenario: ScenarioConfig, run_dir: Path,
                  checkpoint: str, source: Path, anchor: str = "none"):
         self.model = model
-        self.anchor = anchor  # "static": the model outputs residuals on static (agents.anchored)
+        self.anchor = anchor  # "static": residuals on static (agents.policies.anchored)
         self._vecnormalize = vecnormalize
         self.scenario = scenario
         self.config = scenario
@@ -65,11 +65,11 @@ class TrainedPolicy:
     def playing(self, scenario: ScenarioConfig) -> tuple[Any, ScenarioConfig]:
         """The policy to play on ``scenario`` and the config to run it on (the scenario in the
         run's action space): this model, or for an anchored run the model behind the
-        scenario's anchor (:class:`agents.anchored.AnchoredPolicy`)."""
+        scenario's anchor (:class:`agents.policies.anchored.AnchoredPolicy`)."""
         config = scenario.replace(action_space=self.scenario.action_space)
         if self.anchor == "none":
             return self, config
-        from agents.anchored import AnchoredPolicy, sb3_predictor
+        from agents.policies.anchored import AnchoredPolicy, sb3_predictor
 
         policy = AnchoredPolicy(sb3_predictor(self.model), config,
                                 observation_filter=self.normalize)

@@ -1,14 +1,15 @@
 """Baseline searches as jobs of the shared trial queue: one queue slot per Optuna study.
 
 A search (:class:`BaselineSearch`) is every study ``scripts/search_baselines.py`` runs, in
-two stages, each a queue study (:mod:`agents.tune.queue`) in one storage:
+two stages, each a queue study (:mod:`agents.experiments.queue`) in one storage:
 
 1. ``<name>.static``: the best fixed settings (``static``) per scenario x objective
-   (:func:`agents.baselines.search_static`) and the static rule's k per objective
-   (:func:`agents.baselines.search_static_rule`);
+   (:func:`agents.experiments.baseline_search.search_static`) and the static rule's k per objective
+   (:func:`agents.experiments.baseline_search.search_static_rule`);
 2. ``<name>.controllers``: each tuned controller of :data:`agents.policies.tuned.SPACES`
-   per scenario x objective (:func:`agents.baselines.search_controller`), on the static
-   settings stage 1 found, read from stage 1's trials in the storage (not from local files).
+   per scenario x objective (:func:`agents.experiments.baseline_search.search_controller`),
+   on the static settings stage 1 found, read from stage 1's trials in the storage (not from
+   local files).
 
 A worker claims a slot and runs the whole in-memory TPE study (a trial takes well under a
 second); the entry it found goes into the trial's user attrs (``entry``), with the study's
@@ -43,20 +44,15 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from agents.baselines import (
-    OBJECTIVES,
-    RULE_FILE,
+from agents.experiments.baseline_search import (
     RULE_GRID,
     SEARCH_SEEDS,
     SEARCH_TRIALS,
-    BaselineError,
     search_controller,
     search_static,
     search_static_rule,
-    settings_from_entry,
-    write_entry,
 )
-from agents.tune.queue import (
+from agents.experiments.queue import (
     CREATOR_WAIT_S,
     ERROR_ATTR,
     IDENTITY_ATTR,
@@ -72,7 +68,14 @@ from agents.tune.queue import (
     slot_trials,
     unfinished_slots,
 )
-from agents.tune.study import STUDY_DB, default_storage_url, study_dir, write_study_record
+from agents.experiments.study import STUDY_DB, default_storage_url, study_dir, write_study_record
+from agents.policies.baseline_store import (
+    OBJECTIVES,
+    RULE_FILE,
+    BaselineError,
+    settings_from_entry,
+    write_entry,
+)
 from envs.config import ConfigError, list_scenarios, load_scenario
 from envs.version import ENV_VERSION
 
@@ -83,7 +86,8 @@ JOB_ATTR, SCENARIO_ATTR, OBJECTIVE_ATTR = "job", "scenario", "objective"  # slot
 ENTRY_ATTR = "entry"  # trial user attr: the entry the study found (what a YAML file stores)
 SECONDS_ATTR = "seconds"  # trial user attr: the study's wall time (s)
 HEADER = ("# Tuned baseline, written by scripts/search_baselines.py (data: read with "
-          "yaml.safe_load by agents/baselines.py).\n# Re-make: the command in each entry. "
+          "yaml.safe_load by agents/policies/baseline_store.py).\n"
+          "# Re-make: the command in each entry. "
           "Refused when env_version differs from envs/version.py.\n")
 
 Job = Mapping[str, str]  # {job, objective[, scenario]}: one slot, one Optuna study
@@ -155,8 +159,8 @@ def make_search(scenarios: Sequence[str] | None = None,
                 objectives: Sequence[str] | None = None, trials: int | None = None,
                 seeds: int | None = None, rule: bool = True) -> BaselineSearch:
     """A validated search (defaults: every named scenario, both objectives,
-    :data:`~agents.baselines.SEARCH_TRIALS` trials on :data:`~agents.baselines.SEARCH_SEEDS`
-    seeds, the rule).
+    :data:`~agents.experiments.baseline_search.SEARCH_TRIALS` trials on
+    :data:`~agents.experiments.baseline_search.SEARCH_SEEDS` seeds, the rule).
 
     :raises ConfigError: a scenario that is not a named one (the message lists them).
     :raises TuneError: an empty or repeated list, an unknown objective, too few trials or
@@ -460,7 +464,8 @@ def _locked(folder: Path) -> Iterator[None]:
 
 def write_results(results: Sequence[JobResult], command: str, out_dir: Path) -> list[Path]:
     """Store every result in ``out_dir/<scenario>.yaml`` and ``static_rule.yaml`` with
-    :func:`agents.baselines.write_entry` (atomically; writers on one machine take turns)."""
+    :func:`agents.policies.baseline_store.write_entry` (atomically; writers on one machine
+    take turns)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     with _locked(out_dir):

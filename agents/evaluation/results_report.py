@@ -3,7 +3,7 @@ baselines, the playbook and the oracle on every case (scenario x objective), on 
 scenarios and the unseen markets; the cross-scenario policy; learning curves.
 
 Statistics. Every policy plays the same report seeds (paired). A single policy's intervals
-come from :func:`agents.evaluation.summarise` (rliable's bootstrap over episodes). A family
+come from :func:`agents.evaluation.evaluate.summarise` (rliable's bootstrap over episodes). A family
 of trained runs (one per training seed) is summarised over all its ``runs x episodes``
 values with a *crossed* bootstrap (:func:`crossed_bootstrap`): each resample draws training
 seeds and episodes independently, so the interval covers both the luck of training and the
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from agents import eval_stats
-from agents.evaluation import (
+from agents.evaluation import stats as eval_stats
+from agents.evaluation.evaluate import (
     ScenarioResult,
     case_key,
     control_share_columns,
@@ -30,7 +30,7 @@ from agents.evaluation import (
     value_name,
     value_of_control,
 )
-from agents.rollout import objective_values
+from agents.evaluation.rollout import objective_values
 
 FAMILIES = {"ppo": "PPO, one per scenario", "mix": "PPO, one across all scenarios"}
 # Per-episode quantities summarised for a family (value: the case's objective, CNY).
@@ -240,7 +240,7 @@ def plot_learning_curves(curves: dict[str, dict[str, list[dict[str, np.ndarray]]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from agents.eval_plots import _save
+    from agents.evaluation.plots import _save
 
     names = list(curves)
     cols = min(4, len(names))

@@ -71,7 +71,7 @@ def measure_throughput(cfg: ScenarioConfig, n: int, days: int, repeats: int = 3)
 
 _THROUGHPUT_CHILD = """
 import json, sys
-from agents.speed import measure_throughput
+from agents.experiments.speed import measure_throughput
 from envs.compiled import codegen_description
 from envs.config import load_scenario
 from envs.simulator import warm_up
@@ -90,7 +90,7 @@ def codegen_throughput(scenario: str, n: int, days: int, repeats: int = 3) -> di
     cached takes a minute or two, outside the timing."""
     from envs.compiled import CODEGEN_VARIABLE, CODEGENS
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     out = {}
     for name in CODEGENS:
         env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_NAME",
@@ -163,7 +163,7 @@ def machine_description() -> dict[str, Any]:
             "simulator_engine": context["engine"], "platform": platform.platform()}
 
 
-BEAT_TAG = "eval/ppo_vs_static/value_diff_ci_low"  # agents.callbacks.comparison_tags
+BEAT_TAG = "eval/ppo_vs_static/value_diff_ci_low"  # agents.training.callbacks.comparison_tags
 
 
 def first_beat_time(run_dir, started_at: float, tag: str = BEAT_TAG) -> tuple[float, int] | None:

@@ -3,7 +3,7 @@
 
 A space names a PPO preset (``base``), the values every trial shares (``fixed``: usually the
 per-trial budget), the sampler and pruner, and one entry per tuned config key (``params``,
-dotted keys of :class:`agents.ppo_config.TrainConfig`, including the reward and observation
+dotted keys of :class:`agents.training.config.TrainConfig`, including the reward and observation
 options ``env.normalize_reward``, ``env.clip_obs`` and ``env.overrides.<scenario field>``)::
 
     params:
@@ -28,7 +28,7 @@ from typing import Any
 
 import optuna
 
-from agents.ppo_config import TrainConfig, load_train_config, parse_sets
+from agents.training.config import TrainConfig, load_train_config, parse_sets
 from envs.config import ConfigError, preset_path, read_yaml_mapping
 
 TUNE_CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "tune"
@@ -190,7 +190,7 @@ def _build_space(name: str, data: Any, sets: list[str] | tuple[str, ...]) -> Sea
     fixed = {str(k): v for k, v in _mapping("fixed", data.get("fixed")).items()}
     fixed.update(parse_sets(sets))
     base_config = load_train_config(base, values=fixed)  # names a bad fixed key
-    from agents.training import check_baselines  # the trials' baselines play its scenarios
+    from agents.training.train import check_baselines  # the trials' baselines play its scenarios
 
     check_baselines(base_config, fix="--set training.baselines=static_rule,playbook (or "
                     "training.baselines in the space's fixed values)")

@@ -16,7 +16,7 @@ episodes and random-action episodes on report seeds): the [-1, 1] action within
 within :data:`REAL_RTOL` relative. A failure raises :class:`ExportError` and replaces
 nothing in ``export/``.
 
-An **anchored** run (``env.anchor: static``, :mod:`agents.anchored`) exports the same way,
+An **anchored** run (``env.anchor: static``, :mod:`agents.policies.anchored`) exports the same way,
 its graph mapping the network's input, the env's observation then the anchor features
 (:func:`envs.anchored.anchored_features`, F + 6 wide), to the residual in [-1, 1]; serving
 maps the residual with :func:`envs.anchored.anchored_action`. Its manifest says so
@@ -25,7 +25,7 @@ anchors it may be served with: every named scenario's tuned ``static`` settings 
 run's objective. Parity is checked on the anchored inputs of the policy's own episodes and
 of random-residual ones: the residuals against ``model.predict``, and the settings in real
 units through :func:`envs.anchored.anchored_action` against
-:class:`agents.anchored.AnchoredPolicy`.
+:class:`agents.policies.anchored.AnchoredPolicy`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.distributions import DiagGaussianDistribution
 
-from agents.ppo_policy import TrainedPolicy, load_trained_policy
+from agents.policies.ppo import TrainedPolicy, load_trained_policy
 from agents.run_folder import (
     MODEL_FILE,
     VECNORMALIZE_FILE,
@@ -102,7 +102,7 @@ class LoadedCheckpoint:
 
     @property
     def anchored(self) -> bool:
-        """The model outputs residuals on static's settings (:mod:`agents.anchored`)."""
+        """The model outputs residuals on static's settings (:mod:`agents.policies.anchored`)."""
         return self.policy.anchor != "none"
 
     @property
@@ -248,7 +248,7 @@ class AnchoredInputs:
 
 def record_anchored_inputs(ck: LoadedCheckpoint) -> tuple[AnchoredInputs, Any]:
     """Anchored inputs of whole episodes on report seeds: the policy's own (played through
-    the mapping by :class:`agents.anchored.AnchoredPolicy`), then random residuals. Returns
+    the mapping by :class:`agents.policies.anchored.AnchoredPolicy`), then random residuals. Returns
     them and the policy (the reference of the real-unit parity)."""
     cfg = ck.scenario
     policy, _ = ck.policy.playing(cfg)
@@ -282,7 +282,7 @@ def check_anchored_parity(ck: LoadedCheckpoint, onnx_path: Path, inputs: Anchore
                           policy: Any) -> dict[str, Any]:
     """An anchored graph against the model: its residuals against ``model.predict`` on the
     recorded inputs, and the settings they map to (:func:`envs.anchored.anchored_action`,
-    what serving does) against ``policy``'s (:class:`agents.anchored.AnchoredPolicy`), in
+    what serving does) against ``policy``'s (:class:`agents.policies.anchored.AnchoredPolicy`), in
     real units; :class:`ExportError` beyond tolerance."""
     cfg = ck.scenario
     x = inputs.features
@@ -305,7 +305,8 @@ def check_anchored_parity(ck: LoadedCheckpoint, onnx_path: Path, inputs: Anchore
         "max_rel_real_diff": float(real_diff.max()),
         "tolerances": {"action_abs": ACTION_ATOL, "real_rel": REAL_RTOL},
         "compared": "residuals (graph vs model.predict on the anchored inputs); settings "
-                    "mapped by envs.anchored.anchored_action vs agents.anchored.AnchoredPolicy",
+                    "mapped by envs.anchored.anchored_action vs "
+                    "agents.policies.anchored.AnchoredPolicy",
         "anchor_scenario": cfg.name,
     }
     if result["max_abs_action_diff"] > ACTION_ATOL or result["max_rel_real_diff"] > REAL_RTOL:
@@ -428,7 +429,7 @@ def export_anchors(cfg: ScenarioConfig) -> dict[str, dict[str, Any]]:
     """The anchors an anchored policy may be served with: each named scenario's tuned
     ``static`` settings for ``cfg``'s objective (a scenario without them is left out), and
     the run's own scenario's when it is not a named one."""
-    from agents.baselines import BaselineError, load_static
+    from agents.policies.baseline_store import BaselineError, load_static
 
     anchors: dict[str, StaticSettings] = {}
     for name in list_scenarios():

@@ -6,8 +6,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from agents.experiments.queue import HeartbeatSettings, TuneError
 from agents.run_folder import RunError
-from agents.tune.queue import HeartbeatSettings, TuneError
 from envs.config import ConfigError
 
 

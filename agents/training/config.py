@@ -43,9 +43,9 @@ from envs.config import (
     read_yaml_mapping,
 )
 
-PPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "ppo"
+PPO_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "ppo"
 DEFAULT_PRESET = "default"
-ANCHORS = ("none", "static")  # env.anchor (agents.anchored)
+ANCHORS = ("none", "static")  # env.anchor (agents.policies.anchored)
 
 # Activation names a config may use -> torch.nn class names (resolved in training).
 ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "silu")
@@ -68,7 +68,7 @@ class EnvSection:
     normalize_reward: bool  # VecNormalize also scales rewards (observations always are)
     clip_obs: float  # normalised observations are clipped to +-clip_obs
     anchor: str = "none"  # none: the env's raw actions; static: residuals on static's
-    # settings (agents.anchored; old runs without the key are raw)
+    # settings (agents.policies.anchored; old runs without the key are raw)
     paired_reward: bool = False  # reward = the account's day - a twin's playing static on the
     # same market (needs anchor: static)
 

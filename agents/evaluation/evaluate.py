@@ -3,14 +3,14 @@
 :func:`evaluate` runs heuristics (by registered name) and trained runs (by run folder) on
 each *case*, a scenario scored on one objective (``profit``, ``gmv_floor``; both by default),
 with one episode per seed from ``seed`` on. A case's ``value`` is the episode's value under
-its objective (:func:`agents.rollout.objective_values`, CNY per launch); tuned baselines and
-the oracle use that objective's settings and plans. It writes to ``out_dir``:
+its objective (:func:`agents.evaluation.rollout.objective_values`, CNY per launch); tuned
+baselines and the oracle use that objective's settings and plans. It writes to ``out_dir``:
 
 - ``summary.csv``: one row per case and policy; the value and every episode metric
   (contracts) with its mean and 95% interval, the paired difference against the playbook
   with its interval, the normalised score ``(value - constant) / (oracle - constant)`` and
   the probability that an episode of the policy beats the playbook's; its GMV, spend and
-  last-28-day spend as shares of the reference policy's (:mod:`agents.behaviour`); where
+  last-28-day spend as shares of the reference policy's (:mod:`agents.evaluation.behaviour`); where
   ``static`` is played, the paired difference against it, the case's value of control
   (oracle - static) and the control share; and the paired difference against the best
   heuristic, chosen per case on validation seeds (:func:`best_heuristic`, always played);
@@ -36,10 +36,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from agents import behaviour, eval_plots, eval_stats
-from agents.baselines import OBJECTIVES, BaselineError, baseline_scenario
+from agents.evaluation import behaviour
+from agents.evaluation import plots as eval_plots
+from agents.evaluation import stats as eval_stats
+from agents.evaluation.rollout import RolloutResult, episode_value, objective_values, rollout
 from agents.policies import POLICIES, make_policy
-from agents.rollout import RolloutResult, episode_value, objective_values, rollout
+from agents.policies.baseline_store import OBJECTIVES, BaselineError, baseline_scenario
 from agents.run_folder import (
     RunError,
     command_line,
@@ -76,7 +78,7 @@ class PolicySource:
         if self.name is not None:
             policy = make_policy(self.name, scenario)
             return policy, policy.config
-        from agents.ppo_policy import load_trained_policy
+        from agents.policies.ppo import load_trained_policy
 
         policy = load_trained_policy(self.run_dir)
         # Paired comparisons need every policy on the same market: the benchmark's scenario,
@@ -126,7 +128,7 @@ def check_tuned_baselines(names: list[str], configs: list[ScenarioConfig]) -> No
 
 def _check_run(path: Path) -> None:
     """Load a run's model once; any failure becomes an :class:`EvaluationError`."""
-    from agents.ppo_policy import load_trained_policy
+    from agents.policies.ppo import load_trained_policy
 
     try:
         load_trained_policy(path)
@@ -197,7 +199,7 @@ def best_heuristic(config: ScenarioConfig, episodes: int) -> str:
     seeds). Not a reference (constant, oracle) and not ``static``, which is reported apart;
     a tuned heuristic without a file for the scenario is passed over. An unseen market is
     never used to choose: its base scenario's choice stands."""
-    from agents.callbacks import validation_seeds
+    from agents.training.callbacks import validation_seeds
 
     if is_unseen(config):
         config = load_scenario(baseline_scenario(config), objective=config.objective)
@@ -228,7 +230,7 @@ def summarise(runs: list[ScenarioResult], seed: int,
     heuristic and the oracle (``value_of_control``, ``control_share``) are all on it. Every
     interval comes from one seeded rliable bootstrap per case and policy over the per-episode
     columns: value and episode metrics, their per-seed differences against the playbook and
-    the per-episode normalised score (:mod:`agents.eval_stats`).
+    the per-episode normalised score (:mod:`agents.evaluation.stats`).
 
     :param best: case key (:func:`case_key`) -> the best heuristic's label.
     """

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents import eval_stats
+from agents.evaluation import stats as eval_stats
+from agents.evaluation.rollout import episode_value
 from agents.policies.playbook import PlaybookPolicy
-from agents.rollout import episode_value
 from envs.config import ScenarioConfig, load_scenario
 
 OBJECTIVES = ("profit", "gmv_floor")

@@ -1,129 +1,26 @@
-"""Tuned baselines: searched on training seeds, stored as data, checked when loaded.
-
-``configs/baselines/<scenario>.yaml`` holds the best fixed settings (``static``) of a named
-scenario per objective; ``configs/baselines/static_rule.yaml`` the one target multiple k per
-objective of ``static_rule``. Each entry records the env version, the search's command, its
-trials and seeds and the value it found. Loading refuses a file made for another env version
-or without the objective asked for: settings tuned on other dynamics are not the strongest
-baseline any more. ``scripts/search_baselines.py`` re-makes the files.
+"""Searches of the tuned baselines, on training seeds: ``static`` (Optuna TPE over fixed
+settings), the static rule's one k, and the tuned controllers' free numbers.
 
 Searches use training seeds only (contracts: 0..9999; here the first 128), never the report,
-validation or unseen-market seeds. Loading imports neither the simulator nor Optuna.
+validation or unseen-market seeds. Their entries are stored by
+:func:`agents.policies.baseline_store.write_entry` (``scripts/search_baselines.py``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from agents.policies.static import (
-    FixedSettingsPolicy,
-    StaticSettings,
-    rule_settings,
-)
-from agents.run_folder import write_text_atomic
-from envs.config import (
-    ConfigError,
-    ScenarioConfig,
-    is_unseen,
-    list_scenarios,
-    list_unseen,
-    load_scenario,
-    read_yaml_mapping,
-)
+from agents.policies.baseline_store import load_static, settings_as_data
+from agents.policies.static import FixedSettingsPolicy, StaticSettings, rule_settings
+from envs.config import ScenarioConfig, list_scenarios, load_scenario
 from envs.version import ENV_VERSION
 
-BASELINE_DIR = Path(__file__).resolve().parent.parent / "configs" / "baselines"
-RULE_FILE = "static_rule"
-OBJECTIVES = ("profit", "gmv_floor")
 SEARCH_SEEDS = 128  # training seeds 0..127 (contracts: baseline searches use 0..9999)
 SEARCH_TRIALS = 300
 RULE_GRID = tuple(round(0.8 + 0.05 * i, 2) for i in range(29))  # k = 0.80 .. 2.20
-
-
-class BaselineError(ValueError):
-    """A tuned baseline is missing, or was made for another env version or objective."""
-
-
-def baseline_scenario(config: ScenarioConfig) -> str:
-    """The named scenario whose tuned baselines ``config`` is played with: itself, or the
-    base of an unseen market."""
-    if is_unseen(config):
-        for market in list_unseen():
-            if market.name == config.name:
-                return market.base
-    return config.name
-
-
-def _entry(name: str, objective: str) -> dict[str, Any]:
-    path = BASELINE_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise BaselineError(f"no tuned baseline {path.name} in configs/baselines/: make it with "
-                            f"python scripts/search_baselines.py --scenarios {name}")
-    try:
-        data = read_yaml_mapping(path)
-    except ConfigError as exc:
-        raise BaselineError(str(exc)) from None
-    if data.get("env_version") != ENV_VERSION:
-        raise BaselineError(f"{path}: made for env version {data.get('env_version')!r}, this "
-                            f"is version {ENV_VERSION}: search again "
-                            "(python scripts/search_baselines.py)")
-    entry = (data.get("objectives") or {}).get(objective)
-    if not isinstance(entry, dict):
-        raise BaselineError(f"{path}: no settings for the objective {objective!r} (it has "
-                            f"{', '.join(sorted(data.get('objectives') or {})) or 'none'})")
-    return entry
-
-
-def load_static(config: ScenarioConfig) -> StaticSettings:
-    """The stored best fixed settings for ``config``'s scenario and objective."""
-    name = baseline_scenario(config)
-    entry = _entry(name, config.objective)
-    try:
-        return settings_from_entry(entry)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BaselineError(f"configs/baselines/{name}.yaml, {config.objective}: "
-                            f"bad settings ({exc})") from None
-
-
-def settings_from_entry(entry: Mapping[str, Any]) -> StaticSettings:
-    """The fixed settings a ``static`` entry holds (a stored file's, or a search's result).
-
-    :raises KeyError, TypeError, ValueError: a missing or malformed field.
-    """
-    return StaticSettings(float(entry["target_over_breakeven"]),
-                          tuple(float(x) for x in entry["shares"]),
-                          float(entry["budget_over_launch"]), int(entry["refresh_days"]))
-
-
-def load_controller(config: ScenarioConfig, policy: str) -> dict[str, float]:
-    """The stored parameters of a tuned controller (a key of
-    :data:`agents.policies.tuned.SPACES`: ``step_tuned``, ``pid_tuned``, ``playbook_tuned``) for
-    ``config``'s scenario and objective."""
-    name = baseline_scenario(config)
-    _entry(name, config.objective)  # the file, its env version and objective: checked
-    data = read_yaml_mapping(BASELINE_DIR / f"{name}.yaml")
-    entry = ((data.get("controllers") or {}).get(policy) or {}).get(config.objective)
-    if not isinstance(entry, dict) or not isinstance(entry.get("params"), dict):
-        raise BaselineError(f"configs/baselines/{name}.yaml: no {policy} parameters for the "
-                            f"objective {config.objective!r}: make them with python "
-                            f"scripts/search_baselines.py --scenarios {name}")
-    return {k: float(v) for k, v in entry["params"].items()}
-
-
-def load_static_rule(objective: str) -> float:
-    """The static rule's target multiple k for ``objective``."""
-    entry = _entry(RULE_FILE, objective)
-    k = entry.get("target_over_breakeven")
-    if not isinstance(k, (int, float)) or not k > 0:
-        raise BaselineError(f"configs/baselines/{RULE_FILE}.yaml, {objective}: "
-                            f"target_over_breakeven must be > 0, got {k!r}")
-    return float(k)
 
 
 def training_seeds(n: int = SEARCH_SEEDS) -> np.ndarray:
@@ -134,7 +31,7 @@ def training_seeds(n: int = SEARCH_SEEDS) -> np.ndarray:
 def settings_value(config: ScenarioConfig, settings: StaticSettings,
                    seeds: np.ndarray) -> float:
     """Mean value (CNY per launch, the config's objective) of holding ``settings``."""
-    from agents.rollout import episode_value  # the simulator: searches only, not loading
+    from agents.evaluation.rollout import episode_value  # the simulator: searches only, not loading
 
     return float(episode_value(config, FixedSettingsPolicy(config, settings), seeds).mean())
 
@@ -175,7 +72,7 @@ def search_static(scenario: str, objective: str, trials: int = SEARCH_TRIALS,
     study.enqueue_trial(first)
     study.optimize(lambda trial: settings_value(config, _trial_settings(trial, config),
                                                 seed_array), n_trials=trials)
-    return {**_as_data(_settings_from_params(study.best_params)), **_found(study, seeds)}
+    return {**settings_as_data(_settings_from_params(study.best_params)), **_found(study, seeds)}
 
 
 def search_controller(scenario: str, objective: str, policy: str,
@@ -187,9 +84,9 @@ def search_controller(scenario: str, objective: str, policy: str,
 
     :param fixed: the static settings to run on (default: the stored ones).
     """
+    from agents.evaluation.rollout import episode_value
     from agents.policies import POLICIES
     from agents.policies.tuned import SPACES
-    from agents.rollout import episode_value
 
     config = load_scenario(scenario, objective=objective)
     fixed = load_static(config) if fixed is None else fixed
@@ -240,14 +137,6 @@ def _settings_from_params(p: dict[str, Any]) -> StaticSettings:
                           float(p["budget_over_launch"]), int(p["refresh_days"]))
 
 
-def _as_data(settings: StaticSettings) -> dict[str, Any]:
-    out = dataclasses.asdict(settings)
-    out["target_over_breakeven"] = round(out["target_over_breakeven"], 4)
-    out["budget_over_launch"] = round(out["budget_over_launch"], 4)
-    out["shares"] = [round(float(x), 4) for x in out["shares"]]
-    return out
-
-
 def search_static_rule(objective: str, scenarios: list[str] | None = None,
                        seeds: int = SEARCH_SEEDS) -> dict[str, Any]:
     """The one k (from :data:`RULE_GRID`) that maximises the mean over the named scenarios
@@ -267,33 +156,3 @@ def search_static_rule(objective: str, scenarios: list[str] | None = None,
             "training_value_cny": {name: round(float(table[i, best]), 1)
                                    for i, name in enumerate(scenarios)},
             "grid": f"{RULE_GRID[0]}..{RULE_GRID[-1]} step 0.05", "seeds": f"0..{seeds - 1}"}
-
-
-def write_entry(name: str, objective: str, entry: dict[str, Any], command: str,
-                header: str, controller: str | None = None,
-                baseline_dir: Path | None = None) -> Path:
-    """Store ``entry`` for ``objective`` in ``<baseline_dir>/<name>.yaml`` (default
-    ``configs/baselines/``; the static settings, or a tuned ``controller``'s parameters),
-    keeping the file's other entries when it is of this env version; atomically (one writer
-    at a time: the read-modify-write is not locked here)."""
-    path = (BASELINE_DIR if baseline_dir is None else Path(baseline_dir)) / f"{name}.yaml"
-    data: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            data = read_yaml_mapping(path)
-        except ConfigError:
-            data = {}
-    if data.get("env_version") != ENV_VERSION:
-        data = {}
-    objectives = dict(data.get("objectives") or {})
-    controllers = {k: dict(v) for k, v in (data.get("controllers") or {}).items()}
-    if controller is None:
-        objectives[objective] = {**entry, "command": command}
-    else:
-        controllers.setdefault(controller, {})[objective] = {**entry, "command": command}
-    data = {"scenario": name, "env_version": ENV_VERSION, "objectives": objectives}
-    if controllers:
-        data["controllers"] = controllers
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-    return path

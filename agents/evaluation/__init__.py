@@ -1,0 +1,1 @@
+"""Evaluation: rollouts, paired benchmarks, statistics, plots, results."""

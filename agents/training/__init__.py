@@ -1,0 +1,1 @@
+"""Training PPO: typed configs, the run loop, callbacks, the paired env."""

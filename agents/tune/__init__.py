@@ -1,1 +1,0 @@
-"""Tuning and sweeps on a shared Optuna storage: search spaces, the trial queue, studies."""
