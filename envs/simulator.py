@@ -352,7 +352,35 @@ def batch_day(inputs: tuple, state: tuple, params: tuple, action: np.ndarray,
     return after, out, decision, obs, rows, total / c.reward_scale_cny
 
 
-class ScenarioMix:
+def split_accounts(n: int, parts: int) -> list[int]:
+    """``n`` accounts split as evenly as possible into ``parts`` groups (the first ones get
+    one more).
+
+    :raises ValueError: fewer accounts than groups.
+    """
+    if n < parts:
+        raise ValueError(f"{n} accounts cannot cover {parts} scenarios")
+    return [n // parts + (i < n % parts) for i in range(parts)]
+
+
+class SimulatorGroup:
+    """Several simulators behind the one attribute training sets on them: the settlement-ROI
+    floor's Lagrange multiplier."""
+
+    def __init__(self, sims: list[Simulator]):
+        self.sims = sims
+
+    @property
+    def floor_multiplier(self) -> float:
+        return self.sims[0].floor_multiplier
+
+    @floor_multiplier.setter
+    def floor_multiplier(self, value: float) -> None:
+        for sim in self.sims:
+            sim.floor_multiplier = value
+
+
+class ScenarioMix(SimulatorGroup):
     """Accounts of several scenarios side by side, stepped as one batch.
 
     ``n`` accounts are split as evenly as possible across ``configs`` (the first ones get one
@@ -368,24 +396,13 @@ class ScenarioMix:
                 if getattr(cfg, key) != getattr(first, key):
                     raise ValueError(f"scenarios {first.name!r} and {cfg.name!r} differ in "
                                      f"{key}: a mix needs the same value")
-        if n < len(configs):
-            raise ValueError(f"{n} accounts cannot cover {len(configs)} scenarios")
-        sizes = [n // len(configs) + (i < n % len(configs)) for i in range(len(configs))]
+        sizes = split_accounts(n, len(configs))
         self.cfg = first
         self.n = n
-        self.sims = [Simulator(cfg, k) for cfg, k in zip(configs, sizes, strict=True)]
+        super().__init__([Simulator(cfg, k) for cfg, k in zip(configs, sizes, strict=True)])
         for sim in self.sims:  # they share one generator: draw day by day, in turn
             sim.prefetch_draws = False
         self.action_dim = self.sims[0].action_dim
-
-    @property
-    def floor_multiplier(self) -> float:
-        return self.sims[0].floor_multiplier
-
-    @floor_multiplier.setter
-    def floor_multiplier(self, value: float) -> None:
-        for sim in self.sims:
-            sim.floor_multiplier = value
 
     def reset(self, rng: np.random.Generator | None = None,
               seeds: list[int] | np.ndarray | None = None) -> np.ndarray:

@@ -23,8 +23,8 @@ import sys
 
 import numpy as np
 
+from agents.evaluation.intervals import paired_interval
 from agents.evaluation.rollout import episode_value
-from agents.evaluation.stats import paired_interval
 from agents.policies import make_policy
 from agents.policies.static import FixedSettingsPolicy, rule_settings
 from envs.config import ConfigError, load_scenario

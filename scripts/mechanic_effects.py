@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from agents.evaluation.evaluate import REPORT_SEED
+from agents.evaluation.intervals import paired_interval
 from agents.evaluation.rollout import episode_value
-from agents.evaluation.stats import paired_interval
 from agents.experiments.baseline_search import search_static
 from agents.policies.baseline_store import settings_from_entry
 from agents.policies.oracle import OraclePolicy

@@ -24,8 +24,8 @@ import sys
 
 import numpy as np
 
+from agents.evaluation.intervals import paired_interval
 from agents.evaluation.rollout import episode_value
-from agents.evaluation.stats import paired_interval
 from agents.experiments.speed import _time_model, _time_simulator
 from agents.policies import make_policy
 from envs.config import ConfigError, load_scenario

@@ -31,7 +31,7 @@ from agents.evaluation.results import (  # noqa: E402
 )
 from agents.policies.baseline_store import OBJECTIVES, BaselineError  # noqa: E402
 from agents.run_folder import RunError  # noqa: E402
-from agents.training.train import InterruptedTrainingError  # noqa: E402
+from agents.training.interrupt import InterruptedTrainingError  # noqa: E402
 from envs.config import ConfigError, list_scenarios  # noqa: E402
 
 

@@ -16,7 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.run_folder import RunError  # noqa: E402
 from agents.training.config import list_presets, load_train_config  # noqa: E402
-from agents.training.train import InterruptedTrainingError, describe_run, resume, train  # noqa: E402
+from agents.training.interrupt import InterruptedTrainingError  # noqa: E402
+from agents.training.summary import describe_run  # noqa: E402
+from agents.training.train import resume, train  # noqa: E402
 from envs.config import ConfigError  # noqa: E402
 
 _ONLY_NEW_RUNS = ("config", "scenario", "seed", "n_envs", "run_name", "set")

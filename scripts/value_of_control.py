@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agents.evaluation import stats as eval_stats  # noqa: E402
-from agents.evaluation.evaluate import REPORT_SEED, case_key, value_of_control  # noqa: E402
+from agents.evaluation.evaluate import REPORT_SEED  # noqa: E402
 from agents.evaluation.rollout import episode_value  # noqa: E402
+from agents.evaluation.scores import case_key, value_of_control  # noqa: E402
 from agents.policies import make_policy  # noqa: E402
 from agents.policies.baseline_store import OBJECTIVES, BaselineError  # noqa: E402
 from envs.config import ConfigError, list_scenarios, load_scenario  # noqa: E402

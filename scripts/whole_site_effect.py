@@ -19,8 +19,8 @@ import sys
 
 import numpy as np
 
+from agents.evaluation.intervals import paired_interval
 from agents.evaluation.rollout import episode_value
-from agents.evaluation.stats import paired_interval
 from agents.policies.baseline_store import load_static
 from agents.policies.static import FixedSettingsPolicy, StaticSettings
 from envs.actions import WHOLE_SITE, plan_share_row

@@ -197,7 +197,7 @@ def test_volume_shares_against_the_reference_policy():
 
 
 def test_scores_against_static_and_the_value_of_control():
-    from agents.evaluation.evaluate import _against_static
+    from agents.evaluation.scores import _against_static
 
     rng = np.random.default_rng(0)
     static = rng.normal(100.0, 10.0, 32)
@@ -221,7 +221,7 @@ def test_the_best_heuristic_is_chosen_on_validation_seeds_and_scored_on_report_s
     from agents.evaluation.evaluate import NOT_HEURISTICS, best_heuristic
     from agents.evaluation.rollout import episode_value
     from agents.policies import POLICIES, make_policy
-    from agents.training.callbacks import validation_seeds
+    from agents.training.validation import validation_seeds
     from envs.config import load_scenario
 
     config = load_scenario("food")

@@ -14,15 +14,11 @@ import pytest
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from agents.evaluation.intervals import paired_difference, stratified_difference
 from agents.run_folder import write_json_atomic
-from agents.training.callbacks import (
-    FloorMultiplierCallback,
-    ScenarioValidators,
-    paired_difference,
-    stratified_difference,
-    validation_seeds,
-)
+from agents.training.callbacks import FloorMultiplierCallback
 from agents.training.config import from_dict, load_train_config
+from agents.training.validation import ScenarioValidators, validation_seeds
 from envs.config import ConfigError, list_scenarios
 from envs.simulator import ScenarioMix
 
@@ -191,7 +187,7 @@ def mix_run(tmp_path_factory) -> Path:
 
 
 def test_the_training_env_splits_its_batch_across_the_scenarios():
-    from agents.training.train import make_training_env
+    from agents.training.factory import make_training_env
 
     config = load_train_config(sets=TINY_MIX_SETTINGS)
     env = make_training_env(config, config.scenario_configs())
@@ -202,7 +198,7 @@ def test_the_training_env_splits_its_batch_across_the_scenarios():
 
 @pytest.mark.slow
 def test_a_mix_run_validates_on_each_scenario_and_logs_the_mean(mix_run):
-    from agents.training.train import describe_run
+    from agents.training.summary import describe_run
 
     info = json.loads((mix_run / "run.json").read_text())
     assert info["status"] == "finished" and info["scenario"] == "mix"
@@ -266,7 +262,7 @@ def test_a_mix_run_resumes_with_its_scenarios_and_multiplier(mix_run, tmp_path):
 
 
 def test_validation_judges_the_scenarios_without_randomisation():
-    from agents.training.train import validation_scenarios
+    from agents.training.factory import validation_scenarios
 
     config = load_train_config("all_scenarios")
     trained = config.scenario_configs()

@@ -17,11 +17,12 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from agents.evaluation.intervals import paired_difference
 from agents.evaluation.rollout import episode_value, rollout
 from agents.policies.ppo import load_trained_policy
 from agents.run_folder import RunError, checkpoint_steps, model_dir, restore_model_dirs
-from agents.training.callbacks import VERDICT_WORDS, paired_difference, validation_seeds
 from agents.training.config import from_dict, load_train_config
+from agents.training.validation import VERDICT_WORDS, validation_seeds
 from envs.config import ConfigError
 from envs.metrics import EPISODE_METRICS
 
@@ -130,7 +131,8 @@ def test_old_configs_with_one_baseline_still_load(tmp_path):
 
 
 def test_a_scenario_without_tuned_static_settings_stops_before_training(tmp_path, capsys):
-    from agents.training.train import check_baselines, train
+    from agents.training.factory import check_baselines
+    from agents.training.train import train
 
     own = tmp_path / "own.yaml"
     own.write_text("base: food\nname: own\n")
@@ -229,7 +231,7 @@ def verdicts(acc: EventAccumulator) -> list[str]:
 
 
 def test_the_layout_charts_every_baseline_on_value_and_profit():
-    from agents.training.callbacks import analyst_layout
+    from agents.training.tensorboard import analyst_layout
 
     layout = analyst_layout(BASELINES, ("3c", "food"), objective="gmv_floor")
     first = next(iter(layout))
@@ -260,7 +262,7 @@ def gmv_run(tmp_path_factory) -> Path:
 
 def test_a_gmv_floor_run_is_validated_on_its_value_against_static(gmv_run):
     from agents.policies import make_policy
-    from agents.training.train import describe_run
+    from agents.training.summary import describe_run
 
     final = json.loads((gmv_run / "run.json").read_text())["final_eval"]
     assert final["objective"] == "gmv_floor" and final["baseline"] == "static"
@@ -333,7 +335,7 @@ def test_an_interrupted_swap_is_repaired(tmp_path):
 
 
 def test_same_seed_same_first_rollout():
-    from agents.training.train import make_model, make_training_env
+    from agents.training.factory import make_model, make_training_env
 
     config = load_train_config(sets=["env.n_envs=4", "ppo.n_steps=16", "ppo.batch_size=32",
                                      "ppo.n_epochs=1", "policy.net_arch=8"])

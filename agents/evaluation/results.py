@@ -39,13 +39,11 @@ from agents.evaluation.evaluate import (
     REPORT_SEED,
     UNSEEN_SEED,
     PolicySource,
-    ScenarioResult,
-    _csv_text,
     best_heuristic,
-    case_key,
     run_all,
-    summarise,
 )
+from agents.evaluation.report import csv_text
+from agents.evaluation.scores import ScenarioResult, case_key, summarise
 from agents.evaluation.stats import aggregate_scores
 from agents.policies import POLICIES, make_policy
 from agents.policies.baseline_store import OBJECTIVES, BaselineError, load_static
@@ -413,7 +411,7 @@ def make_results(scenarios: list[str] | None = None, seeds: tuple[int, ...] = TR
     meta["wall_time_s"] = time.perf_counter() - started
     text = report.document(meta, rows, fam, cross, aggregates, records, CURVES_PNG)
     write_text_atomic(out, text)
-    write_text_atomic(runs_dir / "summary.csv", _csv_text(rows))
+    write_text_atomic(runs_dir / "summary.csv", csv_text(rows))
     write_json_atomic(runs_dir / "results.json", {
         **meta, "package_versions": package_versions(), "families": fam, "cross": cross,
         "aggregates": aggregates, "best_heuristic": best, "runs": records, "trained": trained,

@@ -3,7 +3,7 @@ baselines, the playbook and the oracle on every case (scenario x objective), on 
 scenarios and the unseen markets; the cross-scenario policy; learning curves.
 
 Statistics. Every policy plays the same report seeds (paired). A single policy's intervals
-come from :func:`agents.evaluation.evaluate.summarise` (rliable's bootstrap over episodes). A family
+come from :func:`agents.evaluation.scores.summarise` (rliable's bootstrap over episodes). A family
 of trained runs (one per training seed) is summarised over all its ``runs x episodes``
 values with a *crossed* bootstrap (:func:`crossed_bootstrap`): each resample draws training
 seeds and episodes independently, so the interval covers both the luck of training and the
@@ -22,15 +22,15 @@ import numpy as np
 from scipy import stats
 
 from agents.evaluation import stats as eval_stats
-from agents.evaluation.evaluate import (
+from agents.evaluation.report import value_name
+from agents.evaluation.rollout import objective_values
+from agents.evaluation.scores import (
     ScenarioResult,
     case_key,
     control_share_columns,
     episode_scores,
-    value_name,
     value_of_control,
 )
-from agents.evaluation.rollout import objective_values
 
 FAMILIES = {"ppo": "PPO, one per scenario", "mix": "PPO, one across all scenarios"}
 # Per-episode quantities summarised for a family (value: the case's objective, CNY).

@@ -143,10 +143,3 @@ def performance_profiles(scores: dict[str, np.ndarray], taus: np.ndarray, seed: 
                 {name: x}, taus, reps=reps, confidence_interval_size=CONFIDENCE)
         profiles[name], bands[name] = profile[name], band[name]
     return profiles, bands
-
-
-def paired_interval(diff: np.ndarray) -> tuple[float, float, float]:
-    """Mean of paired differences (e.g. CNY per launch, same seeds) and its normal 95%
-    interval: (mean, low, high)."""
-    half = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
-    return float(diff.mean()), float(diff.mean() - half), float(diff.mean() + half)

@@ -190,7 +190,7 @@ def _build_space(name: str, data: Any, sets: list[str] | tuple[str, ...]) -> Sea
     fixed = {str(k): v for k, v in _mapping("fixed", data.get("fixed")).items()}
     fixed.update(parse_sets(sets))
     base_config = load_train_config(base, values=fixed)  # names a bad fixed key
-    from agents.training.train import check_baselines  # the trials' baselines play its scenarios
+    from agents.training.factory import check_baselines  # the trials' baselines play it
 
     check_baselines(base_config, fix="--set training.baselines=static_rule,playbook (or "
                     "training.baselines in the space's fixed values)")

@@ -163,7 +163,7 @@ def machine_description() -> dict[str, Any]:
             "simulator_engine": context["engine"], "platform": platform.platform()}
 
 
-BEAT_TAG = "eval/ppo_vs_static/value_diff_ci_low"  # agents.training.callbacks.comparison_tags
+BEAT_TAG = "eval/ppo_vs_static/value_diff_ci_low"  # agents.training.tensorboard.comparison_tags
 
 
 def first_beat_time(run_dir, started_at: float, tag: str = BEAT_TAG) -> tuple[float, int] | None:

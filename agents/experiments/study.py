@@ -45,8 +45,8 @@ from agents.run_folder import (
 )
 
 if TYPE_CHECKING:  # training (torch) loads only where a trial trains: searches stay light
-    from agents.training.callbacks import ValidationResult
     from agents.training.config import TrainConfig
+    from agents.training.validation import ValidationResult
 
 STUDY_DB = "study.db"
 STUDY_JSON = "study.json"
@@ -122,7 +122,8 @@ def train_trial(trial: optuna.Trial, config: TrainConfig, folder: Path, run_name
     trial records its run folder and seed. A pruned run's status becomes ``pruned``; an
     interrupted one (Ctrl-C, SIGTERM) raises ``KeyboardInterrupt`` so the queue gives the
     trial back."""
-    from agents.training.train import InterruptedTrainingError, train
+    from agents.training.interrupt import InterruptedTrainingError
+    from agents.training.train import train
 
     mark_abandoned(trial.user_attrs, trial.number)  # a retry carries the dead attempt's attrs
     run_dir = folder / run_name

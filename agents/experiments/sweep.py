@@ -36,6 +36,7 @@ from optuna.trial import TrialState
 from rliable import library as rly_library
 from rliable import metrics as rly_metrics
 
+from agents.evaluation.intervals import paired_difference
 from agents.evaluation.rollout import objective_values, rollout
 from agents.experiments.queue import (
     SLOT_ATTR,
@@ -49,7 +50,6 @@ from agents.experiments.study import StudyRun, run_study, train_trial
 from agents.policies import make_policy
 from agents.policies.ppo import load_trained_policy
 from agents.run_folder import write_json_atomic, write_text_atomic
-from agents.training.callbacks import paired_difference
 from agents.training.config import TrainConfig, load_train_config, parse_sets
 
 REPORT_SEED_START = 10000  # contracts: reports use seeds from 10000

@@ -38,8 +38,8 @@ from agents.experiments.queue import SLOT_ATTR, HeartbeatSettings, QueueSpec, Tu
 from agents.experiments.space import SearchSpace
 from agents.experiments.study import StudyRun, run_study, train_trial
 from agents.run_folder import read_run_json, write_text_atomic
-from agents.training.callbacks import ValidationResult
 from agents.training.config import DEFAULT_PRESET, PPO_CONFIG_DIR, load_train_config
+from agents.training.validation import ValidationResult
 from envs.config import ConfigError
 
 DEFAULT_N_TRIALS = 20

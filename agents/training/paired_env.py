@@ -21,26 +21,10 @@ from envs.anchored import anchored_action, anchored_feature_names, anchored_feat
 from envs.anchored import residual_names as anchored_names
 from envs.config import ScenarioConfig, load_scenario
 from envs.history import OBS_BOUND
-from envs.simulator import Simulator
+from envs.simulator import Simulator, SimulatorGroup, split_accounts
 from envs.vec_env import InProcessVecEnv, fill_episode_end
 
 TWIN_SEEDS = (10**9, 2 * 10**9)  # training accounts' seeds: far from every named seed range
-
-
-class _Sims:
-    """Several simulators behind the one attribute training sets on them."""
-
-    def __init__(self, sims: list[Simulator]):
-        self._sims = sims
-
-    @property
-    def floor_multiplier(self) -> float:
-        return self._sims[0].floor_multiplier
-
-    @floor_multiplier.setter
-    def floor_multiplier(self, value: float) -> None:
-        for sim in self._sims:
-            sim.floor_multiplier = value
 
 
 class PairedVecEnv(InProcessVecEnv):
@@ -62,11 +46,7 @@ class PairedVecEnv(InProcessVecEnv):
         self.configs = [load_scenario(s, **{**overrides, "action_space": "full"})
                         for s in scenarios]
         first = self.configs[0]
-        sizes = [n_envs // len(self.configs) + (i < n_envs % len(self.configs))
-                 for i in range(len(self.configs))]
-        if min(sizes) < 1:
-            raise ValueError(f"{n_envs} accounts cannot cover {len(self.configs)} scenarios")
-        self.sizes = sizes
+        self.sizes = sizes = split_accounts(n_envs, len(self.configs))
         self.sims = [Simulator(cfg, 2 * k) for cfg, k in zip(self.configs, sizes, strict=True)]
         self.anchors = [anchor_for(cfg) for cfg in self.configs]
         self.twins = [make_policy("static", cfg) for cfg in self.configs]
@@ -85,10 +65,10 @@ class PairedVecEnv(InProcessVecEnv):
         self._length = 0
 
     @property
-    def sim(self) -> _Sims:
+    def sim(self) -> SimulatorGroup:
         """The simulators as one (what the floor-multiplier callback sets: accounts and twins
         are charged alike, so the paired reward carries only the account's own shortfall)."""
-        return _Sims(self.sims)
+        return SimulatorGroup(self.sims)
 
     def _observe(self) -> np.ndarray:
         """The learner's inputs for every account (twins left out)."""

@@ -26,23 +26,17 @@ from __future__ import annotations
 import hashlib
 import math
 import shlex
-import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import CallbackList
-from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
-from stable_baselines3.common.utils import LinearSchedule, set_random_seed
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.utils import set_random_seed
 
-from agents.policies import make_policy
 from agents.run_folder import (
     CONFIG_YAML,
     MODEL_FILE,
@@ -58,6 +52,7 @@ from agents.run_folder import (
     machine_context,
     model_dir,
     package_versions,
+    read_eval,
     read_run_json,
     resolve_run,
     restore_model_dirs,
@@ -67,219 +62,43 @@ from agents.run_folder import (
     write_text_atomic,
 )
 from agents.training.callbacks import (
-    VALUE,
-    VERDICT_WORDS,
     CheckpointCallback,
     FloorMultiplierCallback,
     MarketMetricsCallback,
-    ProgressBarCallback,
-    StopOnRequest,
     ValidationCallback,
-    ValidationResult,
-    analyst_layout,
-    comparison_tags,
-    make_validator,
-    read_eval,
-    tb_writer,
 )
 from agents.training.config import TrainConfig
 from agents.training.config import from_dict as config_from_dict
-from envs.config import ConfigError, ScenarioConfig, list_scenarios
+from agents.training.factory import (
+    check_baselines,
+    make_model,
+    make_training_env,
+    session_seed,
+    validation_scenarios,
+)
+from agents.training.interrupt import InterruptedTrainingError, StopOnRequest, stop_on_signals
+from agents.training.progress import ProgressBarCallback
+from agents.training.tensorboard import (
+    analyst_layout,
+    hparam_metrics,
+    run_hparams,
+    tb_writer,
+    tensorboard_output,
+    truncate_events,
+    write_hparams,
+)
+from agents.training.validation import ValidationResult, make_validator
+from envs.config import ScenarioConfig
 from envs.config import from_dict as scenario_from_dict
-from envs.vec_env import QianchuanVecEnv
 from envs.version import ENV_VERSION
 
-ACTIVATION_CLASSES = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU,
-                      "leaky_relu": torch.nn.LeakyReLU, "silu": torch.nn.SiLU}
-
-
-class InterruptedTrainingError(RuntimeError):
-    """Training stopped on SIGINT/SIGTERM after saving a checkpoint; ``run_dir`` resumes."""
-
-    def __init__(self, run_dir: Path, step: int):
-        super().__init__(f"training interrupted at step {step}; continue with "
-                         f"--resume {run_dir}")
-        self.run_dir = run_dir
-        self.step = step
-
 
 # ---------------------------------------------------------------------------------------------
-def session_seed(seed: int, session: int) -> int:
-    """The training env's generator seed for a session of a run (0: the first).
-
-    Derived through ``SeedSequence`` so training draws never coincide with the per-account
-    generators of the report (10000+) or validation (20000+) seeds.
-    """
-    return int(np.random.SeedSequence([seed, session, 0x5151]).generate_state(1)[0])
-
-
-def make_training_env(config: TrainConfig, scenario: ScenarioConfig | list[ScenarioConfig],
-                      session: int = 0, vecnormalize_path: Path | None = None) -> VecNormalize:
-    """The batched training env behind ``VecNormalize`` (fresh, or with saved statistics);
-    a list of scenarios splits the batch across them. With ``env.anchor: static`` the accounts
-    act through anchored actions beside twins playing ``static``
-    (:mod:`agents.training.paired_env`)."""
-    if config.env.anchor == "static":
-        from agents.training.paired_env import PairedVecEnv
-
-        names = scenario if isinstance(scenario, list) else [scenario]
-        venv = PairedVecEnv(names, config.env.n_envs, session_seed(config.seed, session),
-                            paired_reward=config.env.paired_reward)
-    else:
-        venv = QianchuanVecEnv(scenario, config.env.n_envs, session_seed(config.seed, session))
-    if vecnormalize_path is not None:
-        env = VecNormalize.load(str(vecnormalize_path), venv)
-        env.training = True
-        return env
-    return VecNormalize(venv, norm_obs=True, norm_reward=config.env.normalize_reward,
-                        clip_obs=config.env.clip_obs, gamma=config.ppo.gamma)
-
-
-def validation_scenarios(scenarios: list[ScenarioConfig]) -> list[ScenarioConfig]:
-    """The scenarios a run validates on: its own, without per-episode parameter randomisation
-    (``randomize``: a training device; validation, like the report, judges the scenario)."""
-    return [s.replace(randomize=0.0) if s.randomize else s for s in scenarios]
-
-
-def check_baselines(config: TrainConfig, scenarios: list[ScenarioConfig] | None = None,
-                    fix: str = "--set training.baselines=static_rule,playbook") -> None:
-    """Every baseline of ``training.baselines`` can play every scenario the run validates on
-    (a tuned one, ``static``, needs settings for the scenario and objective of this env
-    version in ``configs/baselines/``), checked before any work.
-
-    :param scenarios: the run's scenarios (default: the config's).
-    :param fix: how to choose other baselines, for the message.
-    :raises ConfigError: naming the baseline and the scenario, and how to go on.
-    """
-    from agents.policies.baseline_store import BaselineError, baseline_scenario
-
-    for scenario in validation_scenarios(scenarios or config.scenario_configs()):
-        for name in config.training.baselines:
-            try:
-                make_policy(name, scenario)
-            except BaselineError as exc:
-                if baseline_scenario(scenario) in list_scenarios():
-                    why = f"{exc}; or"
-                else:
-                    why = (f"{scenario.name!r} is a scenario of your own and "
-                           "scripts/search_baselines.py tunes the named ones "
-                           "(configs/scenarios/); instead")
-                raise ConfigError(f"training.baselines: {name} cannot play scenario "
-                                  f"{scenario.name!r}: {why} validate against the one-line "
-                                  f"rule, which plays any scenario untuned: {fix}") from None
-
-
-def make_model(config: TrainConfig, env: VecNormalize) -> PPO:
-    """A new PPO model; torch is seeded with the run's seed first (same seed, same weights)."""
-    set_random_seed(config.seed)
-    p, net = config.ppo, config.policy
-    lr = (LinearSchedule(p.learning_rate, 0.0, 1.0) if p.lr_schedule == "linear"
-          else p.learning_rate)
-    return PPO(
-        "MlpPolicy", env, learning_rate=lr, n_steps=p.n_steps, batch_size=p.batch_size,
-        n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda, clip_range=p.clip_range,
-        ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
-        target_kl=p.target_kl, device=config.training.device, verbose=0,
-        policy_kwargs={"net_arch": {"pi": list(net.net_arch), "vf": list(net.net_arch)},
-                       "activation_fn": ACTIVATION_CLASSES[net.activation],
-                       "log_std_init": net.log_std_init, "ortho_init": net.ortho_init})
-
-
-# ---------------------------------------------------------------------------------------------
-def _is_hparams(event) -> bool:
-    return any(v.metadata.plugin_data.plugin_name == "hparams" for v in event.summary.value)
-
-
-def truncate_events(tb_dir: Path, last_step: int) -> int:
-    """Drop events with ``step > last_step`` from the event files in ``tb_dir`` (each file
-    rewritten atomically in place), so a resumed run continues one stream; also the HPARAMS
-    session of an earlier finish (a run writes it when it finishes). Returns the number of
-    events dropped."""
-    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
-    from tensorboard.compat.proto import event_pb2
-    from tensorboard.summary.writer.record_writer import RecordWriter
-
-    dropped = 0
-    for path in sorted(Path(tb_dir).glob("events.out.tfevents.*")):
-        kept = []
-        for record in RawEventFileLoader(str(path)).Load():
-            event = event_pb2.Event.FromString(record)
-            if event.step > last_step or _is_hparams(event):
-                dropped += 1
-            else:
-                kept.append(record)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
-            writer = RecordWriter(f)
-            for record in kept:
-                writer.write(record)
-        tmp.replace(path)
-    return dropped
-
-
 def scenarios_hash(scenarios: list[ScenarioConfig]) -> str:
     """A scenario's hash, or for several a short sha256 of theirs in order."""
     if len(scenarios) == 1:
         return scenarios[0].hash()
     return hashlib.sha256(" ".join(s.hash() for s in scenarios).encode()).hexdigest()[:12]
-
-
-def _hparams(config: TrainConfig, scenarios: list[ScenarioConfig]) -> dict[str, Any]:
-    """Flat hyperparameters for the HPARAMS tab (lists and mappings as text)."""
-    flat: dict[str, Any] = {"scenario": config.run_label(),
-                            "scenario_hash": scenarios_hash(scenarios)}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict) and not prefix.endswith("overrides"):
-            for key, value in node.items():
-                walk(f"{prefix}.{key}" if prefix else key, value)
-        elif isinstance(node, (list, dict)):
-            flat[prefix] = yaml.safe_dump(node, default_flow_style=True).strip()
-        elif node is None:
-            flat[prefix] = "none"
-        else:
-            flat[prefix] = node
-
-    walk("", config.to_dict())
-    return flat
-
-
-def _hparam_metrics(baselines: tuple[str, ...]) -> dict[str, float]:
-    """The HPARAMS tab's metric tags: PPO's and every baseline's value and profit, the paired
-    differences with their intervals, PPO's ROI, violation days and return."""
-    keys = ["eval/ppo/value", "eval/ppo/profit"]
-    for name in baselines:
-        keys += [f"eval/{name}/value", f"eval/{name}/profit"]
-        for quantity in (VALUE, "profit"):
-            keys += comparison_tags(name, quantity=quantity).values()
-    keys += ["eval/ppo/settlement_roi", "eval/ppo/roi_floor_violation_days", "eval/ppo/return",
-             "rollout/ep_rew_mean"]
-    return dict.fromkeys(keys, 0.0)
-
-
-def _write_hparams(writer, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-    """The HPARAMS tab's session: the config and the tags of its metrics (their values are
-    the scalars' last points). Written directly, not through a logger dump, so the last
-    update's ``train/`` values do not land on an already used step."""
-    from torch.utils.tensorboard.summary import hparams as hparams_summaries
-
-    for summary in hparams_summaries(hparams, metrics):
-        writer.file_writer.add_summary(summary)
-    writer.flush()
-
-
-@contextmanager
-def _stop_on_signals(stop: StopOnRequest) -> Iterator[None]:
-    """SIGINT/SIGTERM ask training to stop at the next step (then it checkpoints)."""
-    def handler(signum, frame):  # noqa: ARG001
-        stop.requested = True
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _session(run_dir: Path, config: TrainConfig, scenarios: list[ScenarioConfig], session: int,
@@ -305,7 +124,7 @@ def _session(run_dir: Path, config: TrainConfig, scenarios: list[ScenarioConfig]
         best = read_eval(run_dir / "best")
         best_score = best["ppo"]["return"] if best else -math.inf
     start = model.num_timesteps
-    logger = Logger(str(tb_dir), [TensorBoardOutputFormat(str(tb_dir))])
+    logger = Logger(str(tb_dir), [tensorboard_output(tb_dir)])
     model.set_logger(logger)
     writer = tb_writer(logger)
     writer.add_custom_scalars(analyst_layout(
@@ -333,7 +152,7 @@ def _session(run_dir: Path, config: TrainConfig, scenarios: list[ScenarioConfig]
     update_run_json(run_dir, status="running", sessions=sessions)
     began = time.perf_counter()
     try:
-        with _stop_on_signals(stop):
+        with stop_on_signals(stop):
             if start < t.total_timesteps:
                 model.learn(total_timesteps=t.total_timesteps - start, callback=CallbackList(
                     callbacks), reset_num_timesteps=False, progress_bar=False)
@@ -361,7 +180,8 @@ def _session(run_dir: Path, config: TrainConfig, scenarios: list[ScenarioConfig]
     save_model_dir(run_dir / "final", model, env, {**final.to_dict(), "selected_by": "final"})
     if model.num_timesteps not in checkpoint_steps(run_dir):
         checkpoints.save()
-    _write_hparams(writer, _hparams(config, scenarios), _hparam_metrics(t.baselines))
+    write_hparams(writer, run_hparams(config, scenarios_hash(scenarios)),
+                  hparam_metrics(t.baselines))
     logger.close()
     sessions[-1]["ended"] = "finished"
     update_run_json(run_dir, status="finished", num_timesteps=model.num_timesteps,
@@ -462,52 +282,3 @@ def resume(run: str | Path, runs_dir: str | Path = "runs", total_timesteps: int 
                     command or command_line())
 
 
-def describe_run(run_dir: Path, runs_root: Path | None = None) -> str:
-    """What a run ends with: where it is, how to look at it, PPO next to the baselines on the
-    run's objective (value, CNY per episode) and the other metrics, and the paired
-    differences against each baseline."""
-    run_dir = Path(run_dir)
-    info = read_run_json(run_dir)
-    final, best = info.get("final_eval"), info.get("best_eval")
-    root = runs_root if runs_root is not None else run_dir.parent
-    lines = [f"run folder: {run_dir}",
-             f"TensorBoard: tensorboard --logdir {root}   then open "
-             "http://localhost:6006/#custom_scalars (PPO vs the baselines; verdicts in #text)"]
-    if final is None:
-        return "\n".join(lines)
-    objective, comparisons = final["objective"], final["comparisons"]
-    sessions = info.get("sessions", [])
-    if sessions and "seconds" in sessions[-1]:
-        s = sessions[-1]
-        lines.append(f"trained {s['end_step'] - s['start_step']:,} steps in {s['seconds']:.0f} s "
-                     f"({s['steps_per_second']:,.0f} steps/s)")
-    lines.append(f"validation: {final['n_seeds']} episodes on seeds 20000.. (scenario "
-                 f"{info['scenario']}, objective {objective}), means per episode")
-    cols = [("PPO final", final["ppo"])]
-    if best is not None:
-        cols.append((f"PPO best (step {best['step']:,})", best["ppo"]))
-    cols += [(name, c["reference"]) for name, c in comparisons.items()]
-    lines.append(f"  {'metric':26s}" + "".join(f"{name:>24s}" for name, _ in cols))
-    money = (VALUE, "profit", "gmv", "settled_gmv", "spend")
-    for key in (VALUE, "profit", "gmv", "settled_gmv", "spend", "payment_roi",
-                "settlement_roi", "refund_rate", "learning_days", "interruptions",
-                "roi_floor_violation_days"):
-        fmt = "{:>24,.0f}" if key in money else "{:>24.3f}"
-        label = f"value ({objective}), CNY" if key == VALUE else key
-        lines.append(f"  {label:26s}" + "".join(fmt.format(v.get(key, math.nan))
-                                                 for _, v in cols))
-    label = "profit" if objective == "profit" else f"{objective} value"
-    for name, c in comparisons.items():
-        profit = "" if objective == "profit" else (
-            f"; profit {c['profit_diff']:+,.0f} [{c['profit_diff_ci_low']:+,.0f}, "
-            f"{c['profit_diff_ci_high']:+,.0f}]")
-        lines.append(
-            f"  PPO final - {name}: {label} {c['value_diff']:+,.0f} CNY/episode, 95% CI "
-            f"[{c['value_diff_ci_low']:+,.0f}, {c['value_diff_ci_high']:+,.0f}]{profit} -> "
-            f"{VERDICT_WORDS[c['verdict']]} {name}")
-    for scenario, part in (final.get("per_scenario") or {}).items():
-        for name, c in part["comparisons"].items():
-            lines.append(f"    {scenario:14s} PPO {part['ppo'][VALUE]:>13,.0f}  {name:>11s} "
-                         f"{c['reference'][VALUE]:>13,.0f}  difference {c['value_diff']:+,.0f} "
-                         f"[{c['value_diff_ci_low']:+,.0f}, {c['value_diff_ci_high']:+,.0f}]")
-    return "\n".join(lines)
