@@ -136,8 +136,8 @@ def exported_anchored(tiny_anchored_run, tmp_path_factory) -> Path:
 
 def test_anchored_run_exports_residuals_with_its_anchors(exported_anchored, exported):
     from agents.policies.baseline_store import BaselineError, load_static
-    from agents.serving.manifest import anchor_entry, mapping_constants
-    from envs.anchored import anchored_feature_names, residual_names
+    from agents.serving.manifest import mapping_constants
+    from envs.anchored import anchored_feature_names, residual_names, settings_as_data
     from envs.config import list_scenarios, load_scenario
 
     manifest = json.loads((exported_anchored / "policy.json").read_text())
@@ -153,7 +153,8 @@ def test_anchored_run_exports_residuals_with_its_anchors(exported_anchored, expo
     expected = {}
     for name in list_scenarios():  # every named scenario with tuned static settings
         try:
-            expected[name] = anchor_entry(load_static(load_scenario(name, objective="profit")))
+            static = load_static(load_scenario(name, objective="profit"))
+            expected[name] = settings_as_data(static)
         except BaselineError:
             continue
     assert manifest["anchors"] == expected and "3c" in expected

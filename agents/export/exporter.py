@@ -62,7 +62,6 @@ from agents.serving.manifest import (
     MANIFEST_VERSION,
     ONNX_NAME,
     OUTPUT_NAME,
-    anchor_entry,
     file_sha256,
     mapping_constants,
 )
@@ -75,6 +74,7 @@ from envs.anchored import (
     anchored_feature_names,
     anchored_features,
     residual_names,
+    settings_as_data,
 )
 from envs.config import ScenarioConfig, list_scenarios, load_scenario
 from envs.history import HISTORY_DAYS_REQUIRED, decode_features, feature_names
@@ -445,7 +445,7 @@ def export_anchors(cfg: ScenarioConfig) -> dict[str, dict[str, Any]]:
     if not anchors:
         raise ExportError(f"no scenario has tuned static settings for the objective "
                           f"{cfg.objective!r} (configs/baselines/): nothing to anchor on")
-    return {name: anchor_entry(settings) for name, settings in anchors.items()}
+    return {name: settings_as_data(settings) for name, settings in anchors.items()}
 
 
 def export_run(run: str | Path, checkpoint: str = "best", out_dir: str | Path | None = None,

@@ -37,9 +37,9 @@ from agents.serving.inputs import (
     observations,
     parse_promotions,
 )
-from agents.serving.manifest import anchor_entry
 from agents.serving.report import AccountReport, read_report
 from envs.actions import plan_names
+from envs.anchored import settings_as_data
 from envs.config import ConfigError, ScenarioConfig, load_scenario
 from envs.history import COL
 
@@ -143,7 +143,7 @@ def answer(policy: Any, obs: np.ndarray, current: Settings, learning: np.ndarray
     if getattr(policy, "anchored", False):
         out.residual = np.asarray(policy.residual, dtype=np.float64).reshape(obs.shape[0], -1)
         out.anchor = {"kind": policy.anchor_kind, "scenario": policy.anchor_name,
-                      "settings": anchor_entry(policy.anchor)}
+                      "settings": settings_as_data(policy.anchor)}
     return out
 
 
