@@ -461,11 +461,17 @@ def test_changed_model_bytes_or_missing_manifest_exit_2(tmp_path, capsys, export
 
 
 # -------------------------------------------------------------------------------- batch
-def test_batch_scores_good_accounts_and_reports_the_bad_one(tmp_path, capsys):
+def example_reports(tmp_path: Path) -> Path:
+    """A ``--batch`` folder ``tmp_path/reports`` with both examples: shop_a (EN), shop_b (ZH)."""
     reports = tmp_path / "reports"
     reports.mkdir()
     shutil.copy(EN, reports / "shop_a.csv")
     shutil.copy(ZH, reports / "shop_b.csv")
+    return reports
+
+
+def test_batch_scores_good_accounts_and_reports_the_bad_one(tmp_path, capsys):
+    reports = example_reports(tmp_path)
     edited_report(reports, lambda r: set_cell(r, 5, "spend", "abc"), name="shop_c.csv")
     out = tmp_path / "recs.csv"
     code, stdout, err = cli(capsys, "--policy", "playbook", "--batch", reports, "--out", out)

@@ -21,7 +21,14 @@ from agents.serving.simulated import dated_account
 from envs.anchored import anchored_action
 from envs.history import COL
 from envs.simulator import Simulator
-from tests.test_recommend import EN, HEAVY, ZH, cli, recommend_in_fresh_process
+from tests.test_recommend import (
+    EN,
+    HEAVY,
+    ZH,
+    cli,
+    example_reports,
+    recommend_in_fresh_process,
+)
 
 # ---------------------------------------------------------------------- launch budget
 LAUNCH = dt.date(2025, 4, 17)  # report_en.csv's plan_launch_date (its rows: 04-27..05-16)
@@ -172,10 +179,7 @@ def test_anchored_output_names_the_anchor_in_json_table_and_csv(tmp_path, capsys
     assert code == 0
     assert "anchor : anchored on static's settings for 3c" in table
     assert "launch budget 8,000.00 (--launch-budget)" in table
-    reports = tmp_path / "reports"
-    reports.mkdir()
-    shutil.copy(EN, reports / "shop_a.csv")
-    shutil.copy(ZH, reports / "shop_b.csv")
+    reports = example_reports(tmp_path)
     code, _, err = cli(capsys, "--policy", onnx, "--batch", reports, "--out",
                        tmp_path / "recs.csv", "--launch-budget", "9000")
     assert code == 0, err
