@@ -111,9 +111,16 @@ def validate_action(action: np.ndarray, dim: int) -> np.ndarray:
 
 
 @helper
+def target_in_range(target_roi: np.ndarray) -> np.ndarray:
+    """The target within the platform's accepted range 0.01-100 (not yet rounded)."""
+    return np.minimum(np.maximum(target_roi, TARGET_MIN), TARGET_MAX)
+
+
+@helper
 def platform_target(target_roi: np.ndarray) -> np.ndarray:
-    """The target as the platform stores it: 0.01-100, two decimals."""
-    return np.round(np.minimum(np.maximum(target_roi, TARGET_MIN), TARGET_MAX), 2)
+    """The target as the platform stores it: 0.01-100 (:func:`target_in_range`), two
+    decimals."""
+    return np.round(target_in_range(target_roi), 2)
 
 
 @helper
@@ -178,20 +185,22 @@ def weight_shares(weight_actions: np.ndarray, share_range: float) -> np.ndarray:
 
 
 @helper
-def decision_arrays(action: np.ndarray, target_roi: np.ndarray, budget_cny: np.ndarray,
-                    shares: np.ndarray, day: np.ndarray, creative_age_days: np.ndarray,
-                    settings: ActionSettings
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The kernel of :func:`to_decision`: new target, budget, shares (n, 4) and refresh
-    flags.
+def requested_arrays(action: np.ndarray, target_roi: np.ndarray, budget_cny: np.ndarray,
+                     shares: np.ndarray, day: np.ndarray, creative_age_days: np.ndarray,
+                     settings: ActionSettings
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What an action asks for, before the platform's limits: new target, budget, shares
+    (n, 4) and refresh flags (:func:`decision_arrays` then applies the limits; ``recommend``
+    shows this raw answer and notes each limit that changed it).
 
     :param action: (n, dim) float64, clipped here to [-1, 1]; the state's arrays follow, then
-        the scenario's :class:`ActionSettings`.
+        the scenario's :class:`ActionSettings` (``basic``: creatives refresh every
+        ``scheduled_refresh_days``, 0 never).
     """
     action = np.minimum(np.maximum(action, -1.0), 1.0)
     s = settings
-    target = platform_target(target_roi * (1.0 + s.target_max_step) ** action[:, s.target_column])
-    budget = platform_budget(budget_cny * (1.0 + s.budget_max_step) ** action[:, s.budget_column])
+    target = target_roi * (1.0 + s.target_max_step) ** action[:, s.target_column]
+    budget = budget_cny * (1.0 + s.budget_max_step) ** action[:, s.budget_column]
     if s.full:
         first = s.first_weight_column
         new_shares = weight_shares(action[:, first:first + s.weights], s.share_range)
@@ -201,6 +210,22 @@ def decision_arrays(action: np.ndarray, target_roi: np.ndarray, budget_cny: np.n
         every = s.scheduled_refresh_days
         refresh = (every > 0) & (day > 0) & (creative_age_days >= every)
     return target, budget, new_shares, refresh
+
+
+@helper
+def decision_arrays(action: np.ndarray, target_roi: np.ndarray, budget_cny: np.ndarray,
+                    shares: np.ndarray, day: np.ndarray, creative_age_days: np.ndarray,
+                    settings: ActionSettings
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The kernel of :func:`to_decision`: new target, budget, shares (n, 4) and refresh
+    flags, :func:`requested_arrays` within the platform's limits.
+
+    :param action: (n, dim) float64, clipped here to [-1, 1]; the state's arrays follow, then
+        the scenario's :class:`ActionSettings`.
+    """
+    target, budget, new_shares, refresh = requested_arrays(
+        action, target_roi, budget_cny, shares, day, creative_age_days, settings)
+    return platform_target(target), platform_budget(budget), new_shares, refresh
 
 
 def encode_action(cfg: ScenarioConfig, target_ratio: np.ndarray, budget_ratio: np.ndarray,

@@ -27,8 +27,8 @@ no Numba.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -71,6 +71,27 @@ class StaticSettings:
                              f"{self.shares}")
         if self.refresh_days < 0:
             raise ValueError(f"refresh_days must be >= 0, got {self.refresh_days}")
+
+
+STATIC_FIELDS = tuple(f.name for f in fields(StaticSettings))  # their order in plain data
+
+
+def settings_as_data(settings: StaticSettings, digits: int | None = None) -> dict[str, Any]:
+    """Settings as plain data (JSON, YAML), keyed by :data:`STATIC_FIELDS` in order: numbers
+    as ``float``, ``shares`` a list, ``refresh_days`` an ``int``.
+
+    :param digits: round the numbers to this many decimals (None: exact, as a manifest's
+        anchors hold them).
+    """
+
+    def number(value: float) -> float:
+        value = float(value)
+        return value if digits is None else round(value, digits)
+
+    return {"target_over_breakeven": number(settings.target_over_breakeven),
+            "shares": [number(x) for x in settings.shares],
+            "budget_over_launch": number(settings.budget_over_launch),
+            "refresh_days": int(settings.refresh_days)}
 
 
 # --------------------------------------------------------------------- the operator's steps

@@ -7,12 +7,16 @@ next peak and since the last one are observable.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from envs.compiled import helper
-from envs.config import ScenarioConfig
+
+if TYPE_CHECKING:  # keep this module light: the recommendation CLI imports it
+    from envs.config import ScenarioConfig
 
 FAR_DAYS = 30  # "no promotion in sight": the value the phase features saturate at
 
@@ -36,13 +40,9 @@ class PromoCalendar:
         traffic = np.ones(days.shape)
         roi = np.ones(days.shape)
         refund = np.ones(days.shape)
-        in_peak = np.zeros(days.shape, dtype=bool)
-        to_peak = np.full(days.shape, FAR_DAYS, dtype=np.int64)
-        after_peak = np.full(days.shape, FAR_DAYS, dtype=np.int64)
-        peaks = cfg.promo_peak_days if cfg.promotions_enabled else ()
-        length = cfg.promo_peak_length_days
-        for start in peaks:
-            end = start + length  # first day after the peak
+        starts = cfg.promo_peak_days if cfg.promotions_enabled else ()
+        peaks = [(start, start + cfg.promo_peak_length_days) for start in starts]
+        for start, end in peaks:
             warm = (days >= start - cfg.promo_warmup_days) & (days < start)
             peak = (days >= start) & (days < end)
             after = (days >= end) & (days < end + cfg.promo_after_days)
@@ -51,14 +51,8 @@ class PromoCalendar:
             traffic[after] *= cfg.promo_after_traffic
             roi[peak] *= cfg.promo_peak_roi
             refund[peak] *= cfg.promo_refund_mult
-            in_peak |= peak
-            before = days < start
-            to_peak = np.where(before, np.minimum(to_peak, start - days), to_peak)
-            to_peak = np.where(peak, 0, to_peak)
-            since = days >= end
-            after_peak = np.where(since, np.minimum(after_peak, days - end + 1), after_peak)
-        return cls(offset, traffic, roi, refund, in_peak, np.minimum(to_peak, FAR_DAYS),
-                   np.minimum(after_peak, FAR_DAYS))
+        to_peak, in_peak, after_peak = promo_phase(days, peaks)
+        return cls(offset, traffic, roi, refund, in_peak, to_peak, after_peak)
 
     def index(self, day: np.ndarray) -> np.ndarray:
         """Row index of each ``day`` (clipped to the calendar)."""
@@ -70,3 +64,28 @@ def calendar_row(day: np.ndarray, offset: int, rows: int) -> np.ndarray:
     """Row of each ``day`` in a calendar of ``rows`` rows whose day 0 is row ``offset``
     (clipped to the calendar)."""
     return np.minimum(np.maximum(day + offset, 0), rows - 1)
+
+
+def promo_phase(days: np.ndarray, peaks: Sequence[tuple[int, int]]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The phase features of each day: ``(days_to_peak, in_peak, days_after_peak)``, int64,
+    bool and int64 arrays shaped like ``days``. Days to a peak are 0 on a peak day, days
+    after count from the first day after a peak (1); both saturate at :data:`FAR_DAYS`.
+
+    :param days: day numbers (the calendar's, from launch; ``recommend``: from the day
+        being decided).
+    :param peaks: ``(start, end)`` per peak, ``end`` the first day after it.
+    """
+    days = np.asarray(days, dtype=np.int64)
+    in_peak = np.zeros(days.shape, dtype=bool)
+    to_peak = np.full(days.shape, FAR_DAYS, dtype=np.int64)
+    after_peak = np.full(days.shape, FAR_DAYS, dtype=np.int64)
+    for start, end in peaks:
+        peak = (days >= start) & (days < end)
+        in_peak |= peak
+        before = days < start
+        to_peak = np.where(before, np.minimum(to_peak, start - days), to_peak)
+        to_peak = np.where(peak, 0, to_peak)
+        since = days >= end
+        after_peak = np.where(since, np.minimum(after_peak, days - end + 1), after_peak)
+    return np.minimum(to_peak, FAR_DAYS), in_peak, np.minimum(after_peak, FAR_DAYS)

@@ -34,6 +34,7 @@ HISTORY_DAYS_REQUIRED = 14
 OBS_BOUND = 100.0  # every feature is clipped to [-OBS_BOUND, OBS_BOUND] (ROIs above 100 are noise)
 LAG_DAYS = 7
 SETTLED_NEWEST = -8  # row of the newest settled day: refunds land over 7 days after an order
+BALANCE_DAYS_CAP = 60.0  # days of spend the balance_days feature saturates at
 
 # Columns of a history table, in storage order. Money in CNY, ROI in GMV/spend.
 COLUMNS = ("spend", "gmv", "orders", "refunds", "settled_gmv", "target_roi", "budget",
@@ -217,7 +218,8 @@ def feature_rows(days: np.ndarray, ctx: ContextArrays, whole_site: bool = False)
     out[:, _DAYS_TO_PROMO] = ctx.days_to_promo
     out[:, _IN_PROMO] = ctx.in_promo
     out[:, _DAYS_AFTER_PROMO] = ctx.days_after_promo
-    out[:, _BALANCE_DAYS] = np.minimum(np.maximum(_ratio(v[-1, _BALANCE], mean_spend7), 0.0), 60.0)
+    out[:, _BALANCE_DAYS] = np.minimum(np.maximum(_ratio(v[-1, _BALANCE], mean_spend7), 0.0),
+                                    BALANCE_DAYS_CAP)
     out[:, _SHARE_PAYMENT_ROI] = ctx.shares[:, 0]
     out[:, _SHARE_SETTLEMENT_ROI] = ctx.shares[:, 1]
     out[:, _SHARE_VOLUME] = ctx.shares[:, 2]

@@ -16,15 +16,13 @@ import sys
 from pathlib import Path
 
 from agents.serving.errors import ServingError
+from agents.serving.loading import load_policy
+from agents.serving.output import format_table, to_json, write_batch_csv
 from agents.serving.recommend import (
     COMPARE_POLICY,
     RecommendOptions,
-    format_table,
-    load_policy,
     recommend_files,
     report_files,
-    to_json,
-    write_batch_csv,
 )
 
 # The cross-scenario policies `make results` trains (one per objective, anchored on each

@@ -88,17 +88,26 @@ def test_every_checkpoint_exports_to_the_run_folder(tiny_run, tmp_path):
         assert manifest["source"]["checkpoint"] == checkpoint
 
 
+def assert_spoilt_graph_fails_and_replaces_nothing(monkeypatch, run: Path, out: Path,
+                                                   message: str) -> None:
+    """With every graph exported from now on off its model beyond the tolerance, exporting
+    ``run`` into ``out`` raises :class:`ExportError` (matching ``message``) and leaves the
+    folder's files as they were."""
+    from agents.export.graph import FrozenPolicy
+
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    forward = FrozenPolicy.forward
+    monkeypatch.setattr(FrozenPolicy, "forward",
+                        lambda self, obs: forward(self, obs) * 0.99 + 1e-4)
+    with pytest.raises(ExportError, match=message):
+        export_run(run, "best", out_dir=out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_parity_failure_fails_loudly_and_replaces_nothing(exported, tiny_run, monkeypatch,
                                                           capsys):
-    import agents.export.exporter as export_module
-
-    before = {p.name: p.read_bytes() for p in exported.iterdir()}
-    forward = export_module.FrozenPolicy.forward
-    monkeypatch.setattr(export_module.FrozenPolicy, "forward",
-                        lambda self, obs: forward(self, obs) * 0.99 + 1e-4)
-    with pytest.raises(ExportError, match="parity check failed"):
-        export_run(tiny_run, "best", out_dir=exported)
-    assert {p.name: p.read_bytes() for p in exported.iterdir()} == before
+    assert_spoilt_graph_fails_and_replaces_nothing(monkeypatch, tiny_run, exported,
+                                                   "parity check failed")
 
     assert load_export_cli().main(["--run", str(tiny_run), "--out", str(exported)]) == 2
     assert "parity check failed" in capsys.readouterr().err
@@ -136,8 +145,8 @@ def exported_anchored(tiny_anchored_run, tmp_path_factory) -> Path:
 
 def test_anchored_run_exports_residuals_with_its_anchors(exported_anchored, exported):
     from agents.policies.baseline_store import BaselineError, load_static
-    from agents.serving.manifest import anchor_entry, mapping_constants
-    from envs.anchored import anchored_feature_names, residual_names
+    from agents.serving.manifest import mapping_constants
+    from envs.anchored import anchored_feature_names, residual_names, settings_as_data
     from envs.config import list_scenarios, load_scenario
 
     manifest = json.loads((exported_anchored / "policy.json").read_text())
@@ -153,7 +162,8 @@ def test_anchored_run_exports_residuals_with_its_anchors(exported_anchored, expo
     expected = {}
     for name in list_scenarios():  # every named scenario with tuned static settings
         try:
-            expected[name] = anchor_entry(load_static(load_scenario(name, objective="profit")))
+            static = load_static(load_scenario(name, objective="profit"))
+            expected[name] = settings_as_data(static)
         except BaselineError:
             continue
     assert manifest["anchors"] == expected and "3c" in expected
@@ -195,12 +205,6 @@ def test_anchored_graph_matches_the_model_on_unseen_inputs(exported_anchored,
 
 def test_anchored_parity_failure_fails_loudly(exported_anchored, tiny_anchored_run,
                                               monkeypatch):
-    import agents.export.exporter as export_module
-
-    before = {p.name: p.read_bytes() for p in exported_anchored.iterdir()}
-    forward = export_module.FrozenPolicy.forward
-    monkeypatch.setattr(export_module.FrozenPolicy, "forward",
-                        lambda self, obs: forward(self, obs) * 0.99 + 1e-4)
-    with pytest.raises(ExportError, match="parity check failed on .* anchored inputs"):
-        export_run(tiny_anchored_run, "best", out_dir=exported_anchored)
-    assert {p.name: p.read_bytes() for p in exported_anchored.iterdir()} == before
+    assert_spoilt_graph_fails_and_replaces_nothing(
+        monkeypatch, tiny_anchored_run, exported_anchored,
+        "parity check failed on .* anchored inputs")

@@ -178,24 +178,53 @@ def test_trained_policy_answers_an_example_beside_the_playbook(capsys, exported,
 
 
 @pytest.mark.slow
-def test_serving_path_imports_neither_torch_nor_sb3_nor_unpickles(exported):
+def test_trained_policy_enters_the_envs_decision(tmp_path, exported):
+    """A raw ONNX policy's recommendation is the env's decision for its action."""
+    from agents.serving.onnx_policy import OnnxPolicy
+    from envs.actions import to_decision
+    from tests.test_serving_env_parity import (
+        ACCOUNTS,
+        assert_is_env_decision,
+        recommend_account,
+        simulated,
+    )
+
+    policy = OnnxPolicy(exported / "policy.onnx")
+    sim = simulated(policy.config)
+    for i in range(ACCOUNTS):
+        answer = recommend_account(policy, dated_account(sim, account=i), tmp_path)
+        action = np.tile(answer["action"], (ACCOUNTS, 1))
+        assert_is_env_decision(answer, to_decision(policy.config, sim.state, action), i)
+
+
+HEAVY = ("torch", "stable_baselines3", "sb3_contrib", "cloudpickle", "numba", "llvmlite")
+
+
+def recommend_in_fresh_process(onnx: Path, report: Path,
+                               watch: tuple[str, ...]) -> subprocess.CompletedProcess:
+    """``scripts/recommend.py --policy onnx --history report --json`` in a fresh interpreter
+    that refuses to unpickle; its last stderr line is ``{"heavy": [...]}``, the modules of
+    ``watch`` it loaded."""
     script = f"""
 import json, pickle, runpy, sys
 def refuse(*a, **k):
     raise AssertionError("pickle used on the serving path")
 pickle.load = pickle.loads = refuse
-sys.argv = ["recommend.py", "--policy", {str(exported / "policy.onnx")!r},
-            "--history", {str(ZH)!r}, "--json"]
+sys.argv = ["recommend.py", "--policy", {str(onnx)!r}, "--history", {str(report)!r}, "--json"]
 try:
     runpy.run_path({str(ROOT / "scripts" / "recommend.py")!r}, run_name="__main__")
 except SystemExit as exc:
     assert exc.code in (0, None), exc.code
-heavy = [m for m in ("torch", "stable_baselines3", "sb3_contrib", "cloudpickle", "numba",
-                   "llvmlite") if m in sys.modules]
+heavy = [m for m in {tuple(watch)!r} if m in sys.modules]
 print(json.dumps({{"heavy": heavy}}), file=sys.stderr)
 """
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                           text=True)
+
+
+@pytest.mark.slow
+def test_serving_path_imports_neither_torch_nor_sb3_nor_unpickles(exported):
+    done = recommend_in_fresh_process(exported / "policy.onnx", ZH, HEAVY)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stderr.strip().splitlines()[-1]) == {"heavy": []}
     assert json.loads(done.stdout)["policy"]["name"] == "tiny:best"
@@ -432,11 +461,17 @@ def test_changed_model_bytes_or_missing_manifest_exit_2(tmp_path, capsys, export
 
 
 # -------------------------------------------------------------------------------- batch
-def test_batch_scores_good_accounts_and_reports_the_bad_one(tmp_path, capsys):
+def example_reports(tmp_path: Path) -> Path:
+    """A ``--batch`` folder ``tmp_path/reports`` with both examples: shop_a (EN), shop_b (ZH)."""
     reports = tmp_path / "reports"
     reports.mkdir()
     shutil.copy(EN, reports / "shop_a.csv")
     shutil.copy(ZH, reports / "shop_b.csv")
+    return reports
+
+
+def test_batch_scores_good_accounts_and_reports_the_bad_one(tmp_path, capsys):
+    reports = example_reports(tmp_path)
     edited_report(reports, lambda r: set_cell(r, 5, "spend", "abc"), name="shop_c.csv")
     out = tmp_path / "recs.csv"
     code, stdout, err = cli(capsys, "--policy", "playbook", "--batch", reports, "--out", out)

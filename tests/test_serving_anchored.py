@@ -9,8 +9,6 @@ import dataclasses
 import datetime as dt
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,14 @@ from agents.serving.simulated import dated_account
 from envs.anchored import anchored_action
 from envs.history import COL
 from envs.simulator import Simulator
-from tests.test_recommend import EN, ROOT, ZH, cli
+from tests.test_recommend import (
+    EN,
+    HEAVY,
+    ZH,
+    cli,
+    example_reports,
+    recommend_in_fresh_process,
+)
 
 # ---------------------------------------------------------------------- launch budget
 LAUNCH = dt.date(2025, 4, 17)  # report_en.csv's plan_launch_date (its rows: 04-27..05-16)
@@ -140,6 +145,23 @@ def test_recommend_maps_residuals_as_the_env_does(tmp_path, exported_anchored, p
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("days", [3, 30])
+def test_anchored_recommendation_enters_the_envs_decision(tmp_path, exported_anchored, played,
+                                                          days):
+    """The settings recommended for an anchored policy's action are the env's decision."""
+    from agents.serving.onnx_policy import OnnxPolicy
+    from envs.actions import to_decision
+    from tests.test_serving_env_parity import assert_is_env_decision, recommend_account
+
+    sim = play(played, seed=10300 + days, days=days)
+    policy = OnnxPolicy(exported_anchored / "policy.onnx")
+    answer = recommend_account(policy, dated_account(sim), tmp_path,
+                               launch_budget=float(sim.params.launch_budget_cny[0]))
+    decision = to_decision(played.config, sim.state, np.array([answer["action"]]))
+    assert_is_env_decision(answer, decision)
+
+
+@pytest.mark.slow
 def test_anchored_output_names_the_anchor_in_json_table_and_csv(tmp_path, capsys,
                                                                 exported_anchored):
     onnx = exported_anchored / "policy.onnx"
@@ -157,10 +179,7 @@ def test_anchored_output_names_the_anchor_in_json_table_and_csv(tmp_path, capsys
     assert code == 0
     assert "anchor : anchored on static's settings for 3c" in table
     assert "launch budget 8,000.00 (--launch-budget)" in table
-    reports = tmp_path / "reports"
-    reports.mkdir()
-    shutil.copy(EN, reports / "shop_a.csv")
-    shutil.copy(ZH, reports / "shop_b.csv")
+    reports = example_reports(tmp_path)
     code, _, err = cli(capsys, "--policy", onnx, "--batch", reports, "--out",
                        tmp_path / "recs.csv", "--launch-budget", "9000")
     assert code == 0, err
@@ -176,26 +195,10 @@ def test_anchored_output_names_the_anchor_in_json_table_and_csv(tmp_path, capsys
 
 @pytest.mark.slow
 def test_anchored_serving_imports_neither_torch_nor_sb3_nor_the_simulator(exported_anchored):
-    script = f"""
-import json, pickle, runpy, sys
-def refuse(*a, **k):
-    raise AssertionError("pickle used on the serving path")
-pickle.load = pickle.loads = refuse
-sys.argv = ["recommend.py", "--policy", {str(exported_anchored / "policy.onnx")!r},
-            "--history", {str(ZH)!r}, "--json"]
-try:
-    runpy.run_path({str(ROOT / "scripts" / "recommend.py")!r}, run_name="__main__")
-except SystemExit as exc:
-    assert exc.code in (0, None), exc.code
-heavy = [m for m in ("torch", "stable_baselines3", "sb3_contrib", "cloudpickle", "numba",
-                     "llvmlite", "scipy", "envs.simulator", "envs.market",
-                     "agents.policies.anchored", "agents.training.paired_env",
-                     "agents.policies.baseline_store", "agents.experiments.baseline_search")
-         if m in sys.modules]
-print(json.dumps({{"heavy": heavy}}), file=sys.stderr)
-"""
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                          text=True)
+    done = recommend_in_fresh_process(exported_anchored / "policy.onnx", ZH, (
+        *HEAVY, "scipy", "envs.simulator", "envs.market", "envs.qianchuan_env",
+        "agents.policies.anchored", "agents.training.paired_env",
+        "agents.policies.baseline_store", "agents.experiments.baseline_search"))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stderr.strip().splitlines()[-1]) == {"heavy": []}
     assert json.loads(done.stdout)["policy"]["anchored"] is True

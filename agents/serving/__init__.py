@@ -2,13 +2,15 @@
 
 The serving path imports only NumPy, onnxruntime, the standard library (openpyxl lazily,
 for ``.xlsx``) and the light parts of ``envs`` (``envs.history``, ``envs.actions``,
-``envs.config``, ``envs.anchored``): never torch, stable-baselines3, pickle or the
-simulator. Modules:
+``envs.calendar``, ``envs.config``, ``envs.anchored``): never torch, stable-baselines3,
+pickle or the simulator. Modules:
 
 - :mod:`agents.serving.report`: the report reader (header aliases, encodings, number formats).
 - :mod:`agents.serving.inputs`: report -> the env's history table and decision context.
 - :mod:`agents.serving.manifest`: the exported policy's manifest and its verification.
 - :mod:`agents.serving.onnx_policy`: the ONNX policy behind ``predict()``.
-- :mod:`agents.serving.guards`: the platform's rules applied to an answer.
-- :mod:`agents.serving.recommend`: one or many accounts -> recommendations, table/JSON/CSV.
+- :mod:`agents.serving.loading`: the policy to serve (an ONNX file or a rule's name).
+- :mod:`agents.serving.guards`: serving's guards and the env's platform limits on an answer.
+- :mod:`agents.serving.recommend`: one or many accounts -> recommendations.
+- :mod:`agents.serving.output`: a recommendation as the text table, the batch CSV or JSON.
 """

@@ -1,7 +1,11 @@
 """From an action to the settings to enter tomorrow, within the platform's rules.
 
-:func:`raw_settings` maps an action in [-1, 1] to the settings it asks for (the env's
-mapping, before any limit). :func:`apply_guards` then applies, in order:
+:func:`raw_settings` maps an action in [-1, 1] to the settings it asks for by the env's own
+mapping (:func:`envs.actions.requested_arrays`, before any limit). :func:`apply_guards`
+then applies, in order, the guards that are serving's (1, 2) and the platform's limits as
+the env applies them (3-5: :func:`envs.actions.target_in_range`,
+:func:`envs.actions.platform_target`, :func:`envs.actions.platform_budget`), noting each
+change:
 
 1. ``learning_hold``: while the plan is learning, hold the target, budget and plan shares
    (an edit restarts or prolongs learning), unless the policy's rule acts during learning
@@ -27,9 +31,12 @@ from envs.actions import (
     PLANS,  # noqa: F401  (re-exported for the recommendation's output)
     TARGET_MAX,
     TARGET_MIN,
-    action_names,
+    action_settings,
     plan_share_row,
-    weight_shares,
+    platform_budget,
+    platform_target,
+    requested_arrays,
+    target_in_range,
 )
 from envs.config import ScenarioConfig
 
@@ -77,24 +84,17 @@ class GuardNote:
 
 
 def raw_settings(cfg: ScenarioConfig, action: np.ndarray, current: Settings) -> Settings:
-    """The settings an action (n, action_dim) asks for: ``new = old (1 + max_step) ** a``
-    for target and budget; in ``full``, the plan shares of the weights
-    (:func:`envs.actions.weight_shares`) and a creative refresh when its component is > 0.
-    Components are found by name (:func:`envs.actions.action_names`). No platform limit
-    yet."""
-    a = np.clip(np.asarray(action, dtype=np.float64).reshape(len(current.target_roi), -1),
-                -1.0, 1.0)
-    names = action_names(cfg)
-    target = current.target_roi * (1.0 + cfg.target_max_step) ** a[:, names.index(
-        "target_change")]
-    budget = current.budget_cny * (1.0 + cfg.budget_max_step) ** a[:, names.index(
-        "budget_change")]
-    if cfg.action_space == "full":
-        weights = [k for k, name in enumerate(names) if name.startswith("weight_")]
-        shares = weight_shares(a[:, weights], cfg.share_range)
-        refresh = a[:, names.index("creative_refresh")] > 0.0
-    else:
-        shares, refresh = current.shares.copy(), np.zeros(len(target), dtype=bool)
+    """The settings an action (n, action_dim) asks for, by the env's mapping
+    (:func:`envs.actions.requested_arrays`): ``new = old (1 + max_step) ** a`` for target
+    and budget; in ``full``, the plan shares of the weights and a creative refresh when its
+    component is > 0. No platform limit yet. In ``basic`` the env refreshes creatives on the
+    scenario's schedule, not on the policy's answer: nothing to recommend, so no refresh."""
+    n = len(current.target_roi)
+    a = np.asarray(action, dtype=np.float64).reshape(n, -1)
+    unscheduled = action_settings(cfg)._replace(scheduled_refresh_days=0)
+    never = np.zeros(n)  # the day and creative age, read only by the schedule
+    target, budget, shares, refresh = requested_arrays(
+        a, current.target_roi, current.budget_cny, current.shares, never, never, unscheduled)
     return Settings(target, budget, shares, refresh)
 
 
@@ -136,7 +136,7 @@ def apply_guards(raw: Settings, current: Settings, learning: np.ndarray,
             note(i, "learning_hold", "creative_refresh", 1.0, 0.0, why)
             out.refresh[i] = False
 
-    stored = np.round(np.clip(out.target_roi, TARGET_MIN, TARGET_MAX), 2)
+    stored = platform_target(out.target_roi)
     for i in np.flatnonzero((edits >= MAX_TARGET_EDITS_PER_DAY)
                             & (stored != current.target_roi)):
         note(i, "edit_limit", "target_roi", out.target_roi[i], current.target_roi[i],
@@ -144,17 +144,17 @@ def apply_guards(raw: Settings, current: Settings, learning: np.ndarray,
              f"{MAX_TARGET_EDITS_PER_DAY} (more forfeit cost protection)")
         out.target_roi[i] = current.target_roi[i]
 
-    clipped = np.clip(out.target_roi, TARGET_MIN, TARGET_MAX)
+    clipped = target_in_range(out.target_roi)
     for i in np.flatnonzero(clipped != out.target_roi):
         note(i, "target_range", "target_roi", out.target_roi[i], clipped[i],
              f"the platform accepts targets {TARGET_MIN}-{TARGET_MAX:g}")
-    rounded = np.round(clipped, 2)
+    rounded = platform_target(out.target_roi)
     for i in np.flatnonzero(np.abs(rounded - clipped) > 1e-12):
         note(i, "target_two_decimals", "target_roi", clipped[i], rounded[i],
              "the platform stores targets with two decimals")
     out.target_roi = rounded
 
-    floored = np.maximum(out.budget_cny, BUDGET_MIN_CNY)
+    floored = platform_budget(out.budget_cny)
     for i in np.flatnonzero(floored != out.budget_cny):
         note(i, "budget_minimum", "budget_cny", out.budget_cny[i], floored[i],
              f"the platform's minimum daily budget is {BUDGET_MIN_CNY:.0f} CNY")

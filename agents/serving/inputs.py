@@ -16,7 +16,9 @@ import numpy as np
 from agents.serving.errors import ServingError
 from agents.serving.report import AccountReport
 from envs.actions import PLANS, STANDARD_PLANS, WHOLE_SITE, plan_share_row
+from envs.calendar import promo_phase
 from envs.history import (
+    BALANCE_DAYS_CAP,
     COLUMNS,
     HISTORY_DAYS_REQUIRED,
     DecisionContext,
@@ -24,8 +26,7 @@ from envs.history import (
     build_features,
 )
 
-FAR_DAYS = 30  # the promotion features saturate here, as in envs/calendar.py
-AMPLE_BALANCE_DAYS = 60.0  # the cap of the balance_days feature
+AMPLE_BALANCE_DAYS = BALANCE_DAYS_CAP  # a balance assumed ample: the feature's cap
 PLAN_SHARE_COLUMNS = ("share_payment_roi", "share_settlement_roi", "share_volume")
 WHOLE_SITE_SHARE_COLUMN = "share_whole_site"  # optional: 0 when the report has no such column
 
@@ -65,21 +66,13 @@ def parse_promotions(spec: str | None, peak_length_days: int) -> list[Promotion]
 
 
 def promotion_phase(day: dt.date, peaks: Sequence[Promotion]) -> tuple[float, float, float]:
-    """``(days_to_promo, in_promo, days_after_promo)`` of ``day``, as the env's calendar
-    computes them: 0 days to a peak on a peak day, days after counted from the first day
-    after a peak (1), both capped at :data:`FAR_DAYS`."""
-    to_peak = after = FAR_DAYS
-    in_peak = False
-    for p in peaks:
-        if day < p.start:
-            to_peak = min(to_peak, (p.start - day).days)
-        elif day <= p.end:
-            in_peak = True
-        else:
-            after = min(after, (day - p.end).days)
-    if in_peak:
-        to_peak = 0
-    return float(min(to_peak, FAR_DAYS)), float(in_peak), float(min(after, FAR_DAYS))
+    """``(days_to_promo, in_promo, days_after_promo)`` of ``day`` by the env's calendar
+    (:func:`envs.calendar.promo_phase`, days counted from ``day``): 0 days to a peak on a
+    peak day, days after counted from the first day after a peak (1), both capped at
+    :data:`envs.calendar.FAR_DAYS`."""
+    to_peak, in_peak, after = promo_phase(np.zeros(1, dtype=np.int64), [
+        ((p.start - day).days, (p.end - day).days + 1) for p in peaks])
+    return float(to_peak[0]), float(in_peak[0]), float(after[0])
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ model and this code is a :class:`ServingError` (the CLI exits 2).
 An **anchored** policy (``"anchor": "static"``; :mod:`envs.anchored`) outputs residuals on
 fixed settings: its manifest also holds the residuals' names (``residual_names``), the
 mapping's constants (``anchored_mapping``, checked against this code) and the anchors it may
-be served with (``anchors``: scenario name -> :class:`envs.anchored.StaticSettings`' fields);
+be served with (``anchors``: scenario name -> :func:`envs.anchored.settings_as_data`);
 its ``feature_names`` are the env's then :data:`envs.anchored.ANCHOR_FEATURES`. A manifest
 without ``anchor`` is a raw policy's (``"none"``).
 """
@@ -29,6 +29,7 @@ from envs.anchored import (
     EDIT_CAP,
     SHARE_FLOOR,
     SHARE_LOG_SPAN,
+    STATIC_FIELDS,
     STEP_MARGIN,
     TARGET_SPAN,
     StaticSettings,
@@ -43,7 +44,7 @@ INPUT_NAME = "observation"  # float32 (batch, len(feature_names)): the env's raw
 # (anchored: then the anchor features)
 OUTPUT_NAME = "action"  # float32 (batch, action_dim) in [-1, 1] (anchored: the residual)
 ANCHOR_KINDS = ("none", "static")  # "anchor": none (raw actions) or static's settings
-ANCHOR_FIELDS = ("target_over_breakeven", "shares", "budget_over_launch", "refresh_days")
+ANCHOR_FIELDS = STATIC_FIELDS  # an anchor's keys: envs.anchored.settings_as_data's
 ANCHORED_KEYS = ("anchors", "residual_names", "anchored_mapping")  # required when anchored
 REQUIRED_KEYS = ("format", "format_version", "onnx_file", "onnx_sha256", "feature_names",
                  "action_space", "scenario", "scenario_config", "normalisation",
@@ -143,14 +144,6 @@ def mapping_constants() -> dict[str, Any]:
     manifest records them: a policy trained with other spans or caps would be mapped wrongly."""
     return {"step_margin": STEP_MARGIN, "target_span": TARGET_SPAN, "budget_span": BUDGET_SPAN,
             "share_log_span": SHARE_LOG_SPAN, "share_floor": SHARE_FLOOR, "edit_cap": EDIT_CAP}
-
-
-def anchor_entry(settings: StaticSettings) -> dict[str, Any]:
-    """An anchor as plain JSON (the manifest's ``anchors`` values)."""
-    return {"target_over_breakeven": float(settings.target_over_breakeven),
-            "shares": [float(x) for x in settings.shares],
-            "budget_over_launch": float(settings.budget_over_launch),
-            "refresh_days": int(settings.refresh_days)}
 
 
 def manifest_anchors(manifest: dict[str, Any],
