@@ -33,10 +33,9 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.trial import TrialState
-from rliable import library as rly_library
-from rliable import metrics as rly_metrics
 
 from agents.evaluation.rollout import objective_values, rollout
+from agents.evaluation.stats import BOOTSTRAP_REPS, CONFIDENCE, aggregate_matrix
 from agents.experiments.queue import (
     SLOT_ATTR,
     HeartbeatSettings,
@@ -53,8 +52,6 @@ from agents.training.callbacks import paired_difference
 from agents.training.config import TrainConfig, load_train_config, parse_sets
 
 REPORT_SEED_START = 10000  # contracts: reports use seeds from 10000
-CONFIDENCE = 0.95
-BOOTSTRAP_REPS = 2000
 EVAL_ATTR = "evaluation"  # trial user attr: the cell's report-seed evaluation
 AGGREGATE_JSON = "aggregate.json"
 SUMMARY_CSV = "summary.csv"
@@ -186,29 +183,6 @@ def sweep(grid: SweepGrid, study_name: str, storage_url: str | None = None,
 
 
 # ---------------------------------------------------------------------------------------------
-def aggregate_scores(scores: np.ndarray, seed: int = 0,
-                     reps: int = BOOTSTRAP_REPS) -> dict[str, float]:
-    """IQM and mean of a (runs, tasks) score matrix with 95% percentile intervals from
-    rliable's stratified bootstrap (runs resampled within each task).
-
-    rliable draws its indices from NumPy's global generator; it is seeded with ``seed`` for
-    the call and the caller's state is put back afterwards.
-    """
-    def func(x: np.ndarray) -> np.ndarray:
-        return np.array([rly_metrics.aggregate_iqm(x), rly_metrics.aggregate_mean(x)])
-
-    saved = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        point, ci = rly_library.get_interval_estimates({"x": scores}, func, reps=reps,
-                                                      confidence_interval_size=CONFIDENCE)
-    finally:
-        np.random.set_state(saved)
-    (iqm, mean), (low, high) = point["x"], ci["x"]
-    return {"iqm": float(iqm), "iqm_ci_low": float(low[0]), "iqm_ci_high": float(high[0]),
-            "mean": float(mean), "mean_ci_low": float(low[1]), "mean_ci_high": float(high[1])}
-
-
 def cell_score(evaluation: Mapping[str, Any]) -> float:
     """``(PPO - baseline profit) / baseline settled GMV`` (NaN if the baseline sold nothing)."""
     sales = evaluation["baseline_settled_gmv"]
@@ -236,7 +210,7 @@ def write_aggregate(study: optuna.Study, grid: SweepGrid, folder: Path) -> dict[
                 matrix[grid.seeds.index(cell["seed"]),
                        grid.scenarios.index(cell["scenario"])] = cell_score(
                            evaluations[slot])
-        per_config[label] = {**aggregate_scores(matrix, seed=i),
+        per_config[label] = {**aggregate_matrix(matrix, seed=i),
                              "scores": matrix.round(6).tolist()}
         for scenario in grid.scenarios:
             evs = [evaluations[s] for s, c in enumerate(cells)
