@@ -15,9 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents.evaluation.evaluate import (  # noqa: E402
+from agents.evaluation.evaluate import (
     REPORT_SEED,
     TUNED_BASELINES,
     UNSEEN_SEED,
@@ -26,10 +24,10 @@ from agents.evaluation.evaluate import (  # noqa: E402
     evaluate,
     resolve_scenarios,
 )
-from agents.evaluation.stats import BOOTSTRAP_REPS  # noqa: E402
-from agents.policies import POLICIES  # noqa: E402
-from agents.policies.baseline_store import OBJECTIVES  # noqa: E402
-from envs.config import ConfigError, list_scenarios, list_unseen  # noqa: E402
+from agents.evaluation.stats import BOOTSTRAP_REPS
+from agents.policies import POLICIES
+from agents.policies.baseline_store import OBJECTIVES
+from envs.config import ConfigError, list_scenarios, list_unseen
 
 
 def main(argv: list[str] | None = None) -> int:

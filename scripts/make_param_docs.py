@@ -10,16 +10,14 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from envs.config import (  # noqa: E402
+from envs.config import (
     describe_parameters,
     list_scenarios,
     list_unseen,
     load_scenario,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "docs" / "parameters.md"
 
 CATEGORY_NOTES = """\

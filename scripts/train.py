@@ -12,12 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents.run_folder import RunError  # noqa: E402
-from agents.training.config import list_presets, load_train_config  # noqa: E402
-from agents.training.train import InterruptedTrainingError, describe_run, resume, train  # noqa: E402
-from envs.config import ConfigError  # noqa: E402
+from agents.run_folder import RunError
+from agents.training.config import list_presets, load_train_config
+from agents.training.train import InterruptedTrainingError, describe_run, resume, train
+from envs.config import ConfigError
 
 _ONLY_NEW_RUNS = ("config", "scenario", "seed", "n_envs", "run_name", "set")
 
