@@ -16,9 +16,7 @@ import sys
 from pathlib import Path
 
 from agents.evaluation.evaluate import (
-    REPORT_SEED,
     TUNED_BASELINES,
-    UNSEEN_SEED,
     EvaluationError,
     check_tuned_baselines,
     evaluate,
@@ -28,6 +26,7 @@ from agents.evaluation.stats import BOOTSTRAP_REPS
 from agents.policies import POLICIES
 from agents.policies.baseline_store import OBJECTIVES
 from envs.config import ConfigError, list_scenarios, list_unseen
+from envs.seeds import REPORT_SEED, UNSEEN_SEED
 
 
 def main(argv: list[str] | None = None) -> int:

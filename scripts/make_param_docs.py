@@ -16,6 +16,7 @@ from envs.config import (
     list_unseen,
     load_scenario,
 )
+from envs.seeds import UNSEEN_SEED
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "docs" / "parameters.md"
@@ -105,8 +106,8 @@ def render() -> str:
     lines += ["", "## Unseen markets", "",
               "Perturbed markets in `configs/scenarios/unseen/` that no training or tuning uses "
               "(training refuses them);",
-              "`scripts/evaluate.py --unseen` plays them on seeds from 30000. Each is its base "
-              "scenario with the changes listed.", "",
+              f"`scripts/evaluate.py --unseen` plays them on seeds from {UNSEEN_SEED}. Each is its "
+              "base scenario with the changes listed.", "",
               "| market | base | changes from the base | break-even ROI | why |",
               "|---|---|---|---|---|"]
     for market in list_unseen():

@@ -19,7 +19,6 @@ import shlex
 import sys
 from pathlib import Path
 
-from agents.evaluation.evaluate import REPORT_SEED
 from agents.evaluation.results import (
     EPISODES,
     RESULTS_MD,
@@ -31,6 +30,7 @@ from agents.policies.baseline_store import OBJECTIVES, BaselineError
 from agents.run_folder import RunError
 from agents.training.train import InterruptedTrainingError
 from envs.config import ConfigError, list_scenarios
+from envs.seeds import REPORT_SEED
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -19,11 +19,12 @@ import sys
 import numpy as np
 
 from agents.evaluation import stats as eval_stats
-from agents.evaluation.evaluate import REPORT_SEED, case_key, value_of_control
+from agents.evaluation.evaluate import case_key, value_of_control
 from agents.evaluation.rollout import episode_value
 from agents.policies import make_policy
 from agents.policies.baseline_store import OBJECTIVES, BaselineError
 from envs.config import ConfigError, list_scenarios, load_scenario
+from envs.seeds import REPORT_SEED
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,9 +52,8 @@ from agents.run_folder import (
 )
 from envs.config import ConfigError, ScenarioConfig, is_unseen, load_scenario
 from envs.metrics import EPISODE_METRICS
+from envs.seeds import REPORT_SEED
 
-REPORT_SEED = 10000  # contracts: reports and README tables use seeds from 10000
-UNSEEN_SEED = 30000  # contracts: unseen-market reports use seeds from 30000
 # configs/baselines/: the policies whose numbers a search on training seeds made
 TUNED_BASELINES = ("static", "static_rule", "step_tuned", "pid_tuned", "playbook_tuned")
 NOT_HEURISTICS = ("constant", "oracle", "static")  # references, and static reported apart

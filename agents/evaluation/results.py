@@ -37,8 +37,6 @@ from typing import Any
 from agents.evaluation import results_report as report
 from agents.evaluation.evaluate import (
     REFERENCES,
-    REPORT_SEED,
-    UNSEEN_SEED,
     PolicySource,
     ScenarioResult,
     _csv_text,
@@ -61,6 +59,7 @@ from agents.run_folder import (
 )
 from agents.training.config import TrainConfig, load_train_config
 from envs.config import ScenarioConfig, list_scenarios, list_unseen, load_scenario
+from envs.seeds import REPORT_SEED, UNSEEN_SEED
 
 MIX_PRESET = "all_scenarios"  # configs/ppo/: the cross-scenario policy
 TRAINING_SEEDS = (0, 1, 2)

@@ -50,8 +50,8 @@ from agents.policies.ppo import load_trained_policy
 from agents.run_folder import write_json_atomic, write_text_atomic
 from agents.training.callbacks import paired_difference
 from agents.training.config import TrainConfig, load_train_config, parse_sets
+from envs.seeds import REPORT_SEED
 
-REPORT_SEED_START = 10000  # contracts: reports use seeds from 10000
 EVAL_ATTR = "evaluation"  # trial user attr: the cell's report-seed evaluation
 AGGREGATE_JSON = "aggregate.json"
 SUMMARY_CSV = "summary.csv"
@@ -119,7 +119,7 @@ def make_grid(configs: Sequence[str], scenarios: Sequence[str], seeds: Sequence[
 # ---------------------------------------------------------------------------------------------
 def report_seeds(n: int) -> np.ndarray:
     """The first ``n`` report seeds (10000, 10001, ...)."""
-    return np.arange(REPORT_SEED_START, REPORT_SEED_START + n)
+    return np.arange(REPORT_SEED, REPORT_SEED + n)
 
 
 def evaluate_run(run_dir: Path, baseline: str, n_episodes: int) -> dict[str, Any]:
@@ -224,7 +224,7 @@ def write_aggregate(study: optuna.Study, grid: SweepGrid, folder: Path) -> dict[
     result = {"study_name": study.study_name, "baseline": baseline,
               "score": f"(PPO - {baseline} value) / {baseline} settled GMV, means over the "
               "report seeds (value: the run's objective)", "eval_episodes": grid.eval_episodes,
-              "report_seeds": [REPORT_SEED_START, REPORT_SEED_START + grid.eval_episodes - 1],
+              "report_seeds": [REPORT_SEED, REPORT_SEED + grid.eval_episodes - 1],
               "confidence": CONFIDENCE, "bootstrap_reps": BOOTSTRAP_REPS,
               "configs": list(grid.labels), "scenarios": list(grid.scenarios),
               "seeds": list(grid.seeds), "aggregate": per_config, "cells": rows}
