@@ -16,9 +16,15 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, get_type_hints
 
-import yaml
+from envs.presets import (
+    ConfigError,
+    check_choice,
+    coerce_value,
+    read_preset,
+    read_yaml_mapping,
+)
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "configs" / "scenarios"
 DEFAULT_SCENARIO = "3c"
@@ -27,10 +33,11 @@ DEFAULT_SCENARIO = "3c"
 # named ``unseen_<file stem>``.
 UNSEEN_DIR = SCENARIO_DIR / "unseen"
 UNSEEN_PREFIX = "unseen_"
-
-
-class ConfigError(ValueError):
-    """A configuration value is unknown, of the wrong type or out of range."""
+# Keys of a scenario's file that are not market parameters, each read from that file alone
+# (not inherited through ``base:``): ``reason``, why a preset exists (every unseen market says
+# it); ``training_preset``, the PPO preset (configs/ppo/) that trains on it by default
+# (agents.training.config.preset_for_scenario).
+PRESET_NOTES = ("reason", "training_preset")
 
 
 def param(default: Any, unit: str, lo: float | None = None, hi: float | None = None,
@@ -456,8 +463,7 @@ def validate(cfg: ScenarioConfig) -> None:
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             _check_number(f.name, value, f.metadata)
     for key, choices in _CHOICES.items():
-        if getattr(cfg, key) not in choices:
-            raise ConfigError(f"{key}: {getattr(cfg, key)!r} is not one of {list(choices)}")
+        check_choice(key, getattr(cfg, key), choices)
     for key, lengths in _LENGTHS.items():
         if len(getattr(cfg, key)) not in lengths:
             raise ConfigError(f"{key}: needs {' or '.join(map(str, lengths))} values, got "
@@ -477,34 +483,6 @@ def validate(cfg: ScenarioConfig) -> None:
     if cfg.starvation_enabled and cfg.learning_window_days > cfg.starvation_window_days:
         raise ConfigError("starvation_window_days: must not be shorter than "
                           "learning_window_days")
-
-
-def coerce_value(key: str, value: Any, hint: Any) -> Any:
-    """Check ``value`` against the type ``hint`` (bool, int, float, str or a tuple of them);
-    ints are accepted for floats. Raises :class:`ConfigError` naming ``key``."""
-    if get_origin(hint) is tuple:
-        (item_type, _) = get_args(hint)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list of {item_type.__name__}, got "
-                              f"{type(value).__name__}")
-        return tuple(coerce_value(key, v, item_type) for v in value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported type {hint}")  # pragma: no cover
 
 
 def from_dict(data: dict[str, Any]) -> ScenarioConfig:
@@ -578,52 +556,19 @@ def load_scenario(name_or_path: str | Path | ScenarioConfig = DEFAULT_SCENARIO,
     """
     if isinstance(name_or_path, ScenarioConfig):
         return name_or_path.replace(**overrides) if overrides else name_or_path
-    data = _read_preset(name_or_path, seen=())
+    data = read_preset(name_or_path, SCENARIO_DIR, "scenario", prepare=_prepare)
     data.update(overrides)
     return from_dict(data)
 
 
-def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    """A YAML file's top-level mapping, read safely; a clear :class:`ConfigError` otherwise."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys to values")
-    return data
-
-
-def preset_path(name_or_path: str | Path, folder: Path, what: str) -> Path:
-    """The YAML file of a preset given by name (``<folder>/<name>.yaml``) or by path.
-
-    :param what: what a preset is, for the error (e.g. "scenario").
-    :raises ConfigError: no such file; the message lists the presets in ``folder``.
-    """
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = folder / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in folder.glob("*.yaml"))
-        raise ConfigError(f"unknown {what} {str(name_or_path)!r}: no such file, and not one "
-                          f"in {folder.parent.name}/{folder.name}/; known: "
-                          f"{', '.join(known) or 'none'}")
-    return path
-
-
-def _read_preset(name_or_path: str | Path, seen: tuple[str, ...]) -> dict[str, Any]:
-    path = preset_path(name_or_path, SCENARIO_DIR, "scenario")
-    if str(path) in seen:
-        raise ConfigError(f"scenario {path.stem!r}: 'base' chain loops")
-    data = read_yaml_mapping(path)
-    base = data.pop("base", None)
-    data.pop("reason", None)  # documentation: why a preset exists (unseen markets say it)
-    name = data.pop("name", UNSEEN_PREFIX + path.stem if _in_unseen_dir(path) else path.stem)
-    if base is not None:
-        data = {**_read_preset(base, seen + (str(path),)), **data}
-    data["name"] = name
+def _prepare(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """One scenario file's data for its ``base:`` chain: without the keys that are not market
+    parameters (:data:`PRESET_NOTES`), and named (its ``name:``, else its file stem: prefixed
+    in ``unseen/``), so the top file's name wins over its base's."""
+    for key in PRESET_NOTES:
+        data.pop(key, None)
+    data["name"] = data.pop("name", UNSEEN_PREFIX + path.stem if _in_unseen_dir(path)
+                            else path.stem)
     return data
 
 

@@ -21,6 +21,7 @@ from agents.policies import make_policy
 from agents.serving.report import write_report
 from agents.serving.simulated import simulate_account
 from envs.config import load_scenario
+from envs.seeds import REPORT_SEED
 
 HERE = Path(__file__).resolve().parent
 REPORT_DAYS = 20
@@ -35,7 +36,7 @@ def main() -> None:
     playbook = make_policy("playbook", base)
     cfg = playbook.config.replace(history_days=REPORT_DAYS)
 
-    en = simulate_account(cfg, seed=10000, days=30, policy=playbook,
+    en = simulate_account(cfg, seed=REPORT_SEED, days=30, policy=playbook,
                           around=dt.date(2025, 5, 12))
     write_report(HERE / "report_en.csv", en.dates, en.columns())
     print(f"report_en.csv: decides {en.decision_date}; --promo-dates {en.promo_dates}")

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from agents.evaluation.ablation import OBJECTIVES, ablate, markdown_table
-from agents.evaluation.evaluate import REPORT_SEED
 from agents.evaluation.stats import BOOTSTRAP_REPS
 from envs.config import ConfigError, list_scenarios
+from envs.seeds import REPORT_SEED
 
 
 def main(argv: list[str] | None = None) -> int:

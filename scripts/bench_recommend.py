@@ -28,6 +28,7 @@ from agents.serving.recommend import (
 )
 from agents.serving.report import read_report, write_report
 from agents.serving.simulated import dated_account
+from envs.seeds import REPORT_SEED
 from envs.simulator import Simulator
 
 REPORT_DAYS = 20
@@ -37,7 +38,7 @@ def write_reports(policy, folder: Path, accounts: int, days: int = 30) -> list[P
     """``accounts`` simulated reports (held settings) as CSV files in ``folder``."""
     cfg = policy.config.replace(history_days=REPORT_DAYS)
     sim = Simulator(cfg, n=accounts)
-    sim.reset(seeds=list(range(10000, 10000 + accounts)))
+    sim.reset(seeds=list(range(REPORT_SEED, REPORT_SEED + accounts)))
     for _ in range(days):
         sim.step(np.zeros((accounts, sim.action_dim)))
     paths = []

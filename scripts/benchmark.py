@@ -31,8 +31,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core: set before NumPy/torch load
 
 from agents.experiments.speed import (codegen_throughput, env_share_of_training,  # noqa: E402, I001

@@ -28,6 +28,7 @@ from agents.evaluation.rollout import episode_value
 from agents.policies import make_policy
 from agents.policies.static import FixedSettingsPolicy, rule_settings
 from envs.config import ConfigError, load_scenario
+from envs.seeds import TRAINING_SEED_END
 
 K_GRID = np.round(np.arange(1.1, 2.5 + 1e-9, 0.1), 2)
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", default="3c")
     parser.add_argument("--seeds", type=int, default=64, help="training seeds 0..N-1")
     args = parser.parse_args(argv)
-    if not 2 <= args.seeds < 10000:
+    if not 2 <= args.seeds < TRAINING_SEED_END:
         print("error: --seeds must be within 2..9999 (training seeds only)", file=sys.stderr)
         return 2
     try:

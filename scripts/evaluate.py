@@ -15,21 +15,18 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents.evaluation.evaluate import (  # noqa: E402
-    REPORT_SEED,
+from agents.evaluation.evaluate import (
     TUNED_BASELINES,
-    UNSEEN_SEED,
     EvaluationError,
     check_tuned_baselines,
     evaluate,
     resolve_scenarios,
 )
-from agents.evaluation.stats import BOOTSTRAP_REPS  # noqa: E402
-from agents.policies import POLICIES  # noqa: E402
-from agents.policies.baseline_store import OBJECTIVES  # noqa: E402
-from envs.config import ConfigError, list_scenarios, list_unseen  # noqa: E402
+from agents.evaluation.stats import BOOTSTRAP_REPS
+from agents.policies import POLICIES
+from agents.policies.baseline_store import OBJECTIVES
+from envs.config import ConfigError, list_scenarios, list_unseen
+from envs.seeds import REPORT_SEED, UNSEEN_SEED
 
 
 def main(argv: list[str] | None = None) -> int:

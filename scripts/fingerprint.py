@@ -26,6 +26,7 @@ import numpy as np
 
 from envs.compiled import codegen_description
 from envs.config import SECOND_VERSION_OFF, ConfigError, load_scenario
+from envs.seeds import REPORT_SEED
 from envs.simulator import INFO_KEYS, Simulator
 
 SCENARIOS = ("3c", "promo_heavy", "tight_balance")
@@ -39,7 +40,7 @@ def play(scenario: str, accounts: int, days: int,
     cfg = load_scenario(scenario, action_space="full",
                         **(SECOND_VERSION_OFF if first_version else {}))
     sim = Simulator(cfg, n=accounts)
-    seeds = list(range(10000, 10000 + accounts))
+    seeds = list(range(REPORT_SEED, REPORT_SEED + accounts))
     obs, rewards = [sim.reset(seeds=seeds)], []
     infos: dict[str, list] = {key: [] for key in INFO_KEYS}
     actions = np.random.default_rng(9).uniform(-1.2, 1.2, (days, accounts, sim.action_dim))

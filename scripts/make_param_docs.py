@@ -10,16 +10,15 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from envs.config import (  # noqa: E402
+from envs.config import (
     describe_parameters,
     list_scenarios,
     list_unseen,
     load_scenario,
 )
+from envs.seeds import UNSEEN_SEED
 
+ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "docs" / "parameters.md"
 
 CATEGORY_NOTES = """\
@@ -107,8 +106,8 @@ def render() -> str:
     lines += ["", "## Unseen markets", "",
               "Perturbed markets in `configs/scenarios/unseen/` that no training or tuning uses "
               "(training refuses them);",
-              "`scripts/evaluate.py --unseen` plays them on seeds from 30000. Each is its base "
-              "scenario with the changes listed.", "",
+              f"`scripts/evaluate.py --unseen` plays them on seeds from {UNSEEN_SEED}. Each is its "
+              "base scenario with the changes listed.", "",
               "| market | base | changes from the base | break-even ROI | why |",
               "|---|---|---|---|---|"]
     for market in list_unseen():

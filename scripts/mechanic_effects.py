@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.evaluation.evaluate import REPORT_SEED
 from agents.evaluation.intervals import paired_interval
 from agents.evaluation.rollout import episode_value
 from agents.experiments.baseline_search import search_static
@@ -43,6 +42,7 @@ from envs.config import (
     ConfigError,
     load_scenario,
 )
+from envs.seeds import REPORT_SEED, TRAINING_SEED_END
 
 
 def rows(lifts: tuple[float, ...] = (), switches: bool = True) -> dict[str, dict]:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the all-on row and the --lifts rows")
     parser.add_argument("--out", type=Path, help="write the table as JSON")
     args = parser.parse_args(argv)
-    if not (2 <= args.seeds < 10000 and args.trials >= 1 and args.episodes >= 2):
+    if not (2 <= args.seeds < TRAINING_SEED_END and args.trials >= 1 and args.episodes >= 2):
         print("error: --seeds 2..9999, --trials >= 1, --episodes >= 2", file=sys.stderr)
         return 2
     table_rows = rows(tuple(args.lifts), switches=not args.only)

@@ -29,6 +29,7 @@ from agents.evaluation.rollout import episode_value
 from agents.experiments.speed import _time_model, _time_simulator
 from agents.policies import make_policy
 from envs.config import ConfigError, load_scenario
+from envs.seeds import TRAINING_SEED_END
 
 SWITCHES = {"warm-up stock": ("warmup_stock_enabled",),
             "peak discount": ("peak_discount_enabled",),
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         speed(args.rounds)
         return 0
-    if not 2 <= args.seeds < 10000:
+    if not 2 <= args.seeds < TRAINING_SEED_END:
         print("error: --seeds must be within 2..9999 (training seeds only)", file=sys.stderr)
         return 2
     try:

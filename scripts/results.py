@@ -19,20 +19,18 @@ import shlex
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents.evaluation.evaluate import REPORT_SEED  # noqa: E402
-from agents.evaluation.results import (  # noqa: E402
+from agents.evaluation.results import (
     EPISODES,
     RESULTS_MD,
     RUNS_DIR,
     TRAINING_SEEDS,
     make_results,
 )
-from agents.policies.baseline_store import OBJECTIVES, BaselineError  # noqa: E402
-from agents.run_folder import RunError  # noqa: E402
-from agents.training.interrupt import InterruptedTrainingError  # noqa: E402
-from envs.config import ConfigError, list_scenarios  # noqa: E402
+from agents.policies.baseline_store import OBJECTIVES, BaselineError
+from agents.run_folder import RunError
+from agents.training.interrupt import InterruptedTrainingError
+from envs.config import ConfigError, list_scenarios
+from envs.seeds import REPORT_SEED
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -27,10 +27,7 @@ import shlex
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from agents.experiments.baseline_jobs import (  # noqa: E402
+from agents.experiments.baseline_jobs import (
     collect,
     default_search_name,
     describe_result,
@@ -38,10 +35,10 @@ from agents.experiments.baseline_jobs import (  # noqa: E402
     run_search,
     write_results,
 )
-from agents.experiments.cli import heartbeat_settings, log_line, run_cli, worker_parser  # noqa: E402
-from agents.experiments.queue import TuneError  # noqa: E402
-from agents.experiments.study import safe_command  # noqa: E402
-from agents.policies.baseline_store import BASELINE_DIR, OBJECTIVES  # noqa: E402
+from agents.experiments.cli import heartbeat_settings, log_line, run_cli, worker_parser
+from agents.experiments.queue import TuneError
+from agents.experiments.study import safe_command
+from agents.policies.baseline_store import BASELINE_DIR, OBJECTIVES
 
 SEARCH_OPTIONS = ("scenarios", "objectives", "trials", "seeds", "no_rule")
 

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents.experiments.cli import heartbeat_settings, log_line, run_cli, worker_parser  # noqa: E402
-from agents.experiments.study import describe_study_run, load_study, study_dir  # noqa: E402
-from agents.experiments.sweep import (  # noqa: E402
+from agents.experiments.cli import heartbeat_settings, log_line, run_cli, worker_parser
+from agents.experiments.study import describe_study_run, load_study, study_dir
+from agents.experiments.sweep import (
     AGGREGATE_JSON,
     SUMMARY_CSV,
     describe_aggregate,

@@ -12,14 +12,12 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents.run_folder import RunError  # noqa: E402
-from agents.training.config import list_presets, load_train_config  # noqa: E402
-from agents.training.interrupt import InterruptedTrainingError  # noqa: E402
-from agents.training.summary import describe_run  # noqa: E402
-from agents.training.train import resume, train  # noqa: E402
-from envs.config import ConfigError  # noqa: E402
+from agents.run_folder import RunError
+from agents.training.config import list_presets, load_train_config
+from agents.training.interrupt import InterruptedTrainingError
+from agents.training.summary import describe_run
+from agents.training.train import resume, train
+from envs.config import ConfigError
 
 _ONLY_NEW_RUNS = ("config", "scenario", "seed", "n_envs", "run_name", "set")
 

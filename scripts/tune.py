@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents.experiments.cli import heartbeat_settings, log_line, run_cli, worker_parser  # noqa: E402
-from agents.experiments.space import DEFAULT_SPACE, list_spaces, load_space  # noqa: E402
-from agents.experiments.study import describe_study_run  # noqa: E402
-from agents.experiments.tuning import export_best, tune  # noqa: E402
+from agents.experiments.cli import heartbeat_settings, log_line, run_cli, worker_parser
+from agents.experiments.space import DEFAULT_SPACE, list_spaces, load_space
+from agents.experiments.study import describe_study_run
+from agents.experiments.tuning import export_best, tune
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

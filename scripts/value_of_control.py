@@ -15,20 +15,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from agents.evaluation import stats as eval_stats  # noqa: E402
-from agents.evaluation.evaluate import REPORT_SEED  # noqa: E402
-from agents.evaluation.rollout import episode_value  # noqa: E402
-from agents.evaluation.scores import case_key, value_of_control  # noqa: E402
-from agents.policies import make_policy  # noqa: E402
-from agents.policies.baseline_store import OBJECTIVES, BaselineError  # noqa: E402
-from envs.config import ConfigError, list_scenarios, load_scenario  # noqa: E402
+from agents.evaluation import stats as eval_stats
+from agents.evaluation.rollout import episode_value
+from agents.evaluation.scores import case_key, value_of_control
+from agents.policies import make_policy
+from agents.policies.baseline_store import OBJECTIVES, BaselineError
+from envs.config import ConfigError, list_scenarios, load_scenario
+from envs.seeds import REPORT_SEED
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from agents.policies.baseline_store import load_static
 from agents.policies.static import FixedSettingsPolicy, StaticSettings
 from envs.actions import WHOLE_SITE, plan_share_row
 from envs.config import ConfigError, ScenarioConfig, load_scenario
+from envs.seeds import TRAINING_SEED_END
 
 
 def with_whole_site(settings: StaticSettings, share: float) -> StaticSettings:
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=64, help="training seeds 0..N-1")
     parser.add_argument("--share", type=float, default=0.3, help="whole-site budget share")
     args = parser.parse_args(argv)
-    if not 2 <= args.seeds < 10000:
+    if not 2 <= args.seeds < TRAINING_SEED_END:
         print("error: --seeds must be within 2..9999 (training seeds only)", file=sys.stderr)
         return 2
     if not 0 < args.share <= 1:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from envs.seeds import REPORT_SEED
+
 # Tests that share an expensive or stateful session fixture run in one xdist worker (``make
 # test`` runs ``pytest -n auto --dist loadgroup``): the baselines' episodes are rolled out
 # once, and one PostgreSQL server serves the shared-storage tests.
@@ -89,7 +91,7 @@ def postgres_url():
                    timeout=120)
 
 
-CALIBRATION_SEEDS = tuple(range(10000, 10032))  # 32 report seeds (contracts: from 10000)
+CALIBRATION_SEEDS = tuple(range(REPORT_SEED, REPORT_SEED + 32))  # 32 report seeds (contracts)
 
 
 @pytest.fixture(scope="session")

@@ -99,3 +99,37 @@ def test_an_unseen_market_without_a_reason_or_base_is_refused(tmp_path, monkeypa
     (tmp_path / "m.yaml").write_text("base: atlantis\nreason: a market that is not there\n")
     with pytest.raises(ConfigError, match="'base' must name one of the named scenarios"):
         config.list_unseen()
+
+
+def _load_ppo(path):
+    from agents.training.config import load_train_config
+
+    return load_train_config(path)
+
+
+@pytest.mark.parametrize("load, what, twice", [
+    (load_scenario, "scenario", "margin: 0.3\nmargin: 0.4\n"),
+    (_load_ppo, "PPO config", "ppo:\n  n_steps: 64\n  n_steps: 32\n"),
+], ids=["scenario", "ppo"])
+def test_a_key_given_twice_or_a_looping_base_chain_is_an_error(tmp_path, load, what, twice):
+    """One reader (envs.presets) for every preset: a key given twice is refused, not silently
+    overridden; a ``base:`` chain that loops names the preset; a base must be a name."""
+    (tmp_path / "twice.yaml").write_text(twice)
+    with pytest.raises(ConfigError, match="is given twice"):
+        load(tmp_path / "twice.yaml")
+    (tmp_path / "a.yaml").write_text(f"base: {tmp_path / 'b.yaml'}\n")
+    (tmp_path / "b.yaml").write_text(f"base: {tmp_path / 'a.yaml'}\n")
+    with pytest.raises(ConfigError, match=f"{what} 'a': 'base' chain loops"):
+        load(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: [3c]\n")
+    with pytest.raises(ConfigError, match="base must be a preset name"):
+        load(tmp_path / "c.yaml")
+
+
+def test_preset_notes_are_not_market_parameters():
+    """``reason`` and ``training_preset`` are read from a scenario's file, never as fields:
+    the scenario's config (and its hash) is its market alone."""
+    from envs.config import PRESET_NOTES
+
+    heavy = load_scenario("promo_heavy")
+    assert not set(PRESET_NOTES) & set(heavy.to_dict())

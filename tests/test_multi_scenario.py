@@ -339,9 +339,9 @@ def test_results_pipeline_trains_evaluates_and_reports(tmp_path):
 def test_unseen_markets_are_played_by_their_base_scenarios_runs(tmp_path):
     """Every unseen market whose base is planned becomes a case on seeds from 30000, played
     by its base's runs of the same objective; no market without a planned base."""
-    from agents.evaluation.evaluate import UNSEEN_SEED
     from agents.evaluation.results import Case, plan_runs, runs_by_case
     from envs.config import list_unseen
+    from envs.seeds import UNSEEN_SEED
 
     plans = plan_runs(list(MIX), (0, 1), sets=TINY_RESULTS_SETTINGS)
     cases = runs_by_case(plans, tmp_path)

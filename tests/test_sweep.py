@@ -15,6 +15,7 @@ import pytest
 from optuna.trial import TrialState
 from rliable import metrics as rly_metrics
 
+from agents.evaluation.stats import aggregate_matrix as aggregate_scores
 from agents.experiments.queue import (
     SLOT_ATTR,
     WORKER_ATTR,
@@ -29,7 +30,6 @@ from agents.experiments.sweep import (
     AGGREGATE_JSON,
     EVAL_ATTR,
     SUMMARY_CSV,
-    aggregate_scores,
     make_grid,
     report_seeds,
 )

@@ -93,6 +93,30 @@ def test_bad_yaml_files_raise_naming_the_key(tmp_path):
         load_train_config(tmp_path / "missing.yaml")
 
 
+def test_a_scenario_trains_with_the_preset_its_file_names(tmp_path):
+    """The PPO preset is chosen by the scenario file's ``training_preset:`` key, not by a PPO
+    preset whose file name happens to match the scenario."""
+    from agents.training.config import preset_for_scenario
+
+    assert preset_for_scenario("promo_heavy") == "promo_heavy"  # configs/scenarios/ names it
+    assert load_train_config(scenario="promo_heavy").experiment == "promo_heavy"
+    assert preset_for_scenario("3c") == "default"
+    assert load_train_config(scenario="3c").experiment == "default"
+    named = tmp_path / "promo_heavy.yaml"  # the name matches a PPO preset; no key: default
+    named.write_text("base: promo_heavy\n")
+    assert preset_for_scenario(str(named)) == "default"
+    assert load_train_config(scenario=str(named)).experiment == "default"
+    keyed = tmp_path / "food_long.yaml"  # no PPO preset of that name; the key picks one
+    keyed.write_text("base: food\ntraining_preset: promo_heavy\n")
+    assert preset_for_scenario(str(keyed)) == "promo_heavy"
+    config = load_train_config(scenario=str(keyed))
+    assert config.experiment == "promo_heavy" and config.training.total_timesteps == 1_000_000
+    assert config.scenario_config().name == "food_long"
+    keyed.write_text("base: food\ntraining_preset: atlantis\n")
+    with pytest.raises(ConfigError, match="training_preset: 'atlantis'"):
+        load_train_config(scenario=str(keyed))
+
+
 def test_settings_are_typed_and_layered(tmp_path):
     preset = tmp_path / "mine.yaml"
     preset.write_text("experiment: mine\nppo:\n  n_steps: 64\nenv:\n  overrides: {randomize: "

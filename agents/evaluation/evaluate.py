@@ -54,9 +54,8 @@ from agents.run_folder import (
     write_text_atomic,
 )
 from envs.config import ConfigError, ScenarioConfig, is_unseen, load_scenario
+from envs.seeds import REPORT_SEED
 
-REPORT_SEED = 10000  # contracts: reports and README tables use seeds from 10000
-UNSEEN_SEED = 30000  # contracts: unseen-market reports use seeds from 30000
 # configs/baselines/: the policies whose numbers a search on training seeds made
 TUNED_BASELINES = ("static", "static_rule", "step_tuned", "pid_tuned", "playbook_tuned")
 NOT_HEURISTICS = ("constant", "oracle", "static")  # references, and static reported apart

@@ -5,9 +5,10 @@ the report seeds, and on the unseen markets, and write the results.
 The pipeline, each step resumable:
 
 1. :func:`plan_runs`: one run per scenario, objective (``profit``, ``gmv_floor``) and
-   training seed with the scenario's own preset (``configs/ppo/<scenario>.yaml`` if there is
-   one, else ``default``), and one cross-scenario run per objective and seed
-   (``configs/ppo/all_scenarios.yaml`` over the same scenarios). A run's folder name carries
+   training seed with the scenario's preset (the one its file names with
+   ``training_preset:``, else ``default``: :func:`agents.training.config.preset_for_scenario`),
+   and one cross-scenario run per objective and seed (``configs/ppo/all_scenarios.yaml`` over
+   the same scenarios). A run's folder name carries
    its objective (when not profit) and a short hash of its config, so a changed preset trains
    new runs instead of reusing stale ones.
 2. :func:`train_runs`: trains what is not finished yet (continuing an interrupted run from its
@@ -36,8 +37,6 @@ from typing import Any
 from agents.evaluation import results_report as report
 from agents.evaluation.evaluate import (
     REFERENCES,
-    REPORT_SEED,
-    UNSEEN_SEED,
     PolicySource,
     best_heuristic,
     run_all,
@@ -58,6 +57,7 @@ from agents.run_folder import (
 )
 from agents.training.config import TrainConfig, load_train_config
 from envs.config import ScenarioConfig, list_scenarios, list_unseen, load_scenario
+from envs.seeds import REPORT_SEED, UNSEEN_SEED
 
 MIX_PRESET = "all_scenarios"  # configs/ppo/: the cross-scenario policy
 TRAINING_SEEDS = (0, 1, 2)

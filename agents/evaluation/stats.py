@@ -36,8 +36,9 @@ def stream_seed(seed: int, *names: str) -> list[int]:
 
 
 @contextmanager
-def seeded_numpy(entropy: list[int]) -> Iterator[None]:
-    """Seed NumPy's global generator for the block, then put the caller's state back."""
+def seeded_numpy(entropy: int | list[int]) -> Iterator[None]:
+    """Seed NumPy's global generator for the block (``np.random.seed(entropy)``), then put the
+    caller's state back."""
     saved = np.random.get_state()
     np.random.seed(entropy)
     try:
@@ -46,8 +47,9 @@ def seeded_numpy(entropy: list[int]) -> Iterator[None]:
         np.random.set_state(saved)
 
 
-def bootstrap(scores: np.ndarray, func: Callable[[np.ndarray], np.ndarray], entropy: list[int],
-              reps: int = BOOTSTRAP_REPS) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap(scores: np.ndarray, func: Callable[[np.ndarray], np.ndarray],
+              entropy: int | list[int], reps: int = BOOTSTRAP_REPS
+              ) -> tuple[np.ndarray, np.ndarray]:
     """``func(scores)`` and its 95% interval, from rliable's stratified bootstrap (seeded).
 
     :param scores: (episodes, strata): episodes are resampled within each column.
@@ -113,20 +115,30 @@ def iqm_and_mean(x: np.ndarray) -> np.ndarray:
     return np.array([rlm.aggregate_iqm(x), rlm.aggregate_mean(x)])
 
 
+def aggregate_matrix(scores: np.ndarray, seed: int | list[int] = 0,
+                     reps: int = BOOTSTRAP_REPS) -> dict[str, float]:
+    """IQM and mean of a (runs, tasks) score matrix with 95% percentile intervals from
+    rliable's stratified bootstrap (runs resampled within each task), NumPy's global generator
+    seeded with ``seed`` (a whole number, or entropy words: :func:`stream_seed`) for the call.
+
+    :return: {iqm, iqm_ci_low, iqm_ci_high, mean, mean_ci_low, mean_ci_high}.
+    """
+    point, ci = bootstrap(scores, iqm_and_mean, seed, reps)
+    return {"iqm": float(point[0]), "iqm_ci_low": float(ci[0, 0]),
+            "iqm_ci_high": float(ci[1, 0]), "mean": float(point[1]),
+            "mean_ci_low": float(ci[0, 1]), "mean_ci_high": float(ci[1, 1])}
+
+
 def aggregate_scores(scores: dict[str, np.ndarray], seed: int,
                      reps: int = BOOTSTRAP_REPS) -> dict[str, dict[str, float]]:
-    """IQM and mean of normalised scores across scenarios, with stratified-bootstrap CIs.
+    """IQM and mean of normalised scores across scenarios, with stratified-bootstrap CIs
+    (:func:`aggregate_matrix`, each policy's bootstrap seeded by ``seed`` and its name).
 
     :param scores: policy -> (episodes, scenarios) per-episode normalised scores.
     :return: policy -> {iqm, iqm_ci_low, iqm_ci_high, mean, mean_ci_low, mean_ci_high}.
     """
-    out = {}
-    for name, x in scores.items():
-        point, ci = bootstrap(x, iqm_and_mean, stream_seed(seed, "aggregate", name), reps)
-        out[name] = {"iqm": float(point[0]), "iqm_ci_low": float(ci[0, 0]),
-                     "iqm_ci_high": float(ci[1, 0]), "mean": float(point[1]),
-                     "mean_ci_low": float(ci[0, 1]), "mean_ci_high": float(ci[1, 1])}
-    return out
+    return {name: aggregate_matrix(x, stream_seed(seed, "aggregate", name), reps)
+            for name, x in scores.items()}
 
 
 def performance_profiles(scores: dict[str, np.ndarray], taus: np.ndarray, seed: int,

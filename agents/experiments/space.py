@@ -29,7 +29,13 @@ from typing import Any
 import optuna
 
 from agents.training.config import TrainConfig, load_train_config, parse_sets
-from envs.config import ConfigError, preset_path, read_yaml_mapping
+from envs.presets import (
+    ConfigError,
+    check_choice,
+    preset_path,
+    read_yaml_mapping,
+    require_mapping,
+)
 
 TUNE_CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "tune"
 DEFAULT_SPACE = "default"
@@ -161,11 +167,7 @@ def load_space(name_or_path: str | Path = DEFAULT_SPACE,
 
 
 def _mapping(key: str, value: Any) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{key}: expected a mapping of keys to values, got {value!r}")
-    return value
+    return {} if value is None else require_mapping(key, value)
 
 
 def _known(section: str, data: Mapping[str, Any], known: tuple[str, ...]) -> None:
@@ -199,10 +201,8 @@ def _build_space(name: str, data: Any, sets: list[str] | tuple[str, ...]) -> Sea
     _known("sampler", sampler, _SAMPLER_KEYS)
     pruner = _mapping("pruner", data.get("pruner"))
     _known("pruner", pruner, _PRUNER_KEYS)
-    if sampler.get("name", "tpe") not in SAMPLERS:
-        raise ConfigError(f"sampler.name: {sampler['name']!r} is not one of {list(SAMPLERS)}")
-    if pruner.get("name", "median") not in PRUNERS:
-        raise ConfigError(f"pruner.name: {pruner['name']!r} is not one of {list(PRUNERS)}")
+    check_choice("sampler.name", sampler.get("name", "tpe"), SAMPLERS)
+    check_choice("pruner.name", pruner.get("name", "median"), PRUNERS)
 
     raw_params = _mapping("params", data.get("params"))
     if not raw_params:

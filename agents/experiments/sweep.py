@@ -33,11 +33,10 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.trial import TrialState
-from rliable import library as rly_library
-from rliable import metrics as rly_metrics
 
 from agents.evaluation.intervals import paired_difference
 from agents.evaluation.rollout import objective_values, rollout
+from agents.evaluation.stats import BOOTSTRAP_REPS, CONFIDENCE, aggregate_matrix
 from agents.experiments.queue import (
     SLOT_ATTR,
     HeartbeatSettings,
@@ -51,10 +50,8 @@ from agents.policies import make_policy
 from agents.policies.ppo import load_trained_policy
 from agents.run_folder import write_json_atomic, write_text_atomic
 from agents.training.config import TrainConfig, load_train_config, parse_sets
+from envs.seeds import REPORT_SEED
 
-REPORT_SEED_START = 10000  # contracts: reports use seeds from 10000
-CONFIDENCE = 0.95
-BOOTSTRAP_REPS = 2000
 EVAL_ATTR = "evaluation"  # trial user attr: the cell's report-seed evaluation
 AGGREGATE_JSON = "aggregate.json"
 SUMMARY_CSV = "summary.csv"
@@ -122,7 +119,7 @@ def make_grid(configs: Sequence[str], scenarios: Sequence[str], seeds: Sequence[
 # ---------------------------------------------------------------------------------------------
 def report_seeds(n: int) -> np.ndarray:
     """The first ``n`` report seeds (10000, 10001, ...)."""
-    return np.arange(REPORT_SEED_START, REPORT_SEED_START + n)
+    return np.arange(REPORT_SEED, REPORT_SEED + n)
 
 
 def evaluate_run(run_dir: Path, baseline: str, n_episodes: int) -> dict[str, Any]:
@@ -186,29 +183,6 @@ def sweep(grid: SweepGrid, study_name: str, storage_url: str | None = None,
 
 
 # ---------------------------------------------------------------------------------------------
-def aggregate_scores(scores: np.ndarray, seed: int = 0,
-                     reps: int = BOOTSTRAP_REPS) -> dict[str, float]:
-    """IQM and mean of a (runs, tasks) score matrix with 95% percentile intervals from
-    rliable's stratified bootstrap (runs resampled within each task).
-
-    rliable draws its indices from NumPy's global generator; it is seeded with ``seed`` for
-    the call and the caller's state is put back afterwards.
-    """
-    def func(x: np.ndarray) -> np.ndarray:
-        return np.array([rly_metrics.aggregate_iqm(x), rly_metrics.aggregate_mean(x)])
-
-    saved = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        point, ci = rly_library.get_interval_estimates({"x": scores}, func, reps=reps,
-                                                      confidence_interval_size=CONFIDENCE)
-    finally:
-        np.random.set_state(saved)
-    (iqm, mean), (low, high) = point["x"], ci["x"]
-    return {"iqm": float(iqm), "iqm_ci_low": float(low[0]), "iqm_ci_high": float(high[0]),
-            "mean": float(mean), "mean_ci_low": float(low[1]), "mean_ci_high": float(high[1])}
-
-
 def cell_score(evaluation: Mapping[str, Any]) -> float:
     """``(PPO - baseline profit) / baseline settled GMV`` (NaN if the baseline sold nothing)."""
     sales = evaluation["baseline_settled_gmv"]
@@ -236,7 +210,7 @@ def write_aggregate(study: optuna.Study, grid: SweepGrid, folder: Path) -> dict[
                 matrix[grid.seeds.index(cell["seed"]),
                        grid.scenarios.index(cell["scenario"])] = cell_score(
                            evaluations[slot])
-        per_config[label] = {**aggregate_scores(matrix, seed=i),
+        per_config[label] = {**aggregate_matrix(matrix, seed=i),
                              "scores": matrix.round(6).tolist()}
         for scenario in grid.scenarios:
             evs = [evaluations[s] for s, c in enumerate(cells)
@@ -250,7 +224,7 @@ def write_aggregate(study: optuna.Study, grid: SweepGrid, folder: Path) -> dict[
     result = {"study_name": study.study_name, "baseline": baseline,
               "score": f"(PPO - {baseline} value) / {baseline} settled GMV, means over the "
               "report seeds (value: the run's objective)", "eval_episodes": grid.eval_episodes,
-              "report_seeds": [REPORT_SEED_START, REPORT_SEED_START + grid.eval_episodes - 1],
+              "report_seeds": [REPORT_SEED, REPORT_SEED + grid.eval_episodes - 1],
               "confidence": CONFIDENCE, "bootstrap_reps": BOOTSTRAP_REPS,
               "configs": list(grid.labels), "scenarios": list(grid.scenarios),
               "seeds": list(grid.seeds), "aggregate": per_config, "cells": rows}

@@ -26,12 +26,13 @@ from envs.actions import PLANS
 from envs.anchored import anchored_action, anchored_features
 from envs.config import ScenarioConfig
 from envs.history import decode_features
+from envs.seeds import REPORT_SEED
 from envs.simulator import Simulator
 
 ACTION_ATOL = 1e-5  # contracts: the [-1, 1] action, absolute
 REAL_RTOL = 1e-6  # contracts: target, budget (and plan shares), relative
-PARITY_SEEDS = tuple(range(10000, 10008))  # report seeds (contracts): the policy's episodes
-RANDOM_SEEDS = tuple(range(10008, 10012))  # report seeds: random-action episodes
+PARITY_SEEDS = tuple(range(REPORT_SEED, REPORT_SEED + 8))  # report seeds (contracts): the policy's episodes
+RANDOM_SEEDS = tuple(range(REPORT_SEED + 8, REPORT_SEED + 12))  # report seeds: random-action episodes
 
 
 def record_observations(ck: LoadedCheckpoint) -> np.ndarray:

@@ -21,7 +21,8 @@ import yaml
 
 from agents.policies.static import StaticSettings
 from agents.run_folder import write_text_atomic
-from envs.config import ConfigError, ScenarioConfig, is_unseen, list_unseen, read_yaml_mapping
+from envs.config import ScenarioConfig, is_unseen, list_unseen
+from envs.presets import ConfigError, read_yaml_mapping
 from envs.version import ENV_VERSION
 
 BASELINE_DIR = Path(__file__).resolve().parents[2] / "configs" / "baselines"

@@ -33,13 +33,15 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-from envs.config import (
+from envs.config import SCENARIO_DIR, ScenarioConfig, is_unseen, load_scenario
+from envs.presets import (
     ConfigError,
-    ScenarioConfig,
-    coerce_value,
-    is_unseen,
-    load_scenario,
+    build_dataclass,
+    check_choice,
+    check_positive,
+    merge_sections,
     preset_path,
+    read_preset,
     read_yaml_mapping,
 )
 
@@ -88,8 +90,8 @@ class EnvSection:
             if self.n_envs < len(self.scenario):
                 raise ConfigError(f"env.n_envs: {self.n_envs} accounts cannot cover "
                                   f"{len(self.scenario)} scenarios")
-        _positive("env.n_envs", self.n_envs)
-        _positive("env.clip_obs", self.clip_obs)
+        check_positive("env.n_envs", self.n_envs)
+        check_positive("env.clip_obs", self.clip_obs)
         for name in self.scenarios:
             if is_unseen(name):
                 raise ConfigError(f"env.scenario: {name!r} is an unseen market "
@@ -122,7 +124,7 @@ class PPOSection:
     def __post_init__(self) -> None:
         for key in ("learning_rate", "n_steps", "batch_size", "n_epochs", "clip_range",
                     "max_grad_norm"):
-            _positive(f"ppo.{key}", getattr(self, key))
+            check_positive(f"ppo.{key}", getattr(self, key))
         for key in ("gamma", "gae_lambda"):
             if not 0.0 < getattr(self, key) <= 1.0:
                 raise ConfigError(f"ppo.{key}: must be in (0, 1], got {getattr(self, key)!r}")
@@ -132,8 +134,8 @@ class PPOSection:
         if self.batch_size < 2:
             raise ConfigError("ppo.batch_size: must be at least 2")
         if self.target_kl is not None:
-            _positive("ppo.target_kl", self.target_kl)
-        _choice("ppo.lr_schedule", self.lr_schedule, LR_SCHEDULES)
+            check_positive("ppo.target_kl", self.target_kl)
+        check_choice("ppo.lr_schedule", self.lr_schedule, LR_SCHEDULES)
 
 
 @dataclass(frozen=True)
@@ -149,8 +151,8 @@ class PolicySection:
         if not self.net_arch:
             raise ConfigError("policy.net_arch: needs at least one layer width")
         for width in self.net_arch:
-            _positive("policy.net_arch", width)
-        _choice("policy.activation", self.activation, ACTIVATIONS)
+            check_positive("policy.net_arch", width)
+        check_choice("policy.activation", self.activation, ACTIVATIONS)
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ class TrainingSection:
 
     def __post_init__(self) -> None:
         for key in ("total_timesteps", "checkpoint_freq", "eval_freq", "torch_threads"):
-            _positive(f"training.{key}", getattr(self, key))
+            check_positive(f"training.{key}", getattr(self, key))
         if self.eval_episodes < 2:
             raise ConfigError("training.eval_episodes: needs at least 2 (for a confidence "
                               f"interval), got {self.eval_episodes}")
@@ -275,16 +277,6 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-def _positive(key: str, value: float) -> None:
-    if not value > 0:
-        raise ConfigError(f"{key}: must be > 0, got {value!r}")
-
-
-def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{key}: {value!r} is not one of {list(choices)}")
-
-
 def _check_baselines(names: tuple[str, ...]) -> None:
     """Baselines: at least one, each a registered policy, none twice."""
     from agents.policies import POLICIES  # registers every policy (light: no simulator)
@@ -332,53 +324,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """Check ``value`` against the type ``hint``; ints are accepted where floats are.
-
-    Sections, optional values and mappings are handled here; scalars and tuples exactly as
-    the scenario config checks them.
-    """
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, prefix=f"{key}.")
-    origin = get_origin(hint)
-    if origin is UnionType:  # X | None, or str | tuple[str, ...] (one item or a list)
-        if value is None and NoneType in get_args(hint):
-            return None
-        inner = [a for a in get_args(hint) if a is not NoneType]
-        listed = [a for a in inner if get_origin(a) is tuple]
-        if listed and len(inner) > 1:
-            inner = listed if isinstance(value, (list, tuple)) else [a for a in inner
-                                                                     if a not in listed]
-        return _coerce(key, value, inner[0])
-    if origin is Mapping:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping of keys to values, got {value!r}")
-        return dict(value)
-    return coerce_value(key, value, hint)
-
-
-def _build(cls: type, data: Any, prefix: str = "") -> Any:
-    section = prefix.rstrip(".") or "config"
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{section}: expected a mapping of keys to values, got {data!r}")
-    hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ConfigError(f"unknown config key(s): {', '.join(prefix + k for k in unknown)} "
-                          f"(known in {section}: {', '.join(names)})")
-    optional = {f.name for f in dataclasses.fields(cls)
-                if f.default is not dataclasses.MISSING}
-    missing = [n for n in names if n not in data and n not in optional]
-    if missing:
-        raise ConfigError(f"missing config key(s): {', '.join(prefix + k for k in missing)}")
-    return cls(**{n: _coerce(prefix + n, data[n], hints[n]) for n in names if n in data})
-
-
 def from_dict(data: Mapping[str, Any]) -> TrainConfig:
     """A validated config from complete plain data (old keys migrated,
     :func:`migrate_old_keys`); also checks the scenario and overrides."""
-    config = _build(TrainConfig, migrate_old_keys(data))
+    config = build_dataclass(TrainConfig, migrate_old_keys(data))
     try:
         configs = config.scenario_configs()
     except ConfigError as exc:
@@ -398,33 +347,37 @@ def list_presets() -> list[str]:
 
 
 def preset_for_scenario(scenario: str) -> str:
-    """The scenario's own preset if ``configs/ppo/<scenario>.yaml`` exists, else the default."""
-    return scenario if (PPO_CONFIG_DIR / f"{scenario}.yaml").is_file() else DEFAULT_PRESET
+    """The PPO preset a scenario trains with by default: the one its file names with
+    ``training_preset:`` (``configs/scenarios/promo_heavy.yaml``: ``promo_heavy``), else
+    ``default``. The key is read from the scenario's own file, not inherited through its
+    ``base:``; an unknown scenario gets the default (the config then names it as unknown).
+
+    :raises ConfigError: ``training_preset`` does not name a preset in ``configs/ppo/``.
+    """
+    if not isinstance(scenario, (str, Path)):
+        return DEFAULT_PRESET
+    try:
+        path = preset_path(scenario, SCENARIO_DIR, "scenario")
+    except ConfigError:
+        return DEFAULT_PRESET
+    name = read_yaml_mapping(path).get("training_preset")
+    if name is None:
+        return DEFAULT_PRESET
+    if not isinstance(name, str) or name not in list_presets():
+        raise ConfigError(f"{path}: training_preset: {name!r} is not a preset in configs/ppo/ "
+                          f"(known: {', '.join(list_presets())})")
+    return name
 
 
-def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    """``top`` over ``base``, section by section (``env.overrides`` merges key by key)."""
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(dict(out[key]), value)
-        else:
-            out[key] = value
-    return out
+def _prepare(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    return migrate_old_keys(data, f"{path}: ")
 
 
-def _resolve_preset(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    path = preset_path(name_or_path, PPO_CONFIG_DIR, "PPO config")
-    if str(path.resolve()) in seen:
-        raise ConfigError(f"PPO config {path.stem!r}: 'base' chain loops")
-    data = migrate_old_keys(read_yaml_mapping(path), f"{path}: ")
-    is_default = path.resolve() == (PPO_CONFIG_DIR / f"{DEFAULT_PRESET}.yaml").resolve()
-    base = data.pop("base", None if is_default else DEFAULT_PRESET)
-    if base is not None:
-        if not isinstance(base, str):
-            raise ConfigError(f"{path}: base must be a preset name, got {base!r}")
-        data = _merge(_resolve_preset(base, seen + (str(path.resolve()),)), data)
-    return data
+def _resolve_preset(name_or_path: str | Path) -> dict[str, Any]:
+    """A PPO preset's data over its base chain (every preset but ``default`` is based on
+    ``default`` unless it names another ``base:``), section by section."""
+    return read_preset(name_or_path, PPO_CONFIG_DIR, "PPO config", merge=merge_sections,
+                       default_base=DEFAULT_PRESET, prepare=_prepare)
 
 
 def _field_hint(dotted: str) -> Any:
@@ -518,8 +471,9 @@ def load_train_config(config: str | Path | None = None, *, scenario: str | None 
                       sets: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Load and validate a training config.
 
-    :param config: preset name in ``configs/ppo/`` or a YAML path; by default the scenario's
-        own preset (``configs/ppo/<scenario>.yaml``) if there is one, else ``default``.
+    :param config: preset name in ``configs/ppo/`` or a YAML path; by default the one the
+        scenario's file names with ``training_preset:`` (:func:`preset_for_scenario`), else
+        ``default``.
     :param scenario: the scenario to train on (replaces ``env.scenario``).
     :param values: dotted-key values already typed (the command line's named flags).
     :param sets: ``key=value`` strings, parsed by the type of the key they name (applied last).

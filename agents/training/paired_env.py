@@ -21,10 +21,9 @@ from envs.anchored import anchored_action, anchored_feature_names, anchored_feat
 from envs.anchored import residual_names as anchored_names
 from envs.config import ScenarioConfig, load_scenario
 from envs.history import OBS_BOUND
+from envs.seeds import TWIN_SEEDS
 from envs.simulator import Simulator, SimulatorGroup, split_accounts
 from envs.vec_env import InProcessVecEnv, fill_episode_end
-
-TWIN_SEEDS = (10**9, 2 * 10**9)  # training accounts' seeds: far from every named seed range
 
 
 class PairedVecEnv(InProcessVecEnv):

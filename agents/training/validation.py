@@ -23,8 +23,8 @@ from agents.policies import make_policy
 from envs.config import ScenarioConfig
 from envs.metrics import EPISODE_METRICS
 from envs.reward import TERMINAL_VALUE
+from envs.seeds import VALIDATION_SEED
 
-VALIDATION_SEED_START = 20000  # contracts: validation during training and tuning
 VALUE = "value"  # the mean key and tag of an episode's value under the run's objective (CNY)
 QUANTITIES = (VALUE, "profit")  # what PPO and each baseline are compared on, paired
 VERDICT_WORDS = {"better": "better than", "worse": "worse than",
@@ -33,7 +33,7 @@ VERDICT_WORDS = {"better": "better than", "worse": "worse than",
 
 def validation_seeds(n: int) -> np.ndarray:
     """The first ``n`` validation seeds (20000, 20001, ...)."""
-    return np.arange(VALIDATION_SEED_START, VALIDATION_SEED_START + n)
+    return np.arange(VALIDATION_SEED, VALIDATION_SEED + n)
 
 
 @dataclass
