@@ -31,7 +31,7 @@ from agents.experiments.queue import (
     create_or_join,
     open_storage,
 )
-from agents.experiments.space import load_space
+from agents.experiments.space import list_spaces, load_space
 from agents.experiments.study import RUN_ATTR, SEED_ATTR, default_storage_url, study_dir
 from agents.experiments.tuning import TuneObjective, best_trial, export_best, tune
 from agents.run_folder import read_run_json
@@ -85,6 +85,29 @@ def test_default_space_loads_and_its_trials_are_valid_configs():
         config = space.trial_config(space.suggest(trial), seed=3, experiment="t")
         assert config.ppo.batch_size <= config.rollout_steps
         study.tell(trial, 0.0)
+
+
+@pytest.mark.parametrize("name", list_spaces())
+@pytest.mark.parametrize("objective", ["profit", "gmv_floor"])
+def test_every_shipped_space_loads_on_both_objectives(name, objective):
+    space = load_space(name, sets=[f"env.overrides.objective={objective}"])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(3):
+        trial = study.ask()
+        config = space.trial_config(space.suggest(trial), seed=3, experiment="t")
+        assert config.scenario_configs()[0].objective == objective
+        assert config.ppo.batch_size <= config.rollout_steps
+        study.tell(trial, 0.0)
+
+
+def test_the_cross_scenario_space_trains_like_make_results():
+    """Its base, with the objective set, is the config make results trains (same hash), so
+    a trial with the preset's values is the shipped run."""
+    from agents.results import plan_runs
+
+    space = load_space("all_scenarios", sets=["env.overrides.objective=gmv_floor"])
+    (mix,) = [p for p in plan_runs(seeds=(0,), objectives=("gmv_floor",)) if p.family == "mix"]
+    assert space.base_config.hash() == mix.config.hash()
 
 
 @pytest.mark.parametrize("change,words", [

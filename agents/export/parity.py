@@ -31,8 +31,9 @@ from envs.simulator import Simulator
 
 ACTION_ATOL = 1e-5  # contracts: the [-1, 1] action, absolute
 REAL_RTOL = 1e-6  # contracts: target, budget (and plan shares), relative
-PARITY_SEEDS = tuple(range(REPORT_SEED, REPORT_SEED + 8))  # report seeds (contracts): the policy's episodes
-RANDOM_SEEDS = tuple(range(REPORT_SEED + 8, REPORT_SEED + 12))  # report seeds: random-action episodes
+# report seeds (contracts): the policy's episodes, then random-action episodes
+PARITY_SEEDS = tuple(range(REPORT_SEED, REPORT_SEED + 8))
+RANDOM_SEEDS = tuple(range(REPORT_SEED + 8, REPORT_SEED + 12))
 
 
 def record_observations(ck: LoadedCheckpoint) -> np.ndarray:
