@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from agents.policies.baseline_store import load_static, settings_as_data
+from agents.policies.baseline_store import load_static
 from agents.policies.static import FixedSettingsPolicy, StaticSettings, rule_settings
+from envs.anchored import settings_as_data
 from envs.config import ScenarioConfig, list_scenarios, load_scenario
 from envs.version import ENV_VERSION
 
@@ -72,7 +73,8 @@ def search_static(scenario: str, objective: str, trials: int = SEARCH_TRIALS,
     study.enqueue_trial(first)
     study.optimize(lambda trial: settings_value(config, _trial_settings(trial, config),
                                                 seed_array), n_trials=trials)
-    return {**settings_as_data(_settings_from_params(study.best_params)), **_found(study, seeds)}
+    found = _settings_from_params(study.best_params)
+    return {**settings_as_data(found, digits=4), **_found(study, seeds)}
 
 
 def search_controller(scenario: str, objective: str, policy: str,

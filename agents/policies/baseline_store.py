@@ -12,7 +12,6 @@ nor Optuna.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -108,14 +107,6 @@ def load_static_rule(objective: str) -> float:
         raise BaselineError(f"configs/baselines/{RULE_FILE}.yaml, {objective}: "
                             f"target_over_breakeven must be > 0, got {k!r}")
     return float(k)
-
-
-def settings_as_data(settings: StaticSettings) -> dict[str, Any]:
-    out = dataclasses.asdict(settings)
-    out["target_over_breakeven"] = round(out["target_over_breakeven"], 4)
-    out["budget_over_launch"] = round(out["budget_over_launch"], 4)
-    out["shares"] = [round(float(x), 4) for x in out["shares"]]
-    return out
 
 
 def write_entry(name: str, objective: str, entry: dict[str, Any], command: str,

@@ -255,9 +255,14 @@ class TrainConfig:
         """Every scenario this run trains on, in order, with the overrides applied."""
         return [load_scenario(name, **dict(self.env.overrides)) for name in self.env.scenarios]
 
-    def run_label(self) -> str:
-        """The ``<scenario>`` part of the run folder's name (``mix`` across scenarios)."""
-        return MIX_NAME if self.is_mix else self.scenario_config().name
+    def run_label(self, scenarios: list[ScenarioConfig] | None = None) -> str:
+        """The ``<scenario>`` part of the run folder's name (``mix`` across scenarios).
+
+        :param scenarios: this config's :meth:`scenario_configs`, if the caller has them
+            (else they are loaded)."""
+        if self.is_mix:
+            return MIX_NAME
+        return (scenarios if scenarios is not None else self.scenario_configs())[0].name
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, YAML-friendly data (tuples as lists), loadable again by :func:`from_dict`."""

@@ -168,10 +168,10 @@ def truncate_events(tb_dir: Path, last_step: int) -> int:
     return dropped
 
 
-def run_hparams(config: TrainConfig, scenario_hash: str) -> dict[str, Any]:
-    """Flat hyperparameters for the HPARAMS tab (lists and mappings as text)."""
-    flat: dict[str, Any] = {"scenario": config.run_label(),
-                            "scenario_hash": scenario_hash}
+def run_hparams(config: TrainConfig, label: str, scenario_hash: str) -> dict[str, Any]:
+    """Flat hyperparameters for the HPARAMS tab (lists and mappings as text), with the run's
+    ``label`` (run.json's ``scenario``) and ``scenario_hash``."""
+    flat: dict[str, Any] = {"scenario": label, "scenario_hash": scenario_hash}
 
     def walk(prefix: str, node: Any) -> None:
         if isinstance(node, dict) and not prefix.endswith("overrides"):

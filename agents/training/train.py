@@ -180,7 +180,7 @@ def _session(run_dir: Path, config: TrainConfig, scenarios: list[ScenarioConfig]
     save_model_dir(run_dir / "final", model, env, {**final.to_dict(), "selected_by": "final"})
     if model.num_timesteps not in checkpoint_steps(run_dir):
         checkpoints.save()
-    write_hparams(writer, run_hparams(config, scenarios_hash(scenarios)),
+    write_hparams(writer, run_hparams(config, info["scenario"], scenarios_hash(scenarios)),
                   hparam_metrics(t.baselines))
     logger.close()
     sessions[-1]["ended"] = "finished"
@@ -207,7 +207,8 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_name: str | No
     scenarios = config.scenario_configs()
     check_baselines(config, scenarios)  # before any I/O
     scenario = scenarios[0]
-    name = run_name or default_run_name(config.run_label(), config.experiment, config.seed)
+    label = config.run_label(scenarios)
+    name = run_name or default_run_name(label, config.experiment, config.seed)
     run_dir = create_run_dir(Path(runs_dir), name)
     command = command or command_line()
     write_text_atomic(run_dir / CONFIG_YAML, yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -215,7 +216,7 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_name: str | No
            "scenario_configs": [s.to_dict() for s in scenarios]} if config.is_mix else {}
     write_json_atomic(run_dir / RUN_JSON, {
         "run_name": name, "status": "running", "seed": config.seed,
-        "scenario": config.run_label(), "scenario_hash": scenarios_hash(scenarios),
+        "scenario": label, "scenario_hash": scenarios_hash(scenarios),
         "config_hash": config.hash(), "experiment": config.experiment,
         "command": shlex.join(command), "package_versions": package_versions(),
         "machine": machine_context(), "code": code_version(),
