@@ -103,7 +103,7 @@ def test_every_shipped_space_loads_on_both_objectives(name, objective):
 def test_the_cross_scenario_space_trains_like_make_results():
     """Its base, with the objective set, is the config make results trains (same hash), so
     a trial with the preset's values is the shipped run."""
-    from agents.results import plan_runs
+    from agents.evaluation.results import plan_runs
 
     space = load_space("all_scenarios", sets=["env.overrides.objective=gmv_floor"])
     (mix,) = [p for p in plan_runs(seeds=(0,), objectives=("gmv_floor",)) if p.family == "mix"]
