@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from envs.paths import config_dir
 from envs.presets import (
     ConfigError,
     check_choice,
@@ -26,7 +27,7 @@ from envs.presets import (
     read_yaml_mapping,
 )
 
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "configs" / "scenarios"
+SCENARIO_DIR = config_dir("scenarios")
 DEFAULT_SCENARIO = "3c"
 # Unseen markets: perturbations of the named scenarios that nothing trains or tunes on, only
 # evaluation plays (``scripts/evaluate.py --unseen``); loaded as ``unseen/<file stem>`` and

@@ -28,6 +28,8 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
+from envs.paths import missing_folder_hint
+
 Data = dict[str, Any]
 
 
@@ -89,6 +91,9 @@ def preset_path(name_or_path: str | Path, folder: Path, what: str) -> Path:
     if path.suffix not in (".yaml", ".yml"):
         path = folder / f"{name_or_path}.yaml"
     if not path.is_file():
+        if not folder.is_dir():
+            raise ConfigError(f"unknown {what} {str(name_or_path)!r}: no such file, and "
+                              f"{missing_folder_hint(folder)}")
         known = sorted(p.stem for p in folder.glob("*.yaml"))
         raise ConfigError(f"unknown {what} {str(name_or_path)!r}: no such file, and not one "
                           f"in {folder.parent.name}/{folder.name}/; known: "

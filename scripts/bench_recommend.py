@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from agents.serving.loading import load_policy
 from agents.serving.recommend import (
     RecommendOptions,
-    load_policy,
     recommend_files,
     recommend_reports,
     report_files,

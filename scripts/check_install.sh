@@ -48,9 +48,10 @@ for name in names:
 assert "site-packages" in envs.__file__, envs.__file__
 print(f"imported {len(names)} modules from {envs.__file__.rsplit('/envs/', 1)[0]}")
 EOF
-# The scripts run from the checkout (they read configs/ and models/ beside the code, which
-# the wheel does not carry; and the simulator's compiled code, cached per source file, is
-# reused): what is checked here is the resolved dependency set.
+# The scripts come from the checkout and import the installed package; the wheel carries no
+# configs/, so $QIANCHUAN_ROOT names the checkout's (envs/paths.py), as a user of the wheel
+# would. models/ is found beside the scripts.
+export QIANCHUAN_ROOT="$root"
 step "one small evaluation (the playbook and the constant rule, 3c, 4 seeds)"
 "$py" "$root/scripts/evaluate.py" --policies playbook constant --scenarios 3c \
     --episodes 4 --out "$work/eval" --no-progress --bootstrap-reps 200

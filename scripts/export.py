@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="best, final, latest or step_<N> (default: %(default)s)")
     p.add_argument("--out", help="write here instead of <run>/export/")
     args = p.parse_args(argv)
-    from agents.export.exporter import ExportError, describe_export, export_run  # after --help
+    from agents.export.errors import ExportError  # after --help
+    from agents.export.exporter import describe_export, export_run
 
     try:
         out = export_run(args.run, args.checkpoint, args.out,

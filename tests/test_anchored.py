@@ -139,7 +139,7 @@ def test_anchored_run_trains_validates_and_plays(tiny_anchored_run):
     start is static, so it is close to static at once); it loads for export
     (tests/test_export.py exports it)."""
     from agents.evaluation.evaluate import PolicySource
-    from agents.export.exporter import load_checkpoint
+    from agents.export.checkpoint import load_checkpoint
 
     run = tiny_anchored_run
     scenario = load_scenario("3c", action_space="full")

@@ -11,7 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.export.exporter import ACTION_ATOL, REAL_RTOL, ExportError, export_run, load_checkpoint
+from agents.export.checkpoint import load_checkpoint
+from agents.export.errors import ExportError
+from agents.export.exporter import export_run
+from agents.export.parity import ACTION_ATOL, REAL_RTOL
 from agents.serving.manifest import REQUIRED_KEYS, file_sha256
 from agents.serving.onnx_policy import OnnxPolicy
 from envs.history import FEATURE_NAMES, HISTORY_DAYS_REQUIRED

@@ -246,12 +246,9 @@ def test_recommend_serves_a_whole_site_scenario(tmp_path):
     (0 when the report has no such column) and answers with the whole-site share."""
     from pathlib import Path
 
-    from agents.serving.recommend import (
-        RecommendOptions,
-        recommend_files,
-        rule_policy,
-        write_batch_csv,
-    )
+    from agents.serving.loading import rule_policy
+    from agents.serving.output import write_batch_csv
+    from agents.serving.recommend import RecommendOptions, recommend_files
 
     report = Path(__file__).resolve().parent.parent / "examples" / "report_en.csv"
     policy = rule_policy("playbook", load_scenario("3c", whole_site_enabled=True))

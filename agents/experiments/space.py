@@ -29,6 +29,7 @@ from typing import Any
 import optuna
 
 from agents.training.config import TrainConfig, load_train_config, parse_sets
+from envs.paths import config_dir
 from envs.presets import (
     ConfigError,
     check_choice,
@@ -37,7 +38,7 @@ from envs.presets import (
     require_mapping,
 )
 
-TUNE_CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "tune"
+TUNE_CONFIG_DIR = config_dir("tune")
 DEFAULT_SPACE = "default"
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")

@@ -39,9 +39,9 @@ import json
 import os
 from pathlib import Path
 
-from agents.export.checkpoint import LoadedCheckpoint, load_checkpoint
+from agents.export.checkpoint import load_checkpoint
 from agents.export.errors import ExportError
-from agents.export.graph import FrozenPolicy, write_onnx
+from agents.export.graph import write_onnx
 from agents.export.manifest import anchored_manifest, build_manifest
 from agents.export.parity import (
     ACTION_ATOL,
@@ -57,9 +57,6 @@ from agents.serving.manifest import MANIFEST_NAME, ONNX_NAME
 from agents.serving.onnx_policy import OnnxPolicy
 
 EXPORT_DIR = "export"
-# the parts' names that callers import from here: the whole export in one place
-__all__ = ["ACTION_ATOL", "EXPORT_DIR", "REAL_RTOL", "ExportError", "FrozenPolicy",
-           "LoadedCheckpoint", "describe_export", "export_run", "load_checkpoint"]
 
 
 def export_run(run: str | Path, checkpoint: str = "best", out_dir: str | Path | None = None,

@@ -21,10 +21,11 @@ import yaml
 from agents.policies.static import StaticSettings
 from agents.run_folder import write_text_atomic
 from envs.config import ScenarioConfig, is_unseen, list_unseen
+from envs.paths import config_dir
 from envs.presets import ConfigError, read_yaml_mapping
 from envs.version import ENV_VERSION
 
-BASELINE_DIR = Path(__file__).resolve().parents[2] / "configs" / "baselines"
+BASELINE_DIR = config_dir("baselines")
 RULE_FILE = "static_rule"
 OBJECTIVES = ("profit", "gmv_floor")
 

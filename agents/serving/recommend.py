@@ -34,8 +34,7 @@ from agents.serving.inputs import (
     observations,
     parse_promotions,
 )
-from agents.serving.loading import load_policy, rule_policy
-from agents.serving.output import write_batch_csv
+from agents.serving.loading import rule_policy
 from agents.serving.report import AccountReport, read_report
 from envs.actions import plan_names
 from envs.anchored import settings_as_data
@@ -256,9 +255,3 @@ def recommend_files(policy: Any, paths: Sequence[str | Path], options: Recommend
         inputs.append(prepared)
     return _score(policy, reports, inputs, options), skipped
 
-
-# load_policy (agents.serving.loading) and write_batch_csv (agents.serving.output) are
-# re-exported for the callers that import them from here (scripts/bench_recommend.py,
-# tests/test_whole_site.py)
-__all__ = ["RecommendOptions", "Recommendation", "load_policy", "recommend_files",
-           "recommend_reports", "report_files", "rule_policy", "write_batch_csv"]

@@ -34,6 +34,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from envs.config import SCENARIO_DIR, ScenarioConfig, is_unseen, load_scenario
+from envs.paths import config_dir
 from envs.presets import (
     ConfigError,
     build_dataclass,
@@ -45,7 +46,7 @@ from envs.presets import (
     read_yaml_mapping,
 )
 
-PPO_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "ppo"
+PPO_CONFIG_DIR = config_dir("ppo")
 DEFAULT_PRESET = "default"
 ANCHORS = ("none", "static")  # env.anchor (agents.policies.anchored)
 
