@@ -101,13 +101,26 @@ def test_every_shipped_space_loads_on_both_objectives(name, objective):
 
 
 def test_the_cross_scenario_space_trains_like_make_results():
-    """Its base, with the objective set, is the config make results trains (same hash), so
-    a trial with the preset's values is the shipped run."""
+    """Its base is the config make results trains for profit (same hash), and make results'
+    gmv_floor preset is a point of the space (the base, the objective set, with tuned values):
+    a trial with those values and seed is the shipped run."""
     from agents.evaluation.results import plan_runs
 
+    def mix_run(objective):
+        (mix,) = [p for p in plan_runs(seeds=(0,), objectives=(objective,))
+                  if p.family == "mix"]
+        return mix.config
+
+    def values(config, space):  # the tuned keys' values in a config
+        data = config.to_dict()
+        return {p.key: data[p.key.split(".")[0]][p.key.split(".", 1)[1]] for p in space.params}
+
+    assert load_space("all_scenarios").base_config.hash() == mix_run("profit").hash()
     space = load_space("all_scenarios", sets=["env.overrides.objective=gmv_floor"])
-    (mix,) = [p for p in plan_runs(seeds=(0,), objectives=("gmv_floor",)) if p.family == "mix"]
-    assert space.base_config.hash() == mix.config.hash()
+    shipped = mix_run("gmv_floor")
+    tuned = values(shipped, space)
+    assert tuned != values(space.base_config, space)
+    assert space.trial_config(tuned, seed=0, experiment=shipped.experiment) == shipped
 
 
 @pytest.mark.parametrize("change,words", [
