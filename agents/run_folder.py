@@ -275,7 +275,5 @@ def model_dir(run_dir: Path, checkpoint: str = "best") -> Path:
 
 def read_eval(folder: Path) -> dict[str, Any] | None:
     """The validation record saved with a model folder (``best/``, ``final/``), if any."""
-    import json
-
     path = Path(folder) / EVAL_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

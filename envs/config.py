@@ -424,7 +424,9 @@ class ScenarioConfig:
         return from_dict({**self.to_dict(), **overrides})
 
 
-_CHOICES = {"objective": ("profit", "gmv_floor"), "refund_charging": ("on_landing", "on_order"),
+OBJECTIVES = ("profit", "gmv_floor")  # what an episode is scored on (ScenarioConfig.objective)
+
+_CHOICES = {"objective": OBJECTIVES, "refund_charging": ("on_landing", "on_order"),
             "action_space": ("basic", "full")}
 # The second version's mechanics (issue #14), each with the overrides that switch it off;
 # every one is on by default. Measurements and ablations find them here.

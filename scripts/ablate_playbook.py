@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.evaluation.ablation import OBJECTIVES, ablate, markdown_table
+from agents.evaluation.ablation import ablate, markdown_table
 from agents.evaluation.stats import BOOTSTRAP_REPS
-from envs.config import ConfigError, list_scenarios
+from envs.config import OBJECTIVES, ConfigError, list_scenarios
 from envs.seeds import REPORT_SEED
 
 

@@ -24,8 +24,7 @@ from agents.evaluation.evaluate import (
 )
 from agents.evaluation.stats import BOOTSTRAP_REPS
 from agents.policies import POLICIES
-from agents.policies.baseline_store import OBJECTIVES
-from envs.config import ConfigError, list_scenarios, list_unseen
+from envs.config import OBJECTIVES, ConfigError, list_scenarios, list_unseen
 from envs.seeds import REPORT_SEED, UNSEEN_SEED
 
 

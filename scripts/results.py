@@ -26,10 +26,10 @@ from agents.evaluation.results import (
     TRAINING_SEEDS,
     make_results,
 )
-from agents.policies.baseline_store import OBJECTIVES, BaselineError
+from agents.policies.baseline_store import BaselineError
 from agents.run_folder import RunError
 from agents.training.interrupt import InterruptedTrainingError
-from envs.config import ConfigError, list_scenarios
+from envs.config import OBJECTIVES, ConfigError, list_scenarios
 from envs.seeds import REPORT_SEED
 
 

@@ -38,7 +38,8 @@ from agents.experiments.baseline_jobs import (
 from agents.experiments.cli import heartbeat_settings, log_line, run_cli, worker_parser
 from agents.experiments.queue import TuneError
 from agents.experiments.study import safe_command
-from agents.policies.baseline_store import BASELINE_DIR, OBJECTIVES
+from agents.policies.baseline_store import BASELINE_DIR
+from envs.config import OBJECTIVES
 
 SEARCH_OPTIONS = ("scenarios", "objectives", "trials", "seeds", "no_rule")
 

@@ -22,8 +22,8 @@ from agents.evaluation import stats as eval_stats
 from agents.evaluation.rollout import episode_value
 from agents.evaluation.scores import case_key, value_of_control
 from agents.policies import make_policy
-from agents.policies.baseline_store import OBJECTIVES, BaselineError
-from envs.config import ConfigError, list_scenarios, load_scenario
+from agents.policies.baseline_store import BaselineError
+from envs.config import OBJECTIVES, ConfigError, list_scenarios, load_scenario
 from envs.seeds import REPORT_SEED
 
 

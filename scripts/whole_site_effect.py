@@ -22,8 +22,9 @@ import numpy as np
 from agents.evaluation.intervals import paired_interval
 from agents.evaluation.rollout import episode_value
 from agents.policies.baseline_store import load_static
-from agents.policies.static import FixedSettingsPolicy, StaticSettings
+from agents.policies.static import FixedSettingsPolicy
 from envs.actions import WHOLE_SITE, plan_share_row
+from envs.anchored import StaticSettings
 from envs.config import ConfigError, ScenarioConfig, load_scenario
 from envs.seeds import TRAINING_SEED_END
 

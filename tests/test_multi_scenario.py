@@ -274,11 +274,12 @@ def test_validation_judges_the_scenarios_without_randomisation():
 
 @pytest.mark.slow
 def test_a_mix_policy_is_judged_on_the_named_scenarios(mix_run):
-    from agents.evaluation.results import TrainedSource
+    from agents.evaluation.evaluate import PolicySource
+    from agents.evaluation.results import CHECKPOINT
     from envs.actions import action_dim
     from envs.config import load_scenario
 
-    source = TrainedSource("mix_s3", mix_run)
+    source = PolicySource("mix_s3", run_dir=mix_run, checkpoint=CHECKPOINT)
     food = load_scenario("food")
     policy, config = source.build(food)
     assert config.name == "food" and config.randomize == 0.0 and config.action_space == "full"

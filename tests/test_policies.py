@@ -29,9 +29,9 @@ from agents.policies.playbook import (
     promotion_steps,
 )
 from agents.policies.settings import EXPLORATION_DAYS, MATURE_DAY, DaySettings
-from agents.policies.static import budget_steps, target_step
 from agents.policies.tuned import SPACES, PlaybookTunedPolicy
 from envs.actions import to_decision
+from envs.anchored import budget_steps, target_step
 from envs.config import list_scenarios, load_scenario
 from envs.history import FEATURE_NAMES
 from envs.market import MarketState

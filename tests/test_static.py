@@ -12,7 +12,8 @@ from agents.evaluation.rollout import rollout
 from agents.experiments.baseline_search import search_static, search_static_rule
 from agents.policies import make_policy
 from agents.policies.baseline_store import BaselineError, load_static, load_static_rule, write_entry
-from agents.policies.static import FixedSettingsPolicy, StaticSettings, target_step
+from agents.policies.static import FixedSettingsPolicy
+from envs.anchored import StaticSettings, target_step
 from envs.config import list_scenarios, load_scenario
 from envs.version import ENV_VERSION
 

@@ -8,7 +8,6 @@ import pytest
 
 from agents.policies.playbook import PhaseRule, PromotionRule
 from agents.policies.settings import DaySettings
-from agents.policies.static import StaticSettings
 from envs.actions import (
     PLANS,
     WHOLE_SITE,
@@ -17,6 +16,7 @@ from envs.actions import (
     plan_share_row,
     to_decision,
 )
+from envs.anchored import StaticSettings
 from envs.config import SECOND_VERSION_OFF, ConfigError, load_scenario
 from envs.history import FEATURE_NAMES, decode_features, feature_names
 from envs.inputs import day_constants

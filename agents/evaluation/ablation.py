@@ -18,8 +18,6 @@ from agents.evaluation.rollout import episode_value
 from agents.policies.playbook import PlaybookPolicy
 from envs.config import ScenarioConfig, load_scenario
 
-OBJECTIVES = ("profit", "gmv_floor")
-
 
 class PlaybookWithout(PlaybookPolicy):
     """The playbook with one rule (by class name) left out; the others in their order."""

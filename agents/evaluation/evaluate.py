@@ -27,8 +27,9 @@ paired differences) are always run.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -44,7 +45,7 @@ from agents.evaluation.report import (
 from agents.evaluation.rollout import episode_value, rollout
 from agents.evaluation.scores import ScenarioResult, case_key, episode_scores, summarise
 from agents.policies import POLICIES, make_policy
-from agents.policies.baseline_store import OBJECTIVES, BaselineError, baseline_scenario
+from agents.policies.baseline_store import BaselineError, baseline_scenario
 from agents.run_folder import (
     RunError,
     command_line,
@@ -53,7 +54,7 @@ from agents.run_folder import (
     write_json_atomic,
     write_text_atomic,
 )
-from envs.config import ConfigError, ScenarioConfig, is_unseen, load_scenario
+from envs.config import OBJECTIVES, ConfigError, ScenarioConfig, is_unseen, load_scenario
 from envs.seeds import REPORT_SEED
 
 # configs/baselines/: the policies whose numbers a search on training seeds made
@@ -68,24 +69,33 @@ class EvaluationError(ValueError):
 
 @dataclass
 class PolicySource:
-    """Where a policy comes from: a registered name, or a trained run folder."""
+    """Where a policy comes from: a registered name, or a trained run folder (whose model is
+    loaded once, on first use, and played on every scenario asked of it)."""
 
     label: str
     name: str | None = None  # registered policy
     run_dir: Path | None = None  # trained run
+    checkpoint: str = "best"  # of the trained run: best (by validation), final, latest, step_<N>
+    _trained: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def trained(self):
+        """The run's :class:`agents.policies.ppo.TrainedPolicy`, loaded on the first call.
+
+        :raises EvaluationError: not a run, or a model that does not load.
+        """
+        if self._trained is None:
+            self._trained = _load_run(self.run_dir, self.checkpoint)
+        return self._trained
 
     def build(self, scenario: ScenarioConfig):
         """The policy and the config to run it on, for one scenario."""
         if self.name is not None:
             policy = make_policy(self.name, scenario)
             return policy, policy.config
-        from agents.policies.ppo import load_trained_policy
-
-        policy = load_trained_policy(self.run_dir)
         # Paired comparisons need every policy on the same market: the benchmark's scenario,
         # in the run's own action space (not its training config, which may randomise
         # parameters or mix scenarios).
-        return policy.playing(scenario)
+        return self.trained().playing(scenario)
 
 
 def resolve_policies(names: list[str]) -> list[PolicySource]:
@@ -100,7 +110,6 @@ def resolve_policies(names: list[str]) -> list[PolicySource]:
         if not path.exists() and "/" not in name and "\\" not in name:
             raise EvaluationError(f"unknown policy {name!r}; known: {', '.join(sorted(POLICIES))}"
                                   " (or give a trained run folder)")
-        _check_run(path)
     for ref in REFERENCES:
         if ref not in names:
             sources.append(PolicySource(ref, name=ref))
@@ -112,6 +121,9 @@ def resolve_policies(names: list[str]) -> list[PolicySource]:
             sources.append(PolicySource(label, run_dir=Path(name)))
     seen: set[str] = set()
     unique = [s for s in sources if not (s.label in seen or seen.add(s.label))]
+    for source in unique:
+        if source.run_dir is not None:
+            source.trained()
     return unique
 
 
@@ -127,12 +139,12 @@ def check_tuned_baselines(names: list[str], configs: list[ScenarioConfig]) -> No
                     raise EvaluationError(f"{name} on {config.name}: {exc}") from None
 
 
-def _check_run(path: Path) -> None:
-    """Load a run's model once; any failure becomes an :class:`EvaluationError`."""
+def _load_run(path: Path, checkpoint: str):
+    """A run's model; any failure becomes an :class:`EvaluationError`."""
     from agents.policies.ppo import load_trained_policy
 
     try:
-        load_trained_policy(path)
+        return load_trained_policy(path, checkpoint)
     except RunError as exc:
         raise EvaluationError(f"{exc}{_runs_hint(path)}") from None
     except Exception as exc:  # a damaged zip or pickle raises many kinds of errors

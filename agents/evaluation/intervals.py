@@ -20,16 +20,22 @@ def paired_interval(diff: np.ndarray) -> tuple[float, float, float]:
     return float(diff.mean()), float(diff.mean() - half), float(diff.mean() + half)
 
 
+def mean_interval(x: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """Mean of ``x`` and its t-interval ``(mean, low, high)``; the bounds are NaN with fewer
+    than two values or a non-finite one."""
+    x = np.asarray(x, float)
+    mean = float(x.mean())
+    if len(x) < 2 or not np.isfinite(x).all():
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1)
+                 / math.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
 def paired_difference(a: np.ndarray, b: np.ndarray,
                       confidence: float = CONFIDENCE) -> tuple[float, float, float]:
     """Mean of ``a - b`` over paired episodes and its t-interval ``(mean, low, high)``."""
-    diff = np.asarray(a, float) - np.asarray(b, float)
-    mean = float(diff.mean())
-    if len(diff) < 2 or not np.isfinite(diff).all():
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(diff) - 1) * diff.std(ddof=1)
-                 / math.sqrt(len(diff)))
-    return mean, mean - half, mean + half
+    return mean_interval(np.asarray(a, float) - np.asarray(b, float), confidence)
 
 
 def stratified_difference(diffs: list[np.ndarray],

@@ -14,7 +14,6 @@ import numpy as np
 from agents.evaluation import behaviour
 from agents.evaluation import plots as eval_plots
 from agents.evaluation import stats as eval_stats
-from agents.evaluation.rollout import objective_values
 from agents.evaluation.scores import VALUE_KEYS, ScenarioResult, case_stem
 from envs.metrics import EPISODE_METRICS
 
@@ -31,8 +30,9 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
 def episode_rows(runs: list[ScenarioResult]) -> list[dict[str, Any]]:
     rows = []
     for res in runs:
+        values = res.values()
         for label, result in res.results.items():
-            value = objective_values(res.scenario, result)
+            value = values[label]
             for i, s in enumerate(res.seeds):
                 rows.append({"scenario": res.scenario.name,
                              "objective": res.scenario.objective, "policy": label,

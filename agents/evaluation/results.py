@@ -45,7 +45,7 @@ from agents.evaluation.report import csv_text
 from agents.evaluation.scores import ScenarioResult, case_key, summarise
 from agents.evaluation.stats import aggregate_scores
 from agents.policies import POLICIES, make_policy
-from agents.policies.baseline_store import OBJECTIVES, BaselineError, load_static
+from agents.policies.baseline_store import BaselineError, load_static
 from agents.run_folder import (
     RUN_JSON,
     RunError,
@@ -56,7 +56,7 @@ from agents.run_folder import (
     write_text_atomic,
 )
 from agents.training.config import TrainConfig, load_train_config
-from envs.config import ScenarioConfig, list_scenarios, list_unseen, load_scenario
+from envs.config import OBJECTIVES, ScenarioConfig, list_scenarios, list_unseen, load_scenario
 from envs.seeds import REPORT_SEED, UNSEEN_SEED
 
 # configs/ppo/: the cross-scenario policy of each objective (gmv_floor's values were tuned on
@@ -219,22 +219,6 @@ def train_runs(plans: list[PlannedRun], runs_dir: Path, workers: int = 1,
 
 
 # ---------------------------------------------------------------------------------------------
-class TrainedSource:
-    """A trained run as a benchmark entry, run on the *named* scenario (with the run's action
-    space): a cross-scenario run trained on randomised variants is judged on the scenarios
-    themselves."""
-
-    def __init__(self, label: str, run_dir: Path, checkpoint: str = CHECKPOINT):
-        from agents.policies.ppo import load_trained_policy
-
-        self.label = label
-        self.run_dir = Path(run_dir)
-        self.policy = load_trained_policy(run_dir, checkpoint)
-
-    def build(self, scenario: ScenarioConfig):
-        return self.policy.playing(scenario)
-
-
 def heuristic_names(config: ScenarioConfig | None = None) -> list[str]:
     """Every registered policy, the references (constant, oracle, playbook) first; with
     ``config``, without the tuned baselines that have no stored file for its scenario and
@@ -268,8 +252,9 @@ def evaluate_case(case: Case, runs: list[tuple[str, Path]], episodes: int = EPIS
     episode per report seed from ``case.seed`` (paired); and the case's best heuristic
     (chosen on validation seeds, :func:`agents.evaluation.evaluate.best_heuristic`)."""
     config = load_scenario(case.scenario, objective=case.objective)
-    sources: list[Any] = [PolicySource(name, name=name) for name in heuristic_names(config)]
-    sources += [TrainedSource(label, path) for label, path in runs]
+    sources = [PolicySource(name, name=name) for name in heuristic_names(config)]
+    sources += [PolicySource(label, run_dir=path, checkpoint=CHECKPOINT)
+                for label, path in runs]
     (result,) = run_all(sources, [config], episodes, case.seed, progress=False)
     return result, best_heuristic(config, episodes)
 

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from agents.evaluation import stats as eval_stats
+from agents.evaluation.intervals import mean_interval
 from agents.evaluation.report import value_name
-from agents.evaluation.rollout import objective_values
 from agents.evaluation.scores import (
     ScenarioResult,
     case_key,
@@ -88,23 +87,6 @@ def crossed_ratio(numerator: np.ndarray, denominator: np.ndarray, rng: np.random
     return point, float(low), float(high)
 
 
-def seed_interval(means: np.ndarray,
-                  confidence: float = eval_stats.CONFIDENCE) -> tuple[float, float, float]:
-    """Mean of per-seed means and its t-interval across training seeds."""
-    mean = float(np.mean(means))
-    if len(means) < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(means) - 1) * np.std(means, ddof=1)
-                 / math.sqrt(len(means)))
-    return mean, mean - half, mean + half
-
-
-def _values(res: ScenarioResult) -> dict[str, np.ndarray]:
-    """Every policy's per-episode value under the case's objective (CNY)."""
-    return {label: objective_values(res.scenario, result)
-            for label, result in res.results.items()}
-
-
 def _episode_values(res: ScenarioResult, label: str, value: dict[str, np.ndarray]
                     ) -> dict[str, np.ndarray]:
     m = res.results[label].metrics
@@ -135,7 +117,7 @@ def family_stats(res: ScenarioResult, family: str, seed: int,
     labels = family_labels(res, family)
     if not labels:
         return None
-    value = _values(res)
+    value = res.values()
     case = case_key(res.scenario)
     per_run = [_episode_values(res, label, value) for label in labels]
     keys = list(FAMILY_METRICS)
@@ -163,7 +145,7 @@ def family_stats(res: ScenarioResult, family: str, seed: int,
     out["seeds"] = {label: {"value": float(run["value"].mean()),
                             "value_diff_vs_static": float(run["value_diff_vs_static"].mean())}
                     for label, run in zip(labels, per_run, strict=True)}
-    out["diff_over_seeds"] = seed_interval(seed_diffs)
+    out["diff_over_seeds"] = mean_interval(seed_diffs)
     out["prob_improvement"] = eval_stats.probability_of_improvement(
         values[0].ravel(), value["static"])
     out["n_runs"] = len(labels)
@@ -177,7 +159,7 @@ def family_vs_family(res: ScenarioResult, first: str, second: str, seed: int,
     a, b = family_labels(res, first), family_labels(res, second)
     if not a or not b:
         return None
-    value = _values(res)
+    value = res.values()
     pa = np.stack([value[label] for label in a])
     pb = np.stack([value[label] for label in b])
     rng = np.random.default_rng(eval_stats.stream_seed(seed, case_key(res.scenario), first,

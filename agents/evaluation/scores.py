@@ -36,6 +36,12 @@ class ScenarioResult:
     seeds: np.ndarray
     results: dict[str, RolloutResult] = field(default_factory=dict)
 
+    def values(self) -> dict[str, np.ndarray]:
+        """Every policy's per-episode value under the scenario's objective (CNY per launch:
+        :func:`agents.evaluation.rollout.objective_values`)."""
+        return {label: objective_values(self.scenario, result)
+                for label, result in self.results.items()}
+
 
 VALUE_KEYS = ("value", *EPISODE_METRICS)  # per-episode columns of a row, "value" first
 
@@ -58,7 +64,7 @@ def summarise(runs: list[ScenarioResult], seed: int,
     rows = []
     for res in runs:
         r, case = res.results, case_key(res.scenario)
-        value = {label: objective_values(res.scenario, result) for label, result in r.items()}
+        value = res.values()
         per_episode = {label: {"value": value[label], **result.metrics}
                        for label, result in r.items()}
         base = per_episode["playbook"]
@@ -152,8 +158,7 @@ def episode_scores(runs: list[ScenarioResult]) -> dict[str, dict[str, np.ndarray
     -> (episodes, scenarios)."""
     out: dict[str, dict[str, list[np.ndarray]]] = {}
     for res in runs:
-        value = {label: objective_values(res.scenario, result)
-                 for label, result in res.results.items()}
+        value = res.values()
         by_policy = out.setdefault(res.scenario.objective, {})
         for label in res.results:
             by_policy.setdefault(label, []).append(

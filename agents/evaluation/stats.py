@@ -26,7 +26,8 @@ import numpy as np
 from rliable import library as rly
 from rliable import metrics as rlm
 
-CONFIDENCE = 0.95
+from agents.evaluation.intervals import CONFIDENCE
+
 BOOTSTRAP_REPS = 2000
 
 

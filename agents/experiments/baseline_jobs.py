@@ -70,13 +70,12 @@ from agents.experiments.queue import (
 )
 from agents.experiments.study import STUDY_DB, default_storage_url, study_dir, write_study_record
 from agents.policies.baseline_store import (
-    OBJECTIVES,
     RULE_FILE,
     BaselineError,
     settings_from_entry,
     write_entry,
 )
-from envs.config import ConfigError, list_scenarios, load_scenario
+from envs.config import OBJECTIVES, ConfigError, list_scenarios, load_scenario
 from envs.version import ENV_VERSION
 
 KIND = "baselines"  # the queue studies' kind, and the study folder's prefix

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from agents.policies.baseline_store import load_static
-from agents.policies.static import FixedSettingsPolicy, StaticSettings, rule_settings
-from envs.anchored import settings_as_data
+from agents.policies.static import FixedSettingsPolicy, rule_settings
+from envs.anchored import StaticSettings, settings_as_data
 from envs.config import ScenarioConfig, list_scenarios, load_scenario
 from envs.version import ENV_VERSION
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from agents.policies.static import StaticSettings
 from agents.run_folder import write_text_atomic
+from envs.anchored import StaticSettings
 from envs.config import ScenarioConfig, is_unseen, list_unseen
 from envs.paths import config_dir
 from envs.presets import ConfigError, read_yaml_mapping
@@ -27,7 +27,6 @@ from envs.version import ENV_VERSION
 
 BASELINE_DIR = config_dir("baselines")
 RULE_FILE = "static_rule"
-OBJECTIVES = ("profit", "gmv_floor")
 
 
 class BaselineError(ValueError):

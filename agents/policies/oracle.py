@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agents.policies.base import Policy, register_policy
-from agents.policies.static import FixedSettingsPolicy, StaticSettings, refresh_due, target_move
+from agents.policies.static import FixedSettingsPolicy, rule_settings
 from envs.actions import PAYMENT_ROI, WHOLE_SITE, encode_action, plan_share_row, to_decision
+from envs.anchored import StaticSettings, refresh_due, target_move
 from envs.config import ScenarioConfig
 
 if TYPE_CHECKING:  # the model itself loads only when the oracle plans (keeps imports light)
@@ -280,4 +281,4 @@ def _anchor_settings(config: ScenarioConfig) -> StaticSettings:
     try:
         return load_static(config)
     except BaselineError:
-        return StaticSettings(1.5, (1.0, 0.0, 0.0), 1.0, int(config.scheduled_refresh_days))
+        return rule_settings(config, 1.5)

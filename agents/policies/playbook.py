@@ -36,12 +36,9 @@ from agents.policies.settings import (
     promo_window,
     shares_row,
 )
-from agents.policies.static import (
-    FixedSettingsPolicy,
-    StaticSettings,
-    target_step,
-)
+from agents.policies.static import FixedSettingsPolicy
 from envs.actions import TARGET_MIN, VOLUME, WHOLE_SITE
+from envs.anchored import StaticSettings, target_step
 from envs.config import ScenarioConfig
 
 BudgetRamp = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (plan age, otherwise) -> ratio

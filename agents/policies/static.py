@@ -21,13 +21,7 @@ import numpy as np
 
 from agents.policies.base import Policy, register_policy
 from envs.actions import encode_action, plan_share_row
-from envs.anchored import (  # noqa: F401  (the operator's step rules, re-exported)
-    StaticSettings,
-    budget_steps,
-    refresh_due,
-    target_move,
-    target_step,
-)
+from envs.anchored import StaticSettings, budget_steps, refresh_due, target_move
 from envs.config import ScenarioConfig
 
 

@@ -26,8 +26,9 @@ from agents.policies.base import register_policy
 from agents.policies.controllers import MultiplicativeStepPolicy, PIDPolicy
 from agents.policies.playbook import PlaybookNumbers, PlaybookPolicy
 from agents.policies.settings import DaySettings, Obs
-from agents.policies.static import FixedSettingsPolicy, StaticSettings, refresh_due
+from agents.policies.static import FixedSettingsPolicy
 from envs.actions import plan_share_row
+from envs.anchored import StaticSettings, refresh_due
 from envs.config import ScenarioConfig
 
 # Search spaces: name -> (low, high, log scale). Target steps stay under a 15% change

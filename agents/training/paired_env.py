@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from agents.policies import make_policy
 from agents.policies.anchored import anchor_for
+from agents.policies.static import FixedSettingsPolicy
 from envs.anchored import anchored_action, anchored_feature_names, anchored_features
 from envs.anchored import residual_names as anchored_names
 from envs.config import ScenarioConfig, load_scenario
@@ -48,7 +48,8 @@ class PairedVecEnv(InProcessVecEnv):
         self.sizes = sizes = split_accounts(n_envs, len(self.configs))
         self.sims = [Simulator(cfg, 2 * k) for cfg, k in zip(self.configs, sizes, strict=True)]
         self.anchors = [anchor_for(cfg) for cfg in self.configs]
-        self.twins = [make_policy("static", cfg) for cfg in self.configs]
+        self.twins = [FixedSettingsPolicy(cfg, anchor)  # static: its settings are the anchor
+                      for cfg, anchor in zip(self.configs, self.anchors, strict=True)]
         self.paired_reward = paired_reward
         self.config = first
         self.feature_names = anchored_feature_names(first)

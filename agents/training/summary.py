@@ -9,6 +9,7 @@ from pathlib import Path
 
 from agents.run_folder import read_run_json
 from agents.training.validation import VALUE, VERDICT_WORDS
+from envs.seeds import VALIDATION_SEED
 
 
 def describe_run(run_dir: Path, runs_root: Path | None = None) -> str:
@@ -30,7 +31,7 @@ def describe_run(run_dir: Path, runs_root: Path | None = None) -> str:
         s = sessions[-1]
         lines.append(f"trained {s['end_step'] - s['start_step']:,} steps in {s['seconds']:.0f} s "
                      f"({s['steps_per_second']:,.0f} steps/s)")
-    lines.append(f"validation: {final['n_seeds']} episodes on seeds 20000.. (scenario "
+    lines.append(f"validation: {final['n_seeds']} episodes on seeds {VALIDATION_SEED}.. (scenario "
                  f"{info['scenario']}, objective {objective}), means per episode")
     cols = [("PPO final", final["ppo"])]
     if best is not None:
