@@ -13,11 +13,12 @@ Platform limits apply after the step: target 0.01-100 with two decimals, budget 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from envs.compiled import compiled, helper
+from envs.excerpt import excerpt
 
 if TYPE_CHECKING:  # keep this module light: the recommendation CLI imports it
     from envs.config import ScenarioConfig
@@ -97,16 +98,67 @@ def action_settings(cfg: ScenarioConfig) -> ActionSettings:
                           column("creative_refresh"))
 
 
-def validate_action(action: np.ndarray, dim: int) -> np.ndarray:
-    """Return ``action`` as float (n, dim), not clipped; NaN or inf is an error."""
-    a = np.asarray(action, dtype=np.float64)
-    if a.ndim == 1:
+_REAL_KINDS = frozenset("fiu")  # NumPy dtype kinds of an action: float, signed, unsigned int
+
+
+def action_batch(action: Any, n: int, dim: int) -> np.ndarray:
+    """An action for ``n`` accounts as a float64 (n, dim) array, not clipped: the one check
+    of what the env, the vectorised env and the simulator take.
+
+    An array of real numbers of the right shape passes with two attribute reads (the hot
+    path: training and evaluation step here every day); anything else goes to
+    :func:`validate_action`, which names what is wrong. Finiteness is checked where the
+    action is used (the compiled day raises on NaN; the caller then calls
+    :func:`validate_action` for the message).
+
+    :param action: (n, dim), or (dim,) for one account.
+    :raises ValueError: not real numbers, or not of that shape.
+    """
+    try:
+        a = np.asarray(action)
+    except (ValueError, TypeError):  # ragged lists
+        return validate_action(action, dim, n)
+    if a.dtype.kind in _REAL_KINDS:
+        if a.shape == (n, dim):
+            return a.astype(np.float64, copy=False)
+        if n == 1 and a.shape == (dim,):  # one account's action (the Gymnasium env)
+            return a.astype(np.float64)[None, :]
+    return validate_action(action, dim, n)
+
+
+def validate_action(action: Any, dim: int, n: int | None = None) -> np.ndarray:
+    """Return ``action`` as float64 (n, dim), not clipped; a clear ``ValueError`` otherwise:
+    not an array of real numbers (``None``, a string, complex numbers), not (dim,) or
+    (n, dim) (a scalar, a list of lists of another length), NaN or inf.
+
+    :param n: the accounts the action is for (``None``: any number of rows).
+    """
+    try:
+        a = np.asarray(action)
+    except (ValueError, TypeError):  # ragged lists
+        a = np.empty(0, dtype=object)
+    if a.dtype.kind not in _REAL_KINDS:
+        what = "complex numbers" if a.dtype.kind == "c" else (
+            "a ragged list" if a.size == 0 else f"{a.dtype} values")
+        raise ValueError(f"action must be real numbers in [-1, 1], got {what}: "
+                         f"{excerpt(action)}")
+    rows = "n" if n is None else n
+    if a.ndim == 1 and n in (1, None):
         a = a[None, :]
-    if a.shape[-1] != dim:
-        raise ValueError(f"action has {a.shape[-1]} components, expected {dim}")
+    if a.ndim != 2 or a.shape[-1] != dim or (n is not None and a.shape[0] != n):
+        if a.ndim in (1, 2) and a.shape[-1] != dim:
+            reason = f"has {a.shape[-1]} components"
+        elif a.ndim == 2:
+            reason = f"has {a.shape[0]} rows for {n} account{'s' * (n != 1)}"
+        else:
+            reason = f"has shape {a.shape}"
+        single = f"({dim},) for one account or " if n in (1, None) else ""
+        raise ValueError(f"action {reason}: expected {single}({rows}, {dim}), got "
+                         f"{excerpt(action)}")
+    a = a.astype(np.float64, copy=False)
     # one sum is finite when every value is (a sum that overflows is checked value by value)
     if not math.isfinite(a.sum()) and not np.all(np.isfinite(a)):
-        raise ValueError(f"action contains NaN or infinite values: {action!r}")
+        raise ValueError(f"action contains NaN or infinite values: {excerpt(action)}")
     return a
 
 

@@ -13,16 +13,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from envs.excerpt import excerpt
 from envs.paths import config_dir
 from envs.presets import (
     ConfigError,
     check_choice,
+    check_finite,
     coerce_value,
+    key_text,
     read_preset,
     read_yaml_mapping,
 )
@@ -449,11 +451,10 @@ _LENGTHS = {"weekday_traffic": (7,), "launch_shares": (3, 4), "refund_kernel": (
 
 
 def _check_number(key: str, value: Any, meta: dict[str, Any]) -> None:
-    if not math.isfinite(value):
-        raise ConfigError(f"{key}: must be finite, got {value!r}")
+    check_finite(key, value)
     lo, hi = meta["lo"], meta["hi"]
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ConfigError(f"{key}: {value!r} is out of range [{lo}, {hi}] ({meta['unit']})")
+        raise ConfigError(f"{key}: {excerpt(value)} is out of range [{lo}, {hi}] ({meta['unit']})")
 
 
 def validate(cfg: ScenarioConfig) -> None:
@@ -492,9 +493,9 @@ def from_dict(data: dict[str, Any]) -> ScenarioConfig:
     """Build a validated config from plain data; unknown keys are an error."""
     hints = get_type_hints(ScenarioConfig)
     known = {f.name for f in dataclasses.fields(ScenarioConfig)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(data) - known, key=str)
     if unknown:
-        raise ConfigError(f"unknown scenario key(s): {', '.join(unknown)}")
+        raise ConfigError(f"unknown scenario key(s): {', '.join(map(key_text, unknown))}")
     values = {k: coerce_value(k, v, hints[k]) for k, v in data.items()}
     return ScenarioConfig(**values)
 
@@ -528,7 +529,7 @@ def list_unseen() -> list[UnseenMarket]:
         base, reason = data.get("base"), data.get("reason")
         if base not in named:
             raise ConfigError(f"{path}: 'base' must name one of the named scenarios "
-                              f"({', '.join(sorted(named))}), got {base!r}")
+                              f"({', '.join(sorted(named))}), got {excerpt(base)}")
         if not isinstance(reason, str) or not reason.strip():
             raise ConfigError(f"{path}: 'reason' must say why this market exists")
         out.append(UnseenMarket(f"unseen/{path.stem}", UNSEEN_PREFIX + path.stem, base,
@@ -556,9 +557,15 @@ def load_scenario(name_or_path: str | Path | ScenarioConfig = DEFAULT_SCENARIO,
     """Load a preset by name (or a YAML file by path) and apply ``overrides``.
 
     A preset may name another with ``base: <name>`` and override some of its fields.
+
+    :raises ConfigError: ``name_or_path`` is none of these (``None``, a number, ...), an
+        unknown preset, a bad file or a bad value.
     """
     if isinstance(name_or_path, ScenarioConfig):
         return name_or_path.replace(**overrides) if overrides else name_or_path
+    if not isinstance(name_or_path, (str, Path)):
+        raise ConfigError(f"scenario: expected a preset name, a YAML path or a ScenarioConfig, "
+                          f"got {excerpt(name_or_path)}")
     data = read_preset(name_or_path, SCENARIO_DIR, "scenario", prepare=_prepare)
     data.update(overrides)
     return from_dict(data)

@@ -5,22 +5,26 @@ search spaces (:mod:`agents.experiments.space`) and the tuned baselines
 (:mod:`agents.policies.baseline_store`) all read their YAML here:
 
 - :func:`read_yaml_mapping`: one file's top-level mapping, with ``yaml.safe_load``'s loader
-  (never an unsafe one: a config cannot run code) and a key given twice an error, not a silent
-  override;
+  (never an unsafe one: a config cannot run code); a key given twice, an empty or binary file,
+  and aliases that expand the file beyond :data:`MAX_EXPANDED_VALUES` values are errors, not
+  silent overrides, defaults or hangs;
 - :func:`preset_path`: a preset by name in its folder, or by path;
 - :func:`read_preset`: a preset with its ``base:`` chain resolved (each file over its base),
   a loop in the chain an error;
 - the typed-validation helpers: :func:`coerce_value` (a scalar or a tuple against its type),
   :func:`build_dataclass` (nested frozen dataclasses from plain data, naming the dotted key),
-  :func:`check_choice`, :func:`check_positive`, :func:`require_mapping`.
+  :func:`check_choice`, :func:`check_positive`, :func:`check_finite` (every float
+  :func:`coerce_value` reads: NaN and inf are refused), :func:`require_mapping`.
 
-Every error is a :class:`ConfigError` naming the file or the key. This module imports nothing
-of the simulator (YAML and the standard library only), so serving may use it.
+Every error is a :class:`ConfigError` naming the file or the key, and quoting a value only
+through :func:`envs.excerpt.excerpt` (a bounded excerpt, however large the value). This module
+imports nothing of the simulator (YAML and the standard library only), so serving may use it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import NoneType, UnionType
@@ -28,9 +32,13 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
+from envs.excerpt import excerpt
 from envs.paths import missing_folder_hint
 
 Data = dict[str, Any]
+# The most values (scalars, lists and mappings, counted with aliases expanded) a YAML file
+# may hold: the largest preset holds a few hundred; a 300-byte alias bomb expands to millions.
+MAX_EXPANDED_VALUES = 100_000
 
 
 class ConfigError(ValueError):
@@ -40,12 +48,14 @@ class ConfigError(ValueError):
 # ---------------------------------------------------------------------------------------------
 class _DuplicateKey(yaml.YAMLError):
     def __init__(self, key: Any, first_line: int, again_line: int) -> None:
-        super().__init__(f"key {key!r} is given twice (lines {first_line} and {again_line})")
+        super().__init__(f"key {excerpt(key)} is given twice (lines {first_line} and {again_line})")
 
 
 class _PresetLoader(yaml.SafeLoader):
     """``yaml.safe_load``'s loader, refusing a mapping that gives a key twice (the safe loader
-    keeps the last one silently). Merge keys (``<<``) may still be overridden."""
+    keeps the last one silently; merge keys, ``<<``, may still be overridden) and a document
+    that aliases expand beyond :data:`MAX_EXPANDED_VALUES` values (an alias bomb: a few
+    hundred bytes that nest lists of lists nine wide and many deep)."""
 
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
@@ -64,20 +74,103 @@ class _PresetLoader(yaml.SafeLoader):
                 lines[key] = line
         return super().construct_mapping(node, deep=deep)
 
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expansion(node)  # before anything is built: an alias bomb stays a small graph
+        return super().construct_document(node)
+
+
+class _TooLarge(yaml.YAMLError):
+    """A document that aliases expand beyond :data:`MAX_EXPANDED_VALUES`, or that holds
+    itself."""
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document whose aliases (``*name``) expand it beyond
+    :data:`MAX_EXPANDED_VALUES` values, or make it hold itself (``&a [*a]``). An alias is the
+    same node again, so sizes are counted once per distinct node (linear in the file)."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise _TooLarge(f"{_where(root, node)[0]}: an alias (*name) inside its own anchor "
+                            "(&name) makes the value hold itself")
+        open_nodes.add(key)
+        sizes[key] = 1 + sum(size(child) for child in _children(node))
+        open_nodes.discard(key)
+        return sizes[key]
+
+    if size(root) > MAX_EXPANDED_VALUES:
+        where, node = _where(root, None, sizes)
+        raise _TooLarge(f"{where}: aliases (*name) expand it to {sizes[id(node)]:,} values, "
+                        f"more than the {MAX_EXPANDED_VALUES:,} a preset may hold")
+
+
+def _where(root: yaml.Node, target: yaml.Node | None, sizes: dict[int, int] | None = None
+           ) -> tuple[str, yaml.Node]:
+    """The dotted key, through mappings from ``root``, of ``target`` (found depth first), or
+    with ``sizes`` of the largest value at each level ("the document" at the top), and the
+    node it names."""
+    path: list[str] = []
+    node = root
+    while isinstance(node, yaml.MappingNode) and node.value:
+        if sizes is not None:
+            key_node, node = max(node.value, key=lambda pair: sizes.get(id(pair[1]), 0))
+        else:
+            found = next(((k, v) for k, v in node.value if _reaches(v, target, set())), None)
+            if found is None:
+                break
+            key_node, node = found
+        path.append(key_text(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?")
+        if node is target:
+            break
+    return ".".join(path) or "the document", node
+
+
+def _reaches(node: yaml.Node, target: yaml.Node | None, seen: set[int]) -> bool:
+    if node is target:
+        return True
+    if id(node) in seen:
+        return False
+    seen.add(id(node))
+    return any(_reaches(child, target, seen) for child in _children(node))
+
 
 def read_yaml_mapping(path: Path) -> Data:
-    """A YAML file's top-level mapping, read safely; a clear :class:`ConfigError` otherwise
-    (not valid YAML, a key given twice, unreadable, or not a mapping)."""
+    """A YAML file's top-level mapping, read safely; a clear :class:`ConfigError` otherwise:
+    not UTF-8 text, not valid YAML, empty (no keys: nothing would be configured), a key given
+    twice, aliases that expand beyond :data:`MAX_EXPANDED_VALUES` values or make a value hold
+    itself, nested too deeply, unreadable, or not a mapping."""
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_PresetLoader) or {}
-    except _DuplicateKey as exc:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_PresetLoader)
+    except (_DuplicateKey, _TooLarge) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a YAML text file (byte {exc.start} is not UTF-8)"
+                          ) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a preset") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    if data is None:
+        raise ConfigError(f"{path}: empty (no keys): a preset names at least one key; to use "
+                          "another preset as it is, write base: <its name>")
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys to values")
+        raise ConfigError(f"{path}: expected a mapping of keys to values, got "
+                          f"{type(data).__name__}")
     return data
 
 
@@ -153,34 +246,51 @@ def _read_chain(name_or_path: str | Path, folder: Path, what: str,
     if base is None:
         return data
     if not isinstance(base, str):
-        raise ConfigError(f"{path}: base must be a preset name, got {base!r}")
+        raise ConfigError(f"{path}: base must be a preset name, got {excerpt(base)}")
     return merge(_read_chain(base, folder, what, merge, default_base, prepare, seen + (where,)),
                  data)
 
 
 # ---------------------------------------------------------------------------------------------
+def key_text(key: Any) -> str:
+    """A key as an error shows it: a short string as it is, anything else as an excerpt."""
+    return key if isinstance(key, str) and len(key) <= 60 else excerpt(key, 60)
+
+
 def check_positive(key: str, value: float) -> None:
     """``value > 0``, else a :class:`ConfigError` naming ``key``."""
     if not value > 0:
-        raise ConfigError(f"{key}: must be > 0, got {value!r}")
+        raise ConfigError(f"{key}: must be > 0, got {excerpt(value)}")
+
+
+def check_finite(key: str, value: float) -> None:
+    """``value`` is a finite number (not NaN, inf or -inf), else a :class:`ConfigError`
+    naming ``key``: every float a config reads passes here (:func:`coerce_value`)."""
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        finite = False
+    if not finite:
+        raise ConfigError(f"{key}: must be a finite number, got {excerpt(value)}")
 
 
 def check_choice(key: str, value: Any, choices: tuple[Any, ...]) -> None:
     """``value`` is one of ``choices``, else a :class:`ConfigError` naming ``key``."""
     if value not in choices:
-        raise ConfigError(f"{key}: {value!r} is not one of {list(choices)}")
+        raise ConfigError(f"{key}: {excerpt(value)} is not one of {list(choices)}")
 
 
 def require_mapping(key: str, value: Any) -> Mapping[str, Any]:
     """``value`` if it is a mapping, else a :class:`ConfigError` naming ``key``."""
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{key}: expected a mapping of keys to values, got {value!r}")
+        raise ConfigError(f"{key}: expected a mapping of keys to values, got {excerpt(value)}")
     return value
 
 
 def coerce_value(key: str, value: Any, hint: Any) -> Any:
     """Check ``value`` against the type ``hint`` (bool, int, float, str or a tuple of them);
-    ints are accepted for floats. Raises :class:`ConfigError` naming ``key``."""
+    ints are accepted for floats, and a float must be finite (:func:`check_finite`). Raises
+    :class:`ConfigError` naming ``key``."""
     if get_origin(hint) is tuple:
         (item_type, _) = get_args(hint)
         if not isinstance(value, (list, tuple)):
@@ -189,19 +299,20 @@ def coerce_value(key: str, value: Any, hint: Any) -> Any:
         return tuple(coerce_value(key, v, item_type) for v in value)
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            raise ConfigError(f"{key}: expected true or false, got {excerpt(value)}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {excerpt(value)}")
+        check_finite(key, value)
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+            raise ConfigError(f"{key}: expected a whole number, got {excerpt(value)}")
         return value
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {excerpt(value)}")
         return value
     raise ConfigError(f"{key}: unsupported type {hint}")  # pragma: no cover
 
@@ -232,13 +343,15 @@ def build_dataclass(cls: type, data: Any, prefix: str = "") -> Any:
     (``ppo.n_steps``); fields with a default may be left out."""
     section = prefix.rstrip(".") or "config"
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{section}: expected a mapping of keys to values, got {data!r}")
+        raise ConfigError(f"{section}: expected a mapping of keys to values, got "
+                          f"{excerpt(data)}")
     hints = get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
+    unknown = sorted(set(data) - set(names), key=str)
     if unknown:
-        raise ConfigError(f"unknown config key(s): {', '.join(prefix + k for k in unknown)} "
-                          f"(known in {section}: {', '.join(names)})")
+        shown = ", ".join(prefix + key_text(k) for k in unknown)
+        raise ConfigError(f"unknown config key(s): {shown} (known in {section}: "
+                          f"{', '.join(names)})")
     optional = {f.name for f in dataclasses.fields(cls)
                 if f.default is not dataclasses.MISSING}
     missing = [n for n in names if n not in data and n not in optional]

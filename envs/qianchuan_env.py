@@ -7,6 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.error import ResetNeeded
 
 from envs import ENV_ID  # noqa: F401  (re-exported; registered in envs/__init__.py)
 from envs.actions import action_names
@@ -42,7 +43,8 @@ class QianchuanBiddingEnv(gym.Env):
     with ``whole_site_enabled`` it is ``Box(-1, 1, (7,))``: ``weight_whole_site`` (weight
     ``share_range ** a - 1 / share_range``, 0 at ``a = -1``) comes before the refresh.
     ``env.unwrapped.action_names`` names the components.
-    Out-of-range values are clipped; NaN or infinite values raise ``ValueError``.
+    Out-of-range values are clipped; NaN or infinite values, anything but real numbers
+    (``None``, complex numbers) and any other shape (a scalar) raise ``ValueError``.
 
     ## Observation Space
     ``Box(-100, 100, (43,), float32)`` of scale-free features from the dashboard history
@@ -105,12 +107,14 @@ class QianchuanBiddingEnv(gym.Env):
     Truncation after ``episode_days`` (84 by default: exploration, stable and mature phases
     and a promotion). There is no terminal state. On the last step ``info`` carries
     ``episode_metrics``: profit, gmv, settled_gmv, spend, payment_roi, settlement_roi,
-    refund_rate, learning_days, interruptions, roi_floor_violation_days.
+    refund_rate, learning_days, interruptions, roi_floor_violation_days. ``step()`` after the
+    end (or before the first ``reset()``) raises ``gymnasium.error.ResetNeeded``.
 
     ## Arguments
     ``gymnasium.make("QianchuanBidding-v1", scenario="3c", **overrides)``: ``scenario`` is a
-    preset name from ``configs/scenarios/``, a YAML path or a ``ScenarioConfig``; any
-    scenario field may be overridden by keyword (unknown keys raise ``ConfigError``).
+    preset name from ``configs/scenarios/``, a YAML path or a ``ScenarioConfig`` (anything
+    else raises ``ConfigError``); any scenario field may be overridden by keyword (unknown
+    keys raise ``ConfigError``).
     ``render_mode="ansi"`` returns the day's line as text.
 
     ## Version History
@@ -134,15 +138,22 @@ class QianchuanBiddingEnv(gym.Env):
         self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (len(self.feature_names),),
                                             np.float32)
         self._last_info: dict[str, Any] = {}
+        self._needs_reset = True  # before the first reset and after the episode's last day
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         obs = self.sim.reset(self.np_random)
         self._last_info = {}
+        self._needs_reset = False
         return obs[0], {"breakeven_roi": float(self.sim.params.breakeven_roi[0])}
 
     def step(self, action):
+        if self._needs_reset:  # as Gymnasium's OrderEnforcing wrapper, also past the end
+            raise ResetNeeded("call reset() before step(): " + (
+                "no episode has started" if self.sim.state is None else
+                f"the episode ended (truncated after {self.config.episode_days} days)"))
         obs, reward, done, raw = self.sim.step(action, rng=self.np_random)
+        self._needs_reset = done
         info: dict[str, Any] = {k: _scalar(raw[k]) for k in INFO_KEYS}
         info["reward_terms"] = {k: float(v[0]) for k, v in raw["reward_terms"].items()}
         info["shares"] = raw["shares"][0].tolist()

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.actions import action_dim, decision_arrays, validate_action
+from envs.actions import action_batch, action_dim, decision_arrays, validate_action
 from envs.calendar import calendar_row
 from envs.compiled import compiled, helper
 from envs.config import ScenarioConfig
@@ -179,11 +179,7 @@ class Simulator:
         if self.state is None:
             raise RuntimeError("call reset() before step()")
         cfg = self.cfg
-        a = np.asarray(action, dtype=np.float64)
-        if a.shape != (self.n, self.action_dim):  # compiled code trusts the shapes it gets
-            a = validate_action(action, self.action_dim)
-            if a.shape[0] != self.n:
-                raise ValueError(f"action has {a.shape[0]} rows for {self.n} accounts")
+        a = action_batch(action, self.n, self.action_dim)  # compiled code trusts its shapes
         if draws is None:
             day = int(self.state.day[0])
             if (self._prefetched is not None and rng is self._prefetch_rng
@@ -207,7 +203,7 @@ class Simulator:
                 np.ascontiguousarray(a), np.ascontiguousarray(draws, dtype=np.float64),
                 self._days, self._end, self._reward_settings, self.tally.table)
         except ValueError:  # a NaN or inf action: raise with the action in the message
-            validate_action(action, self.action_dim)
+            validate_action(action, self.action_dim, self.n)
             raise
         self.state = state
         self._end += 1
@@ -414,7 +410,7 @@ class ScenarioMix(SimulatorGroup):
         return np.concatenate([sim.reset(rng) for sim in self.sims])
 
     def step(self, action: np.ndarray, rng: np.random.Generator | None = None):
-        a = np.asarray(action)
+        a = action_batch(action, self.n, self.action_dim)  # checked once for the whole batch
         results, start = [], 0
         for sim in self.sims:
             results.append(sim.step(a[start:start + sim.n], rng=rng))

@@ -115,3 +115,13 @@ def baseline_profits():
         return cache[scenario, objective]
 
     return values
+
+
+def alias_bomb(levels: int) -> str:
+    """A PPO preset whose ``policy.net_arch`` nests YAML aliases ``levels`` deep, each level
+    nine of the one before: a few hundred bytes that expand to over ``9 ** levels`` values."""
+    names = "abcdefghij"[:levels]
+    anchors = ["&a [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    anchors += [f"&{name} [{', '.join(['*' + before] * 9)}]"
+                for before, name in zip(names, names[1:], strict=False)]
+    return "policy:\n  net_arch: [[" + ", ".join(anchors) + "]]\n"

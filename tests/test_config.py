@@ -133,3 +133,87 @@ def test_preset_notes_are_not_market_parameters():
 
     heavy = load_scenario("promo_heavy")
     assert not set(PRESET_NOTES) & set(heavy.to_dict())
+
+
+# ------------------------------------------------------------------------------ hardening (#17)
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+@pytest.mark.parametrize("load", [load_scenario, _load_ppo], ids=["scenario", "ppo"])
+def test_non_finite_numbers_are_refused_by_the_shared_coercion(tmp_path, load, value):
+    """Every float a preset reads passes one check (envs.presets.coerce_value): ``.inf`` in a
+    PPO preset used to train until it crashed mid-run."""
+    from envs.presets import coerce_value
+
+    with pytest.raises(ConfigError, match="x: must be a finite number"):
+        coerce_value("x", float(value), float)
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        coerce_value("x", [1.0, float(value)], tuple[float, ...])
+    written = {"inf": ".inf", "-inf": "-.inf", "nan": ".nan"}[value]  # YAML's spelling
+    key = "margin" if load is load_scenario else "ppo.ent_coef"
+    text = f"margin: {written}\n" if load is load_scenario else f"ppo:\n  ent_coef: {written}\n"
+    (tmp_path / "p.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=f"{key}: must be a finite number"):
+        load(tmp_path / "p.yaml")
+
+
+@pytest.mark.parametrize("load", [load_scenario, _load_ppo], ids=["scenario", "ppo"])
+def test_an_empty_or_binary_preset_is_a_named_error(tmp_path, load):
+    """An empty file configured nothing and trained with the defaults; a binary one raised
+    UnicodeDecodeError. Both name the file."""
+    for text in ("", "# only a comment\n", "~\n"):
+        (tmp_path / "empty.yaml").write_text(text)
+        with pytest.raises(ConfigError, match=r"empty\.yaml: empty \(no keys\)"):
+            load(tmp_path / "empty.yaml")
+    (tmp_path / "binary.yaml").write_bytes(bytes(range(256)) * 2)
+    with pytest.raises(ConfigError, match=r"binary\.yaml: not a YAML text file"):
+        load(tmp_path / "binary.yaml")
+    (tmp_path / "deep.yaml").write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load(tmp_path / "deep.yaml")
+
+
+@pytest.mark.parametrize("levels, why", [
+    (7, r"aliases \(\*name\) expand it to [0-9,]{9,} values"),  # refused as read
+    (5, "expected a whole number, got"),  # small enough to read: the excerpt keeps it short
+], ids=["beyond_the_limit", "within_the_limit"])
+def test_an_alias_bomb_gives_a_short_error_naming_the_key(tmp_path, levels, why):
+    """A 7-level bomb under policy.net_arch gave a 17 MB error line (its repr)."""
+    from conftest import alias_bomb
+
+    (tmp_path / "bomb.yaml").write_text(alias_bomb(levels))
+    assert len(alias_bomb(levels)) < 400
+    with pytest.raises(ConfigError, match=why) as caught:
+        _load_ppo(tmp_path / "bomb.yaml")
+    message = str(caught.value)
+    assert "policy.net_arch" in message and len(message) < 500, message
+
+
+def test_an_alias_that_holds_itself_is_refused(tmp_path):
+    (tmp_path / "loop.yaml").write_text("env:\n  overrides: &a {margin: *a}\n")
+    with pytest.raises(ConfigError, match="env.overrides: an alias .* hold itself"):
+        _load_ppo(tmp_path / "loop.yaml")
+
+
+def test_errors_quote_a_bounded_excerpt_of_the_value():
+    """One helper (envs.excerpt) bounds every quoted value, whatever its size or shape."""
+    from envs.excerpt import EXCERPT_CHARS, excerpt
+
+    nested: list = [1] * 9
+    for _ in range(6):
+        nested = [nested] * 9
+    for value in (nested, "x" * 10**6, {f"k{i}": i for i in range(10**4)}, 3.5, None):
+        assert len(excerpt(value)) <= EXCERPT_CHARS
+    assert excerpt("3c") == "'3c'" and excerpt(None) == "None"
+    with pytest.raises(ConfigError) as caught:
+        load_scenario("3c", margin="x" * 10**6)
+    assert len(str(caught.value)) < 200 and "margin" in str(caught.value)
+    with pytest.raises(ConfigError, match="unknown scenario key") as caught:
+        load_scenario("3c", **{"y" * 10**5: 1})
+    assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize("scenario", [None, 3, ["3c"]])
+def test_a_scenario_that_is_not_a_name_path_or_config_is_a_named_error(scenario):
+    with pytest.raises(ConfigError, match="scenario: expected a preset name, a YAML path"):
+        load_scenario(scenario)
+    with pytest.raises(ConfigError, match="scenario: expected a preset name"):
+        gym.make("QianchuanBidding-v1", scenario=scenario)

@@ -100,6 +100,63 @@ def test_bad_actions_raise_and_out_of_range_clips():
     assert ia["budget"] == pytest.approx(cfg.launch_budget_cny / 1.5)
 
 
+def test_step_after_the_episode_ends_or_before_reset_needs_a_reset():
+    """Stepping past the truncation kept simulating days 8, 9, ... with rewards; now it raises
+    as Gymnasium's OrderEnforcing wrapper does before the first reset."""
+    from gymnasium.error import ResetNeeded
+
+    for env in (QianchuanBiddingEnv(episode_days=7),
+                gym.make("QianchuanBidding-v1", episode_days=7)):
+        if env is env.unwrapped:
+            with pytest.raises(ResetNeeded, match="call reset"):
+                env.step(np.zeros(2))
+        env.reset(seed=0)
+        truncated = False
+        for _ in range(7):
+            assert not truncated
+            _, _, _, truncated, _ = env.step(np.zeros(2))
+        assert truncated
+        with pytest.raises(ResetNeeded, match=r"call reset\(\) .*truncated after 7 days"):
+            env.step(np.zeros(2))
+        assert env.unwrapped.sim.state.day[0] == 7, "the refused step simulated nothing"
+        env.reset(seed=0)
+        env.step(np.zeros(2))  # a new episode steps again
+
+
+BAD_ACTIONS = [
+    (0.5, r"shape \(\)"),
+    (None, "real numbers"),
+    ("ab", "real numbers"),
+    (np.array([0.5 + 1j, 0.2]), "complex numbers"),
+    ([True, False], "real numbers"),
+    ([[0.1, [0.2]]], "real numbers"),
+    (np.zeros((1, 2, 1)), r"shape \(1, 2, 1\)"),
+]
+
+
+@pytest.mark.parametrize("action, words", BAD_ACTIONS, ids=[
+    "scalar", "none", "string", "complex", "bool", "ragged", "3d"])
+def test_actions_that_are_not_real_vectors_are_named_value_errors(action, words):
+    """A scalar or None gave IndexError; a complex action lost its imaginary part silently.
+    The one check (envs.actions.action_batch) serves the env, the vectorised env and a mix."""
+    import warnings
+
+    env = QianchuanBiddingEnv()
+    env.reset(seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ComplexWarning: refused, not cast
+        with pytest.raises(ValueError, match=words):
+            env.step(action)
+    for venv in (QianchuanVecEnv("3c", n_envs=1, seed=0),
+                 QianchuanVecEnv(["3c", "food"], n_envs=2, seed=0)):
+        venv.reset()
+        batch = action if venv.num_envs == 1 else [action] * venv.num_envs
+        with pytest.raises(ValueError, match="action"):
+            venv.step(batch)
+    env.step(np.zeros((1, 2)))
+    assert env.sim.state.day[0] == 1, "the refused actions simulated nothing"
+
+
 def test_platform_limits_apply_after_the_step():
     env = gym.make("QianchuanBidding-v1", launch_target_roi=0.011, launch_budget_cny=310.0)
     env.reset(seed=0)

@@ -74,6 +74,14 @@ def obs_count(folder: Path) -> float:
     (["training.baselines=static,static"], "training.baselines"),
     (["training.baselines=[]"], "training.baselines"),
     (["training.baseline=playbook"], "renamed training.baselines"),
+    # non-finite numbers used to be accepted and crash mid-training
+    (["ppo.learning_rate=inf"], "ppo.learning_rate: must be a finite number"),
+    (["ppo.ent_coef=nan"], "ppo.ent_coef: must be a finite number"),
+    (["ppo.vf_coef=-inf"], "ppo.vf_coef: must be a finite number"),
+    (["policy.log_std_init=inf"], "policy.log_std_init: must be a finite number"),
+    (["ppo.target_kl=inf"], "ppo.target_kl: must be a finite number"),
+    (["lagrangian.lr=inf"], "lagrangian.lr: must be a finite number"),
+    (["env.overrides.margin=inf"], "margin: must be a finite number"),
 ])
 def test_bad_settings_raise_naming_the_key(sets, key):
     with pytest.raises(ConfigError, match=key.replace("(", r"\(").replace(")", r"\)")):
@@ -399,6 +407,31 @@ def test_cli_bad_input_exits_2(argv, message, capsys, tmp_path):
     code, err = _train_main([*argv, "--runs-dir", str(tmp_path)], capsys)
     assert code == 2 and message in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_bad_config_files_are_one_short_line_and_exit_2(capsys, tmp_path):
+    """A binary --config raised UnicodeDecodeError, an empty one trained with the defaults,
+    an alias bomb printed 17 MB: each is now one named line, exit code 2, nothing written."""
+    from conftest import alias_bomb
+
+    runs = tmp_path / "runs"
+    files = {"binary.yaml": bytes(range(256)), "empty.yaml": b"",
+             "twice.yaml": b"ppo:\n  n_steps: 64\nppo:\n  n_steps: 32\n",
+             "bomb.yaml": alias_bomb(7).encode(), "small_bomb.yaml": alias_bomb(5).encode(),
+             "inf.yaml": b"ppo:\n  learning_rate: .inf\n"}
+    expected = {"binary.yaml": "not a YAML text file", "empty.yaml": "empty (no keys)",
+                "twice.yaml": "key 'ppo' is given twice (lines 1 and 3)",
+                "bomb.yaml": "policy.net_arch: aliases (*name) expand it",
+                "small_bomb.yaml": "policy.net_arch: expected a whole number",
+                "inf.yaml": "ppo.learning_rate: must be a finite number"}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        code, err = _train_main(["--config", str(tmp_path / name), "--runs-dir", str(runs)],
+                                capsys)
+        assert code == 2 and expected[name] in err and "Traceback" not in err, (name, err)
+        assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+        assert len(err) < 500, (name, len(err))
+    assert not runs.exists()
 
 
 def test_cli_existing_run_or_non_run_is_an_error(capsys, tmp_path):

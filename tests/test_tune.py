@@ -145,6 +145,13 @@ def test_the_cross_scenario_space_trains_like_make_results():
     ({"params": {"seed": {"low": 0, "high": 9}}}, "seed"),
     ({"sampler": {"name": "grid"}}, "sampler.name"),
     ({"pruner": {"name": "median", "patience": 3}}, "patience"),
+    # non-finite numbers: one check in the shared coercion (envs.presets.coerce_value)
+    ({"params": {"ppo.ent_coef": {"choices": [0.0, float("inf")]}}},
+     "ppo.ent_coef: must be a finite number, got inf"),
+    ({"params": {"ppo.vf_coef": {"low": 0.1, "high": float("nan")}}},
+     "params.ppo.vf_coef.high: must be a finite number"),
+    ({"fixed": {"policy.log_std_init": float("-inf")}},
+     "policy.log_std_init: must be a finite number"),
 ])
 def test_malformed_space_raises_naming_the_key(tmp_path, change, words):
     data = {**TINY_SPACE, **change}
@@ -323,6 +330,12 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
     storage = open_storage(default_storage_url(folder), FAST)
     create_or_join(storage, "taken", QueueSpec("tune", load_space(other).identity(), [{}]))
     cases.append((["--study-name", "taken", *common], "another search space.*seed"))
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(256)))
+    cases.append((["--study-name", "a", "--runs-dir", runs, "--space", str(binary)],
+                  "binary.yaml: not a YAML text file"))
+    cases.append((["--study-name", "a", *common, "--set", "ppo.learning_rate=inf"],
+                  "ppo.learning_rate: must be a finite number"))
     for argv, words in cases:
         assert tune_script.main(argv) == 2, argv
         err = capsys.readouterr().err

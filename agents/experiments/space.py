@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +28,12 @@ from typing import Any
 import optuna
 
 from agents.training.config import TrainConfig, load_train_config, parse_sets
+from envs.excerpt import excerpt
 from envs.paths import config_dir
 from envs.presets import (
     ConfigError,
     check_choice,
+    coerce_value,
     preset_path,
     read_yaml_mapping,
     require_mapping,
@@ -180,7 +181,7 @@ def _known(section: str, data: Mapping[str, Any], known: tuple[str, ...]) -> Non
 
 def _whole(key: str, value: Any, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{key}: expected a whole number >= {minimum}, got {value!r}")
+        raise ConfigError(f"{key}: expected a whole number >= {minimum}, got {excerpt(value)}")
     return value
 
 
@@ -189,7 +190,7 @@ def _build_space(name: str, data: Any, sets: list[str] | tuple[str, ...]) -> Sea
     _known("the space", data, _SPACE_KEYS)
     base = data.get("base", "default")
     if not isinstance(base, str):
-        raise ConfigError(f"base: expected a PPO preset name or path, got {base!r}")
+        raise ConfigError(f"base: expected a PPO preset name or path, got {excerpt(base)}")
     fixed = {str(k): v for k, v in _mapping("fixed", data.get("fixed")).items()}
     fixed.update(parse_sets(sets))
     base_config = load_train_config(base, values=fixed)  # names a bad fixed key
@@ -229,7 +230,7 @@ def _current_value(config: TrainConfig, key: str) -> Any:
         field = key.removeprefix("env.overrides.")
         scenario = config.scenario_config().to_dict()
         if field not in scenario:
-            raise ConfigError(f"{key}: {field!r} is not a scenario field")
+            raise ConfigError(f"{key}: {excerpt(field)} is not a scenario field")
         return scenario[field]
     node: Any = config.to_dict()
     for part in key.split("."):
@@ -254,10 +255,10 @@ def _param(key: str, spec: Any, base: TrainConfig, fixed: Mapping[str, Any]) -> 
             raise ConfigError(f"{where}: choices go alone (type: categorical)")
         choices = spec["choices"]
         if not isinstance(choices, list) or not choices:
-            raise ConfigError(f"{where}.choices: expected a non-empty list, got {choices!r}")
+            raise ConfigError(f"{where}.choices: expected a non-empty list, got {excerpt(choices)}")
         for choice in choices:
             if not isinstance(choice, (bool, int, float, str, list)) and choice is not None:
-                raise ConfigError(f"{where}.choices: {choice!r} is not a number, string, "
+                raise ConfigError(f"{where}.choices: {excerpt(choice)} is not a number, string, "
                                   "true/false, null or list")
         labels = [json.dumps(c) if isinstance(c, list) else c for c in choices]
         if len(set(map(repr, labels))) != len(labels):
@@ -271,31 +272,29 @@ def _param(key: str, spec: Any, base: TrainConfig, fixed: Mapping[str, Any]) -> 
             else "float"
         kind = spec.get("type", default_kind)
         if kind not in ("float", "int"):
-            raise ConfigError(f"{where}.type: {kind!r} is not float or int for a range")
+            raise ConfigError(f"{where}.type: {excerpt(kind)} is not float or int for a range")
         bounds = []
         for end in ("low", "high"):
-            value = spec[end]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{where}.{end}: expected a number, got {value!r}")
-            if kind == "int" and not float(value).is_integer():
-                raise ConfigError(f"{where}.{end}: expected a whole number, got {value!r}")
-            if not math.isfinite(value):
-                raise ConfigError(f"{where}.{end}: must be finite, got {value!r}")
-            bounds.append(int(value) if kind == "int" else float(value))
+            value = coerce_value(f"{where}.{end}", spec[end], float)  # a finite number
+            if kind == "int" and not value.is_integer():
+                raise ConfigError(f"{where}.{end}: expected a whole number, got "
+                                  f"{excerpt(spec[end])}")
+            bounds.append(int(value) if kind == "int" else value)
         low, high = bounds
         if not low < high:
             raise ConfigError(f"{where}: low ({low}) must be below high ({high})")
         log = spec.get("log", False)
         if not isinstance(log, bool):
-            raise ConfigError(f"{where}.log: expected true or false, got {log!r}")
+            raise ConfigError(f"{where}.log: expected true or false, got {excerpt(log)}")
         if log and low <= 0:
             raise ConfigError(f"{where}: a log range needs low > 0, got {low}")
         step = spec.get("step")
         if step is not None:
             if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0:
-                raise ConfigError(f"{where}.step: expected a number > 0, got {step!r}")
+                raise ConfigError(f"{where}.step: expected a number > 0, got {excerpt(step)}")
             if kind == "int" and not float(step).is_integer():
-                raise ConfigError(f"{where}.step: an int range needs a whole step, got {step!r}")
+                raise ConfigError(f"{where}.step: an int range needs a whole step, got "
+                                  f"{excerpt(step)}")
             if log:
                 raise ConfigError(f"{where}: step and log cannot be combined")
         param = ParamSpec(key, kind, low=low, high=high, log=log, step=step)
@@ -304,7 +303,7 @@ def _param(key: str, spec: Any, base: TrainConfig, fixed: Mapping[str, Any]) -> 
         try:
             base.with_values(**{**fixed, key: value})
         except ConfigError as exc:
-            raise ConfigError(f"{where}: value {value!r} is not valid ({exc})") from None
+            raise ConfigError(f"{where}: value {excerpt(value)} is not valid ({exc})") from None
     return param
 
 

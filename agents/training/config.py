@@ -34,6 +34,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from envs.config import SCENARIO_DIR, ScenarioConfig, is_unseen, load_scenario
+from envs.excerpt import excerpt
 from envs.paths import config_dir
 from envs.presets import (
     ConfigError,
@@ -78,7 +79,7 @@ class EnvSection:
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
         if self.anchor not in ANCHORS:
-            raise ConfigError(f"env.anchor: {self.anchor!r} is not one of "
+            raise ConfigError(f"env.anchor: {excerpt(self.anchor)} is not one of "
                               f"{', '.join(ANCHORS)}")
         if self.paired_reward and self.anchor != "static":
             raise ConfigError("env.paired_reward: the twin plays the anchor, so it needs "
@@ -95,7 +96,7 @@ class EnvSection:
         check_positive("env.clip_obs", self.clip_obs)
         for name in self.scenarios:
             if is_unseen(name):
-                raise ConfigError(f"env.scenario: {name!r} is an unseen market "
+                raise ConfigError(f"env.scenario: {excerpt(name)} is an unseen market "
                                   "(configs/scenarios/unseen/): nothing trains or tunes on one; "
                                   "play it with scripts/evaluate.py --unseen")
 
@@ -131,7 +132,7 @@ class PPOSection:
                 raise ConfigError(f"ppo.{key}: must be in (0, 1], got {getattr(self, key)!r}")
         for key in ("ent_coef", "vf_coef"):
             if getattr(self, key) < 0:
-                raise ConfigError(f"ppo.{key}: must be >= 0, got {getattr(self, key)!r}")
+                raise ConfigError(f"ppo.{key}: must be >= 0, got {excerpt(getattr(self, key))}")
         if self.batch_size < 2:
             raise ConfigError("ppo.batch_size: must be at least 2")
         if self.target_kl is not None:
@@ -177,7 +178,7 @@ class TrainingSection:
             raise ConfigError("training.eval_episodes: needs at least 2 (for a confidence "
                               f"interval), got {self.eval_episodes}")
         if not _DEVICE.match(self.device):
-            raise ConfigError(f"training.device: {self.device!r} is not cpu, auto, cuda, "
+            raise ConfigError(f"training.device: {excerpt(self.device)} is not cpu, auto, cuda, "
                               "cuda:N or mps")
         _check_baselines(self.baselines)
 
@@ -228,7 +229,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.experiment) or "__" in self.experiment:
-            raise ConfigError(f"experiment: {self.experiment!r} must be letters, digits, "
+            raise ConfigError(f"experiment: {excerpt(self.experiment)} must be letters, digits, "
                               "'-', '_' or '.', without '__'")
         if self.seed < 0:
             raise ConfigError(f"seed: must be >= 0, got {self.seed}")
@@ -294,7 +295,7 @@ def _check_baselines(names: tuple[str, ...]) -> None:
         raise ConfigError(f"training.baselines: {list(names)} names a policy twice")
     for name in names:
         if name not in POLICIES:
-            raise ConfigError(f"training.baselines: {name!r} is not a registered policy "
+            raise ConfigError(f"training.baselines: {excerpt(name)} is not a registered policy "
                               f"(known: {', '.join(sorted(POLICIES))})")
 
 
@@ -313,7 +314,7 @@ def migrate_old_keys(data: Mapping[str, Any], where: str = "") -> dict[str, Any]
                           "training.baseline is the old name: keep only training.baselines")
     old = training["baseline"]
     if not isinstance(old, str):
-        raise ConfigError(f"{where}training.baseline: expected a policy name, got {old!r} "
+        raise ConfigError(f"{where}training.baseline: expected a policy name, got {excerpt(old)} "
                           "(the old key; write training.baselines: [static, <name>])")
     new = {k: v for k, v in training.items() if k != "baseline"}
     new["baselines"] = list(dict.fromkeys([FIRST_BASELINE, old]))
@@ -370,7 +371,8 @@ def preset_for_scenario(scenario: str) -> str:
     if name is None:
         return DEFAULT_PRESET
     if not isinstance(name, str) or name not in list_presets():
-        raise ConfigError(f"{path}: training_preset: {name!r} is not a preset in configs/ppo/ "
+        raise ConfigError(f"{path}: training_preset: {excerpt(name)} is not a preset in "
+                          "configs/ppo/ "
                           f"(known: {', '.join(list_presets())})")
     return name
 
@@ -399,7 +401,7 @@ def _field_hint(dotted: str) -> Any:
         hints = get_type_hints(cls)
         if part not in hints:
             known = ", ".join(".".join(parts[:i] + [n]) for n in hints)
-            raise ConfigError(f"unknown config key {dotted!r} (known: {known})")
+            raise ConfigError(f"unknown config key {excerpt(dotted)} (known: {known})")
         cls = hints[part]
         if get_origin(cls) is Mapping and i < len(parts) - 1:
             return Any  # a scenario override: typed by the scenario config
@@ -440,7 +442,7 @@ def parse_value(dotted: str, text: str) -> Any:
     except (ValueError, TypeError, yaml.YAMLError):
         expected = {int: "a whole number", float: "a number", bool: "true or false"}
         raise ConfigError(f"{dotted}: expected {expected.get(hint, 'a list of whole numbers')}, "
-                          f"got {text!r}") from None
+                          f"got {excerpt(text)}") from None
     value = yaml.safe_load(raw)  # a scenario override: the scenario config checks its type
     if isinstance(value, str):
         try:
@@ -467,7 +469,7 @@ def parse_sets(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected key=value (e.g. ppo.n_steps=128)")
+            raise ConfigError(f"--set {excerpt(item)}: expected key=value (e.g. ppo.n_steps=128)")
         out[key.strip()] = parse_value(key.strip(), text)
     return out
 
