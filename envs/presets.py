@@ -15,7 +15,8 @@ search spaces (:mod:`agents.experiments.space`) and the tuned baselines
   :func:`check_choice`, :func:`check_positive`, :func:`require_mapping`.
 
 Every error is a :class:`ConfigError` naming the file or the key. This module imports nothing
-of the simulator (YAML and the standard library only), so serving may use it.
+of the simulator (the standard library; PyYAML only once a file is read, through
+:mod:`envs.yaml_safe`), so serving may use it without loading a YAML parser.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ from pathlib import Path
 from types import NoneType, UnionType
 from typing import Any, get_args, get_origin, get_type_hints
 
-import yaml
-
 from envs.paths import missing_folder_hint
 
 Data = dict[str, Any]
@@ -37,40 +36,16 @@ class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type or out of range."""
 
 
-# ---------------------------------------------------------------------------------------------
-class _DuplicateKey(yaml.YAMLError):
-    def __init__(self, key: Any, first_line: int, again_line: int) -> None:
-        super().__init__(f"key {key!r} is given twice (lines {first_line} and {again_line})")
-
-
-class _PresetLoader(yaml.SafeLoader):
-    """``yaml.safe_load``'s loader, refusing a mapping that gives a key twice (the safe loader
-    keeps the last one silently). Merge keys (``<<``) may still be overridden."""
-
-    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, yaml.MappingNode):
-            lines: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    first = lines.get(key)
-                except TypeError:  # unhashable: the safe loader says so below
-                    continue
-                line = key_node.start_mark.line + 1
-                if first is not None:
-                    raise _DuplicateKey(key, first, line)
-                lines[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
 def read_yaml_mapping(path: Path) -> Data:
     """A YAML file's top-level mapping, read safely; a clear :class:`ConfigError` otherwise
     (not valid YAML, a key given twice, unreadable, or not a mapping)."""
+    import yaml  # only here: serving reads no preset file on its default path
+
+    from envs.yaml_safe import DuplicateKey, load_yaml
+
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_PresetLoader) or {}
-    except _DuplicateKey as exc:
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except DuplicateKey as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
