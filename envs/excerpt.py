@@ -31,3 +31,8 @@ def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
     """
     text = _LINE_BREAK.sub(" ", _REPR.repr(value))  # one line (NumPy arrays span several)
     return text if len(text) <= limit else text[:max(limit, 4) - 3] + "..."
+
+
+def key_text(key: Any) -> str:
+    """A key as an error shows it: a short string as it is, anything else as an excerpt."""
+    return key if isinstance(key, str) and len(key) <= 60 else excerpt(key, 60)

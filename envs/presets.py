@@ -6,8 +6,8 @@ search spaces (:mod:`agents.experiments.space`) and the tuned baselines
 
 - :func:`read_yaml_mapping`: one file's top-level mapping, with ``yaml.safe_load``'s loader
   (never an unsafe one: a config cannot run code); a key given twice, an empty or binary file,
-  and aliases that expand the file beyond :data:`MAX_EXPANDED_VALUES` values are errors, not
-  silent overrides, defaults or hangs;
+  and aliases that expand the file beyond :data:`envs.yaml_safe.MAX_EXPANDED_VALUES` values
+  are errors, not silent overrides, defaults or hangs;
 - :func:`preset_path`: a preset by name in its folder, or by path;
 - :func:`read_preset`: a preset with its ``base:`` chain resolved (each file over its base),
   a loop in the chain an error;
@@ -18,7 +18,8 @@ search spaces (:mod:`agents.experiments.space`) and the tuned baselines
 
 Every error is a :class:`ConfigError` naming the file or the key, and quoting a value only
 through :func:`envs.excerpt.excerpt` (a bounded excerpt, however large the value). This module
-imports nothing of the simulator (YAML and the standard library only), so serving may use it.
+imports nothing of the simulator (the standard library; PyYAML only once a file is read,
+through :mod:`envs.yaml_safe`), so serving may use it without loading a YAML parser.
 """
 
 from __future__ import annotations
@@ -30,131 +31,28 @@ from pathlib import Path
 from types import NoneType, UnionType
 from typing import Any, get_args, get_origin, get_type_hints
 
-import yaml
-
-from envs.excerpt import excerpt
+from envs.excerpt import excerpt, key_text
 from envs.paths import missing_folder_hint
 
 Data = dict[str, Any]
-# The most values (scalars, lists and mappings, counted with aliases expanded) a YAML file
-# may hold: the largest preset holds a few hundred; a 300-byte alias bomb expands to millions.
-MAX_EXPANDED_VALUES = 100_000
 
 
 class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type or out of range."""
 
 
-# ---------------------------------------------------------------------------------------------
-class _DuplicateKey(yaml.YAMLError):
-    def __init__(self, key: Any, first_line: int, again_line: int) -> None:
-        super().__init__(f"key {excerpt(key)} is given twice (lines {first_line} and {again_line})")
-
-
-class _PresetLoader(yaml.SafeLoader):
-    """``yaml.safe_load``'s loader, refusing a mapping that gives a key twice (the safe loader
-    keeps the last one silently; merge keys, ``<<``, may still be overridden) and a document
-    that aliases expand beyond :data:`MAX_EXPANDED_VALUES` values (an alias bomb: a few
-    hundred bytes that nest lists of lists nine wide and many deep)."""
-
-    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, yaml.MappingNode):
-            lines: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    first = lines.get(key)
-                except TypeError:  # unhashable: the safe loader says so below
-                    continue
-                line = key_node.start_mark.line + 1
-                if first is not None:
-                    raise _DuplicateKey(key, first, line)
-                lines[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-    def construct_document(self, node: yaml.Node) -> Any:
-        _check_expansion(node)  # before anything is built: an alias bomb stays a small graph
-        return super().construct_document(node)
-
-
-class _TooLarge(yaml.YAMLError):
-    """A document that aliases expand beyond :data:`MAX_EXPANDED_VALUES`, or that holds
-    itself."""
-
-
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    if isinstance(node, yaml.MappingNode):
-        return [part for pair in node.value for part in pair]
-    return []
-
-
-def _check_expansion(root: yaml.Node) -> None:
-    """Refuse a document whose aliases (``*name``) expand it beyond
-    :data:`MAX_EXPANDED_VALUES` values, or make it hold itself (``&a [*a]``). An alias is the
-    same node again, so sizes are counted once per distinct node (linear in the file)."""
-    sizes: dict[int, int] = {}
-    open_nodes: set[int] = set()
-
-    def size(node: yaml.Node) -> int:
-        key = id(node)
-        if key in sizes:
-            return sizes[key]
-        if key in open_nodes:
-            raise _TooLarge(f"{_where(root, node)[0]}: an alias (*name) inside its own anchor "
-                            "(&name) makes the value hold itself")
-        open_nodes.add(key)
-        sizes[key] = 1 + sum(size(child) for child in _children(node))
-        open_nodes.discard(key)
-        return sizes[key]
-
-    if size(root) > MAX_EXPANDED_VALUES:
-        where, node = _where(root, None, sizes)
-        raise _TooLarge(f"{where}: aliases (*name) expand it to {sizes[id(node)]:,} values, "
-                        f"more than the {MAX_EXPANDED_VALUES:,} a preset may hold")
-
-
-def _where(root: yaml.Node, target: yaml.Node | None, sizes: dict[int, int] | None = None
-           ) -> tuple[str, yaml.Node]:
-    """The dotted key, through mappings from ``root``, of ``target`` (found depth first), or
-    with ``sizes`` of the largest value at each level ("the document" at the top), and the
-    node it names."""
-    path: list[str] = []
-    node = root
-    while isinstance(node, yaml.MappingNode) and node.value:
-        if sizes is not None:
-            key_node, node = max(node.value, key=lambda pair: sizes.get(id(pair[1]), 0))
-        else:
-            found = next(((k, v) for k, v in node.value if _reaches(v, target, set())), None)
-            if found is None:
-                break
-            key_node, node = found
-        path.append(key_text(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?")
-        if node is target:
-            break
-    return ".".join(path) or "the document", node
-
-
-def _reaches(node: yaml.Node, target: yaml.Node | None, seen: set[int]) -> bool:
-    if node is target:
-        return True
-    if id(node) in seen:
-        return False
-    seen.add(id(node))
-    return any(_reaches(child, target, seen) for child in _children(node))
-
-
 def read_yaml_mapping(path: Path) -> Data:
     """A YAML file's top-level mapping, read safely; a clear :class:`ConfigError` otherwise:
     not UTF-8 text, not valid YAML, empty (no keys: nothing would be configured), a key given
-    twice, aliases that expand beyond :data:`MAX_EXPANDED_VALUES` values or make a value hold
-    itself, nested too deeply, unreadable, or not a mapping."""
+    twice, aliases that expand beyond :data:`envs.yaml_safe.MAX_EXPANDED_VALUES` values or
+    make a value hold itself, nested too deeply, unreadable, or not a mapping."""
+    import yaml  # only here: serving reads no preset file on its default path
+
+    from envs.yaml_safe import DuplicateKey, TooLarge, load_yaml
+
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_PresetLoader)
-    except (_DuplicateKey, _TooLarge) as exc:
+        data = load_yaml(path.read_text(encoding="utf-8"))
+    except (DuplicateKey, TooLarge) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
@@ -252,11 +150,6 @@ def _read_chain(name_or_path: str | Path, folder: Path, what: str,
 
 
 # ---------------------------------------------------------------------------------------------
-def key_text(key: Any) -> str:
-    """A key as an error shows it: a short string as it is, anything else as an excerpt."""
-    return key if isinstance(key, str) and len(key) <= 60 else excerpt(key, 60)
-
-
 def check_positive(key: str, value: float) -> None:
     """``value > 0``, else a :class:`ConfigError` naming ``key``."""
     if not value > 0:

@@ -6,18 +6,21 @@
         --out recommendations.csv
 
 Bad input is reported with the file, row and column, and exits with code 2. In ``--batch``
-a bad report is reported on stderr and skipped; the others are still scored.
+a bad report is reported on stderr and skipped; the others are still scored. Output piped
+into a reader that stops early (``| head``) ends quietly with code 141, as a Unix tool
+killed by SIGPIPE does.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from agents.serving.errors import ServingError
 from agents.serving.loading import load_policy
-from agents.serving.output import format_table, to_json, write_batch_csv
+from agents.serving.output import check_out_path, format_table, to_json, write_batch_csv
 from agents.serving.recommend import (
     COMPARE_POLICY,
     RecommendOptions,
@@ -30,6 +33,7 @@ from agents.serving.recommend import (
 # is trained (tests/test_default_policy.py).
 MODELS = Path(__file__).resolve().parent.parent / "models"
 OBJECTIVES = ("profit", "gmv_floor")
+BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader left
 
 
 def shipped_policy(objective: str) -> Path:
@@ -85,16 +89,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        return run(args)
+    except BrokenPipeError:
+        # the reader closed (``| head``): stop quietly, and keep Python from complaining
+        # again when it flushes stdout at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return BROKEN_PIPE_EXIT
+
+
+def run(args: argparse.Namespace) -> int:
+    """Recommend as ``args`` say; print the answer (flushed, so a closed pipe shows here)."""
     options = RecommendOptions(
         promo_dates=args.promo_dates, breakeven_roi=args.breakeven_roi,
         edits_today=args.edits_today, act_while_learning=args.act_while_learning,
         compare=None if args.compare.lower() == "none" else args.compare,
         launch_budget=args.launch_budget)
     try:
+        if args.batch:
+            check_out_path(args.out)  # before any work
         policy = load_policy(args.policy, scenario=args.scenario, threads=args.threads)
         if args.history:
             recs, _ = recommend_files(policy, [args.history], options)
             print(to_json(recs) if args.json else format_table(recs[0]))
+            sys.stdout.flush()
             return 0
         recs, skipped = recommend_files(policy, report_files(args.batch), options,
                                         skip_bad=True)
@@ -108,12 +127,16 @@ def main(argv: list[str] | None = None) -> int:
             print(to_json(recs, skipped, batch=True))
         else:
             print(f"{len(recs)} account(s) scored, {len(skipped)} skipped: wrote {args.out}")
+        sys.stdout.flush()
         return 0
     except ServingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # the OS's reason in words, not errno text
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{(exc.strerror or str(exc)).lower()}", file=sys.stderr)
         return 2
 
 

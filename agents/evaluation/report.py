@@ -4,13 +4,12 @@ report, TensorBoard scalars and the PNG plots (:mod:`agents.evaluation.plots`).
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from agents.csv_safe import csv_text as safe_csv_text
 from agents.evaluation import behaviour
 from agents.evaluation import plots as eval_plots
 from agents.evaluation import stats as eval_stats
@@ -19,12 +18,11 @@ from envs.metrics import EPISODE_METRICS
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return buf.getvalue()
+    """``summary.csv``/``episodes.csv``: the first row's keys as the header, floats to 6
+    significant digits, text cells made inert for spreadsheets (:mod:`agents.csv_safe`)."""
+    return safe_csv_text(list(rows[0]), [
+        {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+        for row in rows])
 
 
 def episode_rows(runs: list[ScenarioResult]) -> list[dict[str, Any]]:

@@ -23,8 +23,6 @@ stratified-bootstrap intervals (seeds resampled within each scenario, as rliable
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from agents.csv_safe import csv_text
 from agents.evaluation.intervals import paired_difference
 from agents.evaluation.rollout import objective_values, rollout
 from agents.evaluation.stats import BOOTSTRAP_REPS, CONFIDENCE, aggregate_matrix
@@ -229,11 +228,7 @@ def write_aggregate(study: optuna.Study, grid: SweepGrid, folder: Path) -> dict[
               "configs": list(grid.labels), "scenarios": list(grid.scenarios),
               "seeds": list(grid.seeds), "aggregate": per_config, "cells": rows}
     write_json_atomic(folder / AGGREGATE_JSON, result)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(folder / SUMMARY_CSV, buffer.getvalue())
+    write_text_atomic(folder / SUMMARY_CSV, csv_text(list(rows[0]), rows))
     return result
 
 

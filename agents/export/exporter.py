@@ -9,7 +9,9 @@ axis) to the deterministic action in [-1, 1], as ``model.predict`` computes it o
 2. the policy network's mean action (the deterministic action of a Gaussian policy);
 3. clip to [-1, 1], as SB3's ``predict`` does for a Box action space.
 
-``policy.json`` is the manifest of the contracts (:mod:`agents.serving.manifest`). Every
+``policy.json`` is the manifest of the contracts (:mod:`agents.serving.manifest`); its
+fields (all but ``onnx_sha256``) are also embedded in the graph's metadata, so the graph's
+sha256 covers them and serving refuses an edited manifest. Every
 export checks parity against ``model.predict`` on recorded observations (the policy's own
 episodes and random-action episodes on report seeds): the [-1, 1] action within
 :data:`ACTION_ATOL` absolute, the settings in real units (target, budget, plan shares)
@@ -41,7 +43,7 @@ from pathlib import Path
 
 from agents.export.checkpoint import load_checkpoint
 from agents.export.errors import ExportError
-from agents.export.graph import write_onnx
+from agents.export.graph import embed_manifest, write_onnx
 from agents.export.manifest import anchored_manifest, build_manifest
 from agents.export.parity import (
     ACTION_ATOL,
@@ -53,7 +55,7 @@ from agents.export.parity import (
 )
 from agents.run_folder import write_json_atomic
 from agents.serving.errors import ServingError
-from agents.serving.manifest import MANIFEST_NAME, ONNX_NAME
+from agents.serving.manifest import MANIFEST_NAME, ONNX_NAME, file_sha256
 from agents.serving.onnx_policy import OnnxPolicy
 
 EXPORT_DIR = "export"
@@ -74,10 +76,12 @@ def export_run(run: str | Path, checkpoint: str = "best", out_dir: str | Path | 
         write_onnx(ck, tmp)
         if ck.anchored:
             parity = check_anchored_parity(ck, tmp, *record_anchored_inputs(ck))
-            manifest = anchored_manifest(build_manifest(ck, tmp, parity, command), ck)
+            manifest = anchored_manifest(build_manifest(ck, parity, command), ck)
         else:
             parity = check_parity(ck, tmp, record_observations(ck))
-            manifest = build_manifest(ck, tmp, parity, command)
+            manifest = build_manifest(ck, parity, command)
+        embed_manifest(tmp, manifest)  # the graph's sha256 now covers the manifest's fields
+        manifest["onnx_sha256"] = file_sha256(tmp)
         os.replace(tmp, out / ONNX_NAME)
     finally:
         tmp.unlink(missing_ok=True)

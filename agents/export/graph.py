@@ -2,7 +2,9 @@
 
 The graph normalises with the checkpoint's statistics (in float64, as ``VecNormalize``
 does), runs the policy network's mean action and clips to [-1, 1], as SB3's ``predict``
-does for a Box action space; the batch axis is dynamic.
+does for a Box action space; the batch axis is dynamic. :func:`embed_manifest` then copies
+the manifest's fields into the file's metadata, so the file's sha256 covers them
+(:func:`agents.serving.manifest.check_embedded`).
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from agents.export.checkpoint import LoadedCheckpoint
 from agents.policies.ppo import TrainedPolicy
-from agents.serving.manifest import INPUT_NAME, OUTPUT_NAME
+from agents.serving.manifest import EMBEDDED_KEY, INPUT_NAME, OUTPUT_NAME, embedded_text
 
 
 class FrozenPolicy(torch.nn.Module):
@@ -50,3 +53,18 @@ def write_onnx(ck: LoadedCheckpoint, path: Path) -> None:
                           output_names=[OUTPUT_NAME],
                           dynamic_shapes=({0: torch.export.Dim("batch")},),
                           dynamo=True, external_data=False, verbose=False)
+
+
+def embed_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """Store the manifest's fields (all but ``onnx_sha256``) in the graph's metadata under
+    :data:`agents.serving.manifest.EMBEDDED_KEY`, rewriting ``path`` (the computation is
+    unchanged; the file's sha256 is taken after this)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key != EMBEDDED_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = EMBEDDED_KEY, embedded_text(manifest)
+    onnx.save(model, str(path))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from agents.export.checkpoint import LoadedCheckpoint
@@ -35,7 +34,7 @@ from envs.version import ENV_VERSION
 EXTRA_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
 
 
-def build_manifest(ck: LoadedCheckpoint, onnx_path: Path, parity: dict[str, Any],
+def build_manifest(ck: LoadedCheckpoint, parity: dict[str, Any],
                    command: str | None) -> dict[str, Any]:
     """The manifest of the contracts for an exported graph."""
     cfg, trained, info = ck.scenario, ck.policy, ck.run_info
@@ -50,7 +49,8 @@ def build_manifest(ck: LoadedCheckpoint, onnx_path: Path, parity: dict[str, Any]
     return {
         "format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command,
-        "onnx_file": ONNX_NAME, "onnx_sha256": file_sha256(onnx_path),
+        "onnx_file": ONNX_NAME,
+        "onnx_sha256": None,  # set once the fields are embedded in the graph (exporter.py)
         "input": {"name": INPUT_NAME, "dtype": "float32",
                   "shape": ["batch", len(features)],
                   "meaning": "the env's raw observation (envs/history.py build_features)"},

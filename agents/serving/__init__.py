@@ -3,7 +3,9 @@
 The serving path imports only NumPy, onnxruntime, the standard library (openpyxl lazily,
 for ``.xlsx``) and the light parts of ``envs`` (``envs.history``, ``envs.actions``,
 ``envs.calendar``, ``envs.config``, ``envs.anchored``): never torch, stable-baselines3,
-pickle or the simulator. Modules:
+Numba, SciPy, Gymnasium or the simulator, and it never unpickles. PyYAML loads only when a
+scenario preset is read by name (a rule-based policy, or ``--scenario`` naming another
+scenario than an ONNX policy's). ``tests/test_serving_hardening.py`` checks it. Modules:
 
 - :mod:`agents.serving.report`: the report reader (header aliases, encodings, number formats).
 - :mod:`agents.serving.inputs`: report -> the env's history table and decision context.

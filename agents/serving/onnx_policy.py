@@ -25,8 +25,10 @@ from agents.serving.manifest import (
     MANIFEST_NAME,
     OUTPUT_NAME,
     anchor_kind,
-    load_manifest,
+    check_against_code,
+    check_embedded,
     manifest_anchors,
+    read_manifest,
 )
 from envs.actions import action_dim
 from envs.anchored import StaticSettings, anchored_action, anchored_features, residual_names
@@ -55,11 +57,12 @@ class OnnxPolicy:
 
     def __init__(self, path: str | Path, threads: int = 1):
         self.path = Path(path)
-        self.manifest = load_manifest(self.path)
         manifest_path = self.path.with_name(MANIFEST_NAME)
+        self.manifest = read_manifest(self.path)  # schema, format version, sha256
+        check_against_code(self.manifest, manifest_path)
         try:
             self.config: ScenarioConfig = from_dict(self.manifest["scenario_config"])
-        except (ConfigError, TypeError) as exc:
+        except (ConfigError, TypeError, ValueError) as exc:
             raise ServingError(f"manifest scenario_config is not a valid scenario ({exc})",
                                manifest_path) from None
         self.trained_config = self.config
@@ -75,6 +78,13 @@ class OnnxPolicy:
         self.n_features = len(self.manifest["feature_names"])
         self.action_dim = int(self.manifest["action_space"]["shape"][0])
         self._check_graph()
+        # every field the answer depends on is the one exported (the graph's embedded copy)
+        check_embedded(self.manifest, self.session.get_modelmeta().custom_metadata_map,
+                       manifest_path)
+        if self.config.hash() != self.manifest["scenario_hash"]:
+            raise ServingError(f"manifest field scenario_hash is "
+                               f"{self.manifest['scenario_hash']!r}, the hash of its "
+                               f"scenario_config is {self.config.hash()!r}", manifest_path)
         source = self.manifest["source"]
         self.name = f"{source.get('run_name', 'policy')}:{source.get('checkpoint', '?')}"
         self.acts_while_learning = bool(self.manifest.get("acts_while_learning", False))

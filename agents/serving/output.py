@@ -6,14 +6,14 @@ parts) and writes; nothing here scores.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agents.csv_safe import csv_text
+from agents.serving.errors import ServingError
 from agents.serving.guards import PLANS, GuardNote
 
 if TYPE_CHECKING:
@@ -141,10 +141,29 @@ def batch_rows(recs: Sequence[Recommendation]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_batch_csv(recs: Sequence[Recommendation], path: str | Path) -> Path:
-    """Write the batch's recommendations as one CSV (UTF-8 with BOM: opens in Excel)."""
+def check_out_path(path: str | Path) -> Path:
+    """``--out``: a file in an existing folder (checked before any report is scored).
+
+    :raises ServingError: the path is a folder, or its folder does not exist.
+    """
     path = Path(path)
-    buffer = io.StringIO(newline="")
+    if path.is_dir():
+        raise ServingError("--out is a directory; give the CSV file to write, e.g. "
+                           f"{path / 'recommendations.csv'}", path)
+    if not path.parent.is_dir():
+        raise ServingError("--out: the folder to write into does not exist", path.parent)
+    return path
+
+
+def write_batch_csv(recs: Sequence[Recommendation], path: str | Path) -> Path:
+    """Write the batch's recommendations as one CSV (UTF-8 with BOM: opens in Excel),
+    atomically: through a temporary file beside it, removed if anything fails. Text cells a
+    spreadsheet would run as formulas are escaped (:mod:`agents.csv_safe`).
+
+    :raises ServingError: ``path`` is not writable (:func:`check_out_path`, or the OS's
+        reason in words).
+    """
+    path = check_out_path(path)
     rows = batch_rows(recs)
     columns = list(CSV_COLUMNS)
     if any("share_whole_site" in row for row in rows):  # a scenario with the whole-site plan
@@ -152,12 +171,16 @@ def write_batch_csv(recs: Sequence[Recommendation], path: str | Path) -> Path:
     if any("anchor" in row for row in rows):  # an anchored policy: its anchor, launch budget
         at = columns.index("policy") + 1
         columns[at:at] = ["anchor", "launch_budget_cny"]
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buffer.getvalue().encode("utf-8-sig"))
-    os.replace(tmp, path)
+    data = csv_text(columns, rows).encode("utf-8-sig")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ServingError(f"--out: cannot write the CSV ({(exc.strerror or str(exc)).lower()})",
+                           path) from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -9,6 +9,16 @@ be written in Chinese (日期, 消耗, 支付GMV, 成交订单数, 支付ROI目�
 (``消耗(元)``). Files: ``.csv`` (UTF-8, UTF-8 with BOM or GBK; comma, tab or semicolon) or
 ``.xlsx`` (first sheet). Numbers such as ``1,234.5``, ``¥1,234`` or ``12%`` are accepted.
 Every problem is a :class:`ServingError` naming the file, row and column.
+
+Plausibility (assumptions, stated here once): one account's daily figures stay far below
+:data:`MAX_DAILY_CNY` (spend, GMV, refunds, settled GMV, budget, balance; a billion CNY a
+day is beyond any single shop's biggest promotion day) and :data:`MAX_DAILY_ORDERS`; ROI
+targets and break-even ROIs below :data:`MAX_ROI` (the platform accepts targets up to 100);
+plan shares are fractions (at most 1, or a percentage such as ``40%``); a report holds at
+most :data:`MAX_REPORT_DAYS` days (ten years; the policy reads the last
+``HISTORY_DAYS_REQUIRED``). A value beyond them is a unit or typing error, and a row with
+more filled cells than the header has columns is misaligned (often an unquoted ``1,234``):
+both are refused, naming the row, rather than scored.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.csv_safe import csv_text
 from agents.serving.errors import ServingError
 from envs.history import HISTORY_DAYS_REQUIRED
 
@@ -72,6 +83,12 @@ _MISSING = {"", "-", "--", "—", "n/a", "na", "nan", "null", "none"}
 _TOTAL_ROWS = {"合计", "总计", "汇总", "total", "sum"}
 _DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%Y年%m月%d日")
 _HEADER_SCAN_ROWS = 10  # a header may follow a few title lines
+MAX_DAILY_CNY = 1e9  # CNY: a day's spend/GMV/refunds/settled GMV/budget, or a balance
+MAX_DAILY_ORDERS = 1e7  # orders a day
+MAX_ROI = 1000.0  # GMV/spend: target_roi, breakeven_roi (the platform's targets: 0.01-100)
+MAX_SHARE = 1.0  # a plan's budget share
+MAX_REPORT_DAYS = 3660  # rows of days: ten years
+_CNY_COLUMNS = ("spend", "gmv", "refunds", "settled_gmv", "budget", "balance")
 
 
 def normalise_header(header: Any) -> str:
@@ -237,6 +254,28 @@ def _parse_formatted(text: str, value: Any, path: Path, row: int, header: str) -
                            header) from None
 
 
+def plausible_maximum(name: str) -> tuple[float, str] | None:
+    """The largest plausible value of a numeric column and its unit (None: no bound)."""
+    if name in _CNY_COLUMNS:
+        return MAX_DAILY_CNY, "CNY"
+    if name == "orders":
+        return MAX_DAILY_ORDERS, "orders a day"
+    if name in ("target_roi", "breakeven_roi"):
+        return MAX_ROI, "GMV/spend"
+    if name.startswith("share_"):
+        return MAX_SHARE, "of the budget (a fraction, or a percentage such as 40%)"
+    return None
+
+
+def check_plausible(name: str, number: float, path: Path, row: int, header: str) -> None:
+    """Refuse a value beyond :func:`plausible_maximum`: a unit or typing error, not a day of
+    one account (see the module's docstring for the bounds)."""
+    bound = plausible_maximum(name)
+    if bound is not None and number > bound[0]:
+        raise ServingError(f"{number:g} is beyond the plausible maximum {bound[0]:g} "
+                           f"{bound[1]} for {name} (a unit or typing error?)", path, row, header)
+
+
 def parse_date(value: Any, path: Path, row: int, header: str) -> dt.date | None:
     """A calendar date from a cell (``2024-06-01``, ``2024/6/1``, ``20240601``,
     ``2024年6月1日``, an Excel date); None for a blank cell."""
@@ -336,6 +375,11 @@ def read_report(path: str | Path) -> AccountReport:
     for line, cells in rows[head + 1:]:
         if all(_cell_text(c) == "" for c in cells):
             continue
+        extra = [c for c in cells[len(header_cells):] if _cell_text(c) != ""]
+        if extra:
+            raise ServingError(f"{len(extra)} filled cell(s) beyond the header's "
+                               f"{len(header_cells)} columns (first: {_cell_text(extra[0])!r}):"
+                               " the row is misaligned (an unquoted 1,234?)", path, line)
         first = _cell_text(cell(cells, "date")).lower()
         if first in _TOTAL_ROWS:
             notes.append(f"row {line}: summary row {first!r} skipped")
@@ -343,6 +387,10 @@ def read_report(path: str | Path) -> AccountReport:
         day = parse_date(cell(cells, "date"), path, line, headers["date"])
         if day is None:
             raise ServingError("missing date", path, line, headers["date"])
+        if len(dates) >= MAX_REPORT_DAYS:
+            raise ServingError(f"more than {MAX_REPORT_DAYS} days of history (ten years); "
+                               "keep the recent days (the policy reads the last "
+                               f"{HISTORY_DAYS_REQUIRED})", path, line, headers["date"])
         dates.append(day)
         lines.append(line)
         for name in columns:
@@ -355,6 +403,8 @@ def read_report(path: str | Path) -> AccountReport:
                 if name != "settled_gmv":  # settlement is blank until a day is 7 days old
                     raise ServingError("missing value", path, line, headers[name])
                 number = math.nan
+            else:
+                check_plausible(name, number, path, line, headers[name])
             columns[name].append(number)
         for name in ("plan_launch_date", "creative_date"):
             if name in index:
@@ -404,13 +454,11 @@ def write_report(path: str | Path, dates: Sequence[dt.date | str],
     path = Path(path)
     headers = headers or {}
     names = list(columns)
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([headers.get("date", "date"), *(headers.get(n, n) for n in names)])
-    for i, day in enumerate(dates):
-        writer.writerow([_format_cell(day), *(_format_cell(columns[n][i]) for n in names)])
+    text = csv_text([headers.get("date", "date"), *(headers.get(n, n) for n in names)], (
+        [_format_cell(day), *(_format_cell(columns[n][i]) for n in names)]
+        for i, day in enumerate(dates)))
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buffer.getvalue().encode(encoding))
+    tmp.write_bytes(text.encode(encoding))
     os.replace(tmp, path)
     return path
 
