@@ -3,7 +3,7 @@
 ::
 
     runs/<scenario>__<exp>__<seed>__<time>/
-      run.json  config.yaml  tb/
+      run.json  config.yaml  tb/  .lock (one writer at a time: agents.run_lock)
       checkpoints/step_<N>/{model.zip, vecnormalize.pkl}
       best/{model.zip, vecnormalize.pkl, eval.json}   final/{...}
 
@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import platform
 import re
 import shutil
 import sys
 import time
+import zipfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ CHECKPOINTS_DIR = "checkpoints"
 MODEL_FILE = "model.zip"
 VECNORMALIZE_FILE = "vecnormalize.pkl"
 EVAL_FILE = "eval.json"  # validation results of the model in the same folder
+_MODEL_MEMBERS = ("data", "policy.pth")  # what stable-baselines3's load needs in a model.zip
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 PACKAGES = ("numpy", "scipy", "torch", "gymnasium", "stable_baselines3", "tensorboard",
@@ -235,6 +239,31 @@ def _complete(folder: Path) -> bool:
     return (folder / MODEL_FILE).is_file() and (folder / VECNORMALIZE_FILE).is_file()
 
 
+def damaged_file(folder: Path) -> tuple[Path, str] | None:
+    """The first file of a complete model folder that cannot be read back (a ``model.zip``
+    cut short or with a bad CRC, a ``vecnormalize.pkl`` that does not unpickle), with why;
+    ``None`` when both read. The folder is a run's own (never outside input)."""
+    model = Path(folder) / MODEL_FILE
+    try:
+        with zipfile.ZipFile(model) as archive:
+            missing = [m for m in _MODEL_MEMBERS if m not in archive.namelist()]
+            bad = archive.testzip()  # reads every member and checks its CRC
+        # a cut file can still open as a zip: the torch archives stored inside it are zips
+        if missing:
+            return model, f"no {', '.join(missing)} in it (cut short?)"
+        if bad is not None:
+            return model, f"member {bad!r} fails its CRC check"
+    except Exception as exc:  # zipfile raises several kinds on a torn file
+        return model, f"{type(exc).__name__}: {exc}"
+    stats = Path(folder) / VECNORMALIZE_FILE
+    try:
+        with open(stats, "rb") as f:
+            pickle.load(f)
+    except Exception as exc:  # EOFError, UnpicklingError, ... on a torn file
+        return stats, f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def checkpoint_steps(run_dir: Path) -> list[int]:
     """Steps of the complete checkpoints, ascending."""
     root = Path(run_dir) / CHECKPOINTS_DIR
@@ -246,6 +275,32 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
         if match and _complete(child):
             steps.append(int(match.group(1)))
     return sorted(steps)
+
+
+def newest_intact_checkpoint(run_dir: Path, log: Callable[[str], None]) -> Path | None:
+    """The newest complete checkpoint whose files read back (:func:`damaged_file`), or
+    ``None``. Each newer, damaged one is moved aside to ``checkpoints/.step_<N>.damaged`` (out
+    of every lookup, kept to inspect), with one line to ``log`` naming the bad file and the
+    checkpoint used instead. Call it only while holding the run's lock."""
+    damaged = []
+    used = None
+    for step in reversed(checkpoint_steps(run_dir)):
+        folder = Path(run_dir) / CHECKPOINTS_DIR / f"step_{step}"
+        problem = damaged_file(folder)
+        if problem is None:
+            used = folder
+            break
+        damaged.append(problem)
+    for path, why in damaged:
+        folder = path.parent
+        aside = folder.with_name(f".{folder.name}.damaged")
+        if aside.exists():
+            shutil.rmtree(aside)
+        os.replace(folder, aside)
+        instead = used if used is not None else "step 0 (no intact checkpoint is left)"
+        log(f"warning: {path} is damaged ({why}); moved aside to {aside.name}, "
+            f"resuming from {instead}")
+    return used
 
 
 def model_dir(run_dir: Path, checkpoint: str = "best") -> Path:

@@ -55,6 +55,7 @@ from agents.run_folder import (
     write_json_atomic,
     write_text_atomic,
 )
+from agents.run_lock import RunLock
 from agents.training.config import TrainConfig, load_train_config
 from envs.config import OBJECTIVES, ScenarioConfig, list_scenarios, list_unseen, load_scenario
 from envs.seeds import REPORT_SEED, UNSEEN_SEED
@@ -168,7 +169,8 @@ def train_one(name: str, config_data: dict[str, Any], runs_dir: Path) -> dict[st
         status = "resumed"
     else:
         if run_dir.exists():
-            shutil.rmtree(run_dir)
+            with RunLock(run_dir):  # refused while another process is still creating it
+                shutil.rmtree(run_dir)
         train(config, runs_dir, name, command=["scripts/results.py", name])
         status = "trained"
     return {"name": name, "status": status, "seconds": round(time.perf_counter() - began, 1)}

@@ -43,6 +43,7 @@ from agents.run_folder import (
     update_run_json,
     write_json_atomic,
 )
+from agents.run_lock import RunBusyError, RunLock
 
 if TYPE_CHECKING:  # training (torch) loads only where a trial trains: searches stay light
     from agents.training.config import TrainConfig
@@ -106,14 +107,19 @@ def mark_abandoned(user_attrs: Mapping[str, Any], retry_number: int) -> None:
     """A killed attempt's run folder (if on this machine) says it was retried: a retried
     trial starts with the user attrs of the attempt it replaces."""
     old = user_attrs.get(RUN_ATTR)
-    if old and (Path(old) / RUN_JSON).is_file():
-        status = read_run_json(Path(old)).get("status")
-        if status in ("running", "failed"):
-            update_run_json(Path(old), status="abandoned",
-                            note=f"its worker died; retried as trial {retry_number}")
-        else:  # trained to the end, but the worker died before the study recorded it
-            update_run_json(Path(old), note=f"its worker died before the study recorded "
-                            f"the result; retried as trial {retry_number}")
+    if not (old and (Path(old) / RUN_JSON).is_file()):
+        return
+    try:
+        with RunLock(old):
+            status = read_run_json(Path(old)).get("status")
+            if status in ("running", "failed"):
+                update_run_json(Path(old), status="abandoned",
+                                note=f"its worker died; retried as trial {retry_number}")
+            else:  # trained to the end, but the worker died before the study recorded it
+                update_run_json(Path(old), note=f"its worker died before the study "
+                                f"recorded the result; retried as trial {retry_number}")
+    except RunBusyError:
+        pass  # its worker still writes it (alive after all): its own record stands
 
 
 def train_trial(trial: optuna.Trial, config: TrainConfig, folder: Path, run_name: str,

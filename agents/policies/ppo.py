@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 from stable_baselines3 import PPO
 
-from agents.run_folder import MODEL_FILE, VECNORMALIZE_FILE, model_dir, read_run_json, resolve_run
+from agents.run_folder import (
+    MODEL_FILE,
+    VECNORMALIZE_FILE,
+    RunError,
+    damaged_file,
+    model_dir,
+    read_run_json,
+    resolve_run,
+)
 from envs.config import ScenarioConfig
 from envs.config import from_dict as scenario_from_dict
 from envs.history import feature_names
@@ -90,10 +98,15 @@ def load_trained_policy(run_dir: str | Path, checkpoint: str = "best",
     :param run_dir: a run folder (with ``run.json``).
     :param checkpoint: ``"best"`` (by validation), ``"final"``, ``"latest"`` (last
         checkpoint) or ``"step_<N>"``.
-    :raises agents.run_folder.RunError: not a run, or no such complete model.
+    :raises agents.run_folder.RunError: not a run, no such complete model, or a model file
+        that does not read back (cut short).
     """
     run_dir = resolve_run(run_dir)
     folder = model_dir(run_dir, checkpoint)
+    problem = damaged_file(folder)
+    if problem is not None:
+        raise RunError(f"{problem[0]} is damaged ({problem[1]}); choose another checkpoint "
+                       "(best, final, latest or step_<N>)")
     info = read_run_json(run_dir)
     scenario = scenario_from_dict(info["scenario_config"])
     with open(folder / VECNORMALIZE_FILE, "rb") as f:

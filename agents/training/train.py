@@ -16,9 +16,11 @@ across the scenarios, :class:`envs.simulator.ScenarioMix`) and validates on each
 runs on the scenarios without per-episode parameter randomisation (``randomize``), which only
 widens what training sees.
 
-Resume continues from the last complete checkpoint with the same step counter and its own
-normalisation statistics; TensorBoard events after that checkpoint's step are dropped, so
-the curves continue as one stream.
+Resume continues from the newest checkpoint whose files read back, with the same step
+counter and its own normalisation statistics; TensorBoard events after that checkpoint's step
+are dropped, so the curves continue as one stream. An interrupted run's checkpoint is at a
+rollout boundary (:mod:`agents.training.interrupt`). Training and resuming hold the run's
+lock (:mod:`agents.run_lock`): one writer per run folder.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import math
 import shlex
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,7 +53,7 @@ from agents.run_folder import (
     create_run_dir,
     default_run_name,
     machine_context,
-    model_dir,
+    newest_intact_checkpoint,
     package_versions,
     read_eval,
     read_run_json,
@@ -61,6 +64,7 @@ from agents.run_folder import (
     write_json_atomic,
     write_text_atomic,
 )
+from agents.run_lock import RunLock
 from agents.training.callbacks import (
     CheckpointCallback,
     FloorMultiplierCallback,
@@ -161,18 +165,19 @@ def _session(run_dir: Path, config: TrainConfig, scenarios: list[ScenarioConfig]
         logger.close()
         raise
     seconds = time.perf_counter() - began
+    collected = model.num_timesteps - start  # steps this session collected (for steps/s)
+    recollected = stop.rewind() if stop.requested else 0  # back to the rollout's start
     sessions[-1].update(end_step=model.num_timesteps, seconds=round(seconds, 1),
-                        steps_per_second=round((model.num_timesteps - start) / max(seconds,
-                                                                                     1e-9), 1))
+                        steps_per_second=round(collected / max(seconds, 1e-9), 1))
     if start >= t.total_timesteps:  # killed after its last step, before finishing
         for callback in (validation, checkpoints):
             callback.init_callback(model)
     if stop.requested:
         checkpoints.save()
-        sessions[-1]["ended"] = "interrupted"
+        sessions[-1].update(ended="interrupted", recollected_on_resume=recollected)
         update_run_json(run_dir, status="interrupted", sessions=sessions)
         logger.close()
-        raise InterruptedTrainingError(run_dir, model.num_timesteps)
+        raise InterruptedTrainingError(run_dir, model.num_timesteps, recollected)
 
     if validation.last is None or validation.last.step != model.num_timesteps:
         validation.validate()
@@ -206,11 +211,20 @@ def train(config: TrainConfig, runs_dir: str | Path = "runs", run_name: str | No
     """
     scenarios = config.scenario_configs()
     check_baselines(config, scenarios)  # before any I/O
+    name = run_name or default_run_name(config.run_label(scenarios), config.experiment,
+                                        config.seed)
+    run_dir = create_run_dir(Path(runs_dir), name)
+    with RunLock(run_dir):  # one writer per run folder (agents.run_lock)
+        return _first_session(run_dir, name, config, scenarios, command or command_line(),
+                              on_validation)
+
+
+def _first_session(run_dir: Path, name: str, config: TrainConfig,
+                   scenarios: list[ScenarioConfig], command: list[str],
+                   on_validation: Callable[[ValidationResult], None] | None) -> Path:
+    """Write a new run's ``config.yaml`` and ``run.json``, then train its first session."""
     scenario = scenarios[0]
     label = config.run_label(scenarios)
-    name = run_name or default_run_name(label, config.experiment, config.seed)
-    run_dir = create_run_dir(Path(runs_dir), name)
-    command = command or command_line()
     write_text_atomic(run_dir / CONFIG_YAML, yaml.safe_dump(config.to_dict(), sort_keys=False))
     mix = {"scenarios": [s.name for s in scenarios],
            "scenario_configs": [s.to_dict() for s in scenarios]} if config.is_mix else {}
@@ -250,11 +264,22 @@ def resume(run: str | Path, runs_dir: str | Path = "runs", total_timesteps: int 
            device: str | None = None, command: list[str] | None = None) -> Path:
     """Continue a run from its last complete checkpoint (after any kill, even SIGKILL).
 
+    A damaged newest checkpoint (a file cut short) is moved aside and the newest intact one
+    used, saying so on stderr (:func:`agents.run_folder.newest_intact_checkpoint`).
+
     :param run: run folder, or its name under ``runs_dir``.
+    :raises agents.run_lock.RunBusyError: another process is writing the run.
     :param total_timesteps: a new training length (default: the run's own).
     :param device: another torch device (default: the run's own).
     """
     run_dir = resolve_run(run, Path(runs_dir))
+    with RunLock(run_dir):  # one writer per run folder (agents.run_lock)
+        return _resume_locked(run_dir, total_timesteps, device, command or command_line())
+
+
+def _resume_locked(run_dir: Path, total_timesteps: int | None, device: str | None,
+                   command: list[str]) -> Path:
+    """:func:`resume`'s work, under the run's lock."""
     restore_model_dirs(run_dir)
     config, _ = load_run_config(run_dir)
     scenarios = load_run_scenarios(run_dir)
@@ -270,16 +295,19 @@ def resume(run: str | Path, runs_dir: str | Path = "runs", total_timesteps: int 
         write_text_atomic(run_dir / CONFIG_YAML,
                           yaml.safe_dump(config.to_dict(), sort_keys=False))
         update_run_json(run_dir, config_hash=config.hash())
-    steps = checkpoint_steps(run_dir)
     info = read_run_json(run_dir)
-    if info.get("status") == "finished" and steps and steps[-1] >= (
-            config.training.total_timesteps):
-        raise RunError(f"{run_dir} already finished {steps[-1]} steps; pass a larger "
+    checkpoint = newest_intact_checkpoint(run_dir, log=_warn)
+    step = int(checkpoint.name.removeprefix("step_")) if checkpoint is not None else -1
+    if info.get("status") == "finished" and step >= config.training.total_timesteps:
+        raise RunError(f"{run_dir} already finished {step} steps; pass a larger "
                        "--timesteps to train it further")
-    checkpoint = model_dir(run_dir, f"step_{steps[-1]}") if steps else None
     if checkpoint is None:
         truncate_events(run_dir / TB_DIR, -1)
     return _session(run_dir, config, scenarios, len(info.get("sessions", [])), checkpoint,
-                    command or command_line())
+                    command)
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
