@@ -94,14 +94,7 @@ def test_the_answer_is_in_thousand_cny_one_run_per_series(tmp_path):
     found = runs(tmp_path / "tb")
     assert set(found) == {".", PPO_RUN, *BASELINES, *CI_RUNS}
     assert not [t for t in found["."].Tags()["scalars"] if t.startswith(ANSWER_GROUP)]
-    tags = answer_tags(BASELINES, "gmv_floor")
-    group = f"{ANSWER_GROUP}/"
-    assert list(tags.values()) == [group + "1_gmv_floor_ppo_minus_static",
-                                   group + "2_gmv_floor_per_episode",
-                                   group + "3_gmv_floor_ppo_minus_playbook",
-                                   group + "4_profit_ppo_minus_static",
-                                   group + "5_profit_per_episode",
-                                   group + "6_profit_ppo_minus_playbook"]
+    tags = answer_tags(BASELINES)
     for run in found.values():
         for tag in run.Tags()["scalars"]:
             assert [e.step for e in run.Scalars(tag)] == [100, 200]
@@ -124,13 +117,18 @@ def test_the_answer_is_in_thousand_cny_one_run_per_series(tmp_path):
     assert last(found["."], "eval/ppo_vs_static/value_diff") == pytest.approx(1_500.0)
 
 
-def test_a_profit_run_has_one_card_per_comparison():
-    tags = answer_tags(BASELINES, "profit")
-    assert list(tags.values()) == [f"{ANSWER_GROUP}/1_profit_ppo_minus_static",
-                                   f"{ANSWER_GROUP}/2_profit_per_episode",
-                                   f"{ANSWER_GROUP}/3_profit_ppo_minus_playbook"]
+def test_the_cards_are_numbered_in_reading_order():
+    group = f"{ANSWER_GROUP}/"
+    assert list(answer_tags(BASELINES).values()) == [
+        group + "1_value_ppo_minus_static", group + "2_value_per_episode",
+        group + "3_value_ppo_minus_playbook", group + "4_profit_ppo_minus_static",
+        group + "5_profit_per_episode", group + "6_profit_ppo_minus_playbook"]
+    tags = answer_tags(("static_rule", "playbook", "pid"))
+    assert sorted(tags.values(), key=functools.cmp_to_key(tensorboard_order)) == list(
+        tags.values())
+    assert list(tags)[:3] == [("value", "static_rule"), ("value", ""), ("value", "playbook")]
     # TIME SERIES cuts a card's title (the tag after the group) at about 26 characters
-    assert max(len(t.split("/", 1)[1]) for t in tags.values()) <= 27
+    assert max(len(t.split("/", 1)[1]) for t in answer_tags(BASELINES).values()) <= 27
 
 
 def test_a_resume_truncates_every_run(tmp_path):
@@ -150,7 +148,7 @@ def test_the_default_page_opens_on_the_comparison(tiny_run):
                   key=functools.cmp_to_key(tensorboard_order))
     groups = list(dict.fromkeys(t.split("/", 1)[0] for t in tags))
     assert groups[0] == ANSWER_GROUP and "eval" in groups and "rollout" in groups
-    assert tags[0] == answer_tags(BASELINES, "profit")["value", "static"]
+    assert tags[0] == answer_tags(BASELINES)["value", "static"]
     final = json.loads((tiny_run / "final" / "eval.json").read_text())
     assert last(found[PPO_RUN], tags[0]) == pytest.approx(final["value_diff"] / 1000,
                                                           rel=1e-5)
@@ -164,4 +162,4 @@ def test_custom_scalars_open_on_the_same_answer():
     layout = analyst_layout(BASELINES, objective="profit")
     first = next(iter(layout.values()))
     chart = next(iter(first.values()))
-    assert chart == ["Multiline", [f"^{answer_tags(BASELINES, 'profit')['value', 'static']}$"]]
+    assert chart == ["Multiline", [f"^{answer_tags(BASELINES)['value', 'static']}$"]]

@@ -15,10 +15,11 @@ The tags (names from the contracts):
   ``profit_diff_ci_high``, for every baseline: the paired difference per episode (CNY) and its
   95% t-interval;
 - ``eval/verdict`` (text): the comparison in words, naming the baseline and the objective;
-- ``0_ppo_vs_baselines_kCNY/<n>_...`` (:func:`answer_tags`): the comparison again, in thousand
-  CNY per episode, as the group TensorBoard's default TIME SERIES page opens on (tags starting
-  with a digit sort before letters there; ``<n>`` orders the cards). Each series is its own *run*
-  (TensorBoard colours runs, not tags), a folder beside the run's own events in ``tb/``:
+- ``0_ppo_vs_baselines_kCNY/<n>_...`` (:func:`answer_tags`): the comparison again (on
+  ``value``, then ``profit``), in thousand CNY per episode, as the group TensorBoard's default
+  TIME SERIES page opens on (tags starting with a digit sort before letters there; ``<n>``
+  orders the cards). Each series is its own *run* (TensorBoard colours runs, not tags), a
+  folder beside the run's own events in ``tb/``:
   ``tb/ppo/`` (PPO's value; in a difference card, PPO - baseline), ``tb/<baseline>/`` (its
   value; 0 in its own difference card: the line PPO has to clear), ``tb/ppo_ci95_low/`` and
   ``tb/ppo_ci95_high/`` (the difference's 95% interval).
@@ -71,37 +72,26 @@ def comparison_tags(baseline: str, prefix: str = "eval",
             "high": f"{group}/{quantity}_diff_ci_high"}
 
 
-def quantity_label(quantity: str, objective: str) -> str:
-    """``value`` is named by the objective (``profit``, ``gmv_floor``); ``profit`` is
-    ``profit``."""
-    return objective if quantity == VALUE else "profit"
-
-
-def answer_quantities(objective: str) -> tuple[str, ...]:
-    """What the answer group compares on: the run's value, and profit when that differs."""
-    return (VALUE,) if objective == "profit" else QUANTITIES
-
-
-def answer_tags(baselines: tuple[str, ...], objective: str) -> dict[tuple[str, str], str]:
+def answer_tags(baselines: tuple[str, ...]) -> dict[tuple[str, str], str]:
     """The answer group's tags in card order, keyed by ``(quantity, baseline)`` for a paired
-    difference PPO - baseline and by ``(quantity, "")`` for the policies' values per episode.
+    difference PPO - baseline and by ``(quantity, "")`` for the policies' means per episode.
 
-    Per quantity: the difference against the first baseline (the verdict's), the values of
-    PPO and every baseline, the differences against the other baselines. For example
-    ``0_ppo_vs_baselines_kCNY/1_profit_ppo_minus_static``,
-    ``0_ppo_vs_baselines_kCNY/2_profit_per_episode``,
-    ``0_ppo_vs_baselines_kCNY/3_profit_ppo_minus_playbook`` (short: TIME SERIES cuts a card's
+    On ``value`` (the run's objective, the verdict's), then on ``profit``: the difference
+    against the first baseline (the verdict's), the means of PPO and every baseline, the
+    differences against the other baselines. For example
+    ``0_ppo_vs_baselines_kCNY/1_value_ppo_minus_static``,
+    ``0_ppo_vs_baselines_kCNY/2_value_per_episode``, ...,
+    ``0_ppo_vs_baselines_kCNY/6_profit_ppo_minus_playbook`` (short: TIME SERIES cuts a card's
     title at about 26 characters).
     """
     keys: list[tuple[str, str]] = []
-    for quantity in answer_quantities(objective):
+    for quantity in QUANTITIES:
         keys += [(quantity, baselines[0]), (quantity, ""),
                  *((quantity, b) for b in baselines[1:])]
     tags = {}
     for n, (quantity, baseline) in enumerate(keys, start=1):
-        label = quantity_label(quantity, objective)
         card = f"ppo_minus_{baseline}" if baseline else "per_episode"
-        tags[quantity, baseline] = f"{ANSWER_GROUP}/{n}_{label}_{card}"
+        tags[quantity, baseline] = f"{ANSWER_GROUP}/{n}_{quantity}_{card}"
     return tags
 
 
@@ -110,7 +100,7 @@ def answer_points(result: ValidationResult) -> dict[str, dict[str, float]]:
     ends), per tag, the value in thousand CNY per episode."""
     runs: dict[str, dict[str, float]] = {PPO_RUN: {}, CI_RUNS[0]: {}, CI_RUNS[1]: {}}
     runs.update({name: {} for name in result.comparisons})
-    tags = answer_tags(tuple(result.comparisons), result.objective)
+    tags = answer_tags(tuple(result.comparisons))
     for (quantity, baseline), tag in tags.items():
         if not baseline:
             runs[PPO_RUN][tag] = result.ppo[quantity] / K_CNY
@@ -172,7 +162,7 @@ def analyst_layout(baselines: tuple[str, ...], scenarios: tuple[str, ...] = (),
     value = f"{objective} value per episode, CNY"
     charts: dict[str, list] = {}
     runs = f"one colour per run folder: {PPO_RUN}, {names}, the interval's ends"
-    for tag in answer_tags(baselines, objective).values():
+    for tag in answer_tags(baselines).values():
         charts[f"{tag.split('/', 1)[1]} ({runs})"] = ["Multiline", [f"^{tag}$"]]
     for baseline in baselines:
         charts[f"PPO minus {baseline}: {value}, 95% CI (above 0: PPO better)"] = margin(
