@@ -14,7 +14,15 @@ The tags (names from the contracts):
   and ``eval/ppo_vs_<baseline>/profit_diff`` with ``profit_diff_ci_low`` /
   ``profit_diff_ci_high``, for every baseline: the paired difference per episode (CNY) and its
   95% t-interval;
-- ``eval/verdict`` (text): the comparison in words, naming the baseline and the objective.
+- ``eval/verdict`` (text): the comparison in words, naming the baseline and the objective;
+- ``0_ppo_vs_baselines_kCNY/<n>_...`` (:func:`answer_tags`): the comparison again (on
+  ``value``, then ``profit``), in thousand CNY per episode, as the group TensorBoard's default
+  TIME SERIES page opens on (tags starting with a digit sort before letters there; ``<n>``
+  orders the cards). Each series is its own *run* (TensorBoard colours runs, not tags), a
+  folder beside the run's own events in ``tb/``:
+  ``tb/ppo/`` (PPO's value; in a difference card, PPO - baseline), ``tb/<baseline>/`` (its
+  value; 0 in its own difference card: the line PPO has to clear), ``tb/ppo_ci95_low/`` and
+  ``tb/ppo_ci95_high/`` (the difference's 95% interval).
 
 A cross-scenario run validates on each of its scenarios (the same seeds in each): the ``eval/``
 tags above are then means over the scenarios (the differences' intervals stratified by
@@ -31,8 +39,15 @@ from typing import Any
 import yaml
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 
+from agents.evaluation.intervals import CONFIDENCE
 from agents.training.config import TrainConfig
 from agents.training.validation import QUANTITIES, VALUE, ValidationResult
+
+ANSWER_GROUP = "0_ppo_vs_baselines_kCNY"  # TIME SERIES' first group: digits sort before letters
+K_CNY = 1000.0  # the answer group's unit: thousand CNY per episode
+PPO_RUN = "ppo"  # tb/ppo/: PPO's series of the answer group
+CI_RUNS = tuple(f"ppo_ci{round(CONFIDENCE * 100)}_{end}"
+                for end in ("low", "high"))  # the interval's ends of a difference
 
 
 def tensorboard_output(tb_dir: Path) -> TensorBoardOutputFormat:
@@ -57,6 +72,73 @@ def comparison_tags(baseline: str, prefix: str = "eval",
             "high": f"{group}/{quantity}_diff_ci_high"}
 
 
+def answer_tags(baselines: tuple[str, ...]) -> dict[tuple[str, str], str]:
+    """The answer group's tags in card order, keyed by ``(quantity, baseline)`` for a paired
+    difference PPO - baseline and by ``(quantity, "")`` for the policies' means per episode.
+
+    On ``value`` (the run's objective, the verdict's), then on ``profit``: the difference
+    against the first baseline (the verdict's), the means of PPO and every baseline, the
+    differences against the other baselines. For example
+    ``0_ppo_vs_baselines_kCNY/1_value_ppo_minus_static``,
+    ``0_ppo_vs_baselines_kCNY/2_value_per_episode``, ...,
+    ``0_ppo_vs_baselines_kCNY/6_profit_ppo_minus_playbook`` (short: TIME SERIES cuts a card's
+    title at about 26 characters).
+    """
+    keys: list[tuple[str, str]] = []
+    for quantity in QUANTITIES:
+        keys += [(quantity, baselines[0]), (quantity, ""),
+                 *((quantity, b) for b in baselines[1:])]
+    tags = {}
+    for n, (quantity, baseline) in enumerate(keys, start=1):
+        card = f"ppo_minus_{baseline}" if baseline else "per_episode"
+        tags[quantity, baseline] = f"{ANSWER_GROUP}/{n}_{quantity}_{card}"
+    return tags
+
+
+def answer_points(result: ValidationResult) -> dict[str, dict[str, float]]:
+    """One validation's answer group: per run folder (``ppo``, each baseline, the interval's
+    ends), per tag, the value in thousand CNY per episode."""
+    runs: dict[str, dict[str, float]] = {PPO_RUN: {}, CI_RUNS[0]: {}, CI_RUNS[1]: {}}
+    runs.update({name: {} for name in result.comparisons})
+    tags = answer_tags(tuple(result.comparisons))
+    for (quantity, baseline), tag in tags.items():
+        if not baseline:
+            runs[PPO_RUN][tag] = result.ppo[quantity] / K_CNY
+            for name, comparison in result.comparisons.items():
+                runs[name][tag] = comparison.reference[quantity] / K_CNY
+            continue
+        diff, low, high = result.comparisons[baseline].interval(quantity)
+        runs[PPO_RUN][tag] = diff / K_CNY
+        runs[baseline][tag] = 0.0  # the baseline minus itself: the line PPO has to clear
+        runs[CI_RUNS[0]][tag], runs[CI_RUNS[1]][tag] = low / K_CNY, high / K_CNY
+    return runs
+
+
+def run_writer(writer, name: str):
+    """The event writer of the sibling run ``<writer's folder>/<name>/`` (TensorBoard colours
+    by run, so a series needs a folder of its own to get its own colour). ``writer`` owns it,
+    as it owns ``add_scalars``' writers: its ``flush`` and ``close`` cover it."""
+    from torch.utils.tensorboard.writer import FileWriter
+
+    if writer.all_writers is None:
+        raise ValueError("the TensorBoard writer is closed")
+    folder = str(Path(writer.get_logdir()) / name)
+    if folder not in writer.all_writers:
+        writer.all_writers[folder] = FileWriter(folder, writer.max_queue, writer.flush_secs,
+                                                writer.filename_suffix)
+    return writer.all_writers[folder]
+
+
+def write_answer(writer, result: ValidationResult) -> None:
+    """The answer group of one validation (:func:`answer_points`), each run in its folder."""
+    from torch.utils.tensorboard.summary import scalar
+
+    for run, points in answer_points(result).items():
+        events = run_writer(writer, run)
+        for tag, value in points.items():
+            events.add_summary(scalar(tag, value), result.step)
+
+
 def analyst_layout(baselines: tuple[str, ...], scenarios: tuple[str, ...] = (),
                    objective: str = "profit") -> dict[str, dict[str, list]]:
     """CUSTOM SCALARS charts that put PPO and the baselines on the same axes.
@@ -79,6 +161,9 @@ def analyst_layout(baselines: tuple[str, ...], scenarios: tuple[str, ...] = (),
 
     value = f"{objective} value per episode, CNY"
     charts: dict[str, list] = {}
+    runs = f"one colour per run folder: {PPO_RUN}, {names}, the interval's ends"
+    for tag in answer_tags(baselines).values():
+        charts[f"{tag.split('/', 1)[1]} ({runs})"] = ["Multiline", [f"^{tag}$"]]
     for baseline in baselines:
         charts[f"PPO minus {baseline}: {value}, 95% CI (above 0: PPO better)"] = margin(
             baseline, VALUE)
@@ -125,8 +210,10 @@ def _write_scalars(writer, result: ValidationResult, prefix: str) -> None:
 
 def write_validation(writer, result: ValidationResult) -> None:
     """The ``eval/`` tags and the verdict text of one validation (and ``eval_<scenario>/``
-    tags for each scenario of a cross-scenario run)."""
+    tags for each scenario of a cross-scenario run), and the answer group in its run
+    folders (:func:`write_answer`)."""
     _write_scalars(writer, result, "eval")
+    write_answer(writer, result)
     text = result.sentence()
     for name, part in (result.per_scenario or {}).items():
         _write_scalars(writer, part, f"eval_{name}")
@@ -142,16 +229,16 @@ def _is_hparams(event) -> bool:
 
 
 def truncate_events(tb_dir: Path, last_step: int) -> int:
-    """Drop events with ``step > last_step`` from the event files in ``tb_dir`` (each file
-    rewritten atomically in place), so a resumed run continues one stream; also the HPARAMS
-    session of an earlier finish (a run writes it when it finishes). Returns the number of
-    events dropped."""
+    """Drop events with ``step > last_step`` from the event files in ``tb_dir`` and its run
+    folders (``tb/ppo/``, ...; each file rewritten atomically in place), so a resumed run
+    continues one stream; also the HPARAMS session of an earlier finish (a run writes it when
+    it finishes). Returns the number of events dropped."""
     from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
     from tensorboard.compat.proto import event_pb2
     from tensorboard.summary.writer.record_writer import RecordWriter
 
     dropped = 0
-    for path in sorted(Path(tb_dir).glob("events.out.tfevents.*")):
+    for path in sorted(Path(tb_dir).rglob("events.out.tfevents.*")):
         kept = []
         for record in RawEventFileLoader(str(path)).Load():
             event = event_pb2.Event.FromString(record)
