@@ -28,7 +28,7 @@ import numpy as np
 
 from envs.actions import (
     BUDGET_MIN_CNY,
-    PLANS,  # noqa: F401  (re-exported for the recommendation's output)
+    PLANS,
     TARGET_MAX,
     TARGET_MIN,
     action_settings,

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from agents.csv_safe import csv_text
 from agents.serving.errors import ServingError
-from agents.serving.guards import PLANS, GuardNote
+from agents.serving.guards import GuardNote
+from envs.actions import PLANS
 
 if TYPE_CHECKING:
     from agents.serving.recommend import Recommendation

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from agents.serving.errors import ServingError
-from agents.serving.guards import PLANS, GuardNote, Settings, apply_guards, raw_settings
+from agents.serving.guards import GuardNote, Settings, apply_guards, raw_settings
 from agents.serving.inputs import (
     AccountDefaults,
     LaunchBudget,
@@ -36,7 +36,7 @@ from agents.serving.inputs import (
 )
 from agents.serving.loading import rule_policy
 from agents.serving.report import AccountReport, read_report
-from envs.actions import plan_names
+from envs.actions import PLANS, plan_names
 from envs.anchored import settings_as_data
 from envs.config import ScenarioConfig
 from envs.history import COL
