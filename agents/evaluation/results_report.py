@@ -279,10 +279,10 @@ def _row_triple(row: dict[str, Any], key: str) -> tuple[float, float, float]:
     return row[key], row[f"{key}_ci_low"], row[f"{key}_ci_high"]
 
 
-def verdict(stats_: dict[str, Any]) -> str:
-    """PPO against ``static`` on a case: ahead or behind where the crossed interval of the
-    paired difference excludes 0, else not distinguishable."""
-    _, low, high = stats_["value_diff_vs_static"]
+def verdict(stats_: dict[str, Any], against: str = "static") -> str:
+    """PPO against ``against`` (``static``, ``static_rule``) on a case: ahead or behind where
+    the crossed interval of the paired difference excludes 0, else not distinguishable."""
+    _, low, high = stats_[f"value_diff_vs_{against}"]
     if low > 0:
         return "**ahead**"
     if high < 0:
@@ -342,10 +342,9 @@ def rule_table(fam: dict[str, dict[str, Any]], objective: str, family: str = "mi
     for scenario, s in _cases(fam, objective, True, family):
         if "value_diff_vs_static_rule" not in s:
             continue
-        _, low, high = s["value_diff_vs_static_rule"]
-        rule = "**ahead**" if low > 0 else ("behind" if high < 0 else "not distinguishable")
         lines.append(f"| {scenario} | {_ci_k(s['value_diff_vs_static_rule'], signed=True)} | "
-                     f"{rule} | {_ci_k(s['value_diff_vs_static'], signed=True)} | "
+                     f"{verdict(s, 'static_rule')} | "
+                     f"{_ci_k(s['value_diff_vs_static'], signed=True)} | "
                      f"{verdict(s)} |")
     return "\n".join(lines)
 
