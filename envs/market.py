@@ -184,6 +184,7 @@ class DayOutcome(NamedTuple):
     pool_share: np.ndarray  # share of the pool bought (depth)
     organic_gmv: np.ndarray  # organic lift and uplift (CNY), the warm-up's peak GMV included
     engaged_gmv: np.ndarray  # GMV of the warm-up's engaged buyers on a peak day (CNY)
+    expected_gmv: np.ndarray  # ad GMV expected before the day's noise and order count (CNY)
 
 
 class MarketModel:
@@ -212,9 +213,6 @@ class MarketModel:
         cost = cfg.pool_cost_cny * np.exp(u[:, 0])
         pool_roi = cfg.pool_mean_roi * np.exp(0.5 * u[:, 1])
         sigma = np.clip(cfg.pool_sigma * np.exp(0.5 * u[:, 2]), 0.2, 1.4)
-        # the typical target's depth, as the bidder buys it (on its estimates, if noisy)
-        typical_sigma = (ranking_sigma(sigma, cfg.estimation_noise_sd)
-                         if cfg.estimation_noise_enabled else sigma)
         return AccountParams(
             pool_cost_cny=cost,
             pool_mean_roi=pool_roi,
@@ -225,8 +223,7 @@ class MarketModel:
             bidder_bias=bias,
             launch_budget_cny=cfg.launch_budget_cny * np.exp(u[:, 0]),
             start_weekday=rng.integers(0, 7, size=n),
-            typical_share=qualifying_share(np.full(n, cfg.typical_target_roi), pool_roi,
-                                           typical_sigma),
+            typical_share=typical_share(cfg, pool_roi, sigma),
         )
 
     def initial_state(self, params: AccountParams, rng: np.random.Generator) -> MarketState:
@@ -309,6 +306,17 @@ class MarketModel:
         # records as plain tuples (envs.inputs: Numba's dispatcher types them fast)
         return self._simulate_day(self.flat_inputs, tuple(state), tuple(params),
                                   tuple(decision), np.ascontiguousarray(draws, dtype=np.float64))
+
+
+def typical_share(cfg: ScenarioConfig, pool_roi: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """The pool share the scenario's typical target buys, as the bidder buys it (on its
+    estimates, if noisy): the reference depth of the refund rate (:func:`envs.stages.
+    draw_refunds`).
+
+    :param pool_roi: the accounts' pool mean ROI (GMV/spend), (n,); ``sigma`` its log-sd.
+    """
+    s = ranking_sigma(sigma, cfg.estimation_noise_sd) if cfg.estimation_noise_enabled else sigma
+    return qualifying_share(np.full(np.shape(pool_roi), cfg.typical_target_roi), pool_roi, s)
 
 
 def draw_count(config: ScenarioConfig) -> int:
@@ -424,5 +432,6 @@ def simulate_day(c: DayConstants, t: DayTables, state: MarketState, params: Acco
         incremental_refunds_landed=book.incremental_refunds_landed,
         cohort_incremental_refunds=organic.cohort_incremental_refunds,
         cohort_refunds=refunds.cohort_refunds, pool_share=bids.depth,
-        organic_gmv=organic.organic_gmv, engaged_gmv=engagement.peak_gmv)
+        organic_gmv=organic.organic_gmv, engaged_gmv=engagement.peak_gmv,
+        expected_gmv=orders.expected_gmv)
     return next_state, outcome

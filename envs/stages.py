@@ -469,6 +469,8 @@ class Orders(NamedTuple):
     mix_set: np.ndarray  # share of expected GMV from settlement-ROI plans
     mix_vol: np.ndarray  # share of expected GMV from the volume plan
     mix_ws: np.ndarray  # share of expected GMV from the whole-site plan (0 when off)
+    expected_gmv: np.ndarray  # GMV expected before the day's noise (CNY): the plans'
+    # expected GMV times the account's bidder bias (what calibration fits to, agents.calibration)
 
 
 @helper
@@ -502,8 +504,10 @@ def take_orders(c: DayConstants, bidder_bias: np.ndarray, aov_cny: np.ndarray,
     orders = poisson_from_normal(expected_gmv * achieved / aov_cny, orders_draw)
     gmv = orders * aov_cny * basket
     inv_gmv = 1.0 / np.maximum(expected_gmv, 1e-9)
+    biased = expected_gmv * bidder_bias if c.bidder_noise_enabled else expected_gmv
     return Orders(orders=orders, gmv=gmv, mix_roi=(gmv_pay + gmv_set) * inv_gmv,
-                  mix_set=gmv_set * inv_gmv, mix_vol=gmv_vol * inv_gmv, mix_ws=gmv_ws * inv_gmv)
+                  mix_set=gmv_set * inv_gmv, mix_vol=gmv_vol * inv_gmv, mix_ws=gmv_ws * inv_gmv,
+                  expected_gmv=biased)
 
 
 # -------------------------------------------------------------------------- 5. refunds

@@ -5,7 +5,12 @@ static's settings, ``agents.policies.anchored``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# NumPy's BLAS on one thread: the suite's matrices are small, and threads on a loaded 2-core
+# machine cost more than they save (calibration's Cholesky factors: 7x). Set before NumPy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import pytest
 

@@ -121,6 +121,9 @@ class AccountReport:
     creative_date: dt.date | None = None
     ignored: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # each row's date columns as written (None where blank or absent): calibration reads the
+    # creative refresh of every day; recommend needs only the latest (above)
+    row_dates: dict[str, list[dt.date | None]] = field(default_factory=dict)
 
     @property
     def account(self) -> str:
@@ -371,6 +374,8 @@ def read_report(path: str | Path) -> AccountReport:
     lines: list[int] = []
     columns: dict[str, list[float]] = {n: [] for n in index if n in NUMERIC or n in FLAGS}
     constants: dict[str, dt.date] = {}
+    row_dates: dict[str, list[dt.date | None]] = {
+        name: [] for name in ("plan_launch_date", "creative_date") if name in index}
     notes: list[str] = []
     for line, cells in rows[head + 1:]:
         if all(_cell_text(c) == "" for c in cells):
@@ -409,6 +414,7 @@ def read_report(path: str | Path) -> AccountReport:
         for name in ("plan_launch_date", "creative_date"):
             if name in index:
                 value = parse_date(cell(cells, name), path, line, headers[name])
+                row_dates[name].append(value)
                 if value is not None:
                     constants[name] = value  # the latest row's value holds
     _check_days(path, dates, lines, headers["date"])
@@ -420,7 +426,7 @@ def read_report(path: str | Path) -> AccountReport:
     return AccountReport(path=path, dates=dates, values=values, mapping=headers,
                          encoding=encoding, plan_launch_date=constants.get("plan_launch_date"),
                          creative_date=constants.get("creative_date"), ignored=ignored,
-                         notes=notes)
+                         notes=notes, row_dates=row_dates)
 
 
 def _check_days(path: Path, dates: list[dt.date], lines: list[int], header: str) -> None:

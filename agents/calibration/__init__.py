@@ -1,0 +1,12 @@
+"""Calibration: fit the market model to one account's daily report, and forecast it.
+
+- :mod:`.account`: a report (read by :mod:`agents.serving.report`) as the arrays a fit uses;
+- :mod:`.prior`: the fitted parameters, their units, priors and where each enters the model;
+- :mod:`.replay`: the simulator's own day (:func:`envs.market.simulate_day`) replayed on the
+  report's settings and states, noise off, for many parameter candidates at once;
+- :mod:`.likelihood`: the report's likelihood around that replay;
+- :mod:`.refunds`: refund rate and landing kernel from refunds against past GMV;
+- :mod:`.fit`: the optimiser, intervals and identifiability;
+- :mod:`.forecast`: days ahead simulated by :class:`envs.market.MarketModel` from the fit;
+- :mod:`.outputs`: ``fit.json``, ``scenario.yaml``, ``validation.json`` and its plot.
+"""

@@ -1,0 +1,243 @@
+"""Fit an account: the posterior mode of the market's parameters, Laplace intervals, and
+which parameters the data identified.
+
+1. Order value and basket noise, exactly (:mod:`.orders`).
+2. The market (:mod:`.likelihood` around :mod:`.replay`): a coarse grid over the pool's size
+   and mean ROI (one batched replay) starts SciPy's L-BFGS-B, whose gradient is central
+   differences computed as one batched replay.
+3. Intervals: the Hessian of the negative log posterior at the mode (central differences,
+   one batched replay) gives a normal approximation in the fit's space ``z``; 90% intervals
+   are mapped to natural units. A parameter is **identified** when the data at least halved
+   its prior's sd; else the prior decided it, and ``fit.json`` says so.
+4. Refund rate and kernel against the fitted market's depth (:mod:`.refunds`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import optimize, stats
+
+from agents.calibration.account import AccountHistory
+from agents.calibration.likelihood import Posterior
+from agents.calibration.orders import Estimate, order_value
+from agents.calibration.prior import Parameter
+from agents.calibration.refunds import refund_estimates
+from agents.calibration.replay import Replay
+from envs.config import ScenarioConfig
+
+LEVEL = 0.9  # the intervals' coverage (contracts: fit.json holds 90% intervals)
+IDENTIFIED_RATIO = 0.5  # posterior sd / prior sd below this: the data identified it
+FD_STEP = 1e-4  # central-difference step in z (the fit's space)
+HESSIAN_STEP = 2e-3
+STARTS = 2  # starting points of the optimiser (the best of them is kept)
+OUTER_STEPS = 2  # re-linearisations of the loadings
+INNER_STEPS = 40  # L-BFGS-B iterations per linearisation
+
+
+@dataclass
+class Fit:
+    """A fitted account.
+
+    :param z: the posterior mode in the fit's space; ``cov`` the Laplace covariance there.
+    :param estimates: every fitted value by name (``fit.json``'s parameters).
+    """
+
+    history: AccountHistory
+    base: ScenarioConfig
+    parameters: list[Parameter]
+    z: np.ndarray
+    cov: np.ndarray
+    estimates: dict[str, Estimate]
+    margin: float
+    margin_source: str
+    log_posterior: float
+    seconds: float
+    posterior: Posterior
+    notes: list[str] = field(default_factory=list)
+
+    def sample_z(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` draws (n, P) from the normal approximation of the posterior, within the
+        parameters' bounds."""
+        draws = rng.multivariate_normal(self.z, self.cov, size=n, method="cholesky")
+        lower = np.array([p.lower for p in self.parameters])
+        upper = np.array([p.upper for p in self.parameters])
+        return np.clip(draws, lower, upper)
+
+    def value(self, name: str) -> float:
+        return self.estimates[name].value
+
+
+def fit_account(history: AccountHistory, base: ScenarioConfig, margin: float | None = None,
+                breakeven_roi: float | None = None) -> Fit:
+    """Fit ``history`` against ``base`` (the scenario that supplies what the report cannot).
+
+    :param margin: the contribution margin on settled GMV, or ``breakeven_roi`` (the margin
+        then follows from the fitted refund rate); neither: the base's margin (a prior).
+    """
+    started = time.perf_counter()
+    notes = list(history.notes)
+    orders = order_value(history, LEVEL)
+    replay = Replay.of(history, base)
+    post = Posterior(replay, orders["aov_cny"].value, orders["basket_noise_sd"].value)
+    params = post.parameters
+    lower = np.array([p.lower for p in params])
+    upper = np.array([p.upper for p in params])
+    best = None
+    for z0 in _starts(post, lower, upper):
+        z, value = _mode(post, z0, lower, upper)
+        if best is None or value < best[1]:
+            best = (z, value)
+    z, value = best
+    cov = _laplace_covariance(post, z, post.loadings(z))
+    if not history.learning.any():
+        notes.append("the plan never learned in the report: the learning throttles are the "
+                      "prior's")
+    if np.ptp(np.log(history.target)) < 1e-9:
+        notes.append("the target never moved: the pool's ROI/volume curve (its mean ROI and "
+                     "spread) is decided by the prior (recommend can propose a test)")
+    estimates = {**_market_estimates(params, z, cov), **orders}
+    shape = replay.predict(z[None, :]).refund_rate[0]
+    refunds, refund_notes = refund_estimates(history, base, shape, LEVEL)
+    notes += refund_notes
+    estimates.update(refunds)
+    margin_value, margin_source = _margin(base, estimates["refund_rate"].value, margin,
+                                          breakeven_roi)
+    return Fit(history=history, base=base, parameters=params, z=z, cov=cov,
+               estimates=estimates, margin=margin_value, margin_source=margin_source,
+               log_posterior=-float(value), seconds=time.perf_counter() - started,
+               posterior=post, notes=notes)
+
+
+def _margin(base: ScenarioConfig, refund_rate: float, margin: float | None,
+            breakeven_roi: float | None) -> tuple[float, str]:
+    if margin is not None:
+        return margin, "--margin"
+    if breakeven_roi is not None:
+        value = 1.0 / (breakeven_roi * (1.0 - refund_rate))
+        return min(max(value, 0.01), 0.95), "--breakeven-roi and the fitted refund rate"
+    return base.margin, f"the base scenario {base.name!r} (pass --margin or --breakeven-roi)"
+
+
+def _starts(post: Posterior, lower: np.ndarray, upper: np.ndarray,
+            count: int = STARTS) -> list[np.ndarray]:
+    """Starting points: the prior mean with the pool's size and mean ROI set from a coarse
+    grid (one batched replay), the ``count`` best grid points that are not neighbours.
+    The posterior has a ridge (a bigger, poorer pool buys about as much at the same target
+    as a smaller, richer one), so one start can end on the wrong side of it."""
+    ix = post.ix
+    h = post.replay.history
+    z = np.array([p.prior_mean for p in post.parameters])
+    bought = h.spend > 0
+    spend_level = math.log(max(float(np.median(h.spend[bought])), 1.0))
+    roi_level = math.log(max(float(np.median(h.gmv[bought] / h.spend[bought])), 0.05))
+    cost_grid = spend_level + np.linspace(-0.5, 3.0, 15)
+    roi_grid = roi_level + np.linspace(-1.2, 0.2, 8)
+    cand = np.tile(z, (cost_grid.size * roi_grid.size, 1))
+    cand[:, ix["pool_cost_cny"]] = np.repeat(cost_grid, roi_grid.size)
+    cand[:, ix["pool_mean_roi"]] = np.tile(roi_grid, cost_grid.size)
+    cand = np.clip(cand, lower, upper)
+    values = post.values(cand)
+    order = np.argsort(np.where(np.isfinite(values), values, np.inf))
+    chosen: list[np.ndarray] = []
+    for i in order:
+        point = cand[i]
+        far = all(abs(point[ix["pool_cost_cny"]] - c[ix["pool_cost_cny"]]) > 0.6
+                  or abs(point[ix["pool_mean_roi"]] - c[ix["pool_mean_roi"]]) > 0.3
+                  for c in chosen)
+        if far:
+            chosen.append(point)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def _mode(post: Posterior, z0: np.ndarray, lower: np.ndarray, upper: np.ndarray
+          ) -> tuple[np.ndarray, float]:
+    """The posterior mode from ``z0``: L-BFGS-B on the inner problem (loadings held at the
+    current point), re-linearised until the point stops moving; returns the mode and the
+    negative log posterior there (loadings of its own)."""
+    z = z0
+    for _ in range(OUTER_STEPS):
+        loadings = post.loadings(z)
+        result = optimize.minimize(_value_and_gradient, z, args=(post, loadings),
+                                   jac=True, method="L-BFGS-B",
+                                   bounds=list(zip(lower, upper, strict=True)),
+                                   options={"maxiter": INNER_STEPS, "ftol": 1e-7})
+        step = np.max(np.abs(result.x - z))
+        z = np.clip(result.x, lower, upper)
+        if step < 1e-3:
+            break
+    return z, float(post(z))
+
+
+def _value_and_gradient(z: np.ndarray, post: Posterior, loadings) -> tuple[float, np.ndarray]:
+    p = z.size
+    cand = np.tile(z, (2 * p + 1, 1))
+    idx = np.arange(p)
+    cand[1 + idx, idx] += FD_STEP
+    cand[1 + p + idx, idx] -= FD_STEP
+    values = post.values(cand, loadings)
+    if not np.all(np.isfinite(values)):
+        return float("inf") if not np.isfinite(values[0]) else float(values[0]), np.zeros(p)
+    grad = (values[1:p + 1] - values[p + 1:]) / (2 * FD_STEP)
+    return float(values[0]), grad
+
+
+def _laplace_covariance(post: Posterior, z: np.ndarray, loadings) -> np.ndarray:
+    """Inverse of the central-difference Hessian at ``z`` (one batched replay, loadings held
+    at the mode's). A direction with no curvature beyond the prior's (or a negative one, at
+    a bound) falls back to the prior's curvature, and no interval is wider than the
+    prior's."""
+    p, h = z.size, HESSIAN_STEP
+    pairs = [(i, j) for i in range(p) for j in range(i + 1, p)]
+    cand = [z]
+    for i in range(p):
+        for sign in (1, -1):
+            x = z.copy()
+            x[i] += sign * h
+            cand.append(x)
+    for i, j in pairs:
+        for si, sj in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
+            x = z.copy()
+            x[i] += si * h
+            x[j] += sj * h
+            cand.append(x)
+    values = post.values(np.array(cand), loadings)
+    f0 = values[0]
+    hess = np.zeros((p, p))
+    for i in range(p):
+        hess[i, i] = (values[1 + 2 * i] - 2 * f0 + values[2 + 2 * i]) / h ** 2
+    base = 1 + 2 * p
+    for n, (i, j) in enumerate(pairs):
+        pp, pm, mp, mm = values[base + 4 * n: base + 4 * n + 4]
+        hess[i, j] = hess[j, i] = (pp - pm - mp + mm) / (4 * h * h)
+    hess = np.where(np.isfinite(hess), hess, 0.0)
+    prior_precision = 1.0 / post.sd ** 2
+    eigval, eigvec = np.linalg.eigh(0.5 * (hess + hess.T))
+    floor = float(prior_precision.min())
+    eigval = np.maximum(eigval, floor)
+    cov = (eigvec / eigval) @ eigvec.T
+    # never wider than the prior itself
+    sd = np.sqrt(np.diag(cov))
+    scale = np.minimum(1.0, post.sd / sd)
+    return cov * np.outer(scale, scale)
+
+
+def _market_estimates(params: list[Parameter], z: np.ndarray,
+                      cov: np.ndarray) -> dict[str, Estimate]:
+    q = stats.norm.ppf(0.5 + LEVEL / 2.0)
+    sd = np.sqrt(np.diag(cov))
+    out = {}
+    for i, p in enumerate(params):
+        identified = bool(sd[i] < IDENTIFIED_RATIO * p.prior_sd)
+        lo, hi = p.value(z[i] - q * sd[i]), p.value(z[i] + q * sd[i])
+        out[p.name] = Estimate(float(p.value(z[i])), float(lo), float(hi), p.unit, identified,
+                               "spend and ROI against the settings" if identified
+                               else "prior (base scenario)")
+    return out
+
+

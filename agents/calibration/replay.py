@@ -1,0 +1,180 @@
+"""The simulator's own day, replayed on a report: what each day's settings would buy, on
+average, under candidate parameters.
+
+Every day of the report becomes one account of a batch: its state at dawn is what the report
+shows (target, budget and shares in force, learning state, creative age, days since an
+interruption), its latent shocks and drifts are 0 and its draws are 0, and
+:meth:`envs.market.MarketModel.step` runs it. The day's spend and its expected GMV
+(:attr:`envs.market.DayOutcome.expected_gmv`, before the bidder's daily noise and the order
+count) are the model's answer; the likelihood (:mod:`.likelihood`) puts the noise around it.
+Teacher-forced like this, days are independent, so ``K`` candidates x ``T`` days are one
+call of the compiled day.
+
+Per-candidate parameters enter through the batch's :class:`envs.market.AccountParams`: the
+pool's size carries the weekday effect and the learning traffic throttle relative to the
+base's (both multiply the pool's cost in :func:`envs.stages.price_traffic`), its mean ROI the
+learning ROI throttle (likewise); the rest of the scenario is the base's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from agents.calibration.account import AccountHistory
+from agents.calibration.prior import index_of, market_parameters, weekday_log_effects
+from envs.actions import VOLUME
+from envs.config import ScenarioConfig
+from envs.market import AccountParams, Decision, MarketModel, MarketState, typical_share
+
+DEMAND_BUDGET_MULT = 1000.0  # the ROI plans' budgets this many times the day's: ample
+AMPLE_BALANCE_CNY = 1e15  # the replay's balance: the report's spend already shows a stop
+MAX_HISTORY_DAYS = 60  # the simulator's longest pre-launch history (envs.config)
+MAX_EPISODE_DAYS = 730
+
+
+def replay_config(base: ScenarioConfig, history: AccountHistory,
+                  extra_days: int = 0) -> ScenarioConfig:
+    """The base scenario with the report's promotions, and a calendar long enough for its
+    days (and ``extra_days`` beyond, for a forecast). Promotions the report does not name
+    (``--promo-dates``) are off: the base's calendar is a launch's, not this account's."""
+    first, last = int(history.day.min()), int(history.day.max()) + extra_days
+    peaks = [start for start, _ in history.peaks]
+    length = history.peaks[0][1] if history.peaks else base.promo_peak_length_days
+    return base.replace(
+        history_days=int(min(max(14, -first + 1), MAX_HISTORY_DAYS)),
+        episode_days=int(min(max(7, last + 1), MAX_EPISODE_DAYS)),
+        promotions_enabled=bool(peaks) and base.promotions_enabled,
+        promo_peak_days=tuple(min(max(p, 0), MAX_EPISODE_DAYS) for p in peaks) or
+        base.promo_peak_days,
+        promo_peak_length_days=int(min(max(length, 1), 14)),
+        balance_enabled=False)
+
+
+def recovery_days_left(interrupted: np.ndarray, recovery_days: int) -> np.ndarray:
+    """Days of post-interruption penalties left at each dawn (the simulator's count: an
+    interruption on day t penalises days t+1 .. t+``recovery_days``)."""
+    left = np.zeros(interrupted.shape[0], dtype=np.int64)
+    count = 0
+    for t in range(interrupted.shape[0]):
+        left[t] = count
+        count = recovery_days if interrupted[t] else max(count - 1, 0)
+    return left
+
+
+class Replayed(NamedTuple):
+    """The replayed days of ``K`` candidates, arrays (K, T)."""
+
+    spend: np.ndarray  # CNY
+    gmv: np.ndarray  # expected GMV (CNY): bias included, before the day's noise
+    demand: np.ndarray  # spend with ample budgets on the ROI-controlled plans (CNY)
+    demand_gmv: np.ndarray  # its expected GMV (CNY)
+    refund_rate: np.ndarray  # the day's cohort refund rate at the base's refund_rate (NaN
+    # on a day the replay books no order)
+
+
+@dataclass
+class Replay:
+    """The report's days as a batch for :meth:`predict` (built once per fit)."""
+
+    history: AccountHistory
+    config: ScenarioConfig
+    model: MarketModel
+    rows: np.ndarray  # day index of each row of one candidate's block
+    demand: np.ndarray  # bool: the row replays its day with an ample budget
+    state: MarketState
+    decision: Decision
+
+    @classmethod
+    def of(cls, history: AccountHistory, base: ScenarioConfig) -> Replay:
+        config = replay_config(base, history)
+        model = MarketModel(config)
+        days = np.arange(history.days)
+        rows = np.concatenate([days, days])
+        demand = np.concatenate([np.zeros(history.days, bool), np.ones(history.days, bool)])
+        n = rows.size
+        state = model.initial_state(_unit_params(config, n), np.random.default_rng(0))
+        recovery = recovery_days_left(history.interrupted, config.interrupt_recovery_days)
+        # demand rows: the ROI-controlled plans' budgets ample, the volume plan's as set (it
+        # spends its budget whatever the traffic): what the day buys when its budget does not
+        # bind (shares need not sum to 1: each plan's budget is budget x share)
+        budget = history.budget[rows] * np.where(demand, DEMAND_BUDGET_MULT, 1.0)
+        shares = history.shares[rows].copy()
+        shares[demand, VOLUME] /= DEMAND_BUDGET_MULT
+        state = state._replace(
+            day=history.day[rows].copy(), target_roi=history.target[rows].copy(),
+            budget_cny=budget, shares=shares,
+            traffic_shock=np.zeros(n), learning=history.learning[rows].copy(),
+            learn_failed=history.learn_failed[rows].copy(),
+            creative_age_days=history.creative_age[rows].copy(),
+            balance_cny=np.full(n, AMPLE_BALANCE_CNY),
+            recovery_days_left=recovery[rows], interrupted=np.zeros(n, bool),
+            protection_edits=np.zeros(n, np.int64),
+            roi_drift=np.zeros(n), cost_drift=np.zeros(n), roi_regime=np.zeros(n),
+            cost_regime=np.zeros(n))
+        decision = Decision(target_roi=state.target_roi.copy(), budget_cny=budget.copy(),
+                            shares=state.shares.copy(), refresh=np.zeros(n, bool))
+        return cls(history, config, model, rows, demand, state, decision)
+
+    def predict(self, z: np.ndarray) -> Replayed:
+        """The model's days under each candidate.
+
+        :param z: (K, P) candidates in the space of :func:`market_parameters`.
+        """
+        z = np.atleast_2d(z)
+        k, t = z.shape[0], self.history.days
+        params = self.account_params(z)
+        state = MarketState.stack([self.state] * k)._replace(  # candidate-major
+            recent_edits=np.zeros((self.config.relearn_window_days, k * self.rows.size)),
+            recent_orders=np.zeros((self.config.starvation_window_days, k * self.rows.size)),
+            learn_orders=np.zeros((self.config.learning_window_days, k * self.rows.size)))
+        decision = Decision(*(np.tile(x, (k,) + (1,) * (x.ndim - 1)) for x in self.decision))
+        draws = np.zeros((k * self.rows.size, self.model.n_draws))
+        _, out = self.model.step(state, params, decision, draws)
+        spend = out.spend.reshape(k, -1)
+        gmv = out.expected_gmv.reshape(k, -1)
+        booked = out.gmv.reshape(k, -1)[:, :t]
+        rate = np.where(booked > 0, out.cohort_refunds.reshape(k, -1)[:, :t]
+                        / np.maximum(booked, 1e-9), np.nan)
+        return Replayed(spend[:, :t], gmv[:, :t], spend[:, t:], gmv[:, t:], rate)
+
+    def account_params(self, z: np.ndarray) -> AccountParams:
+        """The batch's :class:`AccountParams`: each candidate's values on each of its rows,
+        with the weekday and learning effects folded into the pool's size and mean ROI."""
+        cfg, h = self.config, self.history
+        ix = index_of(market_parameters(cfg))
+        k, n = z.shape[0], self.rows.size
+        learning = h.learning[self.rows]
+        weekday = weekday_log_effects(z, ix["weekday_mon"])[:, h.weekday[self.rows]]  # (K, n)
+        cost = np.exp(z[:, [ix["pool_cost_cny"]]] + weekday + np.where(
+            learning, z[:, [ix["learning_traffic_mult"]]] - np.log(cfg.learning_traffic_mult),
+            0.0))
+        roi = np.exp(z[:, [ix["pool_mean_roi"]]] + np.where(
+            learning, z[:, [ix["learning_roi_mult"]]] - np.log(cfg.learning_roi_mult), 0.0))
+        sigma = np.broadcast_to(np.exp(z[:, [ix["pool_sigma"]]]), (k, n))
+        bias = np.broadcast_to(np.exp(z[:, [ix["bidder_bias"]]]), (k, n))
+        typical = typical_share(cfg, np.exp(z[:, ix["pool_mean_roi"]]),
+                                np.exp(z[:, ix["pool_sigma"]]))
+        ones = np.ones((k, n))
+        return AccountParams(
+            pool_cost_cny=cost.ravel(), pool_mean_roi=roi.ravel(),
+            pool_sigma=np.ascontiguousarray(sigma).ravel(), refund_rate=(ones * cfg.refund_rate
+                                                                         ).ravel(),
+            aov_cny=(ones * cfg.aov_cny).ravel(), margin=(ones * cfg.margin).ravel(),
+            bidder_bias=np.ascontiguousarray(bias).ravel(),
+            launch_budget_cny=(ones * cfg.launch_budget_cny).ravel(),
+            start_weekday=np.zeros(k * n, dtype=np.int64) + (
+                (np.asarray(h.weekday)[self.rows] - self.state.day) % 7)[None, :].repeat(
+                    k, axis=0).ravel(),
+            typical_share=np.repeat(typical, n))
+
+
+def _unit_params(cfg: ScenarioConfig, n: int) -> AccountParams:
+    """Placeholder params for :meth:`MarketModel.initial_state` (it reads only their count)."""
+    ones = np.ones(n)
+    return AccountParams(ones * cfg.pool_cost_cny, ones * cfg.pool_mean_roi,
+                         ones * cfg.pool_sigma, ones * cfg.refund_rate, ones * cfg.aov_cny,
+                         ones * cfg.margin, ones, ones * cfg.launch_budget_cny,
+                         np.zeros(n, np.int64), ones * 0.5)

@@ -1,0 +1,99 @@
+"""A fit as a scenario: the base scenario with the fitted values, as a config and as the
+``scenario.yaml`` preset that ``train.py``, ``evaluate.py`` and ``tune.py`` accept.
+
+What goes in: every fitted market parameter that is a scenario key (the pool, its weekday
+pattern, noise and drift, the learning throttles, order value and basket noise, refund rate
+and kernel), the margin (given, or the base's), and the account's settings on the report's
+last day as the launch settings. The per-account bidder bias is not a scenario key (the
+simulator draws it per episode around 1); the base's promotions calendar, balance top-ups and
+everything the report cannot show stay the base's.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from envs.actions import PLANS, WHOLE_SITE
+from envs.config import ScenarioConfig
+
+MARKET_KEYS = ("pool_cost_cny", "pool_mean_roi", "pool_sigma", "traffic_shock_sd",
+               "traffic_shock_ar", "drift_cost_sd", "bidder_noise_sd", "roi_shock_sd",
+               "drift_roi_sd", "learning_traffic_mult", "learning_roi_mult", "aov_cny",
+               "basket_noise_sd", "refund_rate")
+
+
+def fitted_values(fit) -> dict:
+    """The scenario keys a fit sets (plain values, YAML-friendly).
+
+    :param fit: an :class:`agents.calibration.fit.Fit`.
+    """
+    base, h = fit.base, fit.history
+    values: dict = {key: float(fit.value(key)) for key in MARKET_KEYS}
+    effects = np.array([fit.value(f"weekday_{d}") for d in ("mon", "tue", "wed", "thu", "fri",
+                                                            "sat")])
+    effects = np.append(effects, -effects.sum())
+    values["weekday_traffic"] = [round(float(w), 6) for w in
+                                 np.asarray(base.weekday_traffic) * np.exp(effects)]
+    kernel = np.array([fit.value(f"refund_kernel_{k}") for k in range(1, 8)])
+    kernel = kernel / kernel.sum() if kernel.sum() > 0 else np.asarray(base.refund_kernel)
+    values["refund_kernel"] = shares_summing_to_one(kernel)
+    values["margin"] = float(fit.margin)
+    values["market_drift_enabled"] = True
+    shares = h.shares[-1]
+    count = len(PLANS) if shares[WHOLE_SITE] > 0 and base.whole_site_enabled else 3
+    values["launch_shares"] = shares_summing_to_one(shares[:count] / shares[:count].sum())
+    values["launch_target_roi"] = round(float(h.target[-1]), 2)
+    values["launch_budget_cny"] = float(max(h.budget[-1], 300.0))
+    values["name"] = scenario_name(h.account)
+    return values
+
+
+def shares_summing_to_one(values: np.ndarray) -> list[float]:
+    """Shares rounded to 6 decimals that still sum to 1 (the largest takes the rounding)."""
+    rounded = [round(float(v), 6) for v in values]
+    top = int(np.argmax(rounded))
+    rounded[top] = round(rounded[top] + 1.0 - sum(rounded), 6)
+    return rounded
+
+
+def fitted_config(fit) -> ScenarioConfig:
+    """The base scenario with :func:`fitted_values` (validated like any preset)."""
+    return fit.base.replace(**fitted_values(fit))
+
+
+def scenario_name(account: str) -> str:
+    """A preset name for an account: ``fit_`` and its name's letters, digits and ``_``."""
+    return "fit_" + (re.sub(r"[^0-9A-Za-z_]+", "_", account).strip("_") or "account")
+
+
+def scenario_yaml(fit, base_name: str | None) -> str:
+    """``scenario.yaml``: ``base:`` (when the base is a named preset) and the fitted keys,
+    each with its 90% interval and whether the data identified it, as comments."""
+    import yaml
+
+    values = fitted_values(fit)
+    lines = [f"# Calibrated from {fit.history.account}'s report ({fit.history.days} days, "
+             f"{fit.history.dates[0]} .. {fit.history.dates[-1]}) by scripts/calibrate.py.",
+             "# Each fitted key: value, then its 90% interval and whether the report identified"
+             " it (else the prior, centred on the base, decided it); fit.json has them all."]
+    if base_name is not None:
+        lines.append(f"base: {base_name}")
+    else:
+        values = {**fit.base.to_dict(), **values}
+    for key, value in values.items():
+        text = yaml.safe_dump({key: value}, default_flow_style=True, sort_keys=False).strip()
+        text = text[1:-1] if text.startswith("{") else text
+        estimate = fit.estimates.get(key)
+        note = (f"  # 90%: {estimate.low:.4g} .. {estimate.high:.4g}, "
+                f"{'identified' if estimate.identified else 'prior'}" if estimate else "")
+        lines.append(text + note)
+    return "\n".join(lines) + "\n"
+
+
+def named_base(given: str) -> str | None:
+    """The preset name to write as ``base:``: ``--base`` itself when it names a preset (it
+    was loaded, so it exists), ``None`` when it was a file path (the preset then holds
+    every key)."""
+    return None if given.endswith((".yaml", ".yml")) or "/" in given else given

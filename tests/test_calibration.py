@@ -1,0 +1,211 @@
+"""Calibration (scripts/calibrate.py, agents/calibration): the replay is the simulator's own
+day, the order value's intervals are exact, the CLI writes every file or none, and bad
+reports are refused naming what is missing. The recovery and coverage figures are
+measured by scripts/calibration_benchmark.py, not here."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from agents.calibration.account import MIN_FIT_DAYS, account_history
+from agents.calibration.fit import fit_account
+from agents.calibration.orders import order_value
+from agents.calibration.outputs import write_calibration
+from agents.calibration.prior import index_of, market_parameters
+from agents.calibration.replay import Replay
+from agents.calibration.synthetic import synthetic_account
+from agents.serving.inputs import parse_promotions
+from agents.serving.report import read_report, write_report
+from envs.config import load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_cli():
+    spec = importlib.util.spec_from_file_location("calibrate_cli",
+                                                  ROOT / "scripts" / "calibrate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+calibrate = _load_cli()
+
+DAYS = 42  # a short report: 28 days fitted + 14 held out in the validation
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load_scenario("3c")
+
+
+@pytest.fixture(scope="module")
+def account(base, tmp_path_factory):
+    acc = synthetic_account(base, 3, DAYS)
+    path = acc.write(tmp_path_factory.mktemp("calibration") / "shop.csv")
+    return acc, path
+
+
+def history_of(acc, path, base):
+    return account_history(read_report(path), base,
+                           parse_promotions(acc.promo_dates, base.promo_peak_length_days))
+
+
+def true_z(acc, parameters):
+    return np.array([p.z_of(acc.truth[p.name]) if not p.name.startswith("weekday_")
+                     else acc.truth[p.name] for p in parameters])
+
+
+def test_replay_is_the_simulators_day(base, tmp_path):
+    """Without the day's noise, the report's spend is exactly what the replay of its settings
+    and states gives at the true parameters, on every day (budget-bound or not)."""
+    quiet = {"shocks_enabled": False, "market_drift_enabled": False,
+             "bidder_noise_enabled": False}
+    acc = synthetic_account(base, 5, 60, overrides=quiet)
+    path = acc.write(tmp_path / "quiet.csv")
+    h = history_of(acc, path, base)
+    replay = Replay.of(h, acc.config)
+    z = true_z(acc, market_parameters(acc.config))
+    z[[index_of(market_parameters(acc.config))[f"weekday_{d}"]
+       for d in ("mon", "tue", "wed", "thu", "fri", "sat")]] = 0.0  # in the truth's config
+    days = replay.predict(z[None, :])
+    assert h.learning.any() and h.capped.any() and not h.capped.all()
+    np.testing.assert_allclose(days.spend[0], h.spend, rtol=1e-9)
+    # orders are Poisson around the expected GMV / AOV: their total within 4 sd of it
+    expected = days.gmv[0].sum() / acc.truth["aov_cny"]
+    assert abs(h.orders.sum() - expected) < 4 * np.sqrt(expected)
+
+
+def test_order_value_intervals_are_exact():
+    """The AOV's and basket noise's 90% intervals cover the truth 90% of the time (400
+    simulated reports of 30 days: within 3 binomial sds)."""
+    rng = np.random.default_rng(0)
+    covered = {"aov_cny": 0, "basket_noise_sd": 0}
+    trials = 400
+    for _ in range(trials):
+        aov, sd = rng.uniform(50, 900), rng.uniform(0.02, 0.3)
+        orders = rng.integers(1, 60, size=30).astype(float)
+        gmv = orders * aov * np.exp(sd * rng.standard_normal(30) - sd * sd / 2)
+        h = type("H", (), {"orders": orders, "gmv": gmv})()
+        est = order_value(h)
+        covered["aov_cny"] += est["aov_cny"].low <= aov <= est["aov_cny"].high
+        covered["basket_noise_sd"] += est["basket_noise_sd"].low <= sd <= est[
+            "basket_noise_sd"].high
+    band = 3 * np.sqrt(0.9 * 0.1 / trials)
+    for name, count in covered.items():
+        assert abs(count / trials - 0.9) < band, (name, count / trials)
+
+
+def test_calibrate_writes_fit_scenario_and_validation(account, tmp_path):
+    acc, path = account
+    out = tmp_path / "fit"
+    assert calibrate.main(["--history", str(path), "--out", str(out),
+                           "--promo-dates", acc.promo_dates or "2025-01-01"]) == 0
+    fit = json.loads((out / "fit.json").read_text())
+    for name, p in fit["parameters"].items():
+        assert set(p) >= {"value", "ci_low", "ci_high", "unit", "identified"}, name
+        assert p["ci_low"] <= p["value"] <= p["ci_high"], name
+    assert fit["parameters"]["aov_cny"]["identified"]
+    aov = fit["parameters"]["aov_cny"]
+    assert aov["ci_low"] <= acc.truth["aov_cny"] * 1.05 and aov["ci_high"] >= acc.truth[
+        "aov_cny"] * 0.95
+    # the preset loads where a scenario is accepted and carries the fitted values
+    cfg = load_scenario(out / "scenario.yaml")
+    assert cfg.pool_mean_roi == pytest.approx(fit["parameters"]["pool_mean_roi"]["value"])
+    assert cfg.refund_rate == pytest.approx(fit["parameters"]["refund_rate"]["value"])
+    assert yaml.safe_load((out / "scenario.yaml").read_text())["base"] == "3c"
+    val = json.loads((out / "validation.json").read_text())
+    assert val["holdout_days"] == 14 and val["fitted_days"] == DAYS - 14
+    for m in ("spend", "gmv", "orders", "refunds"):
+        assert 0.0 <= val["metrics"][m]["coverage_80"] <= 1.0
+        assert len(val["metrics"][m]["p50"]) == 14
+    assert (out / "validation.png").stat().st_size > 10_000
+    # a second run replaces the first whole
+    assert calibrate.main(["--history", str(path), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["fit.json", "scenario.yaml", "validation.json", "validation.png"])
+
+
+def test_too_short_a_report_is_refused_and_nothing_written(account, tmp_path, capsys):
+    acc, path = account
+    short = tmp_path / "short.csv"
+    rows = path.read_text().splitlines()
+    short.write_text("\n".join(rows[:MIN_FIT_DAYS]) + "\n")  # header + MIN_FIT_DAYS - 1 days
+    out = tmp_path / "out"
+    assert calibrate.main(["--history", str(short), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"at least {MIN_FIT_DAYS}" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_report_without_orders_is_refused(account, tmp_path, capsys):
+    acc, path = account
+    report = read_report(path)
+    columns = {k: list(v) for k, v in report.values.items()}
+    columns["orders"] = [0.0] * len(report.dates)
+    bad = tmp_path / "no_orders.csv"
+    write_report(bad, report.dates, columns)
+    assert calibrate.main(["--history", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "orders" in capsys.readouterr().err
+
+
+def test_missing_refunds_are_left_to_the_prior(account, base, tmp_path):
+    acc, path = account
+    report = read_report(path)
+    columns = {k: list(v) for k, v in report.values.items() if k not in (
+        "refunds", "settled_gmv")}
+    bare = tmp_path / "no_refunds.csv"
+    write_report(bare, report.dates, columns)
+    fit = fit_account(account_history(read_report(bare), base), base)
+    assert not fit.estimates["refund_rate"].identified
+    assert fit.estimates["refund_rate"].value == pytest.approx(base.refund_rate)
+    assert any("refunds" in note for note in fit.notes)
+
+
+def test_a_target_that_never_moved_leaves_the_curve_to_the_prior(base, tmp_path):
+    """Held settings cannot tell the pool's spread: the fit says the prior decided it."""
+    acc = synthetic_account(base, 7, DAYS, operator="constant")
+    path = acc.write(tmp_path / "held.csv")
+    h = history_of(acc, path, base)
+    assert np.ptp(h.target) == 0
+    fit = fit_account(h, base)
+    assert not fit.estimates["pool_sigma"].identified
+    assert any("never moved" in note for note in fit.notes)
+
+
+def test_out_folder_of_other_files_is_refused(account, tmp_path, capsys):
+    acc, path = account
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert calibrate.main(["--history", str(path), "--out", str(out)]) == 2
+    assert "other files" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_a_failed_write_leaves_the_folder_as_it_was(tmp_path):
+    out = tmp_path / "fit"
+    write_calibration(out, {"fit.json": lambda p: p.write_text("{}")})
+
+    def broken(p):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_calibration(out, {"fit.json": lambda p: p.write_text('{"new": 1}'),
+                                "validation.png": broken})
+    assert [p.name for p in out.iterdir()] == ["fit.json"]
+    assert (out / "fit.json").read_text() == "{}"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".fit")]
+
+
+def test_bad_margin_is_refused(account, tmp_path, capsys):
+    acc, path = account
+    assert calibrate.main(["--history", str(path), "--out", str(tmp_path / "o"),
+                           "--margin", "1.5"]) == 2
+    assert "--margin" in capsys.readouterr().err
