@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup train test lint results clean-venv
+.PHONY: setup train test lint results calibration clean-venv
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ train: $(STAMP)  ## train PPO on the default scenario (TensorBoard logs in runs/
 
 results: $(STAMP)  ## train PPO on every scenario x 3 seeds, benchmark all, write docs/results.md
 	$(PY) scripts/results.py $(ARGS)
+
+calibration: $(STAMP)  ## fit synthetic accounts of known truth, write docs/calibration_results.md
+	$(PY) scripts/calibration_benchmark.py $(ARGS)
 
 # pytest-xdist processes for `make test` (auto: one per core; 0: the suite in one process)
 TEST_WORKERS ?= auto

@@ -2,7 +2,8 @@
 
 Each is a 3C account (the default scenario) run by the playbook from launch, on a report
 seed (contracts: reports use seeds from 10000); its last 20 days of dashboard rows are
-written as a report. ``report_en.csv``: English headers, UTF-8, every column recommend
+written as a report. ``report_90d.csv``: 90 days of a synthetic calibration account (seed
+60100, its economics drawn around 3C), long enough for ``scripts/calibrate.py``. ``report_en.csv``: English headers, UTF-8, every column recommend
 reads. ``report_zh.csv``: a Qianchuan-style export with Chinese headers, GBK, formatted
 numbers (``12,345.67``), a status column in words, a payment-ROI column recommend ignores,
 blank settlement cells as ``-`` and a 合计 (total) row.
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agents.calibration.synthetic import synthetic_account
 from agents.policies import make_policy
 from agents.serving.report import write_report
 from agents.serving.simulated import simulate_account
@@ -25,6 +27,8 @@ from envs.seeds import REPORT_SEED
 
 HERE = Path(__file__).resolve().parent
 REPORT_DAYS = 20
+CALIBRATION_EXAMPLE = 100  # synthetic calibration account 60100
+CALIBRATION_DAYS = 90
 
 
 def _money(x: float) -> str:
@@ -67,6 +71,12 @@ def main() -> None:
     write_report(HERE / "report_zh.csv", dates, columns, headers={"date": "日期"},
                  encoding="gbk")
     print(f"report_zh.csv: decides {zh.decision_date}; --promo-dates {zh.promo_dates}")
+
+    # A long report for calibrate: a synthetic account (its parameters drawn from the fit's
+    # prior around 3c, seed 60000 + CALIBRATION_EXAMPLE) run by the playbook for 90 days.
+    long = synthetic_account(base, CALIBRATION_EXAMPLE, CALIBRATION_DAYS)
+    long.write(HERE / "report_90d.csv")
+    print(f"report_90d.csv: {CALIBRATION_DAYS} days; --promo-dates {long.promo_dates}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ before it are the pre-launch history, as in the simulator), else a mature plan i
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 
@@ -81,35 +82,21 @@ class AccountHistory:
 
     def head(self, days: int) -> AccountHistory:
         """The first ``days`` days (the fit's part when the last ones are held out)."""
-        def cut(x):
-            return None if x is None else x[:days]
-
-        return AccountHistory(
-            account=self.account, dates=self.dates[:days], day=cut(self.day),
-            spend=cut(self.spend), gmv=cut(self.gmv), orders=cut(self.orders),
-            target=cut(self.target), budget=cut(self.budget), shares=cut(self.shares),
-            refunds=cut(self.refunds), learning=cut(self.learning),
-            learn_failed=cut(self.learn_failed), interrupted=cut(self.interrupted),
-            creative_age=cut(self.creative_age), capped=cut(self.capped),
-            balance=cut(self.balance), origin=self.origin, peaks=self.peaks,
-            shown=self.shown, notes=list(self.notes))
+        return self._days_in(slice(0, days))
 
     def tail(self, days: int) -> AccountHistory:
         """The last ``days`` days."""
-        start = self.days - days
+        return self._days_in(slice(self.days - days, None))
 
-        def cut(x):
-            return None if x is None else x[start:]
+    def _days_in(self, days: slice) -> AccountHistory:
+        """The same account over ``days`` (every per-day field cut alike)."""
+        per_day = {f.name for f in dataclasses.fields(self)} - _PER_ACCOUNT
+        return dataclasses.replace(self, notes=list(self.notes), **{
+            name: None if getattr(self, name) is None else getattr(self, name)[days]
+            for name in per_day})
 
-        return AccountHistory(
-            account=self.account, dates=self.dates[start:], day=cut(self.day),
-            spend=cut(self.spend), gmv=cut(self.gmv), orders=cut(self.orders),
-            target=cut(self.target), budget=cut(self.budget), shares=cut(self.shares),
-            refunds=cut(self.refunds), learning=cut(self.learning),
-            learn_failed=cut(self.learn_failed), interrupted=cut(self.interrupted),
-            creative_age=cut(self.creative_age), capped=cut(self.capped),
-            balance=cut(self.balance), origin=self.origin, peaks=self.peaks,
-            shown=self.shown, notes=list(self.notes))
+
+_PER_ACCOUNT = frozenset({"account", "origin", "peaks", "shown", "notes"})
 
 
 def account_history(report: AccountReport, base: ScenarioConfig,

@@ -34,7 +34,7 @@ IDENTIFIED_RATIO = 0.5  # posterior sd / prior sd below this: the data identifie
 FD_STEP = 1e-4  # central-difference step in z (the fit's space)
 HESSIAN_STEP = 2e-3
 STARTS = 2  # starting points of the optimiser (the best of them is kept)
-OUTER_STEPS = 2  # re-linearisations of the loadings
+OUTER_STEPS = 6  # re-linearisations of the loadings
 INNER_STEPS = 40  # L-BFGS-B iterations per linearisation
 
 
@@ -158,20 +158,28 @@ def _starts(post: Posterior, lower: np.ndarray, upper: np.ndarray,
 def _mode(post: Posterior, z0: np.ndarray, lower: np.ndarray, upper: np.ndarray
           ) -> tuple[np.ndarray, float]:
     """The posterior mode from ``z0``: L-BFGS-B on the inner problem (loadings held at the
-    current point), re-linearised until the point stops moving; returns the mode and the
-    negative log posterior there (loadings of its own)."""
-    z = z0
+    current point), then the step is taken only as far as it lowers the true negative log
+    posterior (loadings of its own), halving it up to twice; re-linearised until no step
+    helps. Returns the point and its negative log posterior."""
+    z, value = z0, post(z0)
     for _ in range(OUTER_STEPS):
         loadings = post.loadings(z)
         result = optimize.minimize(_value_and_gradient, z, args=(post, loadings),
                                    jac=True, method="L-BFGS-B",
                                    bounds=list(zip(lower, upper, strict=True)),
                                    options={"maxiter": INNER_STEPS, "ftol": 1e-7})
-        step = np.max(np.abs(result.x - z))
-        z = np.clip(result.x, lower, upper)
-        if step < 1e-3:
+        step = np.clip(result.x, lower, upper) - z
+        for fraction in (1.0, 0.5, 0.25):
+            trial = z + fraction * step
+            trial_value = post(trial)
+            if trial_value < value - 1e-6:
+                break
+        else:
             break
-    return z, float(post(z))
+        z, value = trial, trial_value
+        if np.max(np.abs(fraction * step)) < 1e-3:
+            break
+    return z, value
 
 
 def _value_and_gradient(z: np.ndarray, post: Posterior, loadings) -> tuple[float, np.ndarray]:

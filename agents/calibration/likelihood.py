@@ -1,10 +1,9 @@
 """The report's likelihood around the simulator's replayed days (:mod:`.replay`).
 
 For candidate parameters the replay gives each day's spend ``S`` and expected GMV ``G``
-(bias included), and how both move with the pool's mean ROI (a second replay with ``m``
-raised by :data:`STEP`). The simulator moves a day away from that average through two
-latent log deviations, as :func:`envs.stages.move_market` and
-:func:`envs.stages.price_traffic` draw them:
+(bias included). The simulator moves a day away from that through two latent log
+deviations, as :func:`envs.stages.move_market` and :func:`envs.stages.price_traffic` draw
+them:
 
 - ``a_t`` on the pool's size: the traffic shock (AR(1), sd ``traffic_shock_sd``,
   persistence ``traffic_shock_ar``), the slow cost drift (sd ``drift_cost_sd``, the base's
@@ -12,12 +11,16 @@ latent log deviations, as :func:`envs.stages.move_market` and
 - ``b_t`` on the pool's mean ROI: the daily ROI shock (sd ``roi_shock_sd``), the slow ROI
   drift (sd ``drift_roi_sd``) and the regimes' ROI steps.
 
-To first order ``ln spend_t = ln S_t + a_t + s_t b_t`` and ``ln(gmv_t / spend_t) = ln(G_t /
-S_t) + r_t b_t + e_t``, with the loadings ``s_t`` and ``r_t`` from the two replays (a
-target-ROI bidder buys more of a richer pool, at about the same ROI) and ``e_t`` the day's
-independent noise: the bidder's (``bidder_noise_sd``, times ``learning_noise_mult`` while
-learning), the basket's and the order count's (``1 / orders``), with the lognormal means'
-corrections ``-var / 2``. The days observed are jointly normal:
+Statistically linearised (:func:`linearise`: four more replays, with the pool's size or
+mean ROI at the Gauss-Hermite nodes of its deviation) ``ln spend_t = ln S_t + c_t a_t + s_t
+b_t`` and ``ln(gmv_t / spend_t) = ln(G_t / S_t) + r_t b_t + e_t``, plus each day's mean
+shift and leftover variance: a target-ROI bidder buys more of a richer pool at about the
+same ROI, a budget caps what a larger pool would sell, and the slopes see both. ``e_t`` is
+the day's independent noise: the bidder's (``bidder_noise_sd``, times
+``learning_noise_mult`` while learning), the basket's and the order count's (``1 /
+orders``), with the lognormal means' corrections ``-var / 2``. The days observed are
+jointly normal:
+The days observed are jointly normal:
 
 - spend on days whose budget did not bind, and ROI on days with orders, in one covariance
   (gaps are exact);
@@ -45,7 +48,6 @@ from agents.calibration.replay import Replay
 
 NOISE = ("traffic_shock_sd", "traffic_shock_ar", "drift_cost_sd", "bidder_noise_sd",
          "roi_shock_sd", "drift_roi_sd")  # the fitted noise levels (names of .prior)
-STEP = 0.01  # step in ln m and ln V for the loadings (a 1% richer, or larger, pool)
 GAUSSIAN_ORDERS = 10  # days with fewer orders count through the order count's Poisson law
 SPEND_FLOOR_SD = 0.02  # log-sd: rounding and what the replay leaves out of a day's spend
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -82,13 +84,38 @@ def observed(replay: Replay) -> Observed:
 
 
 class Loadings(NamedTuple):
-    """How the days move with the latent deviations, per day (T,): ``cost`` is d ln(spend)
-    / d ln(pool size), ``spend`` d ln(spend) / d ln(pool mean ROI), ``roi`` d ln(ROI) / d
-    ln(pool mean ROI); spend on the demand rows where the budget did not bind."""
+    """How the days move with the latent deviations, per day (T,), by statistical
+    linearisation (below): ``cost`` is the slope of ln(spend) on the pool's log size
+    deviation ``a``, ``spend`` its slope on the pool's log mean-ROI deviation ``b``, ``roi``
+    the slope of ln(ROI) on ``b``; ``spend_shift`` and ``roi_shift`` the mean's departure
+    from the day at ``a = b = 0``, ``spend_var`` and ``roi_var`` what the slopes leave
+    unexplained. Spend is the demand rows' where the budget did not bind."""
 
     cost: np.ndarray
     spend: np.ndarray
     roi: np.ndarray
+    roi_cost: np.ndarray  # slope of ln(ROI) on ``a`` (a bigger pool: the volume plan's
+    # leftovers are better traffic)
+    spend_shift: np.ndarray
+    roi_shift: np.ndarray
+    spend_var: np.ndarray
+    roi_var: np.ndarray
+
+
+def linearise(f0: np.ndarray, plus: np.ndarray, minus: np.ndarray, sd: float
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Statistical linearisation of a day's response ``f`` to a normal deviation of sd
+    ``sd`` from its values at the three-point Gauss-Hermite nodes ``0, +-sqrt(3) sd``
+    (weights 2/3, 1/6, 1/6): the slope, the mean's shift from ``f0`` and the variance left
+    around the line. Unlike a derivative, it sees a kink (a budget or the pool's end)
+    within the deviation's reach, so the likelihood stays smooth across it."""
+    h = np.sqrt(3.0) * sd
+    shift = (plus + minus - 2.0 * f0) / 6.0
+    slope = (plus - minus) / (2.0 * h)
+    mean = f0 + shift
+    left = ((plus - mean - slope * h) ** 2 + (minus - mean + slope * h) ** 2) / 6.0 + (
+        2.0 / 3.0) * (f0 - mean) ** 2
+    return slope, shift, left
 
 
 class Posterior:
@@ -155,14 +182,20 @@ class Posterior:
         return out
 
     def _days(self, z: np.ndarray, loadings: Loadings | None):
-        """The replay's log demand, log ROI and ROI (K, T) of each candidate, and the
-        loadings (``[loadings]``, or each candidate's own from two more replays)."""
+        """The replay's log demand, log ROI and ROI (K, T) of each candidate (with the
+        loadings' mean shifts), and the loadings: ``[loadings]``, or each candidate's own
+        from four more replays at the Gauss-Hermite nodes of its latent deviations."""
         k = z.shape[0]
         if loadings is None:
-            richer, bigger = z.copy(), z.copy()
-            richer[:, self.ix["pool_mean_roi"]] += STEP
-            bigger[:, self.ix["pool_cost_cny"]] += STEP
-            z = np.concatenate([z, richer, bigger])
+            sd_a, sd_b = self.latent_sds(z)
+            h = np.sqrt(3.0)
+            nodes = [z]
+            for name, sd in (("pool_cost_cny", sd_a), ("pool_mean_roi", sd_b)):
+                for sign in (1.0, -1.0):
+                    moved = z.copy()
+                    moved[:, self.ix[name]] += sign * h * sd
+                    nodes.append(moved)
+            z = np.concatenate(nodes)
         days = self.replay.predict(z)
         capped = self.obs.capped_mask
         # a day whose budget did not bind bought what its traffic allowed: the demand rows
@@ -171,12 +204,36 @@ class Posterior:
                            days.demand_gmv / _pos(days.demand))
         log_roi = _log(roi_all)
         if loadings is None:
-            loads = [Loadings(cost=(log_demand[2 * k + c] - log_demand[c]) / STEP,
-                              spend=(log_demand[k + c] - log_demand[c]) / STEP,
-                              roi=(log_roi[k + c] - log_roi[c]) / STEP) for c in range(k)]
+            loads = []
+            for c in range(k):
+                d0, r0 = log_demand[c], log_roi[c]
+                a_plus, a_minus = log_demand[k + c], log_demand[2 * k + c]
+                b_plus, b_minus = log_demand[3 * k + c], log_demand[4 * k + c]
+                cost, cost_shift, cost_left = linearise(d0, a_plus, a_minus, sd_a[c])
+                spend, spend_shift, spend_left = linearise(d0, b_plus, b_minus, sd_b[c])
+                roi, roi_shift, roi_left = linearise(r0, log_roi[3 * k + c],
+                                                     log_roi[4 * k + c], sd_b[c])
+                roi_cost, roi_cost_shift, roi_cost_left = linearise(
+                    r0, log_roi[k + c], log_roi[2 * k + c], sd_a[c])
+                loads.append(Loadings(cost, spend, roi, roi_cost, cost_shift + spend_shift,
+                                      roi_shift + roi_cost_shift, cost_left + spend_left,
+                                      roi_left + roi_cost_left))
         else:
             loads = [loadings]
-        return log_demand[:k], log_roi[:k], roi_all[:k], loads
+        shift_demand = np.stack([ld.spend_shift for ld in loads])
+        shift_roi = np.stack([ld.roi_shift for ld in loads])
+        return (log_demand[:k] + shift_demand, log_roi[:k] + shift_roi, roi_all[:k], loads)
+
+    def latent_sds(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stationary sds (K,) of the latent log deviations of the pool's size and mean ROI."""
+        sd_a, sd_b = np.empty(z.shape[0]), np.empty(z.shape[0])
+        for c in range(z.shape[0]):
+            nz = self.noise(z[c])
+            sd_a[c] = np.sqrt(nz["traffic_shock_sd"] ** 2 + nz["drift_cost_sd"] ** 2
+                              + self.regime_cost[0, 0])
+            sd_b[c] = np.sqrt(nz["roi_shock_sd"] ** 2 + nz["drift_roi_sd"] ** 2
+                              + self.regime_roi[0, 0])
+        return sd_a, sd_b
 
     def __call__(self, z: np.ndarray) -> float:
         return float(self.values(z)[0])
@@ -222,6 +279,8 @@ class Posterior:
         cross[0, :f.size] = load.cost[f] * fast[f]
         cross[1, :f.size] = load.cost[f] * slow_cost[f]
         cross[2, :f.size] = load.spend[f] * slow_roi[f]
+        cross[0, f.size:] = load.roi_cost[r] * fast[r]
+        cross[1, f.size:] = load.roi_cost[r] * slow_cost[r]
         cross[2, f.size:] = load.roi[r] * slow_roi[r]
         prior = np.diag([fast[last], slow_cost[last], slow_roi[last]])
         if resid.size == 0:
@@ -240,17 +299,20 @@ class Posterior:
         iid = self.day_noise_var(z)
         f, r = o.free_days, o.roi_days
         # joint covariance of [spend residuals on free days, ROI residuals on days with orders]
-        af, sf, rr = load.cost[f], load.spend[f], load.roi[r]
+        af, sf, rr, ra = load.cost[f], load.spend[f], load.roi[r], load.roi_cost[r]
         top = (np.outer(af, af) * cost[np.ix_(f, f)]
                + np.outer(sf, sf) * pool_roi[np.ix_(f, f)])
-        top[np.diag_indices_from(top)] += SPEND_FLOOR_SD ** 2
-        cross = np.outer(sf, rr) * pool_roi[np.ix_(f, r)]
-        bottom = np.outer(rr, rr) * pool_roi[np.ix_(r, r)]
-        bottom[np.diag_indices_from(bottom)] += iid[r]
+        top[np.diag_indices_from(top)] += SPEND_FLOOR_SD ** 2 + load.spend_var[f]
+        cross = (np.outer(sf, rr) * pool_roi[np.ix_(f, r)]
+                 + np.outer(af, ra) * cost[np.ix_(f, r)])
+        bottom = (np.outer(rr, rr) * pool_roi[np.ix_(r, r)]
+                  + np.outer(ra, ra) * cost[np.ix_(r, r)])
+        bottom[np.diag_indices_from(bottom)] += iid[r] + load.roi_var[r]
         chol = np.linalg.cholesky(np.block([[top, cross], [cross.T, bottom]]))
         c = o.capped_days
         capped_sd = np.sqrt(load.cost[c] ** 2 * np.diag(cost)[c]
-                            + load.spend[c] ** 2 * np.diag(pool_roi)[c] + SPEND_FLOOR_SD ** 2)
+                            + load.spend[c] ** 2 * np.diag(pool_roi)[c] + SPEND_FLOOR_SD ** 2
+                            + load.spend_var[c])
         return chol, iid, capped_sd
 
     def _loglik(self, factor: tuple, log_demand: np.ndarray, log_roi: np.ndarray,
