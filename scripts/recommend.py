@@ -4,6 +4,18 @@
     python scripts/recommend.py --policy playbook --history report.csv --json
     python scripts/recommend.py --policy runs/<run>/export/policy.onnx --batch reports/ \
         --out recommendations.csv
+    python scripts/recommend.py --history report.csv --fit fits/my_shop
+
+With ``--fit DIR`` (a calibration of the same report by ``scripts/calibrate.py --history
+report.csv --out DIR``) the policy plays the fitted account: its scenario is
+``DIR/scenario.yaml`` and its break-even ROI the fitted one, ``1 / (margin (1 - refund
+rate))``, unless ``--breakeven-roi`` gives another. After the recommendation a 7-day
+forecast compares three settings held for the week: the recommended ones, the current ones
+(the report's last row) and ``static``'s. The forecast is the simulator run from the fit:
+400 copies of the account from the report's last day, each with parameters drawn from the
+fit's uncertainty; it gives the week's profit, GMV, spend and settled ROI as a median and
+an 80% interval (``--json``: a ``forecast`` object). A fit of another report or period is
+refused. ``--fit`` takes one report (not ``--batch``).
 
 Bad input is reported with the file, row and column, and exits with code 2. In ``--batch``
 a bad report is reported on stderr and skipped; the others are still scored. Output piped
@@ -73,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "the report's earliest budget, said in the output")
     p.add_argument("--compare", default=COMPARE_POLICY,
                    help="rule-based policy shown beside the answer ('none': none)")
+    p.add_argument("--fit", metavar="DIR",
+                   help="a calibration of this report (scripts/calibrate.py --out DIR): "
+                   "recommend for the fitted account and forecast the next 7 days")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args(argv)
@@ -107,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         compare=None if args.compare.lower() == "none" else args.compare,
         launch_budget=args.launch_budget)
     try:
+        if args.fit:
+            return run_fitted(args, options)
         if args.batch:
             check_out_path(args.out)  # before any work
         policy = load_policy(args.policy, scenario=args.scenario, threads=args.threads)
@@ -138,6 +155,23 @@ def run(args: argparse.Namespace) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"error: {where}{(exc.strerror or str(exc)).lower()}", file=sys.stderr)
         return 2
+
+
+def run_fitted(args: argparse.Namespace, options: RecommendOptions) -> int:
+    """``--fit DIR``: the recommendation for the fitted account and its 7-day forecast.
+    The calibration's modules (SciPy, the simulator) load only here."""
+    if args.batch:
+        raise ServingError("--fit with --batch: not yet; run recommend --fit per account")
+    if args.scenario:
+        raise ServingError("--fit plays the fitted account's scenario (DIR/scenario.yaml): "
+                           "drop --scenario")
+    from agents.calibration.recommend_fit import fitted_json, fitted_text, recommend_fitted
+
+    rec, outlook = recommend_fitted(args.policy, args.history, args.fit, options,
+                                    threads=args.threads)
+    print(fitted_json(rec, outlook) if args.json else fitted_text(rec, outlook))
+    sys.stdout.flush()
+    return 0
 
 
 if __name__ == "__main__":

@@ -8,5 +8,8 @@
 - :mod:`.refunds`: refund rate and landing kernel from refunds against past GMV;
 - :mod:`.fit`: the optimiser, intervals and identifiability;
 - :mod:`.forecast`: days ahead simulated by :class:`envs.market.MarketModel` from the fit;
-- :mod:`.outputs`: ``fit.json``, ``scenario.yaml``, ``validation.json`` and its plot.
+- :mod:`.outputs`: ``fit.json``, ``scenario.yaml``, ``validation.json`` and its plot;
+- :mod:`.fit_io`: ``fit.json`` read back as a fit, without refitting;
+- :mod:`.recommend_fit`: ``recommend --fit``, the fitted account's recommendation and a
+  week's forecast of it beside the current settings and ``static``'s.
 """

@@ -106,12 +106,15 @@ class OnnxPolicy:
         """The graph's output width: the action's, or an anchored policy's residual's."""
         return len(self.manifest["residual_names"]) if self.anchored else self.action_dim
 
-    def select_anchor(self, scenario: str | None) -> None:
+    def select_anchor(self, scenario: str | None,
+                      account: ScenarioConfig | None = None) -> None:
         """Play an anchored policy on ``scenario``'s anchor (None: the manifest's scenario):
         its settings from the manifest, its config (break-even, launch shares, the operator's
         step rules) the manifest's for the trained scenario, else the named preset's, as
         :meth:`agents.policies.ppo.TrainedPolicy.playing` plays another scenario.
 
+        :param account: play the anchor in this config instead (a calibrated account's,
+            ``recommend --fit``), with the policy's objective and the full action space.
         :raises ServingError: no anchor for ``scenario`` (naming those there are), or a
             scenario whose features differ from the graph's.
         """
@@ -123,16 +126,18 @@ class OnnxPolicy:
         if name not in self.anchors:
             raise ServingError(f"--scenario {name!r}: the anchored policy has no anchor for "
                                f"it; its anchors: {', '.join(sorted(self.anchors))}", where)
-        config = self.trained_config
-        if name != trained:
-            try:
+        config, what = self.trained_config, f"--scenario {name!r}"
+        try:
+            if account is not None:
+                what = f"the account's scenario {account.name!r}"
+                config = account.replace(objective=config.objective, action_space="full")
+            elif name != trained:
                 config = load_scenario(name, objective=config.objective, action_space="full")
-            except ConfigError as exc:
-                raise ServingError(f"--scenario {name!r}: {exc}") from None
-            if config.whole_site_enabled != self.trained_config.whole_site_enabled:
-                raise ServingError(f"--scenario {name!r}: its features differ from the "
-                                   f"policy's (whole_site_enabled "
-                                   f"{config.whole_site_enabled})", where)
+        except ConfigError as exc:
+            raise ServingError(f"{what}: {exc}") from None
+        if config.whole_site_enabled != self.trained_config.whole_site_enabled:
+            raise ServingError(f"{what}: its features differ from the policy's "
+                               f"(whole_site_enabled {config.whole_site_enabled})", where)
         self.config, self.anchor_name, self.anchor = config, name, self.anchors[name]
 
     def see_dashboard(self, history: np.ndarray, launch_budget_cny: np.ndarray) -> None:
