@@ -1,12 +1,13 @@
-"""Write the two example daily reports in ``examples/`` from simulated accounts.
+"""Write the example daily reports in ``examples/`` from simulated accounts.
 
-Each is a 3C account (the default scenario) run by the playbook from launch, on a report
-seed (contracts: reports use seeds from 10000); its last 20 days of dashboard rows are
-written as a report. ``report_90d.csv``: 90 days of a synthetic calibration account (seed
-60100, its economics drawn around 3C), long enough for ``scripts/calibrate.py``. ``report_en.csv``: English headers, UTF-8, every column recommend
-reads. ``report_zh.csv``: a Qianchuan-style export with Chinese headers, GBK, formatted
-numbers (``12,345.67``), a status column in words, a payment-ROI column recommend ignores,
-blank settlement cells as ``-`` and a 合计 (total) row.
+``report_en.csv`` and ``report_zh.csv`` are 3C accounts (the default scenario) run by the
+playbook from launch, on report seeds (contracts: reports use seeds from 10000); their last
+20 days of dashboard rows are written as a report. ``report_en.csv``: English headers,
+UTF-8, every column recommend reads. ``report_zh.csv``: a Qianchuan-style export with
+Chinese headers, GBK, formatted numbers (``12,345.67``), a status column in words, a
+payment-ROI column recommend ignores, blank settlement cells as ``-`` and a 合计 (total)
+row. ``report_90d.csv``: 90 days of a synthetic calibration account (seed 60100, its
+economics drawn around 3C), long enough for ``scripts/calibrate.py``.
 
     .venv/bin/python examples/make_example_reports.py
 """

@@ -522,3 +522,13 @@ def test_playbook_on_a_report_acts_as_on_the_env_observation(tmp_path):
     rec = recommend_files(playbook, [path], options)[0][0]
     expected = playbook.predict(account.observation[None])[0][0]
     np.testing.assert_allclose(rec.policy["action"], expected, atol=1e-6)
+
+
+def test_a_tuned_rule_on_a_scenario_without_its_baseline_is_a_clear_error(capsys, tmp_path):
+    """`--policy static` needs the scenario's tuned settings; a custom preset has none:
+    exit 2 naming what is missing, no traceback."""
+    preset = tmp_path / "my_shop.yaml"
+    preset.write_text("base: 3c\npool_mean_roi: 2.3\n")
+    code, _, err = cli(capsys, "--policy", "static", "--scenario", preset, "--history", EN)
+    assert code == 2
+    assert "no tuned baseline" in err and "Traceback" not in err
