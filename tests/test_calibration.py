@@ -209,3 +209,20 @@ def test_bad_margin_is_refused(account, tmp_path, capsys):
     assert calibrate.main(["--history", str(path), "--out", str(tmp_path / "o"),
                            "--margin", "1.5"]) == 2
     assert "--margin" in capsys.readouterr().err
+
+
+def test_a_budget_bound_every_day_bounds_the_pool_from_below_only(account, base, tmp_path):
+    """Spend at the budget on every day says only that the pool is at least that big: the
+    pool's size is not reported as identified, and the fit says why."""
+    acc, path = account
+    report = read_report(path)
+    columns = {k: list(v) for k, v in report.values.items()}
+    columns["spend"] = list(report.values["budget"])
+    capped = tmp_path / "capped.csv"
+    write_report(capped, report.dates, columns)
+    h = account_history(read_report(capped), base)
+    assert h.capped.all()
+    fit = fit_account(h, base)
+    assert not fit.estimates["pool_cost_cny"].identified
+    assert any("from below only" in note for note in fit.notes)
+

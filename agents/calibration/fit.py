@@ -30,6 +30,7 @@ from agents.calibration.replay import Replay
 from envs.config import ScenarioConfig
 
 LEVEL = 0.9  # the intervals' coverage (contracts: fit.json holds 90% intervals)
+MIN_FREE_DAYS = 3  # days below the budget needed to measure the pool's size, not bound it
 IDENTIFIED_RATIO = 0.5  # posterior sd / prior sd below this: the data identified it
 FD_STEP = 1e-4  # central-difference step in z (the fit's space)
 HESSIAN_STEP = 2e-3
@@ -96,6 +97,12 @@ def fit_account(history: AccountHistory, base: ScenarioConfig, margin: float | N
     if not history.learning.any():
         notes.append("the plan never learned in the report: the learning throttles are the "
                       "prior's")
+    free = int(np.sum(~history.capped))
+    if free < MIN_FREE_DAYS:
+        notes.append(f"spend reached the budget (or the balance ran out) on all but {free} "
+                     "day(s): the report bounds the pool's size from below only, and its "
+                     "value is the prior's pull against that bound, not a measurement "
+                     "(raise the budget on a few days to measure it)")
     if np.ptp(np.log(history.target)) < 1e-9:
         notes.append("the target never moved: the pool's ROI/volume curve (its mean ROI and "
                      "spread) is decided by the prior (recommend can propose a test)")
