@@ -76,6 +76,11 @@ class AccountHistory:
         return len(self.dates)
 
     @property
+    def start_weekday(self) -> int:
+        """Weekday of day 0 (the origin), 0 = Monday: the simulator's ``start_weekday``."""
+        return self.origin.weekday()
+
+    @property
     def weekday(self) -> np.ndarray:
         """0 = Monday, (T,)."""
         return np.array([d.weekday() for d in self.dates], dtype=np.int64)

@@ -24,7 +24,7 @@ from scipy import optimize, stats
 from agents.calibration.account import AccountHistory
 from agents.calibration.likelihood import Posterior
 from agents.calibration.orders import Estimate, order_value
-from agents.calibration.prior import Parameter
+from agents.calibration.prior import Parameter, bounds
 from agents.calibration.refunds import refund_estimates
 from agents.calibration.replay import Replay
 from envs.config import ScenarioConfig
@@ -64,9 +64,7 @@ class Fit:
         """``n`` draws (n, P) from the normal approximation of the posterior, within the
         parameters' bounds."""
         draws = rng.multivariate_normal(self.z, self.cov, size=n, method="cholesky")
-        lower = np.array([p.lower for p in self.parameters])
-        upper = np.array([p.upper for p in self.parameters])
-        return np.clip(draws, lower, upper)
+        return np.clip(draws, *bounds(self.parameters))
 
     def value(self, name: str) -> float:
         return self.estimates[name].value
@@ -85,8 +83,7 @@ def fit_account(history: AccountHistory, base: ScenarioConfig, margin: float | N
     replay = Replay.of(history, base)
     post = Posterior(replay, orders["aov_cny"].value, orders["basket_noise_sd"].value)
     params = post.parameters
-    lower = np.array([p.lower for p in params])
-    upper = np.array([p.upper for p in params])
+    lower, upper = bounds(params)
     best = None
     for z0 in _starts(post, lower, upper):
         z, value = _mode(post, z0, lower, upper)
@@ -117,6 +114,11 @@ def fit_account(history: AccountHistory, base: ScenarioConfig, margin: float | N
                estimates=estimates, margin=margin_value, margin_source=margin_source,
                log_posterior=-float(value), seconds=time.perf_counter() - started,
                posterior=post, notes=notes)
+
+
+def interval_sd(low: float, high: float) -> float:
+    """The normal sd whose :data:`LEVEL` interval is ``low`` .. ``high`` (same scale)."""
+    return (high - low) / (2.0 * stats.norm.ppf(0.5 + LEVEL / 2.0))
 
 
 def _margin(base: ScenarioConfig, refund_rate: float, margin: float | None,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.calibration.account import AccountHistory
-from agents.calibration.fit import Fit
+from agents.calibration.fit import Fit, interval_sd
 from agents.calibration.replay import AMPLE_BALANCE_CNY, recovery_days_left, replay_config
 from agents.calibration.scenario import fitted_config
 from envs.actions import edit_size
@@ -134,20 +134,19 @@ def _params(fit: Fit, cfg, rng: np.random.Generator, n: int) -> AccountParams:
     sigma = np.exp(z[:, ix["pool_sigma"]])
     aov = _lognormal(fit.estimates["aov_cny"], rng, n)
     refund = fit.estimates["refund_rate"]
-    rate = np.clip(refund.value + (refund.high - refund.low) / (2 * 1.645)
+    rate = np.clip(refund.value + interval_sd(refund.low, refund.high)
                    * rng.standard_normal(n), 0.0, 0.95)
     return AccountParams(
         pool_cost_cny=np.exp(z[:, ix["pool_cost_cny"]]), pool_mean_roi=pool_roi,
         pool_sigma=sigma, refund_rate=rate, aov_cny=aov, margin=np.full(n, fit.margin),
         bidder_bias=np.exp(z[:, ix["bidder_bias"]]),
         launch_budget_cny=np.full(n, cfg.launch_budget_cny),
-        start_weekday=np.full(n, (fit.history.dates[0].weekday() - int(fit.history.day[0]))
-                              % 7, dtype=np.int64),
+        start_weekday=np.full(n, fit.history.start_weekday, dtype=np.int64),
         typical_share=typical_share(cfg, pool_roi, sigma))
 
 
 def _lognormal(estimate, rng: np.random.Generator, n: int) -> np.ndarray:
-    sd = (math.log(estimate.high) - math.log(estimate.low)) / (2 * 1.645)
+    sd = interval_sd(math.log(estimate.low), math.log(estimate.high))
     return estimate.value * np.exp(sd * rng.standard_normal(n))
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from agents.calibration.account import CalibrationError
 from agents.calibration.fit import LEVEL, Fit
+from agents.run_folder import package_versions
 
 FILES = ("fit.json", "scenario.yaml", "validation.json", "validation.png")
 FORMAT_VERSION = 1
@@ -44,20 +44,8 @@ def fit_record(fit: Fit, command: list[str], base_name: str) -> dict:
                       "mode": [float(x) for x in fit.z],
                       "covariance": [[float(x) for x in row] for row in fit.cov]},
         "seconds": round(fit.seconds, 3), "command": command,
-        "versions": _versions(),
+        "versions": package_versions(),
     }
-
-
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": sys.version.split()[0]}
-    for name in ("numpy", "scipy", "numba"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def check_out_dir(out: Path) -> None:

@@ -121,6 +121,11 @@ def prior_sds(parameters: list[Parameter]) -> np.ndarray:
     return np.array([p.prior_sd for p in parameters])
 
 
+def bounds(parameters: list[Parameter]) -> tuple[np.ndarray, np.ndarray]:
+    """The optimiser's bounds on ``z``: lower and upper arrays (P,)."""
+    return (np.array([p.lower for p in parameters]), np.array([p.upper for p in parameters]))
+
+
 def weekday_log_effects(z: np.ndarray, first: int) -> np.ndarray:
     """The seven weekday log effects (Monday first) from the six free ones at
     ``z[..., first:first + 6]``; the seventh is minus their sum. Shape (..., 7)."""

@@ -165,9 +165,7 @@ class Replay:
             aov_cny=(ones * cfg.aov_cny).ravel(), margin=(ones * cfg.margin).ravel(),
             bidder_bias=np.ascontiguousarray(bias).ravel(),
             launch_budget_cny=(ones * cfg.launch_budget_cny).ravel(),
-            start_weekday=np.zeros(k * n, dtype=np.int64) + (
-                (np.asarray(h.weekday)[self.rows] - self.state.day) % 7)[None, :].repeat(
-                    k, axis=0).ravel(),
+            start_weekday=np.full(k * n, h.start_weekday, dtype=np.int64),
             typical_share=np.repeat(typical, n))
 
 

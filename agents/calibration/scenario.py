@@ -15,6 +15,7 @@ import re
 
 import numpy as np
 
+from agents.calibration.prior import index_of, weekday_log_effects
 from envs.actions import PLANS, WHOLE_SITE
 from envs.config import ScenarioConfig
 
@@ -31,9 +32,7 @@ def fitted_values(fit) -> dict:
     """
     base, h = fit.base, fit.history
     values: dict = {key: float(fit.value(key)) for key in MARKET_KEYS}
-    effects = np.array([fit.value(f"weekday_{d}") for d in ("mon", "tue", "wed", "thu", "fri",
-                                                            "sat")])
-    effects = np.append(effects, -effects.sum())
+    effects = weekday_log_effects(fit.z, index_of(fit.parameters)["weekday_mon"])
     values["weekday_traffic"] = [round(float(w), 6) for w in
                                  np.asarray(base.weekday_traffic) * np.exp(effects)]
     kernel = np.array([fit.value(f"refund_kernel_{k}") for k in range(1, 8)])
