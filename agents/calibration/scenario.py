@@ -25,14 +25,22 @@ MARKET_KEYS = ("pool_cost_cny", "pool_mean_roi", "pool_sigma", "traffic_shock_sd
                "basket_noise_sd", "refund_rate")
 
 
-def fitted_values(fit) -> dict:
+def fitted_values(fit, z: np.ndarray | None = None) -> dict:
     """The scenario keys a fit sets (plain values, YAML-friendly).
 
     :param fit: an :class:`agents.calibration.fit.Fit`.
+    :param z: the market's parameters at this point of the fit's space (``fit.parameters``'
+        order; a draw from its posterior) instead of the fitted values; keys outside that
+        space (order value, basket noise, refund rate and kernel) stay the fitted ones.
     """
     base, h = fit.base, fit.history
     values: dict = {key: float(fit.value(key)) for key in MARKET_KEYS}
-    effects = weekday_log_effects(fit.z, index_of(fit.parameters)["weekday_mon"])
+    if z is not None:
+        z = np.asarray(z, dtype=np.float64)
+        values.update({p.name: float(p.value(z[i])) for i, p in enumerate(fit.parameters)
+                       if p.name in MARKET_KEYS})
+    effects = weekday_log_effects(fit.z if z is None else z,
+                                  index_of(fit.parameters)["weekday_mon"])
     values["weekday_traffic"] = [round(float(w), 6) for w in
                                  np.asarray(base.weekday_traffic) * np.exp(effects)]
     kernel = np.array([fit.value(f"refund_kernel_{k}") for k in range(1, 8)])
@@ -57,9 +65,10 @@ def shares_summing_to_one(values: np.ndarray) -> list[float]:
     return rounded
 
 
-def fitted_config(fit) -> ScenarioConfig:
-    """The base scenario with :func:`fitted_values` (validated like any preset)."""
-    return fit.base.replace(**fitted_values(fit))
+def fitted_config(fit, z: np.ndarray | None = None) -> ScenarioConfig:
+    """The base scenario with :func:`fitted_values` (validated like any preset); at ``z``
+    (a point of the fit's space, e.g. a posterior draw) when given."""
+    return fit.base.replace(**fitted_values(fit, z))
 
 
 def scenario_name(account: str) -> str:

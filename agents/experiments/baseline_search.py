@@ -8,7 +8,7 @@ validation or unseen-market seeds. Their entries are stored by
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -63,18 +63,50 @@ def search_static(scenario: str, objective: str, trials: int = SEARCH_TRIALS,
     :param overrides: config overrides on top of the scenario (measurements such as
         ``scripts/mechanic_effects.py``; the stored baselines use none)."""
     config = load_scenario(scenario, objective=objective, **dict(overrides or {}))
-    seed_array = training_seeds(seeds)
-    study = _study(f"static__{scenario}__{objective}", sampler_seed)
-    # the static rule's neighbourhood as a first guess (launch budget, payment plans only)
+    found, study = tune_settings([config], training_seeds(seeds), trials, sampler_seed,
+                                 name=f"static__{scenario}__{objective}")
+    return {**settings_as_data(found, digits=4), **_found(study, seeds)}
+
+
+def tune_settings(configs: Sequence[ScenarioConfig], seeds: np.ndarray | Sequence[np.ndarray],
+                  trials: int, sampler_seed: int = 0, name: str = "static",
+                  guesses: Sequence[StaticSettings] = ()) -> tuple[StaticSettings, Any]:
+    """The fixed settings that maximise the mean value (CNY per launch, each config's
+    objective) over ``configs``, each played on its training seeds: Optuna TPE over
+    :func:`_trial_settings`' space, the static rule's neighbourhood tried first, then
+    ``guesses``. One config is ``static``'s search (:func:`search_static`); several are a
+    market known up to its uncertainty (:mod:`agents.calibration.adapt`).
+
+    :param seeds: one array of training seeds for every config, or one array per config.
+    :return: the best settings and the finished study (its ``best_value`` in CNY).
+    """
+    if not configs:
+        raise ValueError("tune_settings needs at least one config")
+    per_config = (list(seeds) if len(seeds) == len(configs) and np.ndim(seeds[0]) == 1
+                  else [np.asarray(seeds)] * len(configs))
+    first = configs[0]
+    study = _study(name, sampler_seed)
+    study.enqueue_trial(_first_guess(first))
+    for settings in guesses:
+        study.enqueue_trial(_params_of_settings(settings, first))
+
+    def value(trial) -> float:
+        settings = _trial_settings(trial, first)
+        return float(np.mean([settings_value(config, settings, s)
+                              for config, s in zip(configs, per_config, strict=True)]))
+
+    study.optimize(value, n_trials=trials)
+    return _settings_from_params(study.best_params), study
+
+
+def _first_guess(config: ScenarioConfig) -> dict[str, Any]:
+    """The static rule's neighbourhood as a first trial (launch budget, payment plans
+    only)."""
     first = {"target_over_breakeven": 1.5, "settlement_weight": 0.0, "volume_weight": 0.0,
              "budget_over_launch": 1.0, "refresh_days": int(config.scheduled_refresh_days)}
     if config.whole_site_enabled:
         first["whole_site_weight"] = 0.0
-    study.enqueue_trial(first)
-    study.optimize(lambda trial: settings_value(config, _trial_settings(trial, config),
-                                                seed_array), n_trials=trials)
-    found = _settings_from_params(study.best_params)
-    return {**settings_as_data(found, digits=4), **_found(study, seeds)}
+    return first
 
 
 def search_controller(scenario: str, objective: str, policy: str,
@@ -137,6 +169,23 @@ def _settings_from_params(p: dict[str, Any]) -> StaticSettings:
     return StaticSettings(float(p["target_over_breakeven"]),
                           tuple(round(float(x), 4) for x in shares),
                           float(p["budget_over_launch"]), int(p["refresh_days"]))
+
+
+def _params_of_settings(settings: StaticSettings, config: ScenarioConfig) -> dict[str, Any]:
+    """A trial's parameters for ``settings`` (the inverse of :func:`_settings_from_params`,
+    clipped to :func:`_trial_settings`' space; the refresh interval the nearest choice)."""
+    share = list(settings.shares) + [0.0] * (4 - len(settings.shares))
+    rest = max(sum(share[:3]), 1e-12)
+    roi = share[0] + share[1]
+    params = {
+        "target_over_breakeven": float(np.clip(settings.target_over_breakeven, 0.7, 2.6)),
+        "settlement_weight": float(share[1] / roi) if roi > 0 else 0.0,
+        "volume_weight": float(min(share[2] / rest, 0.6)),
+        "budget_over_launch": float(np.clip(settings.budget_over_launch, 0.3, 3.0)),
+        "refresh_days": min(REFRESH_CHOICES, key=lambda d: abs(d - settings.refresh_days))}
+    if config.whole_site_enabled:
+        params["whole_site_weight"] = float(share[3] / max(sum(share), 1e-12))
+    return params
 
 
 def search_static_rule(objective: str, scenarios: list[str] | None = None,

@@ -1,0 +1,236 @@
+"""The anchor adapted to a fitted account: ``static``'s search run on the fitted market.
+
+The shipped policies are residuals on an anchor, a scenario's tuned fixed settings
+(:mod:`envs.anchored`). For a calibrated account, the base scenario's anchor was tuned on
+another market; :func:`adapted_anchor` tunes it again on the fitted one, with its
+uncertainty: the same search as the stored baselines'
+(:func:`agents.experiments.baseline_search.tune_settings`, Optuna TPE over the same space),
+maximising the mean value over a few markets drawn from the fit's posterior
+(:func:`posterior_draws`, antithetic pairs around the mode, each a config by
+:func:`agents.calibration.scenario.fitted_config`), each played from launch on its own
+training seeds. The base's anchor is one of the first trials, so on those draws and seeds the
+adapted anchor is never worse than it. The same procedure takes any configs
+(:func:`adapt_settings`): the decision-value benchmark runs it on an account's true market
+too (``scripts/decision_value.py``).
+
+``anchor.json`` in a calibration's folder (:func:`anchor_writer`, read by
+:func:`read_anchor`; JSON only) holds the adapted anchor per objective, and
+``recommend --fit`` plays the shipped policy on it
+(:func:`agents.calibration.recommend_fit.fitted_policy`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.calibration.account import CalibrationError
+from agents.calibration.scenario import fitted_config
+from envs.anchored import StaticSettings, settings_as_data
+from envs.config import ScenarioConfig
+from envs.version import ENV_VERSION
+
+ADAPT_DRAWS = 4  # markets drawn from the fit's posterior (antithetic pairs)
+ADAPT_SEEDS = 12  # training seeds per drawn market (contracts: 0..9999)
+ADAPT_TRIALS = 48  # Optuna trials: about 15-25 s per objective on one core
+ADAPT_SEED = 0  # the draws' and the sampler's seed: the same fit gives the same anchor
+OBJECTIVES = ("profit", "gmv_floor")
+ANCHOR_FILE = "anchor.json"
+FORMAT = "qianchuan-rl/adapted-anchor"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class AdaptedAnchor:
+    """An anchor tuned on given markets, and what it was measured against.
+
+    :param value_cny: mean value (CNY per launch, the objective's) of ``settings`` over the
+        markets and their training seeds; ``base_value_cny`` the base anchor's on the same.
+    :param seconds: wall time of the search (one core).
+    """
+
+    objective: str
+    settings: StaticSettings
+    base_settings: StaticSettings | None
+    value_cny: float
+    base_value_cny: float | None
+    markets: int
+    seeds_per_market: int
+    trials: int
+    seconds: float
+
+    def to_data(self) -> dict[str, Any]:
+        """Plain data for ``anchor.json``: the settings' fields, then the record."""
+        return {**settings_as_data(self.settings, digits=4),
+                "base_anchor": (None if self.base_settings is None
+                                else settings_as_data(self.base_settings, digits=4)),
+                "training_value_cny": round(self.value_cny, 1),
+                "base_training_value_cny": (None if self.base_value_cny is None
+                                            else round(self.base_value_cny, 1)),
+                "markets": self.markets, "seeds_per_market": self.seeds_per_market,
+                "training_seeds": f"0..{self.markets * self.seeds_per_market - 1}",
+                "trials": self.trials, "seconds": round(self.seconds, 1)}
+
+
+def posterior_draws(fit, n: int = ADAPT_DRAWS, seed: int = ADAPT_SEED) -> np.ndarray:
+    """``n`` points (n, P) of the fit's space from its Laplace posterior (``fit.z``,
+    ``fit.cov``), as antithetic pairs ``z +- d`` (their mean is the mode; an odd ``n`` adds
+    the mode itself), within the parameters' bounds.
+
+    :param fit: an :class:`agents.calibration.fit.Fit`.
+    """
+    from agents.calibration.prior import bounds
+
+    rng = np.random.default_rng(seed)
+    pairs = n // 2
+    offsets = rng.multivariate_normal(np.zeros(fit.z.size), fit.cov, size=pairs,
+                                      method="cholesky") if pairs else np.zeros((0, fit.z.size))
+    points = [fit.z[None, :]] if n % 2 else []
+    points += [fit.z + offsets, fit.z - offsets]
+    return np.clip(np.concatenate(points)[:n], *bounds(fit.parameters))
+
+
+def posterior_configs(fit, objective: str, n: int = ADAPT_DRAWS, seed: int = ADAPT_SEED,
+                      account: Mapping[str, Any] | None = None) -> list[ScenarioConfig]:
+    """The fitted market at :func:`posterior_draws`, as configs for ``objective`` played from
+    launch (:func:`agents.calibration.scenario.fitted_config` at each point).
+
+    :param account: the account's own keys set on every config (what the advertiser knows,
+        not the market: ``launch_budget_cny``, the launch settings, balance and top-ups).
+    """
+    keys = dict(account or {})
+    return [fitted_config(fit, z).replace(objective=objective, **keys)
+            for z in posterior_draws(fit, n, seed)]
+
+
+def market_seeds(markets: int, seeds_per_market: int = ADAPT_SEEDS) -> list[np.ndarray]:
+    """Training seeds (contracts: 0..9999), a disjoint block per market."""
+    return [np.arange(k * seeds_per_market, (k + 1) * seeds_per_market)
+            for k in range(markets)]
+
+
+def adapt_settings(configs: Sequence[ScenarioConfig], base_settings: StaticSettings | None,
+                   trials: int = ADAPT_TRIALS, seeds_per_market: int = ADAPT_SEEDS,
+                   sampler_seed: int = ADAPT_SEED) -> AdaptedAnchor:
+    """The fixed settings with the highest mean value over ``configs`` (each played from
+    launch on its own training seeds, :func:`market_seeds`): ``static``'s search
+    (:func:`agents.experiments.baseline_search.tune_settings`), ``base_settings`` among the
+    first trials.
+
+    :param configs: markets of one objective (e.g. :func:`posterior_configs`, or one true
+        config).
+    """
+    from agents.experiments.baseline_search import settings_value, tune_settings
+
+    started = time.perf_counter()
+    seeds = market_seeds(len(configs), seeds_per_market)
+    guesses = () if base_settings is None else (base_settings,)
+    found, study = tune_settings(configs, seeds, trials, sampler_seed,
+                                 name=f"adapted__{configs[0].objective}", guesses=guesses)
+    base_value = None
+    if base_settings is not None:
+        base_value = float(np.mean([settings_value(c, base_settings, s)
+                                    for c, s in zip(configs, seeds, strict=True)]))
+    return AdaptedAnchor(configs[0].objective, found, base_settings, float(study.best_value),
+                         base_value, len(configs), seeds_per_market, trials,
+                         time.perf_counter() - started)
+
+
+def base_anchor(fit, objective: str) -> StaticSettings | None:
+    """The fit's base scenario's stored ``static`` settings for ``objective`` (None when the
+    base has none: a scenario of one's own)."""
+    from agents.policies.baseline_store import BaselineError, load_static
+
+    try:
+        return load_static(fit.base.replace(objective=objective))
+    except BaselineError:
+        return None
+
+
+def adapted_anchor(fit, objective: str, draws: int = ADAPT_DRAWS,
+                   trials: int = ADAPT_TRIALS, seeds_per_market: int = ADAPT_SEEDS,
+                   account: Mapping[str, Any] | None = None,
+                   base_settings: StaticSettings | None = None) -> AdaptedAnchor:
+    """The anchor adapted to ``fit``'s market and its uncertainty for ``objective``:
+    :func:`adapt_settings` on :func:`posterior_configs`.
+
+    :param account: the account's own keys (see :func:`posterior_configs`); at least its
+        launch budget, which the anchor's budget multiplies.
+    :param base_settings: the anchor to start from (default: :func:`base_anchor`).
+    """
+    configs = posterior_configs(fit, objective, draws, account=account)
+    start = base_anchor(fit, objective) if base_settings is None else base_settings
+    return adapt_settings(configs, start, trials, seeds_per_market)
+
+
+# ------------------------------------------------------------------------- anchor.json
+def anchor_record(fit, objectives: Sequence[str] = OBJECTIVES,
+                  launch_budget_cny: float | None = None, **kwargs: Any) -> dict[str, Any]:
+    """``anchor.json``'s content: the adapted anchor per objective, with its record.
+
+    :param launch_budget_cny: the launch budget the anchor's budget multiplies, as
+        ``recommend`` will read it (default: the report's earliest budget, its reading when
+        the report does not show the day before the launch).
+    :param kwargs: :func:`adapted_anchor`'s ``draws``, ``trials``, ``seeds_per_market``.
+    """
+    from agents.run_folder import package_versions
+
+    launch = float(fit.history.budget[0] if launch_budget_cny is None else launch_budget_cny)
+    account = {"launch_budget_cny": max(launch, 300.0)}
+    found = {objective: adapted_anchor(fit, objective, account=account, **kwargs).to_data()
+             for objective in objectives}
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "env_version": ENV_VERSION,
+            "base": fit.base.name, "launch_budget_cny": account["launch_budget_cny"],
+            "method": (f"static's search (Optuna TPE) on {found[objectives[0]]['markets']} "
+                       "markets drawn from the fit's posterior, played from launch on "
+                       "training seeds; the base's anchor among the first trials"),
+            "objectives": found, "package_versions": package_versions()}
+
+
+def anchor_writer(fit, **kwargs: Any) -> Callable[[Path], None]:
+    """A writer of ``anchor.json`` for :func:`agents.calibration.outputs.write_calibration`
+    (the search runs now, not when the file is written; :func:`anchor_record`'s options)."""
+    text = json.dumps(anchor_record(fit, **kwargs), indent=2, ensure_ascii=False) + "\n"
+
+    def write(path: Path) -> None:
+        path.write_text(text, encoding="utf-8")
+    return write
+
+
+def read_anchor(directory: str | Path, objective: str) -> StaticSettings | None:
+    """The adapted anchor for ``objective`` in ``DIR/anchor.json`` (None: no such file, or
+    no entry for ``objective``).
+
+    :raises CalibrationError: an unreadable file, another format or env version, or bad
+        settings (naming the file).
+    """
+    from agents.policies.baseline_store import settings_from_entry
+
+    path = Path(directory) / ANCHOR_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CalibrationError(f"--fit: cannot read the adapted anchor ({exc}): recalibrate",
+                               path) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CalibrationError("--fit: not an adapted anchor: recalibrate", path)
+    if data.get("env_version") != ENV_VERSION:
+        raise CalibrationError(f"--fit: the anchor was adapted for env version "
+                               f"{data.get('env_version')!r}, this is {ENV_VERSION}: "
+                               "recalibrate", path)
+    entry = (data.get("objectives") or {}).get(objective)
+    if entry is None:
+        return None
+    try:
+        return settings_from_entry(entry)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CalibrationError(f"--fit: bad adapted anchor for {objective!r} ({exc}): "
+                               "recalibrate", path) from None
