@@ -94,10 +94,11 @@ def load_fitted(directory: str | Path, report: AccountReport,
 
 
 def fitted_policy(spec: str, account: FittedAccount, threads: int = 1) -> Any:
-    """The policy of ``--policy`` playing the fitted account: an anchored ONNX policy on its
-    anchor for the fit's base, in the fitted scenario; a rule-based one built for the
-    fitted scenario; a raw ONNX policy as it is (its own scenario; the break-even ROI still
-    the fitted one, :func:`fitted_options`)."""
+    """The policy of ``--policy`` playing the fitted account: an anchored ONNX policy in the
+    fitted scenario, on the anchor adapted to the fit (``DIR/anchor.json``,
+    :func:`use_adapted_anchor`) or, without one, on its anchor for the fit's base; a
+    rule-based one built for the fitted scenario; a raw ONNX policy as it is (its own
+    scenario; the break-even ROI still the fitted one, :func:`fitted_options`)."""
     if spec.endswith(".onnx") or Path(spec).is_file():
         policy = load_policy(spec, threads=threads)
         if policy.anchored:
@@ -108,11 +109,30 @@ def fitted_policy(spec: str, account: FittedAccount, threads: int = 1) -> Any:
                     "; calibrate with --base one of them, or choose another --policy",
                     account.directory / "fit.json")
             policy.select_anchor(account.base_name, account=account.scenario)
+            use_adapted_anchor(policy, account)
         return policy
     try:
         return rule_policy(spec, account.scenario)
     except BaselineError as exc:
         raise CalibrationError(f"--policy {spec}: {exc}") from None
+
+
+def use_adapted_anchor(policy: Any, account: FittedAccount) -> None:
+    """Play an anchored policy on the anchor adapted to the fit for its objective
+    (``DIR/anchor.json``, :func:`agents.calibration.adapt.read_anchor`); without one, it keeps
+    the base's, and the answer's anchor line says so (its scenario names where the anchor
+    came from)."""
+    from agents.calibration.adapt import ANCHOR_FILE, read_anchor
+
+    adapted = read_anchor(account.directory, policy.config.objective)
+    if adapted is None:
+        policy.anchor_name = (f"{account.base_name} (the base's: no adapted anchor for "
+                              f"{policy.config.objective} in {account.directory / ANCHOR_FILE}"
+                              "; recalibrate to adapt it)")
+        return
+    policy.anchor = adapted
+    policy.anchor_name = (f"{account.base_name}, adapted to the fit "
+                          f"({account.directory / ANCHOR_FILE})")
 
 
 def fitted_options(options: RecommendOptions, account: FittedAccount) -> RecommendOptions:

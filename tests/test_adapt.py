@@ -1,0 +1,146 @@
+"""The anchor adapted to a market (agents/calibration/adapt.py): on a pool much poorer or
+richer than the base's, static's search moves the profit target (over break-even) the way
+the market asks and beats the base's anchor on held-out training seeds; anchor.json
+round-trips, and recommend --fit plays the shipped policy on it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.calibration.account import CalibrationError, account_history
+from agents.calibration.adapt import (
+    ANCHOR_FILE,
+    adapt_settings,
+    anchor_writer,
+    posterior_configs,
+    posterior_draws,
+    read_anchor,
+)
+from agents.calibration.fit import fit_account
+from agents.calibration.outputs import fit_record, json_writer, text_writer, write_calibration
+from agents.calibration.prior import bounds
+from agents.calibration.recommend_fit import load_fitted
+from agents.calibration.scenario import scenario_yaml
+from agents.calibration.synthetic import synthetic_account
+from agents.experiments.baseline_search import (
+    _params_of_settings,
+    _settings_from_params,
+    settings_value,
+)
+from agents.policies.baseline_store import load_static
+from agents.serving.inputs import parse_promotions
+from agents.serving.report import read_report
+from envs.config import load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HELD_OUT = np.arange(5000, 5032)  # training seeds the search did not use (it uses 0..15)
+
+
+@pytest.mark.parametrize("roi_mult, direction", [(0.6, -1), (1.6, +1)])
+def test_adapted_target_follows_the_pool_and_beats_the_base_anchor(roi_mult, direction):
+    """A poorer pool asks for a lower profit target over break-even, a richer one a higher
+    (measured: 1.48 and 2.02 against 3c's 1.66); the adapted anchor is worth at least the
+    base's on training seeds it was not tuned on."""
+    config = load_scenario("3c", objective="profit")
+    base = load_static(config)
+    market = config.replace(pool_mean_roi=config.pool_mean_roi * roi_mult)
+    found = adapt_settings([market, market], base, trials=24, seeds_per_market=8)
+    move = found.settings.target_over_breakeven / base.target_over_breakeven
+    assert direction * np.log(move) > 0.05
+    assert found.value_cny >= found.base_value_cny
+    assert (settings_value(market, found.settings, HELD_OUT)
+            >= settings_value(market, base, HELD_OUT))
+
+
+def test_a_search_guess_maps_back_to_its_settings():
+    """The base's anchor enters the search as a trial whose settings are its own."""
+    config = load_scenario("3c", objective="profit")
+    base = load_static(config)
+    back = _settings_from_params(_params_of_settings(base, config))
+    assert back.target_over_breakeven == pytest.approx(base.target_over_breakeven)
+    assert back.budget_over_launch == pytest.approx(base.budget_over_launch)
+    assert back.shares == pytest.approx(base.shares, abs=1e-4)
+    assert back.refresh_days == base.refresh_days
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_cli_adapt",
+                                                  ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A fitted 3c account (synthetic account 3, 28 days), its report and its calibration
+    folder (fit.json, scenario.yaml: what recommend --fit reads), and the fit read back as
+    recommend --fit reads it."""
+    folder = tmp_path_factory.mktemp("adapt")
+    base = load_scenario("3c")
+    acc = synthetic_account(base, 3, 28)
+    report = acc.write(folder / "shop.csv")
+    history = account_history(read_report(report), base,
+                              parse_promotions(acc.promo_dates, base.promo_peak_length_days))
+    fit = fit_account(history, base)
+    fit_dir = folder / "fit"
+    write_calibration(fit_dir, {
+        "fit.json": json_writer(fit_record(fit, ["test"], "3c")),
+        "scenario.yaml": text_writer(scenario_yaml(fit, "3c"))})
+    account = load_fitted(fit_dir, read_report(report), None)
+    return report, fit_dir, account.fit
+
+
+def recommend_json(capsys, report: Path, fit_dir: Path) -> dict:
+    """recommend --fit --json's policy answer (in this process)."""
+    capsys.readouterr()
+    code = _script("recommend").main(["--history", str(report), "--fit", str(fit_dir),
+                                      "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    return json.loads(out.out)["policy"]
+
+
+def test_posterior_draws_are_antithetic_around_the_mode(fitted):
+    fit = fitted[2]
+    z = posterior_draws(fit, 4)
+    lower, upper = bounds(fit.parameters)
+    assert z.shape == (4, fit.z.size) and np.all((z >= lower) & (z <= upper))
+    inside = (z[:2] > lower) & (z[:2] < upper) & (z[2:] > lower) & (z[2:] < upper)
+    assert np.allclose(((z[:2] + z[2:]) / 2)[inside], np.tile(fit.z, (2, 1))[inside])
+    configs = posterior_configs(fit, "profit", 4, account={"launch_budget_cny": 5000.0})
+    assert {c.launch_budget_cny for c in configs} == {5000.0}
+    assert len({c.pool_cost_cny for c in configs}) == 4
+
+
+def test_anchor_json_round_trips_and_recommend_fit_plays_it(fitted, capsys):
+    """anchor.json holds the adapted anchor per objective (JSON only); recommend --fit plays
+    the shipped policy on it, and on the base's anchor (saying so) without it."""
+    report, fit_dir, fit = fitted
+    without = recommend_json(capsys, report, fit_dir)
+    assert "no adapted anchor" in without["anchor"]["scenario"]
+    anchor_writer(fit, objectives=("profit",), trials=6, seeds_per_market=4)(
+        fit_dir / ANCHOR_FILE)
+    data = json.loads((fit_dir / ANCHOR_FILE).read_text())
+    entry = data["objectives"]["profit"]
+    settings = read_anchor(fit_dir, "profit")
+    assert settings.target_over_breakeven == entry["target_over_breakeven"]
+    assert read_anchor(fit_dir, "gmv_floor") is None
+    # an anchor unlike the base's: recommend --fit answers on it
+    entry["target_over_breakeven"] = 0.75
+    (fit_dir / ANCHOR_FILE).write_text(json.dumps(data))
+    answer = recommend_json(capsys, report, fit_dir)
+    assert "adapted to the fit" in answer["anchor"]["scenario"]
+    assert answer["anchor"]["settings"]["target_over_breakeven"] == 0.75
+    assert without["anchor"]["settings"]["target_over_breakeven"] != 0.75
+    assert answer["raw"]["target_roi"] != without["raw"]["target_roi"]
+    (fit_dir / ANCHOR_FILE).write_text("{not json")
+    with pytest.raises(CalibrationError, match="anchor"):
+        read_anchor(fit_dir, "profit")
+    (fit_dir / ANCHOR_FILE).unlink()
