@@ -132,6 +132,8 @@ def test_anchor_json_round_trips_and_recommend_fit_plays_it(fitted, capsys):
     settings = read_anchor(fit_dir, "profit")
     assert settings.target_over_breakeven == entry["target_over_breakeven"]
     assert read_anchor(fit_dir, "gmv_floor") is None
+    assert entry["chosen_by"] == "the shipped network on the anchor"
+    assert entry["training_value_cny"] >= entry["base_training_value_cny"]
     # an anchor unlike the base's: recommend --fit answers on it
     entry["target_over_breakeven"] = 0.75
     (fit_dir / ANCHOR_FILE).write_text(json.dumps(data))

@@ -3,15 +3,22 @@
 The shipped policies are residuals on an anchor, a scenario's tuned fixed settings
 (:mod:`envs.anchored`). For a calibrated account, the base scenario's anchor was tuned on
 another market; :func:`adapted_anchor` tunes it again on the fitted one, with its
-uncertainty: the same search as the stored baselines'
-(:func:`agents.experiments.baseline_search.tune_settings`, Optuna TPE over the same space),
-maximising the mean value over a few markets drawn from the fit's posterior
-(:func:`posterior_draws`, antithetic pairs around the mode, each a config by
-:func:`agents.calibration.scenario.fitted_config`), each played from launch on its own
-training seeds. The base's anchor is one of the first trials, so on those draws and seeds the
-adapted anchor is never worse than it. The same procedure takes any configs
-(:func:`adapt_settings`): the decision-value benchmark runs it on an account's true market
-too (``scripts/decision_value.py``).
+uncertainty (conditioning the shipped network on the fit, not fine-tuning it):
+
+1. the same search as the stored baselines'
+   (:func:`agents.experiments.baseline_search.tune_settings`, Optuna TPE over the same
+   space) maximises the mean value of fixed settings over a few markets drawn from the fit's
+   posterior (:func:`posterior_draws`, antithetic pairs around the mode, each a config by
+   :func:`agents.calibration.scenario.fitted_config`), each played from launch on its own
+   training seeds, the base's anchor among the first trials;
+2. the search's best few settings and the base's anchor are then played by the shipped
+   network on the same markets and seeds (:func:`network_value`), and the best is the
+   anchor: the network was trained on the named scenarios' anchors and plays some settings
+   worse than they hold on their own, so the anchor is chosen for what will play it, and
+   never below the base's on those markets.
+
+The same procedure takes any configs (:func:`adapt_settings`): the decision-value benchmark
+runs it on an account's true market too (``scripts/decision_value.py``).
 
 ``anchor.json`` in a calibration's folder (:func:`anchor_writer`, read by
 :func:`read_anchor`; JSON only) holds the adapted anchor per objective, and
@@ -44,6 +51,9 @@ OBJECTIVES = ("profit", "gmv_floor")
 ANCHOR_FILE = "anchor.json"
 FORMAT = "qianchuan-rl/adapted-anchor"
 FORMAT_VERSION = 1
+RESCORED = 5  # the search's best settings re-scored with the network on them
+MODELS = Path(__file__).resolve().parents[2] / "models"  # the shipped policies
+SettingsValue = Callable[[ScenarioConfig, StaticSettings, np.ndarray], float]
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,7 @@ class AdaptedAnchor:
     seeds_per_market: int
     trials: int
     seconds: float
+    rescored: bool = False  # chosen by the network's value on the anchor (else static's)
 
     def to_data(self) -> dict[str, Any]:
         """Plain data for ``anchor.json``: the settings' fields, then the record."""
@@ -75,7 +86,9 @@ class AdaptedAnchor:
                                             else round(self.base_value_cny, 1)),
                 "markets": self.markets, "seeds_per_market": self.seeds_per_market,
                 "training_seeds": f"0..{self.markets * self.seeds_per_market - 1}",
-                "trials": self.trials, "seconds": round(self.seconds, 1)}
+                "trials": self.trials, "chosen_by": ("the shipped network on the anchor"
+                                                     if self.rescored else "static"),
+                "seconds": round(self.seconds, 1)}
 
 
 def posterior_draws(fit, n: int = ADAPT_DRAWS, seed: int = ADAPT_SEED) -> np.ndarray:
@@ -117,29 +130,78 @@ def market_seeds(markets: int, seeds_per_market: int = ADAPT_SEEDS) -> list[np.n
 
 def adapt_settings(configs: Sequence[ScenarioConfig], base_settings: StaticSettings | None,
                    trials: int = ADAPT_TRIALS, seeds_per_market: int = ADAPT_SEEDS,
-                   sampler_seed: int = ADAPT_SEED) -> AdaptedAnchor:
+                   sampler_seed: int = ADAPT_SEED,
+                   played: SettingsValue | None = None,
+                   candidates: int = RESCORED) -> AdaptedAnchor:
     """The fixed settings with the highest mean value over ``configs`` (each played from
     launch on its own training seeds, :func:`market_seeds`): ``static``'s search
     (:func:`agents.experiments.baseline_search.tune_settings`), ``base_settings`` among the
-    first trials.
+    first trials. With ``played``, the search's ``candidates`` best distinct settings and
+    ``base_settings`` are then scored by what will actually play them (the shipped network on
+    that anchor, :func:`network_value`) on the same markets and seeds, and the best of those
+    is the anchor.
 
     :param configs: markets of one objective (e.g. :func:`posterior_configs`, or one true
         config).
+    :param played: value (CNY per launch) of the policy played on an anchor:
+        ``played(config, settings, seeds)``.
     """
-    from agents.experiments.baseline_search import settings_value, tune_settings
+    from agents.experiments.baseline_search import (
+        _settings_from_params,
+        settings_value,
+        tune_settings,
+    )
 
     started = time.perf_counter()
     seeds = market_seeds(len(configs), seeds_per_market)
     guesses = () if base_settings is None else (base_settings,)
     found, study = tune_settings(configs, seeds, trials, sampler_seed,
                                  name=f"adapted__{configs[0].objective}", guesses=guesses)
-    base_value = None
-    if base_settings is not None:
-        base_value = float(np.mean([settings_value(c, base_settings, s)
-                                    for c, s in zip(configs, seeds, strict=True)]))
-    return AdaptedAnchor(configs[0].objective, found, base_settings, float(study.best_value),
-                         base_value, len(configs), seeds_per_market, trials,
-                         time.perf_counter() - started)
+
+    def mean_value(value: SettingsValue, settings: StaticSettings) -> float:
+        return float(np.mean([value(c, settings, s)
+                              for c, s in zip(configs, seeds, strict=True)]))
+
+    value = float(study.best_value)
+    base_value = None if base_settings is None else mean_value(settings_value, base_settings)
+    if played is not None:
+        done = sorted((t for t in study.trials if t.value is not None),
+                      key=lambda t: -t.value)
+        pool: list[StaticSettings] = [] if base_settings is None else [base_settings]
+        for trial in done:
+            settings = _settings_from_params(trial.params)
+            if settings not in pool:
+                pool.append(settings)
+            if len(pool) >= candidates + (base_settings is not None):
+                break
+        scored = [(mean_value(played, settings), settings) for settings in pool]
+        value, found = max(scored, key=lambda x: x[0])
+        if base_settings is not None:
+            base_value = scored[0][0]
+    return AdaptedAnchor(configs[0].objective, found, base_settings, value, base_value,
+                         len(configs), seeds_per_market, trials,
+                         time.perf_counter() - started, played is not None)
+
+
+def network_value(policy_path: str | Path, anchor_scenario: str) -> SettingsValue:
+    """:func:`adapt_settings`' ``played``: the value (CNY per launch, the config's objective)
+    of the anchored ONNX policy at ``policy_path`` played on an anchor in a config, as
+    ``recommend --fit`` plays it (its anchor for ``anchor_scenario`` replaced)."""
+    from agents.evaluation.rollout import episode_value
+    from agents.serving.onnx_policy import OnnxPolicy
+
+    policy = OnnxPolicy(policy_path)
+
+    def value(config: ScenarioConfig, settings: StaticSettings, seeds: np.ndarray) -> float:
+        policy.select_anchor(anchor_scenario, account=config)
+        policy.anchor = settings
+        return float(episode_value(policy.config, policy, seeds).mean())
+    return value
+
+
+def shipped_policy(objective: str) -> Path:
+    """The shipped policy for ``objective``: ``models/<objective>/policy.onnx``."""
+    return MODELS / objective / "policy.onnx"
 
 
 def base_anchor(fit, objective: str) -> StaticSettings | None:
@@ -156,17 +218,24 @@ def base_anchor(fit, objective: str) -> StaticSettings | None:
 def adapted_anchor(fit, objective: str, draws: int = ADAPT_DRAWS,
                    trials: int = ADAPT_TRIALS, seeds_per_market: int = ADAPT_SEEDS,
                    account: Mapping[str, Any] | None = None,
-                   base_settings: StaticSettings | None = None) -> AdaptedAnchor:
+                   base_settings: StaticSettings | None = None,
+                   policy: str | Path | None = None) -> AdaptedAnchor:
     """The anchor adapted to ``fit``'s market and its uncertainty for ``objective``:
-    :func:`adapt_settings` on :func:`posterior_configs`.
+    :func:`adapt_settings` on :func:`posterior_configs`, re-scored with ``policy`` on it.
 
     :param account: the account's own keys (see :func:`posterior_configs`); at least its
         launch budget, which the anchor's budget multiplies.
     :param base_settings: the anchor to start from (default: :func:`base_anchor`).
+    :param policy: the anchored ONNX policy that will play the anchor (default: the shipped
+        one for ``objective``, :func:`shipped_policy`; ``""``: none, static's choice).
     """
+    from agents.policies.baseline_store import baseline_scenario
+
     configs = posterior_configs(fit, objective, draws, account=account)
     start = base_anchor(fit, objective) if base_settings is None else base_settings
-    return adapt_settings(configs, start, trials, seeds_per_market)
+    path = shipped_policy(objective) if policy is None else policy
+    played = network_value(path, baseline_scenario(fit.base)) if path else None
+    return adapt_settings(configs, start, trials, seeds_per_market, played=played)
 
 
 # ------------------------------------------------------------------------- anchor.json
