@@ -1,6 +1,6 @@
 """Decision value of calibration: what adapting the shipped policy's anchor to a fit is worth.
 
-    python scripts/decision_value.py                       # 12 accounts, profit and gmv_floor
+    python scripts/decision_value.py                       # 24 accounts, profit and gmv_floor
     python scripts/decision_value.py --accounts 4 --objectives profit --smoke
 
 Synthetic accounts (seeds from 60000, :mod:`agents.calibration.synthetic`; account indices
@@ -221,7 +221,7 @@ def tables(records: list[dict], objectives: list[str], seeds: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--accounts", type=int, default=12)
+    p.add_argument("--accounts", type=int, default=24)
     p.add_argument("--objectives", nargs="+", default=["profit", "gmv_floor"])
     p.add_argument("--seeds", type=int, default=32, help="report seeds per account")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "decision_value")
