@@ -242,7 +242,9 @@ def adapted_anchor(fit, objective: str, draws: int = ADAPT_DRAWS,
     configs = posterior_configs(fit, objective, draws, account=account, spread=spread)
     start = base_anchor(fit, objective) if base_settings is None else base_settings
     path = shipped_policy(objective) if policy is None else policy
-    played = network_value(path, baseline_scenario(fit.base)) if path else None
+    # the network plays the anchor in place of its base's (without one: static's choice)
+    played = (network_value(path, baseline_scenario(fit.base))
+              if path and start is not None else None)
     return adapt_settings(configs, start, trials, seeds_per_market, played=played)
 
 

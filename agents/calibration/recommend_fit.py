@@ -124,15 +124,15 @@ def use_adapted_anchor(policy: Any, account: FittedAccount) -> None:
     came from)."""
     from agents.calibration.adapt import ANCHOR_FILE, read_anchor
 
+    path = account.directory / ANCHOR_FILE
     adapted = read_anchor(account.directory, policy.config.objective)
     if adapted is None:
-        policy.anchor_name = (f"{account.base_name} (the base's: no adapted anchor for "
-                              f"{policy.config.objective} in {account.directory / ANCHOR_FILE}"
-                              "; recalibrate to adapt it)")
+        why = (f"no adapted anchor for {policy.config.objective} in {path}" if path.is_file()
+               else f"no adapted anchor in the fit ({path}: recalibrate to adapt it)")
+        policy.anchor_name = f"{account.base_name} (the base's: {why})"
         return
     policy.anchor = adapted
-    policy.anchor_name = (f"{account.base_name}, adapted to the fit "
-                          f"({account.directory / ANCHOR_FILE})")
+    policy.anchor_name = f"{account.base_name}, adapted to the fit ({path})"
 
 
 def fitted_options(options: RecommendOptions, account: FittedAccount) -> RecommendOptions:
