@@ -1,6 +1,7 @@
 """Fine-tuning against conditioning, on a few decision-value accounts (a measurement).
 
-    python scripts/finetune_vs_condition.py --accounts 400 402 405 --steps 300000
+    python scripts/finetune_vs_condition.py --accounts 400 402 405 --steps 250000 \
+        --run /path/to/runs/results/mix__all_scenarios-6742b079__0
 
 For each account of ``scripts/decision_value.py`` (its cached record gives G, F and T on the
 same report seeds), PPO continues from the shipped profit policy's run (``best`` checkpoint,
@@ -26,7 +27,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN = Path("/work/main/runs/results/mix__all_scenarios-6742b079__0")  # models/profit's run
+
+def shipped_run(objective: str = "profit") -> Path:
+    """The run the shipped policy was exported from (its manifest's ``source.run_dir``)."""
+    manifest = json.loads((ROOT / "models" / objective / "policy.json").read_text())
+    return ROOT / manifest["source"]["run_dir"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,9 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--accounts", type=int, nargs="+", default=[400, 402, 405])
     p.add_argument("--steps", type=int, default=300_000)
     p.add_argument("--n-envs", type=int, default=64)
-    p.add_argument("--run", type=Path, default=RUN)
+    p.add_argument("--run", type=Path, default=None,
+                   help="the shipped profit policy's run folder (default: its manifest's)")
     p.add_argument("--cache", type=Path, default=ROOT / "runs" / "decision_value" / "accounts")
     args = p.parse_args(argv)
+    args.run = args.run or shipped_run()
     torch.set_num_threads(1)
     objective = "profit"
     for index in args.accounts:
