@@ -32,10 +32,11 @@ from envs.config import ScenarioConfig
 LEVEL = 0.9  # the intervals' coverage (contracts: fit.json holds 90% intervals)
 MIN_FREE_DAYS = 3  # days below the budget needed to measure the pool's size, not bound it
 IDENTIFIED_RATIO = 0.5  # posterior sd / prior sd below this: the data identified it
-FD_STEP = 1e-4  # central-difference step in z (the fit's space)
 HESSIAN_STEP = 2e-3
-STARTS = 2  # starting points of the optimiser (the best of them is kept)
-OUTER_STEPS = 6  # re-linearisations of the loadings
+STARTS = 4  # starting points: one linearisation each, then the best goes on
+OUTER_STEPS = 10  # re-linearisations of the loadings (trust-region steps)
+FIRST_RADIUS = 1.0  # the trust region's first half-width, in prior sds of each parameter
+MIN_RADIUS = 0.02  # the region below which the search stops
 INNER_STEPS = 40  # L-BFGS-B iterations per linearisation
 
 
@@ -84,12 +85,9 @@ def fit_account(history: AccountHistory, base: ScenarioConfig, margin: float | N
     post = Posterior(replay, orders["aov_cny"].value, orders["basket_noise_sd"].value)
     params = post.parameters
     lower, upper = bounds(params)
-    best = None
-    for z0 in _starts(post, lower, upper):
-        z, value = _mode(post, z0, lower, upper)
-        if best is None or value < best[1]:
-            best = (z, value)
-    z, value = best
+    # one linearisation from each start, then only the best goes on
+    first = [_mode(post, z0, lower, upper, outer_steps=1) for z0 in _starts(post, lower, upper)]
+    z, value = _mode(post, min(first, key=lambda found: found[1])[0], lower, upper)
     cov = _laplace_covariance(post, z, post.loadings(z))
     if not history.learning.any():
         notes.append("the plan never learned in the report: the learning throttles are the "
@@ -145,9 +143,13 @@ def _starts(post: Posterior, lower: np.ndarray, upper: np.ndarray,
     roi_level = math.log(max(float(np.median(h.gmv[bought] / h.spend[bought])), 0.05))
     cost_grid = spend_level + np.linspace(-0.5, 3.0, 15)
     roi_grid = roi_level + np.linspace(-1.2, 0.2, 8)
-    cand = np.tile(z, (cost_grid.size * roi_grid.size, 1))
-    cand[:, ix["pool_cost_cny"]] = np.repeat(cost_grid, roi_grid.size)
-    cand[:, ix["pool_mean_roi"]] = np.tile(roi_grid, cost_grid.size)
+    sigma = post.parameters[ix["pool_sigma"]]
+    sigma_grid = sigma.prior_mean + sigma.prior_sd * np.array([-1.5, 0.0, 1.5])
+    cost, roi, spread = (g.ravel() for g in np.meshgrid(cost_grid, roi_grid, sigma_grid,
+                                                         indexing="ij"))
+    cand = np.tile(z, (cost.size, 1))
+    cand[:, ix["pool_cost_cny"]], cand[:, ix["pool_mean_roi"]] = cost, roi
+    cand[:, ix["pool_sigma"]] = spread
     cand = np.clip(cand, lower, upper)
     values = post.values(cand)
     order = np.argsort(np.where(np.isfinite(values), values, np.inf))
@@ -156,6 +158,7 @@ def _starts(post: Posterior, lower: np.ndarray, upper: np.ndarray,
         point = cand[i]
         far = all(abs(point[ix["pool_cost_cny"]] - c[ix["pool_cost_cny"]]) > 0.6
                   or abs(point[ix["pool_mean_roi"]] - c[ix["pool_mean_roi"]]) > 0.3
+                  or abs(point[ix["pool_sigma"]] - c[ix["pool_sigma"]]) > sigma.prior_sd
                   for c in chosen)
         if far:
             chosen.append(point)
@@ -164,74 +167,60 @@ def _starts(post: Posterior, lower: np.ndarray, upper: np.ndarray,
     return chosen
 
 
-def _mode(post: Posterior, z0: np.ndarray, lower: np.ndarray, upper: np.ndarray
-          ) -> tuple[np.ndarray, float]:
-    """The posterior mode from ``z0``: L-BFGS-B on the inner problem (loadings held at the
-    current point), then the step is taken only as far as it lowers the true negative log
-    posterior (loadings of its own), halving it up to twice; re-linearised until no step
-    helps. Returns the point and its negative log posterior."""
+def _mode(post: Posterior, z0: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+          outer_steps: int = OUTER_STEPS) -> tuple[np.ndarray, float]:
+    """The posterior mode from ``z0`` by a trust region around the linearisation: L-BFGS-B
+    on the inner problem (loadings held at the current point) within ``radius`` prior sds
+    of it; the step is kept if it lowers the true negative log posterior (loadings of its
+    own), and the region grows when the inner problem predicted the gain well and shrinks
+    when it did not. Returns the point and its negative log posterior."""
     z, value = z0, post(z0)
-    for _ in range(OUTER_STEPS):
+    radius = FIRST_RADIUS
+    for _ in range(outer_steps):
         loadings = post.loadings(z)
+        box_low = np.maximum(lower, z - radius * post.sd)
+        box_high = np.minimum(upper, z + radius * post.sd)
         result = optimize.minimize(_value_and_gradient, z, args=(post, loadings),
                                    jac=True, method="L-BFGS-B",
-                                   bounds=list(zip(lower, upper, strict=True)),
+                                   bounds=list(zip(box_low, box_high, strict=True)),
                                    options={"maxiter": INNER_STEPS, "ftol": 1e-7})
-        step = np.clip(result.x, lower, upper) - z
-        for fraction in (1.0, 0.5, 0.25):
-            trial = z + fraction * step
-            trial_value = post(trial)
-            if trial_value < value - 1e-6:
+        trial = np.clip(result.x, box_low, box_high)
+        predicted = value - float(result.fun)
+        trial_value = post(trial)
+        gain = value - trial_value
+        if gain > 1e-6:
+            moved = float(np.max(np.abs(trial - z) / post.sd))
+            z, value = trial, trial_value
+            if gain > 0.5 * predicted and moved > 0.8 * radius:
+                radius *= 2.0
+            if moved < 1e-3:
                 break
         else:
-            break
-        z, value = trial, trial_value
-        if np.max(np.abs(fraction * step)) < 1e-3:
-            break
+            radius *= 0.25
+            if radius < MIN_RADIUS:
+                break
     return z, value
 
 
 def _value_and_gradient(z: np.ndarray, post: Posterior, loadings) -> tuple[float, np.ndarray]:
-    p = z.size
-    cand = np.tile(z, (2 * p + 1, 1))
-    idx = np.arange(p)
-    cand[1 + idx, idx] += FD_STEP
-    cand[1 + p + idx, idx] -= FD_STEP
-    values = post.values(cand, loadings)
-    if not np.all(np.isfinite(values)):
-        return float("inf") if not np.isfinite(values[0]) else float(values[0]), np.zeros(p)
-    grad = (values[1:p + 1] - values[p + 1:]) / (2 * FD_STEP)
-    return float(values[0]), grad
+    value, grad = post.value_and_gradient(z, loadings)
+    if not np.isfinite(value):
+        return float("inf"), np.zeros_like(z)
+    return value, grad
 
 
 def _laplace_covariance(post: Posterior, z: np.ndarray, loadings) -> np.ndarray:
-    """Inverse of the central-difference Hessian at ``z`` (one batched replay, loadings held
+    """Inverse of the Hessian at ``z`` (central differences of the gradient, loadings held
     at the mode's). A direction with no curvature beyond the prior's (or a negative one, at
     a bound) falls back to the prior's curvature, and no interval is wider than the
     prior's."""
     p, h = z.size, HESSIAN_STEP
-    pairs = [(i, j) for i in range(p) for j in range(i + 1, p)]
-    cand = [z]
-    for i in range(p):
-        for sign in (1, -1):
-            x = z.copy()
-            x[i] += sign * h
-            cand.append(x)
-    for i, j in pairs:
-        for si, sj in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
-            x = z.copy()
-            x[i] += si * h
-            x[j] += sj * h
-            cand.append(x)
-    values = post.values(np.array(cand), loadings)
-    f0 = values[0]
     hess = np.zeros((p, p))
     for i in range(p):
-        hess[i, i] = (values[1 + 2 * i] - 2 * f0 + values[2 + 2 * i]) / h ** 2
-    base = 1 + 2 * p
-    for n, (i, j) in enumerate(pairs):
-        pp, pm, mp, mm = values[base + 4 * n: base + 4 * n + 4]
-        hess[i, j] = hess[j, i] = (pp - pm - mp + mm) / (4 * h * h)
+        step = np.zeros(p)
+        step[i] = h
+        hess[i] = (post.value_and_gradient(z + step, loadings)[1]
+                   - post.value_and_gradient(z - step, loadings)[1]) / (2.0 * h)
     hess = np.where(np.isfinite(hess), hess, 0.0)
     prior_precision = 1.0 / post.sd ** 2
     eigval, eigvec = np.linalg.eigh(0.5 * (hess + hess.T))
