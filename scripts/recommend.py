@@ -81,9 +81,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "gmv_floor (settled GMV with a settlement-ROI floor)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--history", help="one account's daily report (.csv or .xlsx)")
-    src.add_argument("--batch", metavar="DIR", help="score every report in DIR")
+    src.add_argument("--batch", metavar="DIR", help="score every report in DIR (with --fit "
+                     "FITS: calibrate and recommend for each, see below)")
     p.add_argument("--out", default="recommendations.csv",
-                   help="--batch: the CSV to write (default: %(default)s)")
+                   help="--batch: the CSV to write, atomically (default: %(default)s)")
     p.add_argument("--promo-dates", help="promotion peaks: YYYY-MM-DD (a peak of the "
                    "scenario's length) or YYYY-MM-DD..YYYY-MM-DD, comma-separated")
     p.add_argument("--breakeven-roi", type=float,
@@ -104,7 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="rule-based policy shown beside the answer ('none': none)")
     p.add_argument("--fit", metavar="DIR",
                    help="a calibration of this report (scripts/calibrate.py --out DIR): "
-                   "recommend for the fitted account and forecast the next 7 days")
+                   "recommend for the fitted account and forecast the next 7 days; with "
+                   "--batch, the folder of the accounts' calibrations (FITS/<account>/)")
     fitted = p.add_argument_group(
         "--batch REPORTS --fit FITS", "calibrate each report into FITS/<account>/ (unless a "
         "fit of the same report is there) and recommend for it; exit code 3 when some "
@@ -238,11 +240,12 @@ def run_fitted_batch(args: argparse.Namespace, options: RecommendOptions) -> int
         run_batch,
     )
     from agents.calibration.pipeline import DEFAULT_BASE, CalibrationInputs
+    from agents.experiments.study import safe_command  # database passwords hidden
 
     inputs = CalibrationInputs(base=args.base or DEFAULT_BASE, margin=args.margin,
                                breakeven_roi=args.breakeven_roi, promo_dates=args.promo_dates)
     settings = BatchSettings(args.policy, options, inputs,
-                             ("scripts/recommend.py", *hide_passwords(args.argv)),
+                             ("scripts/recommend.py", *safe_command(args.argv)),
                              args.threads)
     queue = None
     if _queued(args):
@@ -256,7 +259,8 @@ def run_fitted_batch(args: argparse.Namespace, options: RecommendOptions) -> int
         result = run_batch(args.batch, args.fit, None if args.join else args.out, settings,
                            args.workers or 1, queue, log=_progress)
     except KeyboardInterrupt:
-        print("interrupted: the accounts running went back to the queue", file=sys.stderr)
+        print("interrupted" + (": the accounts running went back to the queue; the same "
+                               "command finishes the batch" if queue else ""), file=sys.stderr)
         return INTERRUPTED_EXIT
     if result.rows is None:
         print(f"this worker ran {result.ran} account(s)")
@@ -281,21 +285,6 @@ def _queued(args: argparse.Namespace) -> bool:
 
 def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)  # stdout keeps the answer (or the JSON)
-
-
-def hide_passwords(argv: list[str]) -> list[str]:
-    """``argv`` with a database URL's password hidden (``postgresql://user:***@host/db``),
-    for the command recorded in ``fit.json``."""
-    out = []
-    for arg in argv:
-        prefix, _, value = arg.rpartition("=") if arg.startswith("--") else ("", "", arg)
-        if "://" in value and "@" in value:
-            scheme, _, rest = value.partition("://")
-            credentials, _, host = rest.rpartition("@")
-            user = credentials.split(":", 1)[0]
-            value = f"{scheme}://{user}:***@{host}" if ":" in credentials else value
-        out.append(f"{prefix}={value}" if prefix else value)
-    return out
 
 
 if __name__ == "__main__":

@@ -241,6 +241,14 @@ def test_two_workers_over_sqlite_give_the_same_rows_as_one(first, reports, tmp_p
                                     "--storage", url, "--study-name", "b1")
     assert code == 3 and resumed == shared and "joined batch 'b1'" in text
     assert len(optuna.load_study(study_name="b1", storage=url).trials) == 4  # none ran again
+    # other reports under the same name: refused, naming what differs
+    fewer = tmp_path / "fewer"
+    shutil.copytree(reports, fewer)
+    (fewer / f"{NO_ORDERS}.csv").unlink()
+    code, out, err = cli(capsys, "--batch", fewer, "--fit", fits, "--out", tmp_path / "x.csv",
+                         "--storage", url, "--study-name", "b1")
+    assert code == 2 and "batch 'b1' exists with other reports or settings (differs in: " \
+        "accounts)" in err, err
 
 
 @pytest.mark.slow

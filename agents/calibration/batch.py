@@ -188,7 +188,7 @@ def ensure_fit(report: AccountReport, fit_dir: Path, inputs: CalibrationInputs,
             load_fitted(fit_dir, report, inputs.promo_dates)
             return "reused"
         except CalibrationError as exc:
-            current, why = False, f"unreadable fit ({exc.message})"
+            why = f"unreadable fit ({exc.message})"
     fresh = not (fit_dir / "fit.json").exists()
     calibrate_report(report, fit_dir, inputs, list(settings.command))
     return "fitted" if fresh else f"refitted: {why}"

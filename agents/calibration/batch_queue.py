@@ -19,6 +19,7 @@ refused. The rows travel through the storage.
 from __future__ import annotations
 
 import multiprocessing
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +50,7 @@ from agents.experiments.queue import (
     slot_trials,
     unfinished_slots,
 )
+from agents.experiments.study import check_study_name
 from agents.serving.errors import ServingError
 
 KIND = "recommend_batch"  # the queue study's kind
@@ -145,8 +147,6 @@ def run_queued(accounts: Sequence[Account], reports_dir: Path, fits_dir: Path,
             raise TuneError("--join: give the --study-name (and --storage) of the batch to "
                             "join")
         name = options.study_name or default_study_name()
-        from agents.experiments.study import check_study_name
-
         check_study_name(name)
         url = options.storage or default_storage_url(fits_dir)
         storage = open_storage(url, heartbeat)
@@ -159,7 +159,7 @@ def run_queued(accounts: Sequence[Account], reports_dir: Path, fits_dir: Path,
                                 "the same command without --join") from None
         study, created = create_or_join(storage, name, spec)
     except TuneError as exc:
-        raise ServingError(str(exc)) from None
+        raise ServingError(batch_message(str(exc))) from None
     log(f"{'created' if created else 'joined'} batch {name!r} ({queue_size(study)} accounts) "
         f"in {describe_url(url)}")
     log(f"add workers (here, or on other machines with a shared --storage): the same "
@@ -184,6 +184,16 @@ def run_queued(accounts: Sequence[Account], reports_dir: Path, fits_dir: Path,
         return None, ran
     study = optuna.load_study(study_name=name, storage=storage)
     return collect(study, accounts, reports_dir), ran
+
+
+def batch_message(message: str) -> str:
+    """The queue's refusal of a study made with another identity, in a batch's words."""
+    found = re.search(r"study ('[^']*') exists with another search space or grid \(differs "
+                      r"in: ([^)]*)\)", message)
+    if found is None:
+        return message
+    return (f"batch {found.group(1)} exists with other reports or settings (differs in: "
+            f"{found.group(2)}); use the same reports and options, or another --study-name")
 
 
 def collect(study: optuna.Study, accounts: Sequence[Account],
