@@ -11,11 +11,13 @@ import importlib.util
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
 from agents.calibration.batch import (
     EXTRA_COLUMNS,
@@ -231,6 +233,7 @@ def test_two_workers_over_sqlite_give_the_same_rows_as_one(first, reports, tmp_p
     code, shared, text = run_batch(capsys, reports, fits, tmp_path / "shared.csv",
                                    "--workers", "2", "--storage", url, "--study-name", "b1")
     assert code == 3, text
+    assert "exited with code" not in text  # the spawned worker did not die
     assert without(shared, "fit", "fit_dir") == without(rows, "fit", "fit_dir")
     trials = optuna.load_study(study_name="b1", storage=url).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
@@ -249,6 +252,28 @@ def test_two_workers_over_sqlite_give_the_same_rows_as_one(first, reports, tmp_p
                          "--storage", url, "--study-name", "b1")
     assert code == 2 and "batch 'b1' exists with other reports or settings (differs in: " \
         "accounts)" in err, err
+
+
+@pytest.mark.slow
+def test_a_batch_over_postgresql_and_a_worker_joining_it(first, reports, tmp_path, capsys,
+                                                         postgres_url):
+    """The queue on a PostgreSQL server (workers on several machines): the same rows; a
+    --join worker of the finished batch runs nothing and writes no CSV."""
+    _, rows, fits = first
+    fits = copy_fits(fits, tmp_path)
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    code, shared, text = run_batch(capsys, reports, fits, tmp_path / "pg.csv", "--storage",
+                                   postgres_url, "--study-name", name)
+    assert code == 3, text
+    assert without(shared, "fit", "fit_dir") == without(rows, "fit", "fit_dir")
+    password = make_url(postgres_url).password
+    assert not password or password not in text  # the storage's password is not printed
+    for account in GOOD:
+        assert not password or password not in (fits / account / "fit.json").read_text()
+    code, out, err = cli(capsys, "--batch", reports, "--fit", fits, "--storage", postgres_url,
+                         "--study-name", name, "--join")
+    assert code == 0 and "this worker ran 0 account(s)" in out, err
+    assert not (ROOT / "recommendations.csv").exists()
 
 
 @pytest.mark.slow
