@@ -248,6 +248,10 @@ def run_fitted_batch(args: argparse.Namespace, options: RecommendOptions) -> int
                              ("scripts/recommend.py", *safe_command(args.argv)),
                              args.threads)
     queue = None
+    if not _queued(args) and any(v is not None for v in (args.heartbeat, args.grace,
+                                                           args.max_retry)):
+        raise ServingError("--heartbeat, --grace and --max-retry: only with a queue "
+                           "(--workers N > 1, --storage or --study-name)")
     if _queued(args):
         default = QueueOptions()
         queue = QueueOptions(

@@ -320,8 +320,11 @@ def test_a_dead_workers_account_is_retried(first, reports, tmp_path, capsys):
      "no batch 'none'"),
     (["--batch", "{reports}", "--fit", "{tmp}/f", "--out", "{tmp}/r.csv", "--workers", "2",
       "--heartbeat", "5", "--grace", "5"], "must exceed --heartbeat"),
+    (["--batch", "{reports}", "--fit", "{tmp}/f", "--out", "{tmp}/r.csv", "--grace", "9"],
+     "only with a queue"),
 ], ids=["workers-without-fit", "margin-without-batch", "one-calibration", "margin-and-roi",
-        "base", "out-folder", "join-without-name", "join-nothing", "grace"])
+        "base", "out-folder", "join-without-name", "join-nothing", "grace",
+        "grace-without-queue"])
 def test_bad_input_is_one_line_and_exit_code_2(first, reports, tmp_path, capsys, args,
                                                message):
     _, _, fits = first
