@@ -35,6 +35,8 @@ IDENTIFIED_RATIO = 0.5  # posterior sd / prior sd below this: the data identifie
 HESSIAN_STEP = 2e-3
 STARTS = 4  # starting points: one linearisation each, then the best goes on
 OUTER_STEPS = 10  # re-linearisations of the loadings (trust-region steps)
+REFUND_DRAWS = 32  # market draws whose refund shapes widen the refund intervals
+REFUND_DRAW_SEED = 0  # their seed: the same report gives the same fit
 FIRST_RADIUS = 1.0  # the trust region's first half-width, in prior sds of each parameter
 MIN_RADIUS = 0.02  # the region below which the search stops
 INNER_STEPS = 40  # L-BFGS-B iterations per linearisation
@@ -102,8 +104,10 @@ def fit_account(history: AccountHistory, base: ScenarioConfig, margin: float | N
         notes.append("the target never moved: the pool's ROI/volume curve (its mean ROI and "
                      "spread) is decided by the prior (recommend can propose a test)")
     estimates = {**_market_estimates(params, z, cov), **orders}
-    shape = replay.predict(z[None, :]).refund_rate[0]
-    refunds, refund_notes = refund_estimates(history, base, shape, LEVEL)
+    draws = np.clip(np.random.default_rng(REFUND_DRAW_SEED).multivariate_normal(
+        z, cov, size=REFUND_DRAWS, method="cholesky"), lower, upper)
+    shapes = replay.predict(np.vstack([z, draws])).refund_rate
+    refunds, refund_notes = refund_estimates(history, base, shapes, LEVEL)
     notes += refund_notes
     estimates.update(refunds)
     margin_value, margin_source = _margin(base, estimates["refund_rate"].value, margin,
