@@ -33,12 +33,10 @@ LEVEL = 0.9  # the intervals' coverage (contracts: fit.json holds 90% intervals)
 MIN_FREE_DAYS = 3  # days below the budget needed to measure the pool's size, not bound it
 IDENTIFIED_RATIO = 0.5  # posterior sd / prior sd below this: the data identified it
 HESSIAN_STEP = 2e-3
-STARTS = 4  # starting points: one linearisation each, then the best goes on
-OUTER_STEPS = 10  # re-linearisations of the loadings (trust-region steps)
+STARTS = 2  # starting points: one linearisation each, then the best goes on
+OUTER_STEPS = 6  # re-linearisations of the loadings
 REFUND_DRAWS = 32  # market draws whose refund shapes widen the refund intervals
 REFUND_DRAW_SEED = 0  # their seed: the same report gives the same fit
-FIRST_RADIUS = 1.0  # the trust region's first half-width, in prior sds of each parameter
-MIN_RADIUS = 0.02  # the region below which the search stops
 INNER_STEPS = 40  # L-BFGS-B iterations per linearisation
 
 
@@ -88,7 +86,8 @@ def fit_account(history: AccountHistory, base: ScenarioConfig, margin: float | N
     params = post.parameters
     lower, upper = bounds(params)
     # one linearisation from each start, then only the best goes on
-    first = [_mode(post, z0, lower, upper, outer_steps=1) for z0 in _starts(post, lower, upper)]
+    starts = _starts(post, lower, upper, STARTS)
+    first = [_mode(post, z0, lower, upper, outer_steps=1) for z0 in starts]
     z, value = _mode(post, min(first, key=lambda found: found[1])[0], lower, upper)
     cov = _laplace_covariance(post, z, post.loadings(z))
     if not history.learning.any():
@@ -147,13 +146,9 @@ def _starts(post: Posterior, lower: np.ndarray, upper: np.ndarray,
     roi_level = math.log(max(float(np.median(h.gmv[bought] / h.spend[bought])), 0.05))
     cost_grid = spend_level + np.linspace(-0.5, 3.0, 15)
     roi_grid = roi_level + np.linspace(-1.2, 0.2, 8)
-    sigma = post.parameters[ix["pool_sigma"]]
-    sigma_grid = sigma.prior_mean + sigma.prior_sd * np.array([-1.5, 0.0, 1.5])
-    cost, roi, spread = (g.ravel() for g in np.meshgrid(cost_grid, roi_grid, sigma_grid,
-                                                         indexing="ij"))
+    cost, roi = (g.ravel() for g in np.meshgrid(cost_grid, roi_grid, indexing="ij"))
     cand = np.tile(z, (cost.size, 1))
     cand[:, ix["pool_cost_cny"]], cand[:, ix["pool_mean_roi"]] = cost, roi
-    cand[:, ix["pool_sigma"]] = spread
     cand = np.clip(cand, lower, upper)
     values = post.values(cand)
     order = np.argsort(np.where(np.isfinite(values), values, np.inf))
@@ -162,7 +157,6 @@ def _starts(post: Posterior, lower: np.ndarray, upper: np.ndarray,
         point = cand[i]
         far = all(abs(point[ix["pool_cost_cny"]] - c[ix["pool_cost_cny"]]) > 0.6
                   or abs(point[ix["pool_mean_roi"]] - c[ix["pool_mean_roi"]]) > 0.3
-                  or abs(point[ix["pool_sigma"]] - c[ix["pool_sigma"]]) > sigma.prior_sd
                   for c in chosen)
         if far:
             chosen.append(point)
@@ -173,36 +167,28 @@ def _starts(post: Posterior, lower: np.ndarray, upper: np.ndarray,
 
 def _mode(post: Posterior, z0: np.ndarray, lower: np.ndarray, upper: np.ndarray,
           outer_steps: int = OUTER_STEPS) -> tuple[np.ndarray, float]:
-    """The posterior mode from ``z0`` by a trust region around the linearisation: L-BFGS-B
-    on the inner problem (loadings held at the current point) within ``radius`` prior sds
-    of it; the step is kept if it lowers the true negative log posterior (loadings of its
-    own), and the region grows when the inner problem predicted the gain well and shrinks
-    when it did not. Returns the point and its negative log posterior."""
+    """The posterior mode from ``z0``: L-BFGS-B on the inner problem (loadings held at the
+    current point), then the step is taken only as far as it lowers the true negative log
+    posterior (loadings of its own), halving it up to twice; re-linearised until no step
+    helps. Returns the point and its negative log posterior."""
     z, value = z0, post(z0)
-    radius = FIRST_RADIUS
     for _ in range(outer_steps):
         loadings = post.loadings(z)
-        box_low = np.maximum(lower, z - radius * post.sd)
-        box_high = np.minimum(upper, z + radius * post.sd)
         result = optimize.minimize(_value_and_gradient, z, args=(post, loadings),
                                    jac=True, method="L-BFGS-B",
-                                   bounds=list(zip(box_low, box_high, strict=True)),
+                                   bounds=list(zip(lower, upper, strict=True)),
                                    options={"maxiter": INNER_STEPS, "ftol": 1e-7})
-        trial = np.clip(result.x, box_low, box_high)
-        predicted = value - float(result.fun)
-        trial_value = post(trial)
-        gain = value - trial_value
-        if gain > 1e-6:
-            moved = float(np.max(np.abs(trial - z) / post.sd))
-            z, value = trial, trial_value
-            if gain > 0.5 * predicted and moved > 0.8 * radius:
-                radius *= 2.0
-            if moved < 1e-3:
+        step = np.clip(result.x, lower, upper) - z
+        for fraction in (1.0, 0.5, 0.25):
+            trial = z + fraction * step
+            trial_value = post(trial)
+            if trial_value < value - 1e-6:
                 break
         else:
-            radius *= 0.25
-            if radius < MIN_RADIUS:
-                break
+            break
+        z, value = trial, trial_value
+        if np.max(np.abs(fraction * step)) < 1e-3:
+            break
     return z, value
 
 
