@@ -88,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fit", metavar="DIR",
                    help="a calibration of this report (scripts/calibrate.py --out DIR): "
                    "recommend for the fitted account and forecast the next 7 days")
+    p.add_argument("--no-identification-test", action="store_true",
+                   help="--fit: skip designing the identification test (a few seconds)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args(argv)
@@ -168,7 +170,8 @@ def run_fitted(args: argparse.Namespace, options: RecommendOptions) -> int:
     from agents.calibration.recommend_fit import fitted_json, fitted_text, recommend_fitted
 
     rec, outlook = recommend_fitted(args.policy, args.history, args.fit, options,
-                                    threads=args.threads)
+                                    threads=args.threads,
+                                    identification=not args.no_identification_test)
     print(fitted_json(rec, outlook) if args.json else fitted_text(rec, outlook))
     sys.stdout.flush()
     return 0
