@@ -91,8 +91,8 @@ class Design:
     :param dates: the test's days; ``end_date`` the day after, back to today's settings.
     :param edit_loads: each test day's edit and the day after's (return), in units of the
         one-day re-learning threshold (:func:`envs.actions.edit_size`).
-    :param window_loads: the edits of the re-learning window ending on each of those days,
-        the report's own last edits included.
+    :param window_loads: the edits of the re-learning window ending on each of those days
+        that makes an edit (0 on the others), the report's own last edits included.
     """
 
     step: float
@@ -214,8 +214,8 @@ def schedule(config: ScenarioConfig, history: AccountHistory, step: float, hold_
         if len(days) - n > MAX_WAIT_DAYS:
             return None
     all_loads = np.array(loads + day_loads + [end_load])
-    windows = np.array([all_loads[max(0, i - window + 1):i + 1].sum()
-                        for i in range(len(loads), all_loads.size)])
+    windows = np.array([all_loads[max(0, i - window + 1):i + 1].sum() if all_loads[i] > 0
+                        else 0.0 for i in range(len(loads), all_loads.size)])
     settings = Settings(np.array([d[0] for d in days]), np.array([d[1] for d in days]),
                         np.array([shares if d[1] != b0 else s0 for d in days]),
                         np.zeros(len(days), dtype=bool))
