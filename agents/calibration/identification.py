@@ -6,8 +6,9 @@ pool (``pool_sigma``) from a narrow one, and says the prior decided it. A few da
 target moves would show more points. This module designs such a test and says what it is
 expected to teach and to cost:
 
-- **Designs.** The payment-ROI target goes up by a step ``x`` for ``k`` days, down to
-  ``1 / (1 + x)`` of today's for ``k`` days, then back (the day after the test). Every move is
+- **Designs.** The payment-ROI target moves through a few levels, each ``k`` days, in steps
+  of ``x``: up then down (``(1 + x)``, then ``1 / (1 + x)`` of today's), up twice, or down
+  twice (:data:`SHAPES`), then back (the day after the test). Every move is
   sized under the simulator's re-learning rule, with the margins the anchored policies use
   (:mod:`envs.anchored`): a day's target change within :func:`envs.anchored.target_step` (under
   ``relearn_target_change``), a budget rise within :func:`envs.anchored.budget_rise_step`, and
@@ -18,7 +19,7 @@ expected to teach and to cost:
   days would mostly spend the whole budget (a capped day says nothing about the curve),
   versions with the budget raised on the first day (:func:`budget_rises`: by half the
   window's room, then all of it) are tried too, the rise going to the ROI-controlled plans
-  (the volume plan's budget held in CNY). Candidates: :data:`HOLD_DAYS` x
+  (the volume plan's budget held in CNY). Candidates: :data:`SHAPES` x :data:`HOLD_DAYS` x
   :data:`STEP_SHARES` (x the budget).
 - **Information.** The test's days are appended to the report as the model expects them
   at the fit's mode (:func:`expected_history`: the replay's spend and GMV, no noise, so their
@@ -37,15 +38,17 @@ expected to teach and to cost:
   daily shocks): profit forgone, median and 80% interval. Effects after the test (a week's
   edits still in the re-learning window) are not counted.
 - **Choice.** The cheapest design (median cost) whose expected sd halves the prior's for
-  every curve parameter the prior decided (the fit's rule for "identified"); else the one
-  that narrows them most (the sum of their sds over the prior's), and the answer says none
-  would identify them.
+  every curve parameter the prior decided (the fit's rule for "identified"); else the
+  cheapest of those that narrow them about most (the sum of their sds over the prior's
+  within :data:`INFO_TOLERANCE` each of the least), and the answer says none would
+  identify them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -66,6 +69,8 @@ from envs.anchored import EDIT_CAP, budget_rise_step, target_step
 from envs.config import ScenarioConfig
 
 CURVE = ("pool_sigma", "pool_mean_roi", "pool_cost_cny")  # the ROI/volume curve's parameters
+SHAPES = ((1, -1), (1, 2), (-1, -2))  # the target's levels, in steps of (1 + x) from today's:
+# up then down, up twice, down twice (each level one move from the last)
 HOLD_DAYS = (4, 7)  # days each target level is held (before any wait for the window's room)
 STEP_SHARES = (1.0, 0.5)  # target steps as shares (in log) of the largest the rule allows
 DRAWS = 3  # posterior draws of the refit route (a check of the Laplace route; rough)
@@ -73,6 +78,8 @@ COPIES = 400  # paired copies for the cost
 SEED = 0  # the test's draws: the same fit gives the same proposal
 CAPPED_DAYS_OK = 0.2  # share of the test's copy-days at the budget above which a budget rise
 # is tried as well
+INFO_TOLERANCE = 0.02  # sd over the prior's: designs this close to the most informative count
+# as informative (the cheapest of them is chosen when none identifies)
 MAX_WAIT_DAYS = 21  # a design whose moves wait longer than this for the window is dropped
 
 
@@ -84,7 +91,9 @@ class IdentificationError(ValueError):
 class Design:
     """One candidate test: its daily settings and what it is made of.
 
-    :param step: the relative target step ``x`` (0.065: +6.5%, then down to 1 / 1.065).
+    :param step: the relative target step ``x`` (0.065: a level ``k`` is today's target x
+        1.065^k).
+    :param levels: the target's levels in steps, in order (``(1, -1)``: up, then down).
     :param hold_days: ``k``, the days each level is meant to be held.
     :param budget_ratio: the test's daily budget over today's (1: held).
     :param settings: the test's days (their number is the test's length).
@@ -96,6 +105,7 @@ class Design:
     """
 
     step: float
+    levels: tuple[int, ...]
     hold_days: int
     budget_ratio: float
     settings: Settings
@@ -111,10 +121,11 @@ class Design:
 
 # ------------------------------------------------------------------------ the schedule
 def largest_step(config: ScenarioConfig) -> float:
-    """The largest relative target step ``x`` of a design: its down move (from ``1 + x`` to
-    ``1 / (1 + x)`` of today's target, the biggest single edit) within a day's step
-    (:func:`envs.anchored.target_step`) and, with cumulative re-learning, within
-    :data:`envs.anchored.EDIT_CAP` of the window's threshold."""
+    """The largest relative target step ``x`` of a design: a design's biggest single edit,
+    two steps (from ``1 + x`` to ``1 / (1 + x)`` of today's target, or back to today's from
+    two steps away), within a day's step (:func:`envs.anchored.target_step`) and, with
+    cumulative re-learning, within :data:`envs.anchored.EDIT_CAP` of the window's
+    threshold."""
     log_move = math.log1p(target_step(config))
     if config.relearn_cumulative_enabled and config.relearn_target_change > 0:
         log_move = min(log_move, EDIT_CAP * math.log1p(config.relearn_target_change))
@@ -153,21 +164,24 @@ def _day_edit(config: ScenarioConfig, before: tuple[float, float],
 
 
 def schedule(config: ScenarioConfig, history: AccountHistory, step: float, hold_days: int,
-             budget_ratio: float = 1.0) -> Design | None:
-    """The test's days for a target step and hold, starting the day after the report:
-    levels ``(1 + step)``, ``1 / (1 + step)`` x today's target for ``hold_days`` each, then
-    back. A move waits (the level before it held a day longer) until the re-learning window
-    has room for it; a budget rise goes first, on a day of its own when the window cannot
-    take it with the first target move. Targets and budgets within the platform's limits.
+             budget_ratio: float = 1.0, levels: tuple[int, ...] = (1, -1)) -> Design | None:
+    """The test's days, from the day after the report: today's target x ``(1 + step) **
+    level`` for each of ``levels`` in turn, ``hold_days`` each, then back to today's
+    settings. A move waits (the level before it held a day longer) until the re-learning
+    window has room for it; a budget rise goes first, on a day of its own when the window
+    cannot take it with the first target move. Targets and budgets within the platform's
+    limits (two decimals, at least 300 CNY).
 
-    :return: None when the moves would wait more than :data:`MAX_WAIT_DAYS` days.
+    :param budget_ratio: the test's budget over today's (the rise to the ROI-controlled
+        plans, :func:`raised_shares`).
+    :return: None when a move would wait more than :data:`MAX_WAIT_DAYS` days.
+    :raises IdentificationError: a schedule that breaks the rule (:func:`check`; a bug).
     """
     t0, b0, s0 = (float(history.target[-1]), float(history.budget[-1]),
                   np.asarray(history.shares[-1], dtype=np.float64))
     budget = float(platform_budget(np.array([b0 * budget_ratio]))[0])
     shares = raised_shares(s0, budget / b0)
-    up = float(platform_target(np.array([t0 * (1.0 + step)]))[0])
-    down = float(platform_target(np.array([t0 / (1.0 + step)]))[0])
+    targets = [float(platform_target(np.array([t0 * (1.0 + step) ** k]))[0]) for k in levels]
     window = config.relearn_window_days if config.relearn_cumulative_enabled else 1
     loads = recent_edits(config, history)
     days: list[tuple[float, float]] = []
@@ -200,7 +214,7 @@ def schedule(config: ScenarioConfig, history: AccountHistory, step: float, hold_
         current = level
         return True
 
-    for level in ((up, budget), (down, budget)):
+    for level in ((t, budget) for t in targets):
         if not enter(level):
             return None
         days.extend([level] * (hold_days - 1))
@@ -221,7 +235,7 @@ def schedule(config: ScenarioConfig, history: AccountHistory, step: float, hold_
                         np.zeros(len(days), dtype=bool))
     first = history.dates[-1] + dt.timedelta(days=1)
     dates = [first + dt.timedelta(days=i) for i in range(len(days))]
-    design = Design(step=step, hold_days=hold_days, budget_ratio=budget / b0,
+    design = Design(step=step, levels=tuple(levels), hold_days=hold_days, budget_ratio=budget / b0,
                     settings=settings, dates=dates,
                     end_date=dates[-1] + dt.timedelta(days=1),
                     edit_loads=np.array(day_loads + [end_load]), window_loads=windows)
@@ -360,9 +374,13 @@ def why_none(fit: Fit) -> str | None:
     if not prior_decided_curve(fit):
         return ("the report identified the pool's ROI/volume curve (pool_sigma, "
                 "pool_mean_roi, pool_cost_cny): no test needed")
-    if h.learning[-1] or h.learn_failed[-1]:
+    if h.learning[-1]:
         return ("the plan is learning on the report's last day: a test needs a plan out of "
                 "learning (ask again once it has left learning)")
+    if h.learn_failed[-1]:
+        return ("the plan's learning failed on the report's last day (its traffic is "
+                "throttled until an edit restarts learning): a test needs a plan that "
+                "delivers (ask again once it has learned)")
     if h.shares[-1][VOLUME] >= 1.0 - 1e-9:
         return ("all the budget is on the volume plan, which has no target: a target test "
                 "needs budget on an ROI-controlled plan")
@@ -400,20 +418,19 @@ def candidates(fit: Fit, config: ScenarioConfig) -> list[tuple[Design, Forecast]
     big = largest_step(config)
     out: list[tuple[Design, Forecast]] = []
     seen: set[bytes] = set()
-    for hold in HOLD_DAYS:
-        for share in STEP_SHARES:
-            step = math.expm1(share * math.log1p(big))
-            for ratio in budget_rises(config):
-                design = schedule(config, h, step, hold, ratio)
-                if design is None:
-                    break
-                key = np.r_[design.settings.target_roi, design.settings.budget_cny].tobytes()
-                result = forecast(fit, design.settings, copies=COPIES, seed=SEED)
-                if key not in seen:
-                    seen.add(key)
-                    out.append((design, result))
-                if _capped_share(design, result) <= CAPPED_DAYS_OK:
-                    break
+    for levels, hold, share in itertools.product(SHAPES, HOLD_DAYS, STEP_SHARES):
+        step = math.expm1(share * math.log1p(big))
+        for ratio in budget_rises(config):
+            design = schedule(config, h, step, hold, ratio, levels)
+            if design is None:
+                break
+            key = np.r_[design.settings.target_roi, design.settings.budget_cny].tobytes()
+            result = forecast(fit, design.settings, copies=COPIES, seed=SEED)
+            if key not in seen:
+                seen.add(key)
+                out.append((design, result))
+            if _capped_share(design, result) <= CAPPED_DAYS_OK:
+                break
     return out
 
 
@@ -473,8 +490,12 @@ def propose(fit: Fit) -> tuple[dict[str, Any] | None, str | None]:
     if good:
         chosen = min(good, key=lambda s: s["cost_cny"]["p50"])
     else:
-        chosen = min(scored, key=lambda s: sum(s["widths"][n]["sd_over_prior_after"]
-                                               for n in names))
+        def spread(s: dict[str, Any]) -> float:
+            return sum(s["widths"][n]["sd_over_prior_after"] for n in names)
+
+        best = min(spread(s) for s in scored)
+        near = [s for s in scored if spread(s) <= best + INFO_TOLERANCE * len(names)]
+        chosen = min(near, key=lambda s: s["cost_cny"]["p50"])
     return as_data(fit, config, chosen, scored, names, time.perf_counter() - started), None
 
 
@@ -494,7 +515,7 @@ def as_data(fit: Fit, config: ScenarioConfig, chosen: dict[str, Any],
     else:
         missed = [n for n in names if not chosen["widths"][n]["identified_after"]]
         verdict = (f"no design tried is expected to identify {', '.join(missed)} (halve the "
-                   "prior's sd); this one narrows the prior-decided curve most")
+                   "prior's sd); this one is the cheapest of those that narrow it most")
         caught = [n for n in names if n not in missed]
         if caught:
             verdict += f" and is expected to identify {', '.join(caught)}"
@@ -505,7 +526,7 @@ def as_data(fit: Fit, config: ScenarioConfig, chosen: dict[str, Any],
     return {
         "parameters": names, "identifies": chosen["identifies"], "verdict": verdict,
         "first_date": d.dates[0].isoformat(), "last_date": d.dates[-1].isoformat(),
-        "days": d.days, "step": d.step, "hold_days": d.hold_days,
+        "days": d.days, "step": d.step, "levels": list(d.levels), "hold_days": d.hold_days,
         "budget_ratio": d.budget_ratio, "schedule": days,
         "end": {"date": d.end_date.isoformat(), "target_roi": float(h.target[-1]),
                 "budget_cny": round(float(h.budget[-1]), 2)},
@@ -526,7 +547,8 @@ def as_data(fit: Fit, config: ScenarioConfig, chosen: dict[str, Any],
                    "fit's mode with and without the test's days as the model expects them "
                    "(local: at the fit's estimate, not over its uncertainty)"),
         "copies": COPIES, "seed": SEED,
-        "candidates": [{"step": c["design"].step, "hold_days": c["design"].hold_days,
+        "candidates": [{"step": c["design"].step, "levels": list(c["design"].levels),
+                        "hold_days": c["design"].hold_days,
                         "budget_ratio": c["design"].budget_ratio, "days": c["design"].days,
                         "cost_p50_cny": c["cost_cny"]["p50"],
                         "budget_bound_share": c["budget_bound_share"],
