@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from agents.calibration.account import account_history
+from agents.calibration.fit import fit_account
 from agents.calibration.fit_io import load_fit
 from agents.calibration.identification import (
     CAPPED_DAYS_OK,
@@ -198,3 +199,15 @@ def test_the_cli_shows_the_test_in_the_table_and_the_json(held, proposal, capsys
     data = json.loads(out)
     assert data["identification_test"] is None
     assert "--no-identification-test" in data["identification_test_reason"]
+
+
+def test_a_held_target_at_a_binding_budget_is_told_to_raise_the_budget(base, tmp_path):
+    """The constant operator at the launch budget spends it every day: no target move
+    within the rule shows the curve, and the answer says why."""
+    acc = synthetic_account(base, 7, DAYS, operator="constant")
+    h = account_history(read_report(acc.write(tmp_path / "capped.csv")), base)
+    assert np.ptp(h.target) == 0 and h.capped.mean() > 0.9
+    fit = fit_account(h, base)
+    test, reason = propose(fit)
+    assert test is None
+    assert "whole budget" in reason and "raise" in reason

@@ -30,9 +30,10 @@ expected to teach and to cost:
   Fisher information of a local design. The refit route (:func:`expected_sds` with
   ``method="refit"``: the test simulated at :data:`DRAWS` posterior draws, appended, and
   :func:`agents.calibration.fit.fit_account` run again, a few seconds a draw) checks it
-  (docs/calibration.md: the two agree on ``pool_sigma`` within about 0.1 of the prior's
-  sd); being local, the route does not see that the truth may lie where a move shows less
-  (a target below the pool's mean ROI buys the whole pool, whatever the spread).
+  (docs/calibration.md: on five accounts the two agree on ``pool_sigma`` within 0.2 of the
+  prior's sd, and that a test does not identify it); being local, the route does not see
+  that the truth may lie where a move shows less (a target below the pool's mean ROI buys
+  the whole pool, whatever the spread).
 - **Cost.** The forecast's profit over the test's days under the test's settings against
   holding today's, :data:`COPIES` paired copies (same seed: the same parameter draws and
   daily shocks): profit forgone, median and 80% interval. Effects after the test (a week's
@@ -41,7 +42,7 @@ expected to teach and to cost:
   every curve parameter the prior decided (the fit's rule for "identified"); else the
   cheapest of those that narrow them about most (the sum of their sds over the prior's
   within :data:`INFO_TOLERANCE` each of the least), and the answer says none would
-  identify them.
+  identify them; no test at all when none would narrow them by that much.
 """
 
 from __future__ import annotations
@@ -494,6 +495,17 @@ def propose(fit: Fit) -> tuple[dict[str, Any] | None, str | None]:
             return sum(s["widths"][n]["sd_over_prior_after"] for n in names)
 
         best = min(spread(s) for s in scored)
+        now_spread = sum(scored[0]["widths"][n]["sd_over_prior_now"] for n in names)
+        if best > now_spread - INFO_TOLERANCE * len(names):
+            capped = min(s["budget_bound_share"] for s in scored)
+            why = (f"its days would spend the whole budget on {capped:.0%} of them or more, "
+                   "and a capped day hides the curve: raise the ROI-controlled plans' budget "
+                   "first" if capped > CAPPED_DAYS_OK else
+                   "the moves such a test can make do not show this account's curve")
+            return None, (f"no test of target moves under the re-learning rule is expected to "
+                          f"narrow {', '.join(names)} (the prior decided them; at best their "
+                          f"sds over the prior's would go from {now_spread:.2f} to {best:.2f} "
+                          f"in sum): {why}")
         near = [s for s in scored if spread(s) <= best + INFO_TOLERANCE * len(names)]
         chosen = min(near, key=lambda s: s["cost_cny"]["p50"])
     return as_data(fit, config, chosen, scored, names, time.perf_counter() - started), None
