@@ -602,9 +602,10 @@ def format_test(test: dict[str, Any] | None, reason: str | None) -> str:
                  f"{rule['largest_day_edit']:.2f}{window} of what restarts learning (a "
                  f"{rule['relearn_target_change']:.0%} target change; cap {rule['edit_cap']})")
     c = test["cost_cny"]
+    earns = "; negative: it is expected to earn more" if c["p50"] < 0 else ""
     lines.append(f"  expected cost: {c['p50']:,.0f} CNY [{c['p10']:,.0f} .. {c['p90']:,.0f}] of "
                  f"profit forgone over the {test['days']} days against holding today's "
-                 f"settings ({test['copies']} paired copies; median [80% interval])")
+                 f"settings ({test['copies']} paired copies; median [80% interval]{earns})")
     lines.append("  expected 90% intervals, now -> after the test:")
     for name in CURVE:
         w = test["widths"][name]
