@@ -20,6 +20,8 @@ from agents.calibration.fit_io import load_fit
 from agents.calibration.identification import (
     CAPPED_DAYS_OK,
     CURVE,
+    SHAPES,
+    check,
     largest_step,
     propose,
     schedule,
@@ -148,6 +150,20 @@ def test_a_move_waits_for_the_window_the_report_used(held):
     assert calm.settings.target_roi[0] != h.target[-1]  # moves on the first day
     assert waited.settings.target_roi[0] == target[-1]  # holds first
     assert waited.window_loads.max() <= EDIT_CAP + 1e-9
+
+
+@pytest.mark.parametrize("today", [0.3, 1.07, 3.0])
+def test_rounding_to_two_decimals_never_enlarges_a_move(held, today):
+    """Low targets: the platform's two decimals would push a 6.5% step's moves past the
+    rule; levels are rounded towards today's target instead."""
+    h = dataclasses.replace(held[2].history, target=np.full(held[2].history.days, today))
+    cfg = fitted_config(held[2])
+    for levels in SHAPES:
+        design = schedule(cfg, h, largest_step(cfg), 4, 1.0, levels)
+        assert design is not None, levels
+        check(cfg, h, design)
+        farthest = max(abs(k) for k in levels) * math.log1p(largest_step(cfg))
+        assert np.abs(np.log(design.settings.target_roi / today)).max() <= farthest + 1e-12
 
 
 def test_an_identified_curve_gets_no_test(base, tmp_path, capsys):

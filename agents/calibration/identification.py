@@ -158,6 +158,17 @@ def recent_edits(config: ScenarioConfig, history: AccountHistory) -> list[float]
     return [float(x) for x in edit_size(config, t[:-1], t[1:], b[:-1], b[1:])]
 
 
+def toward_today(today: float, target: float) -> float:
+    """``target`` as the platform stores it (:func:`envs.actions.platform_target`: two
+    decimals, 0.01-100), rounded towards ``today``'s target so that rounding never makes a
+    move bigger than designed."""
+    stored = float(platform_target(np.array([target]))[0])
+    if abs(math.log(stored / today)) > abs(math.log(target / today)) + 1e-12:
+        stored = float(platform_target(np.array([stored - math.copysign(0.01, target - today)])
+                                       )[0])
+    return stored
+
+
 def _day_edit(config: ScenarioConfig, before: tuple[float, float],
               after: tuple[float, float]) -> float:
     return float(edit_size(config, np.array([before[0]]), np.array([after[0]]),
@@ -171,18 +182,20 @@ def schedule(config: ScenarioConfig, history: AccountHistory, step: float, hold_
     settings. A move waits (the level before it held a day longer) until the re-learning
     window has room for it; a budget rise goes first, on a day of its own when the window
     cannot take it with the first target move. Targets and budgets within the platform's
-    limits (two decimals, at least 300 CNY).
+    limits (two decimals, rounded towards today's target: :func:`toward_today`; at least 300
+    CNY).
 
     :param budget_ratio: the test's budget over today's (the rise to the ROI-controlled
         plans, :func:`raised_shares`).
-    :return: None when a move would wait more than :data:`MAX_WAIT_DAYS` days.
-    :raises IdentificationError: a schedule that breaks the rule (:func:`check`; a bug).
+    :return: None when a move would wait more than :data:`MAX_WAIT_DAYS` days, or when the
+        platform's two decimals still push a move past the rule (:func:`check`; targets
+        near 0.01).
     """
     t0, b0, s0 = (float(history.target[-1]), float(history.budget[-1]),
                   np.asarray(history.shares[-1], dtype=np.float64))
     budget = float(platform_budget(np.array([b0 * budget_ratio]))[0])
     shares = raised_shares(s0, budget / b0)
-    targets = [float(platform_target(np.array([t0 * (1.0 + step) ** k]))[0]) for k in levels]
+    targets = [toward_today(t0, t0 * (1.0 + step) ** k) for k in levels]
     window = config.relearn_window_days if config.relearn_cumulative_enabled else 1
     loads = recent_edits(config, history)
     days: list[tuple[float, float]] = []
@@ -240,7 +253,10 @@ def schedule(config: ScenarioConfig, history: AccountHistory, step: float, hold_
                     settings=settings, dates=dates,
                     end_date=dates[-1] + dt.timedelta(days=1),
                     edit_loads=np.array(day_loads + [end_load]), window_loads=windows)
-    check(config, history, design)
+    try:
+        check(config, history, design)
+    except IdentificationError:  # the platform's rounding pushed a move past the rule
+        return None
     return design
 
 
@@ -470,7 +486,16 @@ def assess(fit: Fit, design: Design, test: Forecast, now: np.ndarray, hold: Fore
 
 def propose(fit: Fit) -> tuple[dict[str, Any] | None, str | None]:
     """The identification test for a fitted account: ``(test, None)`` as plain data (the
-    ``identification_test`` object of ``recommend --fit --json``), or ``(None, reason)``."""
+    ``identification_test`` object of ``recommend --fit --json``), or ``(None, reason)``.
+    A failure of the numerics (a covariance that is not positive definite) is a reason too:
+    the test is an addition to the recommendation, never a reason to withhold it."""
+    try:
+        return _propose(fit)
+    except (np.linalg.LinAlgError, ValueError) as exc:
+        return None, f"could not design a test ({type(exc).__name__}: {exc})"
+
+
+def _propose(fit: Fit) -> tuple[dict[str, Any] | None, str | None]:
     reason = why_none(fit)
     if reason is not None:
         return None, reason
