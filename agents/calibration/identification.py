@@ -22,18 +22,20 @@ expected to teach and to cost:
   (the volume plan's budget held in CNY). Candidates: :data:`SHAPES` x :data:`HOLD_DAYS` x
   :data:`STEP_SHARES` (x the budget).
 - **Information.** The test's days are appended to the report as the model expects them
-  at the fit's mode (:func:`expected_history`: the replay's spend and GMV, no noise, so their
-  residuals are zero there), and the posterior's Laplace covariance is taken at the mode by
-  the fit's own route (``agents.calibration.fit._laplace_covariance``: the central-difference
-  Hessian of its likelihood, one batched replay, 0.1-0.4 s) with and without them. The
-  ratio of the two sds scales the fit's sd: the expected sd after the test, the expected
-  Fisher information of a local design. The refit route (:func:`expected_sds` with
-  ``method="refit"``: the test simulated at :data:`DRAWS` posterior draws, appended, and
-  :func:`agents.calibration.fit.fit_account` run again, a few seconds a draw) checks it
-  (docs/calibration.md: on five accounts the two agree on ``pool_sigma`` within 0.2 of the
-  prior's sd, and that a test does not identify it); being local, the route does not see
-  that the truth may lie where a move shows less (a target below the pool's mean ROI buys
-  the whole pool, whatever the spread).
+  at the fit's estimate (:func:`expected_history`: each day at the likelihood's own mean, no
+  noise), and the expected (Fisher) information they add is the likelihood's Gauss-Newton
+  matrix ``J' S^-1 J`` (:func:`information`: ``J`` the derivative of its mean spend and
+  ROI, ``S`` their joint covariance, both from :class:`.likelihood.Posterior` itself; one
+  batched replay, about 0.1 s) with the test's days less without them. Added to the
+  precision of the fit's Laplace covariance, it gives the expected sd after the test: a
+  local design criterion (at the fit's estimate, not over its uncertainty). Budget-bound
+  days and days of few orders count for nothing in it (conservative). It is smooth in the
+  design, unlike the finite-difference Hessian the fit's intervals come from (tried first:
+  a 0.01 change of a target moved its expected ``pool_mean_roi`` sd between 0.35 and 0.89
+  of the prior's). The refit route (:func:`expected_sds` with ``method="refit"``: the test
+  simulated at :data:`DRAWS` posterior draws, appended, and
+  :func:`agents.calibration.fit.fit_account` run again, a few seconds a draw) checks it:
+  docs/calibration.md.
 - **Cost.** The forecast's profit over the test's days under the test's settings against
   holding today's, :data:`COPIES` paired copies (same seed: the same parameter draws and
   daily shocks): profit forgone, median and 80% interval. Effects after the test (a week's
@@ -42,7 +44,7 @@ expected to teach and to cost:
   every curve parameter the prior decided (the fit's rule for "identified"); else the
   cheapest of those that narrow them about most (the sum of their sds over the prior's
   within :data:`INFO_TOLERANCE` each of the least), and the answer says none would
-  identify them; no test at all when none would narrow them by that much.
+  identify them; no test at all when none would narrow them by :data:`NEGLIGIBLE_GAIN`.
 """
 
 from __future__ import annotations
@@ -57,10 +59,17 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+from scipy.linalg import solve_triangular
 
 from agents.calibration.account import CAPPED_SHARE, AccountHistory
-from agents.calibration.fit import IDENTIFIED_RATIO, LEVEL, Fit, fit_account, interval_sd
-from agents.calibration.fit import _laplace_covariance as laplace_covariance
+from agents.calibration.fit import (
+    FD_STEP,
+    IDENTIFIED_RATIO,
+    LEVEL,
+    Fit,
+    fit_account,
+    interval_sd,
+)
 from agents.calibration.forecast import Forecast, Settings, forecast
 from agents.calibration.likelihood import Posterior
 from agents.calibration.replay import Replay
@@ -74,13 +83,14 @@ SHAPES = ((1, -1), (1, 2), (-1, -2))  # the target's levels, in steps of (1 + x)
 # up then down, up twice, down twice (each level one move from the last)
 HOLD_DAYS = (4, 7)  # days each target level is held (before any wait for the window's room)
 STEP_SHARES = (1.0, 0.5)  # target steps as shares (in log) of the largest the rule allows
-DRAWS = 3  # posterior draws of the refit route (a check of the Laplace route; rough)
+DRAWS = 4  # posterior draws of the refit route (a check of the Laplace route; rough)
 COPIES = 400  # paired copies for the cost
 SEED = 0  # the test's draws: the same fit gives the same proposal
 CAPPED_DAYS_OK = 0.2  # share of the test's copy-days at the budget above which a budget rise
 # is tried as well
-INFO_TOLERANCE = 0.02  # sd over the prior's: designs this close to the most informative count
-# as informative (the cheapest of them is chosen when none identifies)
+INFO_TOLERANCE = 0.005  # sd over the prior's, per parameter: designs this close to the most
+# informative count as informative (the cheapest of them is chosen when none identifies)
+NEGLIGIBLE_GAIN = 0.01  # sd over the prior's, summed: a test narrowing less proposes nothing
 MAX_WAIT_DAYS = 21  # a design whose moves wait longer than this for the window is dropped
 
 
@@ -318,30 +328,67 @@ def extended_history(history: AccountHistory, settings: Settings, simulated: For
 
 def expected_history(fit: Fit, settings: Settings, z: np.ndarray) -> AccountHistory:
     """The report with the test's days appended as the model expects them under parameters
-    ``z`` (P,): the replay's spend (within the budget) and expected GMV, orders of the order
-    value, no noise (the days' residuals are zero at ``z``, so the likelihood's curvature
-    there is the information the days carry, not an accident of their draws). A day is capped
-    when the expected spend reaches :data:`CAPPED_SHARE` of the budget."""
+    ``z`` (P,), with no noise: each day's spend and ROI at the likelihood's own mean
+    (:class:`agents.calibration.likelihood.Posterior`: the replay's demand, or its spend on
+    a day the budget binds, with the latent deviations' mean shifts and the lognormal
+    correction), orders of the order value. Their residuals are zero at ``z``, so the
+    likelihood's curvature there is the information the days carry, not an accident of
+    their draws. A day is capped when its spend reaches :data:`CAPPED_SHARE` of the
+    budget."""
     n = settings.target_roi.shape[0]
     dates = [fit.history.dates[-1] + dt.timedelta(days=i + 1) for i in range(n)]
     empty = {m: np.zeros((1, n)) for m in ("spend", "gmv", "orders", "refunds")}
     longer = extended_history(fit.history, settings, Forecast(dates, empty))
-    days = Replay.of(longer, fit.base).predict(z[None, :])
     test = slice(fit.history.days, None)
+    days = Replay.of(longer, fit.base).predict(z[None, :])
     spend, gmv = days.spend[0, test], days.gmv[0, test]
-    longer.spend[test] = spend
-    longer.gmv[test] = gmv
+    capped = spend >= CAPPED_SHARE * settings.budget_cny
+    longer.spend[test], longer.gmv[test] = spend, gmv
     longer.orders[test] = gmv / fit.value("aov_cny")
-    longer.capped[test] = spend >= CAPPED_SHARE * settings.budget_cny
+    longer.capped[test] = capped
+    # the likelihood's mean on these days: its loadings' shifts and the lognormal correction
+    post = Posterior(Replay.of(longer, fit.base), fit.value("aov_cny"),
+                     fit.value("basket_noise_sd"))
+    load = post.loadings(z)
+    iid = post.day_noise_var(z)[test]
+    demand = days.demand[0, test] * np.exp(load.spend_shift[test])
+    free = ~capped & (demand < CAPPED_SHARE * settings.budget_cny)
+    spend = np.where(free, demand, spend)
+    roi = np.where(free, days.demand_gmv[0, test] / np.maximum(days.demand[0, test], 1e-9),
+                   gmv / np.maximum(spend, 1e-9))
+    roi = roi * np.exp(load.roi_shift[test] - 0.5 * iid)
+    longer.spend[test], longer.gmv[test] = spend, roi * spend
+    longer.capped[test] = ~free
     return longer
 
 
-def laplace_sd(fit: Fit, history: AccountHistory, z: np.ndarray) -> np.ndarray:
-    """The Laplace sds (P,) in the fit's space of ``history``'s posterior at ``z``: the fit's
-    own route (``agents.calibration.fit._laplace_covariance``, loadings at ``z``)."""
+def information(fit: Fit, history: AccountHistory, z: np.ndarray) -> np.ndarray:
+    """The expected (Fisher) information (P, P) about the parameters, in the fit's space,
+    that ``history``'s spend and ROI carry at ``z``: ``J' S^-1 J``, with ``J`` the
+    derivative of the likelihood's mean on the days it reads as normal (spend on days the
+    budget did not bind, ROI on days with enough orders; central differences, step
+    :data:`agents.calibration.fit.FD_STEP`, loadings held at ``z``) and ``S`` their joint
+    covariance, both from :class:`agents.calibration.likelihood.Posterior` itself. A
+    Gauss-Newton matrix: positive semi-definite, no residuals in it, so it does not depend
+    on one draw of the days. Budget-bound days and days of few orders are left out (a
+    little information, conservatively)."""
     post = Posterior(Replay.of(history, fit.base), fit.value("aov_cny"),
                      fit.value("basket_noise_sd"))
-    return np.sqrt(np.diag(laplace_covariance(post, z, post.loadings(z))))
+    load = post.loadings(z)
+    p = z.size
+    cand = np.tile(z, (2 * p, 1))
+    cand[np.arange(p), np.arange(p)] += FD_STEP
+    cand[p + np.arange(p), np.arange(p)] -= FD_STEP
+    log_demand, log_roi, _, _ = post._days(cand, load)
+    f, r = post.obs.free_days, post.obs.roi_days
+    mean = np.concatenate([log_demand[:, f], log_roi[:, r]], axis=1)
+    jac = ((mean[:p] - mean[p:]) / (2.0 * FD_STEP)).T  # (observations, P)
+    if jac.shape[0] == 0:
+        return np.zeros((p, p))
+    chol = post._factor(z, load)[0]
+    white = solve_triangular(chol, jac, lower=True, check_finite=False)
+    info = white.T @ white
+    return 0.5 * (info + info.T)
 
 
 def expected_sds(fit: Fit, settings: Settings, method: str = "laplace",
@@ -349,18 +396,21 @@ def expected_sds(fit: Fit, settings: Settings, method: str = "laplace",
                  seed: int = SEED) -> np.ndarray:
     """The expected posterior sd (P,) in the fit's space after the test.
 
-    :param method: ``laplace``: the fit's sd x the ratio of the Laplace sds at the fit's
-        mode with and without the test's expected days (:func:`expected_history`), at most 1
-        (``now``: the sds without, when already computed); ``refit``: :func:`fit_account` on
+    :param method: ``laplace``: the fit's Laplace covariance with the information the
+        test's expected days add (:func:`information` of the report with them,
+        :func:`expected_history`, less that of the report alone, ``now`` when already
+        computed) added to its precision; ``refit``: :func:`fit_account` on
         the report with the test simulated at each of ``draws`` posterior draws
         (:func:`agents.calibration.forecast.forecast`, one copy), the median of the refits'
         sds (from their 90% intervals), a few seconds a draw.
     """
-    sd_fit = np.sqrt(np.diag(fit.cov))
     if method == "laplace":
-        before = now if now is not None else laplace_sd(fit, fit.history, fit.z)
-        after = laplace_sd(fit, expected_history(fit, settings, fit.z), fit.z)
-        return sd_fit * np.minimum(after / before, 1.0)
+        before = now if now is not None else information(fit, fit.history, fit.z)
+        added = information(fit, expected_history(fit, settings, fit.z), fit.z) - before
+        eigval, eigvec = np.linalg.eigh(0.5 * (added + added.T))
+        added = (eigvec * np.maximum(eigval, 0.0)) @ eigvec.T  # more days add, never remove
+        precision = np.linalg.inv(fit.cov) + added
+        return np.sqrt(np.diag(np.linalg.inv(0.5 * (precision + precision.T))))
     if method != "refit":
         raise ValueError(f"method: 'laplace' or 'refit', not {method!r}")
     out = []
@@ -455,7 +505,7 @@ def assess(fit: Fit, design: Design, test: Forecast, now: np.ndarray, hold: Fore
            names: list[str]) -> dict[str, Any]:
     """A design's expected cost and widths (plain data); ``test``: its forecast; ``hold``:
     today's settings held over at least the design's days, the same seed; ``now``: the
-    Laplace sds of the report alone (:func:`laplace_sd`)."""
+    information of the report alone (:func:`information`)."""
     days = design.days
     forgone = (hold.paths["profit"][:, :days].sum(axis=1)
                - test.paths["profit"].sum(axis=1))
@@ -506,7 +556,7 @@ def _propose(fit: Fit) -> tuple[dict[str, Any] | None, str | None]:
     if not designs:
         return None, (f"no schedule fits the re-learning rule within {MAX_WAIT_DAYS} days "
                       "of waiting")
-    now = laplace_sd(fit, fit.history, fit.z)
+    now = information(fit, fit.history, fit.z)
     longest = max(d.days for d, _ in designs)
     h = fit.history
     hold = forecast(fit, Settings.hold(h.target[-1], h.budget[-1], h.shares[-1], longest),
@@ -521,7 +571,7 @@ def _propose(fit: Fit) -> tuple[dict[str, Any] | None, str | None]:
 
         best = min(spread(s) for s in scored)
         now_spread = sum(scored[0]["widths"][n]["sd_over_prior_now"] for n in names)
-        if best > now_spread - INFO_TOLERANCE * len(names):
+        if best > now_spread - NEGLIGIBLE_GAIN:
             capped = min(s["budget_bound_share"] for s in scored)
             why = (f"its days would spend the whole budget on {capped:.0%} of them or more, "
                    "and a capped day hides the curve: raise the ROI-controlled plans' budget "
@@ -552,7 +602,7 @@ def as_data(fit: Fit, config: ScenarioConfig, chosen: dict[str, Any],
     else:
         missed = [n for n in names if not chosen["widths"][n]["identified_after"]]
         verdict = (f"no design tried is expected to identify {', '.join(missed)} (halve the "
-                   "prior's sd); this one is the cheapest of those that narrow it most")
+                   "prior's sd); this one is the cheapest of those that narrow them most")
         caught = [n for n in names if n not in missed]
         if caught:
             verdict += f" and is expected to identify {', '.join(caught)}"
@@ -580,9 +630,10 @@ def as_data(fit: Fit, config: ScenarioConfig, chosen: dict[str, Any],
                          "interval (negative: the test is expected to earn more)"),
         "budget_bound_share": chosen["budget_bound_share"],
         "widths": chosen["widths"],
-        "method": ("expected widths: the fit's sd x the ratio of the Laplace sds at the "
-                   "fit's mode with and without the test's days as the model expects them "
-                   "(local: at the fit's estimate, not over its uncertainty)"),
+        "method": ("expected widths: the fit's Laplace covariance with the expected (Fisher, "
+                   "Gauss-Newton) information of the test's days, as the model expects them "
+                   "at the fit's estimate, added to its precision (local: at the estimate, "
+                   "not over its uncertainty)"),
         "copies": COPIES, "seed": SEED,
         "candidates": [{"step": c["design"].step, "levels": list(c["design"].levels),
                         "hold_days": c["design"].hold_days,
