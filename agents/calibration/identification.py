@@ -673,9 +673,9 @@ def format_test(test: dict[str, Any] | None, reason: str | None) -> str:
     lines.append(f"    {end['date']:<22}  back to target {end['target_roi']:.2f}  budget "
                  f"{end['budget_cny']:,.2f}")
     window = (f", any {rule['relearn_window_days']} days' edits at most "
-              f"{rule['largest_window_edits']:.2f}" if rule["cumulative"] else "")
+              f"{rule['largest_window_edits']:.3f}" if rule["cumulative"] else "")
     lines.append(f"  every move under the re-learning rule: the largest day's edit "
-                 f"{rule['largest_day_edit']:.2f}{window} of what restarts learning (a "
+                 f"{rule['largest_day_edit']:.3f}{window} of what restarts learning (a "
                  f"{rule['relearn_target_change']:.0%} target change; cap {rule['edit_cap']})")
     c = test["cost_cny"]
     earns = "; negative: it is expected to earn more" if c["p50"] < 0 else ""
