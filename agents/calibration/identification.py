@@ -22,7 +22,7 @@ expected to teach and to cost:
   (the volume plan's budget held in CNY). Candidates: :data:`SHAPES` x :data:`HOLD_DAYS` x
   :data:`STEP_SHARES` (x the budget).
 - **Information.** The test's days are appended to the report as the model expects them
-  at the fit's estimate (:func:`expected_history`: each day at the likelihood's own mean, no
+  at the fit's estimate (:func:`expected_history`: the replay's spend and GMV, no
   noise), and the expected (Fisher) information they add is the likelihood's Gauss-Newton
   matrix ``J' S^-1 J`` (:func:`information`: ``J`` the derivative of its mean spend and
   ROI, ``S`` their joint covariance, both from :class:`.likelihood.Posterior` itself; one
@@ -328,13 +328,10 @@ def extended_history(history: AccountHistory, settings: Settings, simulated: For
 
 def expected_history(fit: Fit, settings: Settings, z: np.ndarray) -> AccountHistory:
     """The report with the test's days appended as the model expects them under parameters
-    ``z`` (P,), with no noise: each day's spend and ROI at the likelihood's own mean
-    (:class:`agents.calibration.likelihood.Posterior`: the replay's demand, or its spend on
-    a day the budget binds, with the latent deviations' mean shifts and the lognormal
-    correction), orders of the order value. Their residuals are zero at ``z``, so the
-    likelihood's curvature there is the information the days carry, not an accident of
-    their draws. A day is capped when its spend reaches :data:`CAPPED_SHARE` of the
-    budget."""
+    ``z`` (P,), with no noise: the replay's spend (within the budget) and expected GMV, orders
+    of the order value. What :func:`information` reads of them is which days the budget
+    binds and which have enough orders to read the ROI as normal; a day is capped when its
+    spend reaches :data:`CAPPED_SHARE` of the budget."""
     n = settings.target_roi.shape[0]
     dates = [fit.history.dates[-1] + dt.timedelta(days=i + 1) for i in range(n)]
     empty = {m: np.zeros((1, n)) for m in ("spend", "gmv", "orders", "refunds")}
@@ -342,23 +339,9 @@ def expected_history(fit: Fit, settings: Settings, z: np.ndarray) -> AccountHist
     test = slice(fit.history.days, None)
     days = Replay.of(longer, fit.base).predict(z[None, :])
     spend, gmv = days.spend[0, test], days.gmv[0, test]
-    capped = spend >= CAPPED_SHARE * settings.budget_cny
     longer.spend[test], longer.gmv[test] = spend, gmv
     longer.orders[test] = gmv / fit.value("aov_cny")
-    longer.capped[test] = capped
-    # the likelihood's mean on these days: its loadings' shifts and the lognormal correction
-    post = Posterior(Replay.of(longer, fit.base), fit.value("aov_cny"),
-                     fit.value("basket_noise_sd"))
-    load = post.loadings(z)
-    iid = post.day_noise_var(z)[test]
-    demand = days.demand[0, test] * np.exp(load.spend_shift[test])
-    free = ~capped & (demand < CAPPED_SHARE * settings.budget_cny)
-    spend = np.where(free, demand, spend)
-    roi = np.where(free, days.demand_gmv[0, test] / np.maximum(days.demand[0, test], 1e-9),
-                   gmv / np.maximum(spend, 1e-9))
-    roi = roi * np.exp(load.roi_shift[test] - 0.5 * iid)
-    longer.spend[test], longer.gmv[test] = spend, roi * spend
-    longer.capped[test] = ~free
+    longer.capped[test] = spend >= CAPPED_SHARE * settings.budget_cny
     return longer
 
 
@@ -368,10 +351,11 @@ def information(fit: Fit, history: AccountHistory, z: np.ndarray) -> np.ndarray:
     derivative of the likelihood's mean on the days it reads as normal (spend on days the
     budget did not bind, ROI on days with enough orders; central differences, step
     :data:`agents.calibration.fit.FD_STEP`, loadings held at ``z``) and ``S`` their joint
-    covariance, both from :class:`agents.calibration.likelihood.Posterior` itself. A
-    Gauss-Newton matrix: positive semi-definite, no residuals in it, so it does not depend
-    on one draw of the days. Budget-bound days and days of few orders are left out (a
-    little information, conservatively)."""
+    covariance, both from :class:`agents.calibration.likelihood.Posterior` itself (its
+    ``_days`` and ``_factor``: the one place they are written). A Gauss-Newton matrix:
+    positive semi-definite, no residuals in it, so it does not depend on one draw of the
+    days. Budget-bound days and days of few orders are left out (a little information,
+    conservatively)."""
     post = Posterior(Replay.of(history, fit.base), fit.value("aov_cny"),
                      fit.value("basket_noise_sd"))
     load = post.loadings(z)
