@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="a calibration of this report (scripts/calibrate.py --out DIR): "
                    "recommend for the fitted account and forecast the next 7 days")
     p.add_argument("--no-identification-test", action="store_true",
-                   help="--fit: skip designing the identification test (a few seconds)")
+                   help="--fit: skip designing the identification test (about 1 s)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args(argv)
