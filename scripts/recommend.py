@@ -133,6 +133,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "account's worker counts as dead and it is retried (default 120)")
     fitted.add_argument("--max-retry", type=int, metavar="N",
                         help="retries of an account whose workers keep dying (default 3)")
+    p.add_argument("--no-identification-test", action="store_true",
+                   help="--fit: skip designing the identification test (about 1 s)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args(argv)
@@ -220,7 +222,8 @@ def run_fitted(args: argparse.Namespace, options: RecommendOptions) -> int:
     from agents.calibration.recommend_fit import fitted_json, fitted_text, recommend_fitted
 
     rec, outlook = recommend_fitted(args.policy, args.history, args.fit, options,
-                                    threads=args.threads)
+                                    threads=args.threads,
+                                    identification=not args.no_identification_test)
     print(fitted_json(rec, outlook) if args.json else fitted_text(rec, outlook))
     sys.stdout.flush()
     return 0
