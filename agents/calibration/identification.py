@@ -63,7 +63,6 @@ from scipy.linalg import solve_triangular
 
 from agents.calibration.account import CAPPED_SHARE, AccountHistory
 from agents.calibration.fit import (
-    FD_STEP,
     IDENTIFIED_RATIO,
     LEVEL,
     Fit,
@@ -71,7 +70,7 @@ from agents.calibration.fit import (
     interval_sd,
 )
 from agents.calibration.forecast import Forecast, Settings, forecast
-from agents.calibration.likelihood import Posterior
+from agents.calibration.likelihood import FD_STEP, Posterior
 from agents.calibration.replay import Replay
 from agents.calibration.scenario import fitted_config
 from envs.actions import PLANS, VOLUME, edit_size, platform_budget, platform_target
@@ -350,7 +349,7 @@ def information(fit: Fit, history: AccountHistory, z: np.ndarray) -> np.ndarray:
     that ``history``'s spend and ROI carry at ``z``: ``J' S^-1 J``, with ``J`` the
     derivative of the likelihood's mean on the days it reads as normal (spend on days the
     budget did not bind, ROI on days with enough orders; central differences, step
-    :data:`agents.calibration.fit.FD_STEP`, loadings held at ``z``) and ``S`` their joint
+    :data:`agents.calibration.likelihood.FD_STEP`, loadings held at ``z``) and ``S`` their joint
     covariance, both from :class:`agents.calibration.likelihood.Posterior` itself (its
     ``_days`` and ``_factor``: the one place they are written). A Gauss-Newton matrix:
     positive semi-definite, no residuals in it, so it does not depend on one draw of the
