@@ -38,7 +38,7 @@ from envs.seeds import CALIBRATION_SEED
 ROOT = Path(__file__).resolve().parent.parent
 DAYS = 42
 HELD = 1  # a 3c account run at a held target with an ample budget (the curve left to the prior)
-PLAYBOOK = 4  # a 3c account run by the playbook whose 42 days identify the curve
+PLAYBOOK = 50  # a 3c account run by the playbook whose 42 days identify the curve (few do)
 
 
 def _load(name: str, script: str):

@@ -89,7 +89,9 @@ def fit_account(history: AccountHistory, base: ScenarioConfig, margin: float | N
     starts = _starts(post, lower, upper, STARTS)
     first = [_mode(post, z0, lower, upper, outer_steps=1) for z0 in starts]
     z, value = _mode(post, min(first, key=lambda found: found[1])[0], lower, upper)
-    cov = _laplace_covariance(post, z, post.loadings(z))
+    loadings = post.loadings(z)
+    cov = _wider_of(_laplace_covariance(post, z, loadings),
+                    post.expected_information(z, loadings), post)
     if not history.learning.any():
         notes.append("the plan never learned in the report: the learning throttles are the "
                       "prior's")
@@ -221,6 +223,21 @@ def _laplace_covariance(post: Posterior, z: np.ndarray, loadings) -> np.ndarray:
     sd = np.sqrt(np.diag(cov))
     scale = np.minimum(1.0, post.sd / sd)
     return cov * np.outer(scale, scale)
+
+
+def _wider_of(laplace: np.ndarray, information: np.ndarray, post: Posterior) -> np.ndarray:
+    """The Laplace covariance, each parameter the days' means depend on widened to the sd
+    that the expected information (with the prior's) gives where that is wider; the
+    correlations kept. The two are estimates of the same curvature, observed and expected;
+    where the observed one is much sharper (a finite-difference Hessian across a kink can
+    be ten times the expected information) the approximation is not to be trusted, and the
+    fit reports the wider. The noise levels move no mean: theirs stay the Laplace's."""
+    expected = np.linalg.inv(information + np.diag(1.0 / post.sd ** 2))
+    sd = np.sqrt(np.diag(laplace))
+    wider = np.sqrt(np.maximum(np.diag(laplace), np.diag(expected)))
+    wider[post.noise_index] = sd[post.noise_index]
+    scale = wider / sd
+    return laplace * np.outer(scale, scale)
 
 
 def _market_estimates(params: list[Parameter], z: np.ndarray,

@@ -59,7 +59,6 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
-from scipy.linalg import solve_triangular
 
 from agents.calibration.account import CAPPED_SHARE, AccountHistory
 from agents.calibration.fit import (
@@ -70,7 +69,7 @@ from agents.calibration.fit import (
     interval_sd,
 )
 from agents.calibration.forecast import Forecast, Settings, forecast
-from agents.calibration.likelihood import FD_STEP, Posterior
+from agents.calibration.likelihood import Posterior
 from agents.calibration.replay import Replay
 from agents.calibration.scenario import fitted_config
 from envs.actions import PLANS, VOLUME, edit_size, platform_budget, platform_target
@@ -346,32 +345,12 @@ def expected_history(fit: Fit, settings: Settings, z: np.ndarray) -> AccountHist
 
 def information(fit: Fit, history: AccountHistory, z: np.ndarray) -> np.ndarray:
     """The expected (Fisher) information (P, P) about the parameters, in the fit's space,
-    that ``history``'s spend and ROI carry at ``z``: ``J' S^-1 J``, with ``J`` the
-    derivative of the likelihood's mean on the days it reads as normal (spend on days the
-    budget did not bind, ROI on days with enough orders; central differences, step
-    :data:`agents.calibration.likelihood.FD_STEP`, loadings held at ``z``) and ``S`` their joint
-    covariance, both from :class:`agents.calibration.likelihood.Posterior` itself (its
-    ``_days`` and ``_factor``: the one place they are written). A Gauss-Newton matrix:
-    positive semi-definite, no residuals in it, so it does not depend on one draw of the
-    days. Budget-bound days and days of few orders are left out (a little information,
-    conservatively)."""
+    that ``history``'s spend and ROI carry at ``z``
+    (:meth:`agents.calibration.likelihood.Posterior.expected_information`, loadings held at
+    ``z``)."""
     post = Posterior(Replay.of(history, fit.base), fit.value("aov_cny"),
                      fit.value("basket_noise_sd"))
-    load = post.loadings(z)
-    p = z.size
-    cand = np.tile(z, (2 * p, 1))
-    cand[np.arange(p), np.arange(p)] += FD_STEP
-    cand[p + np.arange(p), np.arange(p)] -= FD_STEP
-    log_demand, log_roi, _, _ = post._days(cand, load)
-    f, r = post.obs.free_days, post.obs.roi_days
-    mean = np.concatenate([log_demand[:, f], log_roi[:, r]], axis=1)
-    jac = ((mean[:p] - mean[p:]) / (2.0 * FD_STEP)).T  # (observations, P)
-    if jac.shape[0] == 0:
-        return np.zeros((p, p))
-    chol = post._factor(z, load)[0]
-    white = solve_triangular(chol, jac, lower=True, check_finite=False)
-    info = white.T @ white
-    return 0.5 * (info + info.T)
+    return post.expected_information(z)
 
 
 def expected_sds(fit: Fit, settings: Settings, method: str = "laplace",

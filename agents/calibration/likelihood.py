@@ -408,6 +408,31 @@ class Posterior:
             d_noise[5] += 2.0 * nz["drift_roi_sd"] * float((per_var * roi2).sum())
         return d_ld, d_lr, d_q, d_noise
 
+    def expected_information(self, z: np.ndarray, loadings: Loadings | None = None
+                             ) -> np.ndarray:
+        """The expected (Fisher) information (P, P) about the parameters at ``z`` that the
+        days read as jointly normal carry: ``J' C^-1 J``, ``J`` the derivative of their mean
+        (central differences, loadings held) and ``C`` their covariance. A Gauss-Newton
+        matrix: positive semi-definite and free of the day's residuals, so it does not
+        depend on one draw of the days, nor on a kink between two finite-difference points
+        as the Hessian does. Budget-bound and low-order days are left out (a little
+        information, conservatively); the noise levels, which move no mean, get none."""
+        load = self.loadings(z) if loadings is None else loadings
+        p = z.size
+        cand = np.tile(z, (2 * p, 1))
+        cand[np.arange(p), np.arange(p)] += FD_STEP
+        cand[p + np.arange(p), np.arange(p)] -= FD_STEP
+        log_demand, log_roi, _, _ = self._days(cand, load)
+        f, r = self.obs.free_days, self.obs.roi_days
+        mean = np.concatenate([log_demand[:, f], log_roi[:, r]], axis=1)
+        jac = ((mean[:p] - mean[p:]) / (2.0 * FD_STEP)).T  # (observations, P)
+        if jac.shape[0] == 0:
+            return np.zeros((p, p))
+        white = solve_triangular(self._factor(z, load).chol, jac, lower=True,
+                                 check_finite=False)
+        info = white.T @ white
+        return 0.5 * (info + info.T)
+
     def latent_sds(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stationary sds (K,) of the latent log deviations of the pool's size and mean ROI."""
         sd_a, sd_b = np.empty(z.shape[0]), np.empty(z.shape[0])
