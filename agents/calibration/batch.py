@@ -30,7 +30,6 @@ queue (:mod:`.batch_queue`) when ``workers`` > 1 or a storage is given.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -45,10 +44,14 @@ from agents.calibration.pipeline import (
     report_sha256,
 )
 from agents.calibration.recommend_fit import SETTINGS, load_fitted, recommend_fitted
-from agents.csv_safe import csv_text
 from agents.serving.errors import ServingError
 from agents.serving.loading import load_policy
-from agents.serving.output import CSV_COLUMNS, batch_rows, check_out_path
+from agents.serving.output import (
+    batch_rows,
+    check_out_path,
+    plain_batch_columns,
+    write_csv,
+)
 from agents.serving.recommend import Recommendation, RecommendOptions, report_files
 from agents.serving.report import AccountReport, read_report
 from envs.config import ConfigError, load_scenario
@@ -260,35 +263,19 @@ def describe_row(row: dict[str, Any]) -> str:
 def batch_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The CSV's columns: the plain batch's (with its whole-site and anchor columns when a
     row has them), ``status`` and ``error`` after ``file``, then :data:`EXTRA_COLUMNS`."""
-    columns = list(CSV_COLUMNS)
-    if any("share_whole_site" in row for row in rows):
-        columns.insert(columns.index("share_volume") + 1, "share_whole_site")
-    if any("anchor" in row for row in rows):
-        at = columns.index("policy") + 1
-        columns[at:at] = ["anchor", "launch_budget_cny"]
+    columns = plain_batch_columns(rows)
     at = columns.index("file") + 1
     columns[at:at] = list(STATUS_COLUMNS)
     return columns + list(EXTRA_COLUMNS)
 
 
 def write_rows_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Write the rows as one CSV (UTF-8 with BOM, formula-like text escaped by
-    :mod:`agents.csv_safe`), atomically through a temporary file beside it.
+    """Write the rows as one CSV (:func:`agents.serving.output.write_csv`: UTF-8 with BOM,
+    formula-like text escaped, atomically).
 
     :raises ServingError: ``path`` is not writable (the OS's reason in words).
     """
-    path = check_out_path(path)
-    data = csv_text(batch_columns(rows), rows).encode("utf-8-sig")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ServingError(f"--out: cannot write the CSV ({(exc.strerror or str(exc)).lower()})",
-                           path) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_csv(path, batch_columns(rows), rows)
 
 
 # ------------------------------------------------------------------------------ the batch
