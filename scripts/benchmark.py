@@ -13,7 +13,9 @@ interval's lower bound above 0.
 Also the model's and the simulator's throughput under each code generation of the compiled
 engine (portable and host, ``envs/compiled.py``), each in a fresh process: what the portable
 default costs. And each second-version mechanic's cost: the batched model's throughput with
-that mechanic alone switched off (``envs.config.SECOND_VERSION_SWITCHES``). A benchmark
+that mechanic alone switched off (``envs.config.SECOND_VERSION_SWITCHES``). And how fast
+accounts are calibrated (:mod:`agents.calibration.speed`): one 90-day report fitted on one
+core, and the rate of a pool of 2 worker processes (1,000 accounts' minutes). A benchmark
 measures; it asserts nothing.
 """
 
@@ -166,6 +168,18 @@ def main(argv: list[str] | None = None) -> int:
               f"{n_envs} envs, {steps:,} steps in {wall:.1f} s, {steps / wall:,.0f} steps/s)",
               flush=True)
 
+    # calibration: one 90-day account fitted on this core, and 2 worker processes' rate
+    from agents.calibration.speed import calibration_speed
+
+    workers = min(2, len(ALL_CORES or [1]))
+    calibration = calibration_speed(2 if smoke else 20, 28 if smoke else 90, workers)
+    print(f"  calibration, one {calibration['days']}-day account on one core: "
+          f"{calibration['fit_wall_s']['median']:.2f} s wall, "
+          f"{calibration['fit_cpu_s']['median']:.2f} s CPU (median of "
+          f"{calibration['accounts']}; max {calibration['fit_wall_s']['max']:.2f} s); "
+          f"{workers} workers: {calibration['pool_accounts_per_minute']:.0f} accounts/min, "
+          f"1,000 accounts in {calibration['minutes_for_1000_accounts']:.1f} min", flush=True)
+
     beat = time_to_beat(args.scenario, smoke)
     if beat["seconds"] is None:
         print(f"  time to beat static: not within the run ({beat['wall_s']:.0f} s)")
@@ -185,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                        for name in by_codegen},
         "env_share_of_training": shares,
         "time_to_beat_static": beat,
+        "calibration": calibration,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

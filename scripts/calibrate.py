@@ -20,21 +20,9 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices: one thread is faster
 
-from agents.calibration.account import CalibrationError, account_history  # noqa: E402
-from agents.calibration.fit import fit_account  # noqa: E402
-from agents.calibration.outputs import (  # noqa: E402
-    check_out_dir,
-    fit_record,
-    json_writer,
-    text_writer,
-    write_calibration,
-)
-from agents.calibration.scenario import named_base, scenario_yaml  # noqa: E402
-from agents.calibration.validation import plot_validation, validate  # noqa: E402
+from agents.calibration.pipeline import CalibrationInputs, calibrate_report  # noqa: E402
 from agents.serving.errors import ServingError  # noqa: E402
-from agents.serving.inputs import parse_promotions  # noqa: E402
-from agents.serving.report import read_report  # noqa: E402
-from envs.config import ConfigError, load_scenario  # noqa: E402
+from envs.config import ConfigError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,34 +45,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> Path:
-    if args.margin is not None and not 0.0 < args.margin < 1.0:
-        raise CalibrationError(f"--margin {args.margin}: a share between 0 and 1")
-    if args.breakeven_roi is not None and not 0.0 < args.breakeven_roi < 1000.0:
-        raise CalibrationError(f"--breakeven-roi {args.breakeven_roi}: a ROI above 0")
-    out = Path(args.out)
-    check_out_dir(out)  # refuse before the work, not after
-    base = load_scenario(args.base)
-    report = read_report(args.history)
-    history = account_history(report, base, parse_promotions(args.promo_dates,
-                                                            base.promo_peak_length_days))
-    fit = fit_account(history, base, args.margin, args.breakeven_roi)
-    summary, _, _ = validate(history, base, args.margin, args.breakeven_roi, seed=args.seed)
-    command = ["scripts/calibrate.py", *argv]
-    write_calibration(out, {
-        "fit.json": json_writer(fit_record(fit, command, args.base)),
-        "scenario.yaml": text_writer(scenario_yaml(fit, named_base(args.base))),
-        "validation.json": json_writer(summary),
-        "validation.png": lambda path: plot_validation(summary, history, path),
-    })
-    identified = [n for n, e in fit.estimates.items() if e.identified]
-    print(f"{history.account}: {history.days} days fitted in {fit.seconds:.1f} s; "
-          f"{len(identified)} of {len(fit.estimates)} parameters identified by the report")
-    for note in fit.notes:
-        print(f"  note: {note}")
-    print(f"  held-out 14 days: {summary['coverage_80']:.0%} of actual values inside the "
-          "80% forecast intervals")
-    print(f"wrote {out}/fit.json, scenario.yaml, validation.json, validation.png")
-    return out
+    """Calibrate as ``args`` say (:func:`agents.calibration.pipeline.calibrate_report`) and
+    print what was fitted and written."""
+    inputs = CalibrationInputs(base=args.base, margin=args.margin,
+                               breakeven_roi=args.breakeven_roi, promo_dates=args.promo_dates,
+                               seed=args.seed)
+    done = calibrate_report(args.history, args.out, inputs, ["scripts/calibrate.py", *argv])
+    for line in done.summary_lines():
+        print(line)
+    return done.out
 
 
 def main(argv: list[str] | None = None) -> int:

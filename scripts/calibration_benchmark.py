@@ -8,7 +8,8 @@ Accounts are drawn from the fit's prior around the named scenarios (seeds from 6
 reports as ``calibrate`` fits them. Per history length: for each parameter, how often the
 report identified it, how often its 90% interval covered the truth (calibrated: 85-95%),
 and its median absolute error (in log units for positive parameters); the held-out 14-day
-forecast's 80% coverage per metric (calibrated: 70-90%); seconds per fit. Writes
+forecast's 80% coverage per metric (calibrated: 70-90%) and its daily error against the
+noise floor (the same forecast made from the true parameters); seconds per fit. Writes
 ``runs/calibration/benchmark.json`` and ``docs/calibration_results.md``. A benchmark
 measures; it asserts nothing.
 """
@@ -27,10 +28,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices: one thread
 
 import numpy as np  # noqa: E402
 
-from agents.calibration.account import account_history  # noqa: E402
+from agents.calibration.account import HOLDOUT_DAYS, account_history  # noqa: E402
 from agents.calibration.fit import fit_account  # noqa: E402
-from agents.calibration.synthetic import synthetic_account  # noqa: E402
-from agents.calibration.validation import validate  # noqa: E402
+from agents.calibration.forecast import Settings, forecast  # noqa: E402
+from agents.calibration.synthetic import fit_at_truth, synthetic_account  # noqa: E402
+from agents.calibration.validation import forecast_errors, validate  # noqa: E402
 from agents.serving.inputs import parse_promotions  # noqa: E402
 from agents.serving.report import read_report  # noqa: E402
 from envs.config import load_scenario  # noqa: E402
@@ -52,9 +54,9 @@ def one_account(index: int, days: int, work: Path) -> dict:
     path = acc.write(work / f"account_{days}d_{index}.csv")
     history = account_history(read_report(path), base,
                               parse_promotions(acc.promo_dates, base.promo_peak_length_days))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     fit = fit_account(history, base)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
     params = {}
     for name, e in fit.estimates.items():
         if name not in acc.truth:
@@ -62,10 +64,17 @@ def one_account(index: int, days: int, work: Path) -> dict:
         truth = acc.truth[name]
         params[name] = {"identified": e.identified, "covered": bool(e.low <= truth <= e.high),
                         "error": error(name, e.value, truth)}
-    summary, _, _ = validate(history, base, seed=index)
+    summary, head_fit, _ = validate(history, base, seed=index)
+    # the noise floor: the same forecast made from the true parameters
+    held = history.tail(HOLDOUT_DAYS)
+    floor = forecast(fit_at_truth(head_fit, acc.truth), Settings.of_history(held), seed=index)
+    errors = {m: {"fit": summary["metrics"][m]["mape_median"],
+                  "truth": forecast_errors(floor, m, getattr(held, m))["mape_median"]}
+              for m in ("spend", "gmv")}
     return {"index": index, "scenario": base.name, "days": days, "seconds": seconds,
-            "parameters": params,
-            "forecast": {m: v["coverage_80"] for m, v in summary["metrics"].items()}}
+            "cpu_seconds": cpu_seconds, "parameters": params,
+            "forecast": {m: v["coverage_80"] for m, v in summary["metrics"].items()},
+            "forecast_error": errors}
 
 
 def tables(results: list[dict], lengths: list[int]) -> str:
@@ -85,16 +94,26 @@ def tables(results: list[dict], lengths: list[int]) -> str:
             err = (f"{statistics.median(x['error'] for x in ident):.3f}" if ident else "-")
             cells.append(f"{len(ident)}/{len(rows)} / {cover} / {err}")
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
-    lines += ["", "| history | accounts | seconds per fit (median, max) | held-out 80% coverage: "
-              "spend / GMV / orders / refunds |", "|---|---|---|---|"]
+    lines += ["", "| history | accounts | seconds per fit, wall (median, max) | CPU seconds "
+              "(median, max) | held-out 80% coverage: spend / GMV / orders / refunds | daily "
+              "error of the median, spend: fit / truth | GMV: fit / truth |",
+              "|---|---|---|---|---|---|---|"]
     for d in lengths:
         rows = [r for r in results if r["days"] == d]
-        secs = [r["seconds"] for r in rows]
+        secs, cpu = [r["seconds"] for r in rows], [r["cpu_seconds"] for r in rows]
         cov = " / ".join(f"{np.mean([r['forecast'][m] for r in rows if m in r['forecast']]):.0%}"
                          for m in ("spend", "gmv", "orders", "refunds"))
-        lines.append(f"| {d} days | {len(rows)} | {statistics.median(secs):.1f}, "
-                     f"{max(secs):.1f} | {cov} |")
+        err = [" / ".join(f"{_median(r['forecast_error'][m][k] for r in rows):.0%}"
+                          for k in ("fit", "truth")) for m in ("spend", "gmv")]
+        lines.append(f"| {d} days | {len(rows)} | {statistics.median(secs):.2f}, "
+                     f"{max(secs):.2f} | {statistics.median(cpu):.2f}, {max(cpu):.2f} | {cov} "
+                     f"| {err[0]} | {err[1]} |")
     return "\n".join(lines) + "\n"
+
+
+def _median(values) -> float:
+    kept = [v for v in values if v is not None]
+    return statistics.median(kept) if kept else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:

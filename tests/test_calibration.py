@@ -82,6 +82,60 @@ def test_replay_is_the_simulators_day(base, tmp_path):
     assert abs(h.orders.sum() - expected) < 4 * np.sqrt(expected)
 
 
+def _posterior(acc, path, base):
+    from agents.calibration.likelihood import Posterior
+
+    h = history_of(acc, path, base)
+    orders = order_value(h)
+    return Posterior(Replay.of(h, base), orders["aov_cny"].value,
+                     orders["basket_noise_sd"].value)
+
+
+@pytest.mark.parametrize("index, days", [(3, DAYS), (0, 56)])
+def test_likelihood_gradient_matches_finite_differences(base, tmp_path, index, days):
+    """The closed-form gradient the optimiser uses (noise levels through the covariance, the
+    replay's per-day responses chained; weekday and learning effects through the days they
+    act on) agrees with central differences of the likelihood itself, on a report with
+    budget-bound days and one with low-order days (a negative binomial per day)."""
+    acc = synthetic_account(base, index, days)
+    post = _posterior(acc, acc.write(tmp_path / "g.csv"), base)
+    assert post.obs.count_days.size > 0 or post.obs.capped_days.size > 0
+    rng = np.random.default_rng(index)
+    checked = 0
+    for _ in range(3):
+        z = post.mean + 0.3 * post.sd * rng.standard_normal(post.mean.size)
+        load = post.loadings(z)
+        value, grad = post.value_and_gradient(z, load)
+        assert value == pytest.approx(post.values(z[None], load)[0], rel=1e-12)
+        step = 1e-5
+        moved = np.repeat(z[None], 2 * z.size, axis=0)
+        moved[np.arange(z.size), np.arange(z.size)] += step
+        moved[z.size + np.arange(z.size), np.arange(z.size)] -= step
+        values = post.values(moved, load)
+        numeric = (values[:z.size] - values[z.size:]) / (2 * step)
+        # a kink of the replay (a budget, the pool's end) within a step may move one slope
+        close = np.abs(grad - numeric) <= 1e-3 * (np.abs(numeric) + 1.0)
+        assert close.mean() >= 0.9, (grad, numeric)
+        assert close[post.noise_index].all()  # the noise levels' part is exact
+        checked += int(close.sum())
+    assert checked >= 0.9 * 3 * post.mean.size
+
+
+def test_bound_days_count_once_per_independent_stretch(base, tmp_path):
+    """Days at the budget are correlated through the pool's slow drift: together they count
+    for fewer independent days than there are (weight n_eff / n below 1), and fewer still
+    when more of the pool's day-to-day movement is slow drift."""
+    acc = synthetic_account(base, 7, 56)
+    post = _posterior(acc, acc.write(tmp_path / "b.csv"), base)
+    n = post.obs.capped_days.size
+    assert n >= 2
+    load = post.loadings(post.mean)
+    assert 1.0 / n <= load.capped_weight < 1.0
+    slower = post.mean.copy()
+    slower[post.ix["drift_cost_sd"]] += 1.0  # a larger share of slow drift: more correlated
+    assert post.loadings(slower).capped_weight < load.capped_weight
+
+
 def test_order_value_intervals_are_exact():
     """The AOV's and basket noise's 90% intervals cover the truth 90% of the time (400
     simulated reports of 30 days: within 3 binomial sds)."""

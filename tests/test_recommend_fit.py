@@ -1,6 +1,7 @@
 """recommend --fit DIR: the fitted account's recommendation with a 7-day forecast of three
 settings (recommended, current, static), read from a calibration without refitting; a fit
-of another report, a missing fit and --batch are refused with exit code 2."""
+of another report, a missing fit, and --batch with a single calibration's folder are refused
+with exit code 2 (tests/test_recommend_batch.py: --batch with a folder of calibrations)."""
 
 from __future__ import annotations
 
@@ -188,7 +189,7 @@ def test_fit_of_another_version_is_refused(shop, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--batch", "examples"], "--fit with --batch: not yet"),
+    (["--batch", "examples"], "holds a single calibration"),  # --batch takes FITS/<account>/
     (["--history", "{report}", "--scenario", "3c"], "drop --scenario"),
 ])
 def test_fit_with_batch_or_scenario_is_refused(shop, capsys, extra, message):

@@ -9,7 +9,11 @@
 - :mod:`.fit`: the optimiser, intervals and identifiability;
 - :mod:`.forecast`: days ahead simulated by :class:`envs.market.MarketModel` from the fit;
 - :mod:`.outputs`: ``fit.json``, ``scenario.yaml``, ``validation.json`` and its plot;
+- :mod:`.pipeline`: one report calibrated into its folder (``calibrate``, and each account
+  of a batch);
 - :mod:`.fit_io`: ``fit.json`` read back as a fit, without refitting;
 - :mod:`.recommend_fit`: ``recommend --fit``, the fitted account's recommendation and a
-  week's forecast of it beside the current settings and ``static``'s.
+  week's forecast of it beside the current settings and ``static``'s;
+- :mod:`.batch`, :mod:`.batch_queue`: ``recommend --batch REPORTS --fit FITS``, many
+  accounts calibrated and recommended for, in this process or over the shared trial queue.
 """

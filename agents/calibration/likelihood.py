@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from scipy.linalg import solve_triangular
-from scipy.special import gammaln, log_ndtr
+from scipy.linalg import cho_solve, lapack, solve_triangular
+from scipy.special import digamma, gammaln, log_ndtr
 
 from agents.calibration.prior import index_of, market_parameters, prior_means, prior_sds
 from agents.calibration.replay import Replay
@@ -50,6 +50,10 @@ NOISE = ("traffic_shock_sd", "traffic_shock_ar", "drift_cost_sd", "bidder_noise_
          "roi_shock_sd", "drift_roi_sd")  # the fitted noise levels (names of .prior)
 GAUSSIAN_ORDERS = 10  # days with fewer orders count through the order count's Poisson law
 SPEND_FLOOR_SD = 0.02  # log-sd: rounding and what the replay leaves out of a day's spend
+FD_STEP = 1e-4  # central-difference step (in z) of the replay's response in the gradient
+RESPONSES = ("pool_cost_cny", "pool_mean_roi", "pool_sigma", "bidder_bias", "day_roi")
+# the moves whose replayed responses the gradient chains with (``day_roi``: every day's pool
+# mean ROI, the typical share held)
 LOG_2PI = float(np.log(2.0 * np.pi))
 
 
@@ -100,6 +104,43 @@ class Loadings(NamedTuple):
     roi_shift: np.ndarray
     spend_var: np.ndarray
     roi_var: np.ndarray
+    capped_weight: float = 1.0  # what a budget-bound day counts for (Posterior.day_weight)
+    count_weight: float = 1.0  # what a low-order day counts for (likewise)
+
+
+class Factor(NamedTuple):
+    """What one candidate's noise levels and loadings fix in the likelihood."""
+
+    chol: np.ndarray  # lower Cholesky factor of the joint normal's covariance
+    iid: np.ndarray  # (T,) each day's independent log-ROI variance
+    capped_sd: np.ndarray  # sds of the budget-bound days' latent log demand
+    capped_weight: float
+    count_var: np.ndarray  # log-variances of the low-order days' expected order counts
+    count_weight: float
+
+
+@dataclass
+class DayBlock:
+    """The lags and fixed latent covariances between some of the report's days."""
+
+    lag: np.ndarray  # (n, n) days apart
+    decay: np.ndarray  # the slow drift's correlation
+    regime_cost: np.ndarray  # the regimes' covariances (the base's, a prior)
+    regime_roi: np.ndarray
+
+    @classmethod
+    def of(cls, post: Posterior, days: np.ndarray) -> DayBlock:
+        cut = np.ix_(days, days)
+        return cls(post.lag[cut], post.drift_decay[cut], post.regime_cost[cut],
+                   post.regime_roi[cut])
+
+    def covariances(self, nz: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        """The latent covariances of the pool's log size (``a``) and log mean ROI (``b``)."""
+        cost = (nz["traffic_shock_sd"] ** 2 * nz["traffic_shock_ar"] ** self.lag
+                + nz["drift_cost_sd"] ** 2 * self.decay + self.regime_cost)
+        pool_roi = (nz["roi_shock_sd"] ** 2 * (self.lag == 0) + nz["drift_roi_sd"] ** 2
+                    * self.decay + self.regime_roi)
+        return cost, pool_roi
 
 
 def linearise(f0: np.ndarray, plus: np.ndarray, minus: np.ndarray, sd: float
@@ -149,6 +190,24 @@ class Posterior:
         else:
             self.regime_cost = self.regime_roi = np.zeros_like(self.lag)
         self.noise_index = np.array([self.ix[name] for name in NOISE])
+        # the joint normal's days (spend on free days, then ROI on days with orders) and the
+        # lags between them: what the latent covariances need, cut once
+        o = self.obs
+        joint = np.ix_(np.concatenate([o.free_days, o.roi_days]),
+                       np.concatenate([o.free_days, o.roi_days]))
+        self.joint_lag = self.lag[joint]
+        self.joint_lag_days = self.joint_lag.astype(np.int64)
+        self.joint_decay = self.drift_decay[joint]
+        self.joint_same_day = (self.joint_lag == 0).astype(np.float64)
+        self.joint_regime_cost = self.regime_cost[joint]
+        self.joint_regime_roi = self.regime_roi[joint]
+        self.capped_regime_cost = np.diag(self.regime_cost)[o.capped_days]
+        self.capped_regime_roi = np.diag(self.regime_roi)[o.capped_days]
+        self.capped_block = DayBlock.of(self, o.capped_days)
+        self.count_block = DayBlock.of(self, o.count_days)
+        self.count_regime_cost = np.diag(self.regime_cost)[o.count_days]
+        self.count_regime_roi = np.diag(self.regime_roi)[o.count_days]
+        self.day_columns = self._day_columns(replay)
         self.evaluations = 0
 
     def loadings(self, z: np.ndarray) -> Loadings:
@@ -196,13 +255,7 @@ class Posterior:
                     moved[:, self.ix[name]] += sign * h * sd
                     nodes.append(moved)
             z = np.concatenate(nodes)
-        days = self.replay.predict(z)
-        capped = self.obs.capped_mask
-        # a day whose budget did not bind bought what its traffic allowed: the demand rows
-        log_demand = _log(days.demand)
-        roi_all = np.where(capped, days.gmv / _pos(days.spend),
-                           days.demand_gmv / _pos(days.demand))
-        log_roi = _log(roi_all)
+        log_demand, log_roi, roi_all = self._responses(self.replay.predict(z))
         if loadings is None:
             loads = []
             for c in range(k):
@@ -215,14 +268,170 @@ class Posterior:
                                                      log_roi[4 * k + c], sd_b[c])
                 roi_cost, roi_cost_shift, roi_cost_left = linearise(
                     r0, log_roi[k + c], log_roi[2 * k + c], sd_a[c])
-                loads.append(Loadings(cost, spend, roi, roi_cost, cost_shift + spend_shift,
-                                      roi_shift + roi_cost_shift, cost_left + spend_left,
-                                      roi_left + roi_cost_left))
+                load = Loadings(cost, spend, roi, roi_cost, cost_shift + spend_shift,
+                                roi_shift + roi_cost_shift, cost_left + spend_left,
+                                roi_left + roi_cost_left)
+                loads.append(self.with_day_weights(z[c], load))
         else:
             loads = [loadings]
         shift_demand = np.stack([ld.spend_shift for ld in loads])
         shift_roi = np.stack([ld.roi_shift for ld in loads])
         return (log_demand[:k] + shift_demand, log_roi[:k] + shift_roi, roi_all[:k], loads)
+
+    def _responses(self, days) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A replay's (K, T) log spend a day would buy if its budget did not bind (the demand
+        rows; what a day whose budget did not bind bought), log ROI and ROI: the as-run
+        rows' where the budget bound, the demand rows' elsewhere."""
+        log_demand = _log(days.demand)
+        roi_all = np.where(self.obs.capped_mask, days.gmv / _pos(days.spend),
+                           days.demand_gmv / _pos(days.demand))
+        return log_demand, _log(roi_all), roi_all
+
+    def _day_columns(self, replay: Replay) -> list[tuple[int, str, np.ndarray]]:
+        """How each parameter the replay reads moves a day: (its index, the response of
+        :data:`RESPONSES` it moves, per-day weights (T,)). A weekday effect moves the pool's
+        size on its days (Sunday's is minus the six others' sum), a learning multiplier
+        the size or the mean ROI on learning days."""
+        h, ix = replay.history, self.ix
+        ones = np.ones(h.days)
+        sunday = (h.weekday == 6).astype(np.float64)
+        columns = [(ix[name], name, ones) for name in RESPONSES[:-1]]
+        for k in range(6):
+            columns.append((ix["weekday_mon"] + k, "pool_cost_cny",
+                            (h.weekday == k).astype(np.float64) - sunday))
+        learning = h.learning.astype(np.float64)
+        columns.append((ix["learning_traffic_mult"], "pool_cost_cny", learning))
+        columns.append((ix["learning_roi_mult"], "day_roi", learning))
+        return columns
+
+    def value_and_gradient(self, z: np.ndarray, loadings: Loadings
+                           ) -> tuple[float, np.ndarray]:
+        """The negative log posterior of one candidate ``z`` (P,) with the loadings held, and
+        its gradient (P,).
+
+        The likelihood's derivatives are closed-form; they are chained with each day's
+        response to the pool's size, mean ROI, spread and bias (central differences of one
+        batched replay of 11 candidates: days are replayed independently, so one move gives
+        every day's own response, and weekday and learning effects are those responses on
+        their days, :meth:`_day_columns`). The noise levels enter through the covariance
+        only: ``d loglik = -tr((inv(C) - w w') dC) / 2 - w' dr`` with ``w = inv(C) r``."""
+        z = np.asarray(z, dtype=np.float64)
+        self.evaluations += 1
+        cand, roi_shift = [z], [0.0]
+        for name in RESPONSES:
+            for sign in (1.0, -1.0):
+                moved = z.copy()
+                if name == "day_roi":
+                    roi_shift.append(sign * FD_STEP)
+                else:
+                    moved[self.ix[name]] += sign * FD_STEP
+                    roi_shift.append(0.0)
+                cand.append(moved)
+        log_demand, log_roi, roi = self._responses(
+            self.replay.predict(np.array(cand), np.array(roi_shift)))
+        slope = {name: [(x[1 + 2 * m] - x[2 + 2 * m]) / (2.0 * FD_STEP)
+                        for x in (log_demand, log_roi, roi)]
+                 for m, name in enumerate(RESPONSES)}
+        ld = log_demand[0] + loadings.spend_shift
+        lr = log_roi[0] + loadings.roi_shift
+        q = roi[0]
+        parts = self._joint_parts(z, loadings)
+        factor = self._factor(z, loadings, parts)
+        prior_grad = (z - self.mean) / self.sd ** 2
+        value = (0.5 * float((((z - self.mean) / self.sd) ** 2).sum())
+                 - float(self._loglik(factor, ld[None], lr[None], q[None])[0]))
+        if not np.isfinite(value):
+            return value, np.zeros_like(z)
+        d_ld, d_lr, d_q, d_noise = self._loglik_gradient(z, loadings, parts, factor, ld, lr, q)
+        grad = prior_grad.copy()
+        for index, name, weight in self.day_columns:
+            sd_, sr_, sq_ = slope[name]
+            grad[index] -= float(((sd_ * d_ld + sr_ * d_lr + sq_ * d_q) * weight).sum())
+        grad[self.noise_index] -= d_noise * np.array(
+            [float(self.parameters[i].slope(z[i])) for i in self.noise_index])
+        return value, grad
+
+    def _loglik_gradient(self, z: np.ndarray, load: Loadings, parts: tuple, factor: tuple,
+                         ld: np.ndarray, lr: np.ndarray, q: np.ndarray):
+        """The log likelihood's derivatives: with respect to each day's log demand, log ROI
+        and ROI (T,) each, and to the natural noise levels of :data:`NOISE` (6,)."""
+        o = self.obs
+        f, r, c, e = o.free_days, o.roi_days, o.capped_days, o.count_days
+        chol, iid, capped_sd, capped_weight = factor[:4]
+        u, v, fast_shape, _, _ = parts
+        nz = self.noise(z)
+        d_ld, d_lr, d_q = np.zeros(ld.size), np.zeros(ld.size), np.zeros(ld.size)
+        d_noise = np.zeros(len(NOISE))
+        mult2 = self.noise_mult ** 2
+        if f.size + r.size:
+            resid = np.concatenate([o.log_spend[f] - ld[f], o.log_roi[r] - lr[r] + 0.5 * iid[r]])
+            w = cho_solve((chol, True), resid, check_finite=False)
+            d_ld[f] += w[:f.size]
+            d_lr[r] += w[f.size:]
+            g = _inverse(chol) - np.outer(w, w)  # d loglik / d C = -g / 2
+            gu, gv = g * np.outer(u, u), g * np.outer(v, v)
+            s, rho = nz["traffic_shock_sd"], nz["traffic_shock_ar"]
+            d_noise[0] = -s * float((gu * fast_shape).sum())
+            d_noise[1] = -0.5 * s * s / rho * float((gu * fast_shape * self.joint_lag).sum())
+            d_noise[2] = -nz["drift_cost_sd"] * float((gu * self.joint_decay).sum())
+            d_noise[4] = -nz["roi_shock_sd"] * float((gv * self.joint_same_day).sum())
+            d_noise[5] = -nz["drift_roi_sd"] * float((gv * self.joint_decay).sum())
+            tail = np.diag(g)[f.size:] + w[f.size:]
+            d_noise[3] = -nz["bidder_noise_sd"] * float((mult2[r] * tail).sum())
+        if c.size:
+            x = (ld[c] - o.log_spend[c]) / capped_sd
+            mills = capped_weight * np.exp(-0.5 * x * x - 0.5 * LOG_2PI - log_ndtr(x))
+            d_ld[c] += mills / capped_sd
+            # d loglik / d (capped sd^2), then the sd^2's slopes on the four variances
+            per_var = -mills * x / (2.0 * capped_sd ** 2)
+            cost2, spend2 = load.cost[c] ** 2, load.spend[c] ** 2
+            d_noise[0] += 2.0 * nz["traffic_shock_sd"] * float((per_var * cost2).sum())
+            d_noise[2] += 2.0 * nz["drift_cost_sd"] * float((per_var * cost2).sum())
+            d_noise[4] += 2.0 * nz["roi_shock_sd"] * float((per_var * spend2).sum())
+            d_noise[5] += 2.0 * nz["drift_roi_sd"] * float((per_var * spend2).sum())
+        if e.size:
+            per_order = np.exp(o.log_spend[e]) / self.aov_cny
+            mean = np.maximum(q[e] * per_order, 1e-12)
+            size = _size(factor.count_var)
+            orders, w = o.orders[e], factor.count_weight
+            d_q[e] += w * (orders / mean - (orders + size) / (size + mean)) * per_order
+            # d loglik / d size, then d size / d (log variance), then the variance's slopes
+            d_size = (digamma(orders + size) - digamma(size) + np.log(size / (size + mean))
+                      + (mean - orders) / (size + mean))
+            growth = np.exp(np.minimum(factor.count_var, 50.0))
+            per_var = w * d_size * -growth / np.maximum(growth - 1.0, 1e-300) ** 2
+            roi2, cost2 = load.roi[e] ** 2, load.roi_cost[e] ** 2
+            d_noise[0] += 2.0 * nz["traffic_shock_sd"] * float((per_var * cost2).sum())
+            d_noise[2] += 2.0 * nz["drift_cost_sd"] * float((per_var * cost2).sum())
+            d_noise[3] += 2.0 * nz["bidder_noise_sd"] * float((per_var * mult2[e]).sum())
+            d_noise[4] += 2.0 * nz["roi_shock_sd"] * float((per_var * roi2).sum())
+            d_noise[5] += 2.0 * nz["drift_roi_sd"] * float((per_var * roi2).sum())
+        return d_ld, d_lr, d_q, d_noise
+
+    def expected_information(self, z: np.ndarray, loadings: Loadings | None = None
+                             ) -> np.ndarray:
+        """The expected (Fisher) information (P, P) about the parameters at ``z`` that the
+        days read as jointly normal carry: ``J' C^-1 J``, ``J`` the derivative of their mean
+        (central differences, loadings held) and ``C`` their covariance. A Gauss-Newton
+        matrix: positive semi-definite and free of the day's residuals, so it does not
+        depend on one draw of the days, nor on a kink between two finite-difference points
+        as the Hessian does. Budget-bound and low-order days are left out (a little
+        information, conservatively); the noise levels, which move no mean, get none."""
+        load = self.loadings(z) if loadings is None else loadings
+        p = z.size
+        cand = np.tile(z, (2 * p, 1))
+        cand[np.arange(p), np.arange(p)] += FD_STEP
+        cand[p + np.arange(p), np.arange(p)] -= FD_STEP
+        log_demand, log_roi, _, _ = self._days(cand, load)
+        f, r = self.obs.free_days, self.obs.roi_days
+        mean = np.concatenate([log_demand[:, f], log_roi[:, r]], axis=1)
+        jac = ((mean[:p] - mean[p:]) / (2.0 * FD_STEP)).T  # (observations, P)
+        if jac.shape[0] == 0:
+            return np.zeros((p, p))
+        white = solve_triangular(self._factor(z, load).chol, jac, lower=True,
+                                 check_finite=False)
+        info = white.T @ white
+        return 0.5 * (info + info.T)
 
     def latent_sds(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stationary sds (K,) of the latent log deviations of the pool's size and mean ROI."""
@@ -243,16 +452,6 @@ class Posterior:
         return {name: float(self.parameters[self.ix[name]].value(z[self.ix[name]]))
                 for name in NOISE}
 
-    def latent_covariances(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Covariances (T, T) over the report's days of the latent log deviations ``a`` (the
-        pool's size) and ``b`` (its mean ROI) under candidate ``z`` (P,)."""
-        nz = self.noise(z)
-        fast = nz["traffic_shock_sd"] ** 2 * nz["traffic_shock_ar"] ** self.lag
-        cost = fast + nz["drift_cost_sd"] ** 2 * self.drift_decay + self.regime_cost
-        roi = (nz["roi_shock_sd"] ** 2 * np.eye(self.lag.shape[0])
-               + nz["drift_roi_sd"] ** 2 * self.drift_decay + self.regime_roi)
-        return cost, roi
-
     def day_noise_var(self, z: np.ndarray) -> np.ndarray:
         """Each day's independent log-ROI variance (T,): bidder, basket, order count."""
         bidder = (self.noise(z)["bidder_noise_sd"] * self.noise_mult) ** 2
@@ -266,7 +465,8 @@ class Posterior:
         o = self.obs
         load = self.loadings(z)
         log_demand, log_roi, _, _ = self._days(np.atleast_2d(z), load)
-        chol, iid, _ = self._factor(z, load)
+        factor = self._factor(z, load)
+        chol, iid = factor.chol, factor.iid
         f, r = o.free_days, o.roi_days
         resid = np.concatenate([o.log_spend[f] - log_demand[0, f],
                                 o.log_roi[r] - log_roi[0, r] + 0.5 * iid[r]])
@@ -291,35 +491,82 @@ class Posterior:
         cov = prior - white_cross.T @ white_cross
         return mean, 0.5 * (cov + cov.T)
 
-    def _factor(self, z: np.ndarray, load: Loadings) -> tuple:
-        """The Cholesky factor of the joint residual covariance, the independent ROI
-        variances and the capped days' sds, for candidate ``z`` (P,) and ``load``."""
+    def with_day_weights(self, z: np.ndarray, load: Loadings) -> Loadings:
+        """``load`` with what each budget-bound day and each low-order day counts for under
+        candidate ``z`` (P,): ``n_eff / n`` of each kind, where ``n_eff = n^2 / sum(R^2)``
+        is the effective number of independent days among the ``n`` (``R``: the correlation
+        of their latent log demand, or of their log expected order count).
+
+        These days stay outside the joint normal (a bound; a count), one term a day. Their
+        latent deviations are strongly correlated from day to day (the slow drift, the
+        regimes), so the product of their terms would count one persistent deviation many
+        times, and pull the pool's size or mean ROI with false confidence; weighting the
+        terms (a composite likelihood) counts it about once per independent stretch."""
+        o, nz = self.obs, self.noise(z)
+        bidder = (nz["bidder_noise_sd"] * self.noise_mult) ** 2
+        c, e = o.capped_days, o.count_days
+        return load._replace(
+            capped_weight=_effective_share(
+                self.capped_block.covariances(nz), load.cost[c], load.spend[c],
+                SPEND_FLOOR_SD ** 2 + load.spend_var[c]),
+            count_weight=_effective_share(
+                self.count_block.covariances(nz), load.roi_cost[e], load.roi[e],
+                load.roi_var[e] + bidder[e]))
+
+    def _joint_parts(self, z: np.ndarray, load: Loadings) -> tuple:
+        """The joint residuals' covariance ``C = (u u') * A + (v v') * B + diag(d)``: the
+        residuals' loadings ``u`` on the pool's size deviation and ``v`` on its mean-ROI
+        deviation, ``rho ** lag`` (the traffic shock's correlation over the joint days), the
+        latent covariances ``A`` and ``B`` over those days, and the diagonal ``d``.
+
+        :return: ``(u, v, rho ** lag, (A, B, d), iid)``, ``iid`` each day's independent
+            log-ROI variance (:meth:`day_noise_var`).
+        """
         o = self.obs
-        cost, pool_roi = self.latent_covariances(z)
-        iid = self.day_noise_var(z)
         f, r = o.free_days, o.roi_days
-        # joint covariance of [spend residuals on free days, ROI residuals on days with orders]
-        af, sf, rr, ra = load.cost[f], load.spend[f], load.roi[r], load.roi_cost[r]
-        top = (np.outer(af, af) * cost[np.ix_(f, f)]
-               + np.outer(sf, sf) * pool_roi[np.ix_(f, f)])
-        top[np.diag_indices_from(top)] += SPEND_FLOOR_SD ** 2 + load.spend_var[f]
-        cross = (np.outer(sf, rr) * pool_roi[np.ix_(f, r)]
-                 + np.outer(af, ra) * cost[np.ix_(f, r)])
-        bottom = (np.outer(rr, rr) * pool_roi[np.ix_(r, r)]
-                  + np.outer(ra, ra) * cost[np.ix_(r, r)])
-        bottom[np.diag_indices_from(bottom)] += iid[r] + load.roi_var[r]
-        chol = np.linalg.cholesky(np.block([[top, cross], [cross.T, bottom]]))
-        c = o.capped_days
-        capped_sd = np.sqrt(load.cost[c] ** 2 * np.diag(cost)[c]
-                            + load.spend[c] ** 2 * np.diag(pool_roi)[c] + SPEND_FLOOR_SD ** 2
-                            + load.spend_var[c])
-        return chol, iid, capped_sd
+        nz = self.noise(z)
+        powers = nz["traffic_shock_ar"] ** np.arange(self.joint_lag_days.max(initial=0) + 1.0)
+        fast_shape = powers[self.joint_lag_days]
+        cost = (nz["traffic_shock_sd"] ** 2 * fast_shape
+                + nz["drift_cost_sd"] ** 2 * self.joint_decay + self.joint_regime_cost)
+        pool_roi = (nz["roi_shock_sd"] ** 2 * self.joint_same_day
+                    + nz["drift_roi_sd"] ** 2 * self.joint_decay + self.joint_regime_roi)
+        iid = self.day_noise_var(z)
+        diag = np.concatenate([SPEND_FLOOR_SD ** 2 + load.spend_var[f],
+                               iid[r] + load.roi_var[r]])
+        u = np.concatenate([load.cost[f], load.roi_cost[r]])
+        v = np.concatenate([load.spend[f], load.roi[r]])
+        return u, v, fast_shape, (cost, pool_roi, diag), iid
+
+    def _factor(self, z: np.ndarray, load: Loadings, parts: tuple | None = None) -> Factor:
+        """The Cholesky factor of the joint residual covariance (:meth:`_joint_parts`), the
+        independent ROI variances and the capped days' sds, for candidate ``z`` (P,)."""
+        u, v, _, (cost, pool_roi, diag), iid = parts or self._joint_parts(z, load)
+        joint = np.outer(u, u) * cost + np.outer(v, v) * pool_roi
+        joint[np.diag_indices_from(joint)] += diag
+        chol = np.linalg.cholesky(joint)
+        nz = self.noise(z)
+        c = self.obs.capped_days
+        capped_sd = np.sqrt(
+            load.cost[c] ** 2 * (nz["traffic_shock_sd"] ** 2 + nz["drift_cost_sd"] ** 2
+                                 + self.capped_regime_cost)
+            + load.spend[c] ** 2 * (nz["roi_shock_sd"] ** 2 + nz["drift_roi_sd"] ** 2
+                                    + self.capped_regime_roi)
+            + SPEND_FLOOR_SD ** 2 + load.spend_var[c])
+        e = self.obs.count_days
+        count_var = (load.roi[e] ** 2 * (nz["roi_shock_sd"] ** 2 + nz["drift_roi_sd"] ** 2
+                                         + self.count_regime_roi)
+                     + load.roi_cost[e] ** 2 * (nz["traffic_shock_sd"] ** 2
+                                                + nz["drift_cost_sd"] ** 2
+                                                + self.count_regime_cost)
+                     + load.roi_var[e] + (nz["bidder_noise_sd"] * self.noise_mult[e]) ** 2)
+        return Factor(chol, iid, capped_sd, load.capped_weight, count_var, load.count_weight)
 
     def _loglik(self, factor: tuple, log_demand: np.ndarray, log_roi: np.ndarray,
                 roi: np.ndarray) -> np.ndarray:
         """Log likelihood of candidates (G,) that share ``factor``: arrays (G, T)."""
         o = self.obs
-        chol, iid, capped_sd = factor
+        chol, iid, capped_sd, capped_weight = factor[:4]
         f, r = o.free_days, o.roi_days
         resid = np.concatenate([o.log_spend[f][None, :] - log_demand[:, f],
                                 o.log_roi[r][None, :] - log_roi[:, r] + 0.5 * iid[r]], axis=1)
@@ -330,14 +577,51 @@ class Posterior:
                       - 0.5 * resid.shape[1] * LOG_2PI)
         c = o.capped_days
         if c.size:
-            total += log_ndtr((log_demand[:, c] - o.log_spend[c][None, :]) / capped_sd).sum(
-                axis=1)
+            total += capped_weight * log_ndtr(
+                (log_demand[:, c] - o.log_spend[c][None, :]) / capped_sd).sum(axis=1)
         e = o.count_days
         if e.size:
             expected = roi[:, e] * np.exp(o.log_spend[e])[None, :] / self.aov_cny
-            total += (o.orders[e][None, :] * np.log(np.maximum(expected, 1e-12)) - expected
-                      - gammaln(o.orders[e] + 1.0)[None, :]).sum(axis=1)
+            total += factor.count_weight * _negative_binomial(
+                o.orders[e], expected, _size(factor.count_var)).sum(axis=1)
         return total
+
+
+def _effective_share(covariances: tuple[np.ndarray, np.ndarray], a_load: np.ndarray,
+                     b_load: np.ndarray, own_var: np.ndarray) -> float:
+    """``n_eff / n`` of ``n`` days whose latent log values load ``a_load`` on the pool's size
+    deviation and ``b_load`` on its mean-ROI deviation (``covariances`` of both over the
+    days), plus independent variances ``own_var``: ``n / sum(R^2)``, 1 for fewer than two
+    days."""
+    if a_load.size < 2:
+        return 1.0
+    cost, pool_roi = covariances
+    cov = np.outer(a_load, a_load) * cost + np.outer(b_load, b_load) * pool_roi
+    cov[np.diag_indices_from(cov)] += own_var
+    sd = np.sqrt(np.diag(cov))
+    corr = cov / np.outer(sd, sd)
+    return float(a_load.size / (corr * corr).sum())
+
+
+def _size(log_var: np.ndarray) -> np.ndarray:
+    """The negative binomial's size whose variance ``mean + mean^2 (exp(v) - 1)`` is a
+    Poisson count's whose log mean varies with variance ``v`` (Poisson-lognormal moments)."""
+    return 1.0 / np.maximum(np.expm1(np.minimum(log_var, 50.0)), 1e-12)
+
+
+def _negative_binomial(orders: np.ndarray, mean: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """Log probability of the order counts (n,) given means (G, n) and sizes (n,)."""
+    mean = np.maximum(mean, 1e-12)
+    return (gammaln(orders + size) - gammaln(size) - gammaln(orders + 1.0)
+            + size * np.log(size / (size + mean)) + orders * np.log(mean / (size + mean)))
+
+
+def _inverse(chol: np.ndarray) -> np.ndarray:
+    """The inverse of ``L L'`` from its lower Cholesky factor ``L`` (LAPACK's ``potri``)."""
+    inv, info = lapack.dpotri(chol, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"potri failed ({info})")
+    return np.tril(inv) + np.tril(inv, -1).T
 
 
 def _pos(x: np.ndarray) -> np.ndarray:

@@ -51,6 +51,16 @@ class Parameter:
             return 1.0 / (1.0 + np.exp(-z))
         return z
 
+    def slope(self, z: np.ndarray | float) -> np.ndarray:
+        """Derivative of the natural value with respect to ``z``."""
+        z = np.asarray(z, dtype=np.float64)
+        if self.transform == "log":
+            return np.exp(z)
+        if self.transform == "logit":
+            v = 1.0 / (1.0 + np.exp(-z))
+            return v * (1.0 - v)
+        return np.ones_like(z)
+
     def z_of(self, value: float) -> float:
         """``z`` of a natural value (the inverse of :meth:`value`)."""
         if self.transform == "log":

@@ -29,6 +29,7 @@ from agents.calibration.account import CalibrationError, account_history
 from agents.calibration.fit import Fit
 from agents.calibration.fit_io import fit_base, load_fit
 from agents.calibration.forecast import Settings, forecast
+from agents.calibration.identification import format_test, propose
 from agents.calibration.scenario import named_base
 from agents.policies.baseline_store import BaselineError, load_static
 from agents.serving.inputs import launch_budget, parse_promotions
@@ -46,6 +47,7 @@ SEED = 0  # the forecast's draws: the same fit and report give the same forecast
 SHOWN = (("profit", "profit (CNY)"), ("gmv", "GMV (CNY)"), ("spend", "spend (CNY)"),
          ("settled_roi", "settled ROI"))  # the table's metrics, totals over the week
 SETTINGS = ("recommended", "current", "static")
+IDENTIFICATION_KEYS = ("identification_test", "identification_test_reason")  # top-level JSON
 SHORT = {"payment_roi": "pay", "settlement_roi": "settle", "volume": "vol",
          "whole_site": "site"}  # the plans' names in the table's shares row
 
@@ -230,10 +232,12 @@ def week_ahead(account: FittedAccount, rec: Recommendation, static: Settings | N
 
 
 def recommend_fitted(spec: str, report_path: str | Path, directory: str | Path,
-                     options: RecommendOptions, threads: int = 1
-                     ) -> tuple[Recommendation, dict[str, Any]]:
+                     options: RecommendOptions, threads: int = 1,
+                     identification: bool = True) -> tuple[Recommendation, dict[str, Any]]:
     """The recommendation of ``--policy spec`` for the calibrated account of ``directory``,
-    and the week's forecast (:func:`week_ahead`)."""
+    and the week's forecast (:func:`week_ahead`), with the identification test
+    (:func:`agents.calibration.identification.propose`) under ``identification_test`` and
+    ``identification_test_reason`` (``identification``: False skips it)."""
     report = read_report(report_path)
     account = load_fitted(directory, report, options.promo_dates)
     policy = fitted_policy(spec, account, threads)
@@ -246,7 +250,11 @@ def recommend_fitted(spec: str, report_path: str | Path, directory: str | Path,
                          f"{account.scenario.refund_rate:.3f})); margin from "
                          f"{fit.margin_source}")
     static, what = static_settings(account, report, options, policy.config.objective)
-    return rec, week_ahead(account, rec, static, what)
+    outlook = week_ahead(account, rec, static, what)
+    test, reason = (propose(account.fit) if identification
+                    else (None, "not asked: --no-identification-test"))
+    outlook.update(identification_test=test, identification_test_reason=reason)
+    return rec, outlook
 
 
 # ------------------------------------------------------------------------------- output
@@ -296,10 +304,19 @@ def format_forecast(outlook: dict[str, Any]) -> str:
 
 
 def fitted_text(rec: Recommendation, outlook: dict[str, Any]) -> str:
-    """The recommendation's table, then the forecast's."""
-    return format_table(rec) + "\n\n" + format_forecast(outlook)
+    """The recommendation's table, then the forecast's, then the identification test's."""
+    text = format_table(rec) + "\n\n" + format_forecast(outlook)
+    if "identification_test" in outlook:
+        text += "\n\n" + format_test(outlook["identification_test"],
+                                      outlook["identification_test_reason"])
+    return text
 
 
 def fitted_json(rec: Recommendation, outlook: dict[str, Any]) -> str:
-    """``--json``: the recommendation's object with a ``forecast`` object."""
-    return json.dumps({**rec.to_dict(), "forecast": outlook}, ensure_ascii=False, indent=2)
+    """``--json``: the recommendation's object with a ``forecast`` object and, beside it, the
+    ``identification_test`` object (null, with ``identification_test_reason``, when none is
+    proposed)."""
+    test = {k: outlook[k] for k in IDENTIFICATION_KEYS if k in outlook}
+    forecast_data = {k: v for k, v in outlook.items() if k not in IDENTIFICATION_KEYS}
+    return json.dumps({**rec.to_dict(), "forecast": forecast_data, **test},
+                      ensure_ascii=False, indent=2)

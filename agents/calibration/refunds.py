@@ -26,13 +26,17 @@ KERNEL_DAYS = 7
 MIN_REFUND_DAYS = 7  # days with a full week of cohorts before them, needed to fit
 
 
-def refund_estimates(history: AccountHistory, base: ScenarioConfig, shape: np.ndarray,
+def refund_estimates(history: AccountHistory, base: ScenarioConfig, shapes: np.ndarray,
                      level: float = 0.9) -> tuple[dict[str, Estimate], list[str]]:
     """``refund_rate`` and ``refund_kernel_1`` .. ``_7`` (shares of a cohort's refunds landing
     1..7 days after its order day).
 
-    :param shape: each day's cohort refund rate at the base's ``refund_rate`` (T,), from the
-        replay (NaN where it booked no order: the base's rate stands in).
+    :param shapes: each day's cohort refund rate at the base's ``refund_rate`` (K, T), from
+        the replay at the fitted market (first row) and at draws from the fit's uncertainty
+        (the others); NaN where it booked no order (the base's rate stands in). The shape
+        moves with how deep the account buys into its pool, so an uncertain pool makes an
+        uncertain rate: the intervals add the spread of the draws' estimates to each fit's
+        own (the law of total variance); the values are the first row's.
     :return: the estimates, and notes on what the data could not decide.
     """
     notes: list[str] = []
@@ -45,24 +49,11 @@ def refund_estimates(history: AccountHistory, base: ScenarioConfig, shape: np.nd
                        "week of orders before them, the base's values"]
     if not np.any(history.refunds[rows] > 0):
         notes.append("no refund landed on any day: the refund rate is fitted as (near) 0")
-    rate_shape = np.where(np.isfinite(shape), shape, base.refund_rate) / max(
-        base.refund_rate, 1e-6)
-    x = history.gmv * rate_shape  # (T,) cohort basis
-    design = np.stack([x[rows - k] for k in range(1, KERNEL_DAYS + 1)], axis=1)
-    y = history.refunds[rows]
-    # binomial spread of each cohort's refund share, at the base's rate and kernel
-    r = min(max(base.refund_rate, 0.01), 0.9)
-    cohort_sd = history.gmv * math.sqrt(r * (1 - r)) / np.sqrt(np.maximum(history.orders, 1.0))
-    kernel = np.asarray(base.refund_kernel)
-    sd = np.sqrt(sum((kernel[k - 1] * cohort_sd[rows - k]) ** 2
-                     for k in range(1, KERNEL_DAYS + 1)) + (0.01 * y.mean() + 1.0) ** 2)
-    w = 1.0 / sd
-    coef, _ = optimize.nnls(design * w[:, None], y * w)
-    resid = (y - design @ coef) * w
-    dof = max(rows.size - KERNEL_DAYS, 1)
-    scale = max(float(resid @ resid) / dof, 1.0)  # over-dispersion, never below the binomial
-    xtwx = (design * (w ** 2)[:, None]).T @ design
-    cov = scale * np.linalg.pinv(xtwx)
+    fits = [_landing_fit(history, base, rows, shape) for shape in np.atleast_2d(shapes)]
+    coef, cov = fits[0]
+    if len(fits) > 1:  # the draws' spread, on top of the mean of their own covariances
+        coefs = np.array([c for c, _ in fits])
+        cov = np.mean([v for _, v in fits], axis=0) + np.cov(coefs, rowvar=False)
     total = float(coef.sum())
     z = stats.norm.ppf(0.5 + level / 2.0)
     total_sd = math.sqrt(max(float(cov.sum()), 0.0))
@@ -84,6 +75,30 @@ def refund_estimates(history: AccountHistory, base: ScenarioConfig, shape: np.nd
             float(share[k]), max(share[k] - z * sd_k, 0.0), min(share[k] + z * sd_k, 1.0),
             "share", sd_k < 0.5 * _KERNEL_PRIOR_SD, source)
     return out, notes
+
+
+def _landing_fit(history: AccountHistory, base: ScenarioConfig, rows: np.ndarray,
+                 shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The non-negative weighted least-squares fit of ``c`` (7,) for one shape (T,), and its
+    covariance (7, 7)."""
+    rate_shape = np.where(np.isfinite(shape), shape, base.refund_rate) / max(
+        base.refund_rate, 1e-6)
+    x = history.gmv * rate_shape  # (T,) cohort basis
+    design = np.stack([x[rows - k] for k in range(1, KERNEL_DAYS + 1)], axis=1)
+    y = history.refunds[rows]
+    # binomial spread of each cohort's refund share, at the base's rate and kernel
+    r = min(max(base.refund_rate, 0.01), 0.9)
+    cohort_sd = history.gmv * math.sqrt(r * (1 - r)) / np.sqrt(np.maximum(history.orders, 1.0))
+    kernel = np.asarray(base.refund_kernel)
+    sd = np.sqrt(sum((kernel[k - 1] * cohort_sd[rows - k]) ** 2
+                     for k in range(1, KERNEL_DAYS + 1)) + (0.01 * y.mean() + 1.0) ** 2)
+    w = 1.0 / sd
+    coef, _ = optimize.nnls(design * w[:, None], y * w)
+    resid = (y - design @ coef) * w
+    dof = max(rows.size - KERNEL_DAYS, 1)
+    scale = max(float(resid @ resid) / dof, 1.0)  # over-dispersion, never below the binomial
+    xtwx = (design * (w ** 2)[:, None]).T @ design
+    return coef, scale * np.linalg.pinv(xtwx)
 
 
 _KERNEL_PRIOR_SD = 0.1  # a kernel share is known to about +-0.1 before data (assumption)

@@ -18,7 +18,7 @@ learning ROI throttle (likewise); the rest of the scenario is the base's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -86,6 +86,7 @@ class Replay:
     demand: np.ndarray  # bool: the row replays its day with an ample budget
     state: MarketState
     decision: Decision
+    _batches: dict = field(default_factory=dict, repr=False)  # k -> :meth:`_batch`
 
     @classmethod
     def of(cls, history: AccountHistory, base: ScenarioConfig) -> Replay:
@@ -118,20 +119,21 @@ class Replay:
                             shares=state.shares.copy(), refresh=np.zeros(n, bool))
         return cls(history, config, model, rows, demand, state, decision)
 
-    def predict(self, z: np.ndarray) -> Replayed:
+    def predict(self, z: np.ndarray, roi_shift: np.ndarray | None = None) -> Replayed:
         """The model's days under each candidate.
 
         :param z: (K, P) candidates in the space of :func:`market_parameters`.
+        :param roi_shift: (K,) log shifts of every day's pool mean ROI that leave the
+            typical share (a property of the account's pool, not of one day) as it is: the
+            likelihood's gradient reads each day's own response from it.
         """
         z = np.atleast_2d(z)
         k, t = z.shape[0], self.history.days
         params = self.account_params(z)
-        state = MarketState.stack([self.state] * k)._replace(  # candidate-major
-            recent_edits=np.zeros((self.config.relearn_window_days, k * self.rows.size)),
-            recent_orders=np.zeros((self.config.starvation_window_days, k * self.rows.size)),
-            learn_orders=np.zeros((self.config.learning_window_days, k * self.rows.size)))
-        decision = Decision(*(np.tile(x, (k,) + (1,) * (x.ndim - 1)) for x in self.decision))
-        draws = np.zeros((k * self.rows.size, self.model.n_draws))
+        if roi_shift is not None:
+            shift = np.repeat(np.exp(np.asarray(roi_shift, dtype=np.float64)), self.rows.size)
+            params = params._replace(pool_mean_roi=params.pool_mean_roi * shift)
+        state, decision, draws = self._batch(k)
         _, out = self.model.step(state, params, decision, draws)
         spend = out.spend.reshape(k, -1)
         gmv = out.expected_gmv.reshape(k, -1)
@@ -139,6 +141,20 @@ class Replay:
         rate = np.where(booked > 0, out.cohort_refunds.reshape(k, -1)[:, :t]
                         / np.maximum(booked, 1e-9), np.nan)
         return Replayed(spend[:, :t], gmv[:, :t], spend[:, t:], gmv[:, t:], rate)
+
+    def _batch(self, k: int) -> tuple[MarketState, Decision, np.ndarray]:
+        """The state at dawn, the settings and the (zero) draws of ``k`` candidates' rows,
+        candidate-major; built once per ``k`` (:meth:`MarketModel.step` modifies none)."""
+        if k not in self._batches:
+            n = k * self.rows.size
+            state = MarketState.stack([self.state] * k)._replace(
+                recent_edits=np.zeros((self.config.relearn_window_days, n)),
+                recent_orders=np.zeros((self.config.starvation_window_days, n)),
+                learn_orders=np.zeros((self.config.learning_window_days, n)))
+            decision = Decision(*(np.tile(x, (k,) + (1,) * (x.ndim - 1))
+                                  for x in self.decision))
+            self._batches[k] = (state, decision, np.zeros((n, self.model.n_draws)))
+        return self._batches[k]
 
     def account_params(self, z: np.ndarray) -> AccountParams:
         """The batch's :class:`AccountParams`: each candidate's values on each of its rows,

@@ -9,6 +9,7 @@ written as a daily report. Seeds come from :data:`envs.seeds.CALIBRATION_SEED` (
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.calibration.prior import WEEKDAYS, market_parameters, weekday_log_effects
+from agents.calibration.orders import Estimate
+from agents.calibration.prior import WEEKDAYS, bounds, market_parameters, weekday_log_effects
 from agents.calibration.refunds import refund_prior_sd
 from agents.policies import make_policy
 from agents.serving.report import write_report
@@ -88,6 +90,20 @@ def draw_config(base: ScenarioConfig, rng: np.random.Generator
                  refund_rate=cfg.refund_rate,
                  **{f"refund_kernel_{k + 1}": float(v) for k, v in enumerate(kernel)})
     return cfg, truth
+
+
+def fit_at_truth(fit, truth: dict[str, float]):
+    """``fit`` (an :class:`agents.calibration.fit.Fit`) with every parameter at its true
+    value and no uncertainty: the forecaster of the noise floor (the same forecast made
+    from the true parameters; the latent state at the report's end is still inferred from
+    the report, as a forecaster who knew the parameters would have to)."""
+    params = fit.parameters
+    z = np.clip([p.z_of(truth[p.name]) for p in params], *bounds(params))
+    estimates = {name: Estimate(truth[name], truth[name], truth[name], e.unit, e.identified,
+                                "truth") if name in truth else e
+                 for name, e in fit.estimates.items()}
+    return dataclasses.replace(fit, z=z, cov=np.eye(len(params)) * 1e-12,
+                               estimates=estimates)
 
 
 def synthetic_account(base: ScenarioConfig, index: int, days: int,

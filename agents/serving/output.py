@@ -156,8 +156,21 @@ def check_out_path(path: str | Path) -> Path:
     return path
 
 
-def write_batch_csv(recs: Sequence[Recommendation], path: str | Path) -> Path:
-    """Write the batch's recommendations as one CSV (UTF-8 with BOM: opens in Excel),
+def plain_batch_columns(rows: Sequence[dict]) -> list[str]:
+    """The batch CSV's columns for these rows: :data:`CSV_COLUMNS`, with the whole-site
+    plan's share where a scenario has it, and an anchored policy's anchor and launch
+    budget where a row has them."""
+    columns = list(CSV_COLUMNS)
+    if any("share_whole_site" in row for row in rows):
+        columns.insert(columns.index("share_volume") + 1, "share_whole_site")
+    if any("anchor" in row for row in rows):
+        at = columns.index("policy") + 1
+        columns[at:at] = ["anchor", "launch_budget_cny"]
+    return columns
+
+
+def write_csv(path: str | Path, columns: Sequence[str], rows: Sequence[dict]) -> Path:
+    """Write ``rows`` under ``columns`` as one CSV (UTF-8 with BOM: opens in Excel),
     atomically: through a temporary file beside it, removed if anything fails. Text cells a
     spreadsheet would run as formulas are escaped (:mod:`agents.csv_safe`).
 
@@ -165,14 +178,7 @@ def write_batch_csv(recs: Sequence[Recommendation], path: str | Path) -> Path:
         reason in words).
     """
     path = check_out_path(path)
-    rows = batch_rows(recs)
-    columns = list(CSV_COLUMNS)
-    if any("share_whole_site" in row for row in rows):  # a scenario with the whole-site plan
-        columns.insert(columns.index("share_volume") + 1, "share_whole_site")
-    if any("anchor" in row for row in rows):  # an anchored policy: its anchor, launch budget
-        at = columns.index("policy") + 1
-        columns[at:at] = ["anchor", "launch_budget_cny"]
-    data = csv_text(columns, rows).encode("utf-8-sig")
+    data = csv_text(list(columns), rows).encode("utf-8-sig")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         tmp.write_bytes(data)
@@ -183,6 +189,16 @@ def write_batch_csv(recs: Sequence[Recommendation], path: str | Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_batch_csv(recs: Sequence[Recommendation], path: str | Path) -> Path:
+    """Write the batch's recommendations as one CSV (:func:`write_csv`).
+
+    :raises ServingError: ``path`` is not writable.
+    """
+    path = check_out_path(path)
+    rows = batch_rows(recs)
+    return write_csv(path, plain_batch_columns(rows), rows)
 
 
 def to_json(recs: Sequence[Recommendation], skipped: Sequence[dict[str, str]] | None = None,
