@@ -224,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--accounts", type=int, default=24)
     p.add_argument("--objectives", nargs="+", default=["profit", "gmv_floor"])
     p.add_argument("--seeds", type=int, default=32, help="report seeds per account")
+    p.add_argument("--skip", type=int, default=0,
+                   help="start at the account this many after the first (split a run "
+                   "across processes; the cache joins them)")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "decision_value")
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "decision_value_results.md")
     p.add_argument("--choose", choices=("network", "static"), default="network",
@@ -237,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     records = []
     started = time.perf_counter()
-    for i in range(FIRST_INDEX, FIRST_INDEX + args.accounts):
+    for i in range(FIRST_INDEX + args.skip, FIRST_INDEX + args.accounts):
         cache = work / f"account_{i}_{args.seeds}{'' if args.choose == 'static' else '_net'}"
         cache = cache.with_name(cache.name + ("" if args.spread == 1.0 else f"_s{args.spread:g}")
                                 + ".json")
