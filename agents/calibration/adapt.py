@@ -47,9 +47,9 @@ ADAPT_DRAWS = 4  # markets drawn from the fit's posterior (antithetic pairs)
 ADAPT_SEEDS = 12  # training seeds per drawn market (contracts: 0..9999)
 ADAPT_TRIALS = 48  # Optuna trials: about 15-25 s per objective on one core
 ADAPT_SEED = 0  # the draws' and the sampler's seed: the same fit gives the same anchor
-# the objectives anchor.json adapts by default: gmv_floor's adapted anchor lost to the base's
-# on fitted accounts (docs/calibration.md, "Decision value"), so recommend --fit keeps the
-# base's for it (and says so)
+# the objectives anchor.json adapts by default: on gmv_floor more fitted accounts lost to the
+# base's anchor than gained (docs/calibration.md, "Decision value"), so recommend --fit keeps
+# the base's for it (and says so)
 OBJECTIVES = ("profit",)
 ANCHOR_FILE = "anchor.json"
 FORMAT = "qianchuan-rl/adapted-anchor"
