@@ -41,6 +41,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--promo-dates", help="promotion peaks in the report: YYYY-MM-DD or "
                    "YYYY-MM-DD..YYYY-MM-DD, comma-separated")
     p.add_argument("--seed", type=int, default=0, help="the forecast's draws (default 0)")
+    p.add_argument("--adapt-anchor", action="store_true",
+                   help="also tune the shipped profit policy's anchor on the fitted market "
+                   "(anchor.json, about 10 s; recommend --fit then plays it). Measured not "
+                   "to beat the base's anchor reliably: docs/calibration.md, Decision value")
     return p.parse_args(argv)
 
 
@@ -49,7 +53,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> Path:
     print what was fitted and written."""
     inputs = CalibrationInputs(base=args.base, margin=args.margin,
                                breakeven_roi=args.breakeven_roi, promo_dates=args.promo_dates,
-                               seed=args.seed)
+                               seed=args.seed, adapt_anchor=args.adapt_anchor)
     done = calibrate_report(args.history, args.out, inputs, ["scripts/calibrate.py", *argv])
     for line in done.summary_lines():
         print(line)

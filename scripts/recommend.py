@@ -62,7 +62,8 @@ OBJECTIVES = ("profit", "gmv_floor")
 BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader left
 INTERRUPTED_EXIT = 130  # 128 + SIGINT
 FIT_BATCH_OPTIONS = ("base", "margin", "workers", "storage", "study_name", "join",
-                     "heartbeat", "grace", "max_retry")  # only with --batch and --fit
+                     "heartbeat", "grace", "max_retry", "adapt_anchor")  # only with
+# --batch and --fit
 
 
 def shipped_policy(objective: str) -> Path:
@@ -116,6 +117,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     fitted.add_argument("--margin", type=float, help="contribution margin on settled GMV, "
                         "0-1, when a report has no breakeven_roi column and no "
                         "--breakeven-roi is given (default: the base's)")
+    fitted.add_argument("--adapt-anchor", action="store_true", default=None,
+                        help="calibrate with anchor.json (calibrate.py --adapt-anchor: the "
+                        "profit policy's anchor tuned on each fitted market, ~10 s each)")
     fitted.add_argument("--workers", type=int, help="local worker processes sharing the "
                         "accounts through a queue (default 1: one after another, no queue)")
     fitted.add_argument("--storage", metavar="URL", help="the queue's Optuna RDB storage "
@@ -246,7 +250,8 @@ def run_fitted_batch(args: argparse.Namespace, options: RecommendOptions) -> int
     from agents.experiments.study import safe_command  # database passwords hidden
 
     inputs = CalibrationInputs(base=args.base or DEFAULT_BASE, margin=args.margin,
-                               breakeven_roi=args.breakeven_roi, promo_dates=args.promo_dates)
+                               breakeven_roi=args.breakeven_roi, promo_dates=args.promo_dates,
+                               adapt_anchor=bool(args.adapt_anchor))
     settings = BatchSettings(args.policy, options, inputs,
                              ("scripts/recommend.py", *safe_command(args.argv)),
                              args.threads)

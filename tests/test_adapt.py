@@ -124,7 +124,7 @@ def test_anchor_json_round_trips_and_recommend_fit_plays_it(fitted, capsys):
     the shipped policy on it, and on the base's anchor (saying so) without it."""
     report, fit_dir, fit = fitted
     without = recommend_json(capsys, report, fit_dir)
-    assert "no adapted anchor" in without["anchor"]["scenario"]
+    assert "no anchor.json in the fit" in without["anchor"]["scenario"]
     anchor_writer(fit, objectives=("profit",), trials=6, seeds_per_market=4)(
         fit_dir / ANCHOR_FILE)
     data = json.loads((fit_dir / ANCHOR_FILE).read_text())
@@ -146,3 +146,18 @@ def test_anchor_json_round_trips_and_recommend_fit_plays_it(fitted, capsys):
     with pytest.raises(CalibrationError, match="anchor"):
         read_anchor(fit_dir, "profit")
     (fit_dir / ANCHOR_FILE).unlink()
+
+
+def test_calibrate_adapt_anchor_writes_it_and_a_plain_run_drops_it(fitted, tmp_path):
+    """calibrate --adapt-anchor adds anchor.json to the folder (profit only: the measured
+    default); a later calibration without it replaces the folder whole, the stale anchor
+    gone with the rest."""
+    report = fitted[0]
+    out = tmp_path / "cal"
+    calibrate = _script("calibrate")
+    assert calibrate.main(["--history", str(report), "--out", str(out), "--adapt-anchor"]) == 0
+    data = json.loads((out / ANCHOR_FILE).read_text())
+    assert set(data["objectives"]) == {"profit"}
+    assert read_anchor(out, "profit") is not None
+    assert calibrate.main(["--history", str(report), "--out", str(out)]) == 0
+    assert not (out / ANCHOR_FILE).exists()

@@ -30,6 +30,7 @@ queue (:mod:`.batch_queue`) when ``workers`` > 1 or a storage is given.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -168,7 +169,7 @@ def account_inputs(report: AccountReport, settings: BatchSettings
     inputs = settings.inputs
     if "breakeven_roi" in report.values:
         value = float(report.values["breakeven_roi"][-1])
-        return (CalibrationInputs(inputs.base, None, value, inputs.promo_dates, inputs.seed),
+        return (dataclasses.replace(inputs, margin=None, breakeven_roi=value),
                 f"the report's breakeven_roi column (last day, {value:g})", value)
     if inputs.breakeven_roi is not None:
         return inputs, "--breakeven-roi", inputs.breakeven_roi

@@ -19,7 +19,7 @@ from agents.calibration.account import CalibrationError
 from agents.calibration.fit import LEVEL, Fit
 from agents.run_folder import package_versions
 
-FILES = ("fit.json", "scenario.yaml", "validation.json", "validation.png")
+FILES = ("fit.json", "scenario.yaml", "validation.json", "validation.png", "anchor.json")
 FORMAT_VERSION = 1
 
 

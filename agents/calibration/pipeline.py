@@ -48,6 +48,10 @@ class CalibrationInputs:
         the base's margin).
     :param promo_dates: promotion peaks in the report (``--promo-dates``).
     :param seed: the validation forecast's draws.
+    :param adapt_anchor: also write ``anchor.json``, the shipped profit policy's anchor
+        tuned on the fitted market (:mod:`.adapt`, about 10 s), which ``recommend --fit``
+        then plays. Off by default: on the decision-value benchmark it did not beat the
+        base's anchor with an interval above 0 (docs/calibration.md, Decision value).
     """
 
     base: str = DEFAULT_BASE
@@ -55,6 +59,7 @@ class CalibrationInputs:
     breakeven_roi: float | None = None
     promo_dates: str | None = None
     seed: int = 0
+    adapt_anchor: bool = False
 
     def check(self) -> None:
         """:raises CalibrationError: a margin outside (0, 1), a break-even ROI outside
@@ -127,12 +132,18 @@ def calibrate_report(report: str | Path | AccountReport, out: str | Path,
                              seed=inputs.seed)
     record = {**fit_record(fit, command, inputs.base),
               INPUTS_KEY: inputs.record(report_sha256(report.path))}
-    write_calibration(out, {
+    writers = {
         "fit.json": json_writer(record),
         "scenario.yaml": text_writer(scenario_yaml(fit, named_base(inputs.base))),
         "validation.json": json_writer(summary),
         "validation.png": lambda path: plot_validation(summary, history, path),
-    })
+    }
+    if inputs.adapt_anchor:
+        from agents.calibration.adapt import ANCHOR_FILE, anchor_writer
+        from agents.serving.inputs import launch_budget
+
+        writers[ANCHOR_FILE] = anchor_writer(fit, launch_budget_cny=launch_budget(report).cny)
+    write_calibration(out, writers)
     return Calibration(out, fit, history, summary)
 
 

@@ -129,12 +129,13 @@ def use_adapted_anchor(policy: Any, account: FittedAccount) -> None:
     path = account.directory / ANCHOR_FILE
     adapted = read_anchor(account.directory, policy.config.objective)
     if adapted is None:
-        why = (f"no adapted anchor for {policy.config.objective} in {path}" if path.is_file()
-               else f"no adapted anchor in the fit ({path}: recalibrate to adapt it)")
+        why = (f"no adapted anchor for {policy.config.objective} in the fit's {ANCHOR_FILE}"
+               if path.is_file() else
+               f"no {ANCHOR_FILE} in the fit: calibrate --adapt-anchor to adapt it")
         policy.anchor_name = f"{account.base_name} (the base's: {why})"
         return
     policy.anchor = adapted
-    policy.anchor_name = f"{account.base_name}, adapted to the fit ({path})"
+    policy.anchor_name = f"{account.base_name}, adapted to the fit (its {ANCHOR_FILE})"
 
 
 def fitted_options(options: RecommendOptions, account: FittedAccount) -> RecommendOptions:
