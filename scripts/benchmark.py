@@ -171,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     # calibration: one 90-day account fitted on this core, and 2 worker processes' rate
     from agents.calibration.speed import calibration_speed
 
-    workers = min(2, len(ALL_CORES or [1]))
-    calibration = calibration_speed(2 if smoke else 20, 28 if smoke else 90, workers)
+    workers = 1 if smoke else min(2, len(ALL_CORES or [1]))
+    calibration = calibration_speed(1 if smoke else 20, 28 if smoke else 90, workers)
     print(f"  calibration, one {calibration['days']}-day account on one core: "
           f"{calibration['fit_wall_s']['median']:.2f} s wall, "
           f"{calibration['fit_cpu_s']['median']:.2f} s CPU (median of "

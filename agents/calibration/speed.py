@@ -59,7 +59,8 @@ def _unpin() -> None:
 
 def calibration_speed(accounts: int, days: int, workers: int) -> dict:
     """Fit ``accounts`` synthetic ``days``-day reports one by one in this process (after a
-    warm-up fit), then all of them again over ``workers`` processes.
+    warm-up fit), then all of them again over ``workers`` processes (one: no pool, the
+    one-by-one fits' rate).
 
     :return: per-fit wall and CPU seconds (median, max), the pool's accounts per minute and
         the minutes 1,000 accounts would take at that rate.
@@ -68,11 +69,14 @@ def calibration_speed(accounts: int, days: int, workers: int) -> dict:
         jobs = _reports(Path(folder), accounts, days)
         _fit_one(jobs[0])  # compiled code and imports warm
         timed = [_fit_one(job) for job in jobs]
-        with ProcessPoolExecutor(workers, initializer=_unpin) as pool:
-            list(pool.map(_fit_one, jobs[:workers]))  # each worker warm
-            start = time.perf_counter()
-            list(pool.map(_fit_one, jobs))
-            pooled = time.perf_counter() - start
+        if workers > 1:
+            with ProcessPoolExecutor(workers, initializer=_unpin) as pool:
+                list(pool.map(_fit_one, jobs[:workers]))  # each worker warm
+                start = time.perf_counter()
+                list(pool.map(_fit_one, jobs))
+                pooled = time.perf_counter() - start
+        else:  # one worker: the fits above, one after another
+            pooled = sum(t[0] for t in timed)
     walls, cpus = [t[0] for t in timed], [t[1] for t in timed]
     per_minute = accounts / pooled * 60.0
     return {"accounts": accounts, "days": days, "workers": workers,
