@@ -142,6 +142,13 @@ class DayBlock:
                     * self.decay + self.regime_roi)
         return cost, pool_roi
 
+    def variances(self, nz: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        """Each day's own latent variances of ``a`` and ``b`` (the diagonals of
+        :meth:`covariances`, without building the matrices)."""
+        return (nz["traffic_shock_sd"] ** 2 + nz["drift_cost_sd"] ** 2
+                + np.diag(self.regime_cost),
+                nz["roi_shock_sd"] ** 2 + nz["drift_roi_sd"] ** 2 + np.diag(self.regime_roi))
+
 
 def linearise(f0: np.ndarray, plus: np.ndarray, minus: np.ndarray, sd: float
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -201,12 +208,8 @@ class Posterior:
         self.joint_same_day = (self.joint_lag == 0).astype(np.float64)
         self.joint_regime_cost = self.regime_cost[joint]
         self.joint_regime_roi = self.regime_roi[joint]
-        self.capped_regime_cost = np.diag(self.regime_cost)[o.capped_days]
-        self.capped_regime_roi = np.diag(self.regime_roi)[o.capped_days]
         self.capped_block = DayBlock.of(self, o.capped_days)
         self.count_block = DayBlock.of(self, o.count_days)
-        self.count_regime_cost = np.diag(self.regime_cost)[o.count_days]
-        self.count_regime_roi = np.diag(self.regime_roi)[o.count_days]
         self.day_columns = self._day_columns(replay)
         self.evaluations = 0
 
@@ -546,19 +549,12 @@ class Posterior:
         joint[np.diag_indices_from(joint)] += diag
         chol = np.linalg.cholesky(joint)
         nz = self.noise(z)
-        c = self.obs.capped_days
-        capped_sd = np.sqrt(
-            load.cost[c] ** 2 * (nz["traffic_shock_sd"] ** 2 + nz["drift_cost_sd"] ** 2
-                                 + self.capped_regime_cost)
-            + load.spend[c] ** 2 * (nz["roi_shock_sd"] ** 2 + nz["drift_roi_sd"] ** 2
-                                    + self.capped_regime_roi)
-            + SPEND_FLOOR_SD ** 2 + load.spend_var[c])
-        e = self.obs.count_days
-        count_var = (load.roi[e] ** 2 * (nz["roi_shock_sd"] ** 2 + nz["drift_roi_sd"] ** 2
-                                         + self.count_regime_roi)
-                     + load.roi_cost[e] ** 2 * (nz["traffic_shock_sd"] ** 2
-                                                + nz["drift_cost_sd"] ** 2
-                                                + self.count_regime_cost)
+        c, e = self.obs.capped_days, self.obs.count_days
+        a_var, b_var = self.capped_block.variances(nz)
+        capped_sd = np.sqrt(load.cost[c] ** 2 * a_var + load.spend[c] ** 2 * b_var
+                            + SPEND_FLOOR_SD ** 2 + load.spend_var[c])
+        a_var, b_var = self.count_block.variances(nz)
+        count_var = (load.roi[e] ** 2 * b_var + load.roi_cost[e] ** 2 * a_var
                      + load.roi_var[e] + (nz["bidder_noise_sd"] * self.noise_mult[e]) ** 2)
         return Factor(chol, iid, capped_sd, load.capped_weight, count_var, load.count_weight)
 
