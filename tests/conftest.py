@@ -130,3 +130,14 @@ def alias_bomb(levels: int) -> str:
     anchors += [f"&{name} [{', '.join(['*' + before] * 9)}]"
                 for before, name in zip(names, names[1:], strict=False)]
     return "policy:\n  net_arch: [[" + ", ".join(anchors) + "]]\n"
+
+
+def load_script(name: str, script: str):
+    """``scripts/<script>`` imported as module ``name`` (to call its ``main`` in-process)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).resolve().parent.parent / "scripts" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -6,13 +6,13 @@ identified the curve; the CLI's table and JSON carry it."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 
 from agents.calibration.account import account_history
 from agents.calibration.fit import fit_account
@@ -41,15 +41,8 @@ HELD = 1  # a 3c account run at a held target with an ample budget (the curve le
 PLAYBOOK = 50  # a 3c account run by the playbook whose 42 days identify the curve (few do)
 
 
-def _load(name: str, script: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-calibrate = _load("calibrate_cli_ident", "calibrate.py")
-recommend = _load("recommend_cli_ident", "recommend.py")
+calibrate = load_script("calibrate_cli_ident", "calibrate.py")
+recommend = load_script("recommend_cli_ident", "recommend.py")
 
 
 @pytest.fixture(scope="module")

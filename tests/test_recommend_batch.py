@@ -7,7 +7,6 @@ queue (SQLite here) give the same rows, and a dead worker's account is retried."
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import shutil
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import load_script
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
@@ -48,14 +48,7 @@ SHORT, NO_ORDERS = "=too_short", "without_orders"  # bad; the first named like a
 FAST = ["--heartbeat", "1", "--grace", "3"]
 
 
-def _load(name: str, script: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-recommend = _load("recommend_cli_batch", "recommend.py")
+recommend = load_script("recommend_cli_batch", "recommend.py")
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

@@ -5,13 +5,13 @@ with exit code 2 (tests/test_recommend_batch.py: --batch with a folder of calibr
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 
 from agents.calibration.account import CalibrationError, account_history
 from agents.calibration.fit_io import load_fit
@@ -25,15 +25,8 @@ SETTINGS = ("recommended", "current", "static")
 SHOWN = ("profit", "gmv", "spend", "settled_roi")
 
 
-def _load(name: str, script: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-calibrate = _load("calibrate_cli_fit", "calibrate.py")
-recommend = _load("recommend_cli_fit", "recommend.py")
+calibrate = load_script("calibrate_cli_fit", "calibrate.py")
+recommend = load_script("recommend_cli_fit", "recommend.py")
 
 
 def calibrated(index: int, folder: Path) -> tuple[object, Path, Path]:
