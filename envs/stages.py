@@ -543,6 +543,34 @@ def draw_refunds(c: DayConstants, refund_rate: np.ndarray, promo_refund_mult: np
     return Refunds(base_rate=base_rate, cohort_refunds=cohort_refunds)
 
 
+def refund_share_moments(mean_rate: np.ndarray, orders: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and variance of the cohort refund share :func:`draw_refunds` draws: its normal
+    around ``mean_rate`` (sd ``sqrt(r (1 - r) / max(orders, 1))``), clipped to [0, 1].
+
+    For a cohort of few orders the clip at 0 cuts more of the lower tail than the clip at 1
+    of the upper one, so the mean share lies above ``mean_rate`` (one order at a rate of
+    0.12: about 0.19) and the variance below the normal's. Calibration reads refunds through
+    these (:mod:`agents.calibration.refunds`).
+
+    :param mean_rate: the cohort's refund rate (share of its GMV), in [0, 1].
+    :param orders: the cohort's orders (count).
+    """
+    r = np.clip(mean_rate, 0.0, 1.0)
+    sd = np.sqrt(r * (1.0 - r) / np.maximum(orders, 1.0))
+    safe = np.maximum(sd, 1e-12)
+    lo, hi = -r / safe, (1.0 - r) / safe  # the clips in standard units
+    inside = ndtr(hi) - ndtr(lo)
+    pdf_lo, pdf_hi = np.exp(-0.5 * lo * lo), np.exp(-0.5 * hi * hi)
+    pdf_lo, pdf_hi = pdf_lo / np.sqrt(2.0 * np.pi), pdf_hi / np.sqrt(2.0 * np.pi)
+    above = 1.0 - ndtr(hi)  # the share is 1 there
+    mean = r * inside - sd * (pdf_hi - pdf_lo) + above
+    second = ((r * r + sd * sd) * inside - sd * ((r + 1.0) * pdf_hi - r * pdf_lo) + above)
+    exact = sd <= 0.0
+    return (np.where(exact, r, mean),
+            np.where(exact, 0.0, np.maximum(second - mean * mean, 0.0)))
+
+
 # -------------------------------------------------------------------------- 6. organic
 class Engagement(NamedTuple):
     """The stock of engaged buyers a promotion's warm-up builds (蓄水), and what it bought."""

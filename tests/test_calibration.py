@@ -18,11 +18,14 @@ from agents.calibration.fit import fit_account
 from agents.calibration.orders import order_value
 from agents.calibration.outputs import write_calibration
 from agents.calibration.prior import index_of, market_parameters
+from agents.calibration.refunds import KERNEL_DAYS, refund_estimates
 from agents.calibration.replay import Replay
 from agents.calibration.synthetic import synthetic_account
 from agents.serving.inputs import parse_promotions
 from agents.serving.report import read_report, write_report
 from envs.config import load_scenario
+from envs.inputs import day_constants
+from envs.stages import Orders, draw_refunds
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -154,6 +157,36 @@ def test_order_value_intervals_are_exact():
     band = 3 * np.sqrt(0.9 * 0.1 / trials)
     for name, count in covered.items():
         assert abs(count / trials - 0.9) < band, (name, count / trials)
+
+
+@pytest.mark.parametrize("orders_per_day", [2.0, 40.0])
+def test_refund_rate_intervals_are_calibrated(base, orders_per_day):
+    """The refund rate's 90% interval covers the truth 90% of the time (300 reports of 56
+    days, within 3 binomial sds), and its error is centred, for cohorts of few orders (each
+    cohort's share drawn by the market's own :func:`envs.stages.draw_refunds`, clipped at
+    0, so its mean lies above the rate) and of many; refunds land by the market's kernel."""
+    rng = np.random.default_rng(1)
+    days, trials, covered, errors = 56, 300, 0, []
+    cfg = load_scenario("3c", shocks_enabled=False)
+    constants = day_constants(cfg)
+    for _ in range(trials):
+        rate, aov = rng.uniform(0.05, 0.45), rng.uniform(100, 800)
+        kernel = rng.dirichlet(np.full(KERNEL_DAYS, 2.0))
+        orders = rng.poisson(orders_per_day, size=days).astype(float)
+        gmv = orders * aov
+        flat, none = np.full(days, 0.5), np.zeros(days)
+        cohorts = draw_refunds(constants, np.full(days, rate), np.ones(days), flat, flat,
+                               Orders(orders, gmv, none, none, none, none, gmv),
+                               rng.standard_normal(days)).cohort_refunds
+        landed = np.zeros(days)
+        for k in range(1, KERNEL_DAYS + 1):
+            landed[k:] += kernel[k - 1] * cohorts[:-k]
+        h = type("H", (), {"orders": orders, "gmv": gmv, "refunds": landed, "days": days})()
+        est = refund_estimates(h, base, np.full((1, days), base.refund_rate))[0]["refund_rate"]
+        covered += est.low <= rate <= est.high
+        errors.append((est.value - rate) / (est.high - est.low))
+    assert abs(covered / trials - 0.9) < 3 * np.sqrt(0.9 * 0.1 / trials), covered / trials
+    assert abs(np.mean(errors)) < 0.05, np.mean(errors)  # bias under 5% of the interval
 
 
 def test_calibrate_writes_fit_scenario_and_validation(account, tmp_path):

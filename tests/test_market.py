@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from envs.config import SECOND_VERSION_OFF, load_scenario
+from envs.inputs import day_constants
 from envs.market import N_DRAWS, Decision, MarketModel, draw_count, poisson_from_normal
+from envs.stages import Orders, draw_refunds, refund_share_moments
 
 # the first version's market, quiet: each test switches on what it measures
 QUIET = dict(SECOND_VERSION_OFF, shocks_enabled=False, bidder_noise_enabled=False,
@@ -187,6 +189,29 @@ def test_refund_rate_rises_with_depth():
     shallow = day(model, params, state, decide(state, 4.0, 1e7, (1.0, 0.0, 0.0)))[1]
     deep = day(model, params, state, decide(state, 2.2, 1e7, (1.0, 0.0, 0.0)))[1]
     assert deep.cohort_refunds[0] / deep.gmv[0] > shallow.cohort_refunds[0] / shallow.gmv[0]
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.12, 0.4])
+def test_refund_share_moments_are_those_of_the_drawn_share(rate):
+    """What calibration reads refunds through are the mean and variance of what the market
+    draws: the mean above the rate for cohorts of few orders (the draw is clipped at 0), the
+    rate for large ones."""
+    n = 400_000
+    cfg = load_scenario("3c", **QUIET)
+    orders_per_cohort = np.array([1.0, 2.0, 5.0, 400.0])
+    orders = np.repeat(orders_per_cohort, n)
+    gmv = orders * 100.0
+    zero, typical = np.zeros(orders.size), np.full(orders.size, 0.5)
+    drawn = draw_refunds(day_constants(cfg), np.full(orders.size, rate), np.ones(orders.size),
+                         typical, typical, Orders(orders, gmv, zero, zero, zero, zero, gmv),
+                         np.random.default_rng(0).standard_normal(orders.size))
+    share = (drawn.cohort_refunds / gmv).reshape(orders_per_cohort.size, n)
+    expected, variance = refund_share_moments(np.full(orders_per_cohort.size, rate),
+                                              orders_per_cohort)
+    sd = np.sqrt(rate * (1 - rate) / orders_per_cohort)
+    assert np.all(np.abs(share.mean(axis=1) - expected) < 5 * sd / np.sqrt(n))
+    assert np.allclose(share.var(axis=1), variance, rtol=0.02)
+    assert expected[0] > rate * 1.05 and expected[-1] == pytest.approx(rate, rel=1e-3)
 
 
 def test_settlement_plan_refunds_less_and_reaches_less():
