@@ -52,7 +52,10 @@ def refund_estimates(history: AccountHistory, base: ScenarioConfig, shapes: np.n
                        "week of orders before them, the base's values"]
     if not np.any(history.refunds[rows] > 0):
         notes.append("no refund landed on any day: the refund rate is fitted as (near) 0")
-    fits = [_landing_fit(history, base, rows, shape) for shape in np.atleast_2d(shapes)]
+    shapes = np.atleast_2d(shapes)
+    fits = [_landing_fit(history, base, rows, shapes[0])]
+    start = float(fits[0][0].sum()) or None  # the draws' refits start from the fit's rate
+    fits += [_landing_fit(history, base, rows, shape, start) for shape in shapes[1:]]
     coef, cov = fits[0]
     if len(fits) > 1:  # the draws' spread, on top of the mean of their own covariances
         coefs = np.array([c for c, _ in fits])
@@ -81,14 +84,16 @@ def refund_estimates(history: AccountHistory, base: ScenarioConfig, shapes: np.n
 
 
 def _landing_fit(history: AccountHistory, base: ScenarioConfig, rows: np.ndarray,
-                 shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                 shape: np.ndarray, start: float | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """The non-negative weighted least-squares fit of ``c`` (7,) for one shape (T,), and its
     covariance (7, 7).
 
     A cohort's expected refunds are its GMV times the mean share
     (:func:`envs.stages.refund_share_moments`) at its rate ``R x shape`` (``R = sum c``, the
     refund rate): above the rate for cohorts of few orders, so the basis depends on ``R``
-    and is refitted until ``R`` settles (:data:`BASIS_ITERATIONS`).
+    and is refitted until ``R`` settles (:data:`BASIS_ITERATIONS`), from ``start`` when
+    given (a rate, share of GMV).
 
     The noise is the cohorts' own: each cohort's refund share is drawn once and lands over
     the next 7 days, so the landed days' covariance is ``K V K'`` (``K`` the loadings of
@@ -107,6 +112,7 @@ def _landing_fit(history: AccountHistory, base: ScenarioConfig, rows: np.ndarray
     y = history.refunds[rows]
     lag = rows[:, None] - np.arange(history.days)[None, :]  # landing day minus cohort day
     within = (lag >= 1) & (lag <= KERNEL_DAYS)
+    lag_index = np.clip(lag, 1, KERNEL_DAYS) - 1
     nugget = (0.01 * y.mean() + 1.0) ** 2  # rounding of the report (CNY^2)
 
     def design(total: float | None) -> np.ndarray:
@@ -115,29 +121,36 @@ def _landing_fit(history: AccountHistory, base: ScenarioConfig, rows: np.ndarray
             total * rate_shape, history.orders)[0] / total
         return np.stack([x[rows - k] for k in range(1, KERNEL_DAYS + 1)], axis=1)
 
-    def landed_covariance(total: float, kernel: np.ndarray) -> np.ndarray:
-        """The landed days' covariance (T_rows, T_rows), CNY^2."""
+    def landed_covariance(total: float, kernel: np.ndarray, full: bool = True) -> np.ndarray:
+        """The landed days' covariance (T_rows, T_rows), CNY^2; only its diagonal (T_rows,)
+        unless ``full``."""
         rate = np.clip(total * rate_shape, 0.01, 0.9)
         cohort_var = history.gmv ** 2 * refund_share_moments(rate, history.orders)[1]
-        loads = np.where(within, kernel[np.clip(lag, 1, KERNEL_DAYS) - 1], 0.0)
+        loads = np.where(within, kernel[lag_index], 0.0)
+        if not full:
+            return (loads * loads) @ cohort_var + nugget
         cov = (loads * cohort_var) @ loads.T
         cov[np.diag_indices_from(cov)] += nugget
         return cov
 
-    total: float | None = None
+    def blended(coef: np.ndarray, total: float) -> np.ndarray:
+        """The kernel the covariance is built with (:data:`FITTED_KERNEL_WEIGHT`)."""
+        return (FITTED_KERNEL_WEIGHT * coef / total
+                + (1.0 - FITTED_KERNEL_WEIGHT) * base_kernel)
+
+    total = start
     base_kernel = np.asarray(base.refund_kernel, dtype=np.float64)
-    cov_y = landed_covariance(base.refund_rate, base_kernel)
+    var_y = landed_covariance(start or base.refund_rate, base_kernel, full=False)
     for _ in range(BASIS_ITERATIONS):
         x = design(total)
-        w = 1.0 / np.sqrt(np.diag(cov_y))
+        w = 1.0 / np.sqrt(var_y)
         coef, _ = optimize.nnls(x * w[:, None], y * w)
         moved = float(coef.sum())
         if moved <= 1e-9:
             break
-        settled = total is not None and abs(moved - total) <= 1e-6 * moved
+        settled = total is not None and abs(moved - total) <= SETTLED * moved
         total = moved
-        cov_y = landed_covariance(total, FITTED_KERNEL_WEIGHT * coef / total
-                                  + (1.0 - FITTED_KERNEL_WEIGHT) * base_kernel)
+        var_y = landed_covariance(total, blended(coef, total), full=False)
         if settled:
             break
     jac = x
@@ -145,6 +158,8 @@ def _landing_fit(history: AccountHistory, base: ScenarioConfig, rows: np.ndarray
         h = 1e-4 * total
         slope = (design(total + h) - design(total - h)) / (2.0 * h)
         jac = x + (slope @ coef)[:, None]
+    cov_y = (landed_covariance(total, blended(coef, total)) if total is not None and total > 1e-9
+             else landed_covariance(base.refund_rate, base_kernel))
     w = 1.0 / np.sqrt(np.diag(cov_y))
     resid = (y - x @ coef) * w
     dof = max(rows.size - KERNEL_DAYS, 1)
@@ -155,6 +170,7 @@ def _landing_fit(history: AccountHistory, base: ScenarioConfig, rows: np.ndarray
 
 
 BASIS_ITERATIONS = 6  # refits of the basis at the refund rate (it settles in 2-4)
+SETTLED = 1e-4  # relative change of the rate at which it has settled
 # the kernel the landed days' covariance is built with: the fitted one, half-way to the
 # base's (a fitted kernel of few orders is noisy; on 300 simulated reports of 2 and 40
 # orders a day, either alone gave 85-93% coverage, the blend 87-93%)
