@@ -5,13 +5,12 @@ measured by scripts/calibration_benchmark.py, not here."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from conftest import load_script
 
 from agents.calibration.account import MIN_FIT_DAYS, account_history
 from agents.calibration.fit import fit_account
@@ -27,18 +26,7 @@ from envs.config import load_scenario
 from envs.inputs import day_constants
 from envs.stages import Orders, draw_refunds
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load_cli():
-    spec = importlib.util.spec_from_file_location("calibrate_cli",
-                                                  ROOT / "scripts" / "calibrate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-calibrate = _load_cli()
+calibrate = load_script("calibrate_cli", "calibrate.py")
 
 DAYS = 42  # a short report: 28 days fitted + 14 held out in the validation
 
