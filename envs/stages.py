@@ -561,8 +561,7 @@ def refund_share_moments(mean_rate: np.ndarray, orders: np.ndarray
     safe = np.maximum(sd, 1e-12)
     lo, hi = -r / safe, (1.0 - r) / safe  # the clips in standard units
     inside = ndtr(hi) - ndtr(lo)
-    pdf_lo, pdf_hi = np.exp(-0.5 * lo * lo), np.exp(-0.5 * hi * hi)
-    pdf_lo, pdf_hi = pdf_lo / np.sqrt(2.0 * np.pi), pdf_hi / np.sqrt(2.0 * np.pi)
+    pdf_lo, pdf_hi = (np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi) for z in (lo, hi))
     above = 1.0 - ndtr(hi)  # the share is 1 there
     mean = r * inside - sd * (pdf_hi - pdf_lo) + above
     second = ((r * r + sd * sd) * inside - sd * ((r + 1.0) * pdf_hi - r * pdf_lo) + above)

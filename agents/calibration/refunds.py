@@ -7,8 +7,8 @@ later (:func:`envs.stages.book_refunds`). So the refunds landed on day ``t`` are
 the past week's ``x_s = gmv_s x shape_s``: ``refunds_t = sum_k c_k x_(t-k)`` with ``c_k =
 refund_rate x kernel_k`` (for cohorts of few orders, the share's draw clipped at 0 lifts
 its mean above the rate: :func:`envs.stages.refund_share_moments`, so ``x_s`` is taken at
-the fitted rate, refitted until it settles). The shapes come from the replay at the fitted market
-(:meth:`.replay.Replay.predict`); ``c`` is a non-negative weighted least-squares fit, its
+the fitted rate, refitted until it settles). The shapes come from the replay at the fitted
+market (:meth:`.replay.Replay.predict`); ``c`` is a non-negative weighted least-squares fit, its
 covariance a sandwich with the landed days' covariance (each cohort's noise shared by the 7
 days it lands on), and rate and kernel follow by the delta method.
 """
@@ -153,13 +153,12 @@ def _landing_fit(history: AccountHistory, base: ScenarioConfig, rows: np.ndarray
         var_y = landed_covariance(total, blended(coef, total), full=False)
         if settled:
             break
-    jac = x
     if total is not None and total > 1e-9:  # d refunds / d c_j = x_j + sum_k c_k dx_k / dR
         h = 1e-4 * total
-        slope = (design(total + h) - design(total - h)) / (2.0 * h)
-        jac = x + (slope @ coef)[:, None]
-    cov_y = (landed_covariance(total, blended(coef, total)) if total is not None and total > 1e-9
-             else landed_covariance(base.refund_rate, base_kernel))
+        jac = x + (((design(total + h) - design(total - h)) / (2.0 * h)) @ coef)[:, None]
+        cov_y = landed_covariance(total, blended(coef, total))
+    else:  # no refunds: a linear basis at the base's rate and kernel
+        jac, cov_y = x, landed_covariance(base.refund_rate, base_kernel)
     w = 1.0 / np.sqrt(np.diag(cov_y))
     resid = (y - x @ coef) * w
     dof = max(rows.size - KERNEL_DAYS, 1)
