@@ -243,10 +243,14 @@ class Posterior:
                                                      roi[group])
         return out
 
-    def _days(self, z: np.ndarray, loadings: Loadings | None):
+    def _days(self, z: np.ndarray, loadings: Loadings | None,
+              pool_roi_shift: np.ndarray | None = None):
         """The replay's log demand, log ROI and ROI (K, T) of each candidate (with the
         loadings' mean shifts), and the loadings: ``[loadings]``, or each candidate's own
-        from four more replays at the Gauss-Hermite nodes of its latent deviations."""
+        from four more replays at the Gauss-Hermite nodes of its latent deviations.
+
+        :param pool_roi_shift: (K,) log shifts of each candidate's every day's pool mean ROI
+            (:meth:`Replay.predict`), or none."""
         k = z.shape[0]
         if loadings is None:
             sd_a, sd_b = self.latent_sds(z)
@@ -258,7 +262,9 @@ class Posterior:
                     moved[:, self.ix[name]] += sign * h * sd
                     nodes.append(moved)
             z = np.concatenate(nodes)
-        log_demand, log_roi, roi_all = self._responses(self.replay.predict(z))
+            if pool_roi_shift is not None:
+                pool_roi_shift = np.tile(pool_roi_shift, len(nodes))
+        log_demand, log_roi, roi_all = self._responses(self.replay.predict(z, pool_roi_shift))
         if loadings is None:
             loads = []
             for c in range(k):
@@ -415,26 +421,54 @@ class Posterior:
                              ) -> np.ndarray:
         """The expected (Fisher) information (P, P) about the parameters at ``z`` that the
         days read as jointly normal carry: ``J' C^-1 J``, ``J`` the derivative of their mean
-        (central differences, loadings held) and ``C`` their covariance. A Gauss-Newton
-        matrix: positive semi-definite and free of the day's residuals, so it does not
-        depend on one draw of the days, nor on a kink between two finite-difference points
-        as the Hessian does. Budget-bound and low-order days are left out (a little
-        information, conservatively); the noise levels, which move no mean, get none."""
+        and ``C`` their covariance (``loadings``: the mode's, or ``z``'s own). A
+        Gauss-Newton matrix: positive semi-definite and free of the day's residuals, so it
+        does not depend on one draw of the days, nor on a kink between two finite-difference
+        points as the Hessian does. Budget-bound and low-order days are left out (a little
+        information, conservatively); the noise levels, which move no mean, get none.
+
+        ``J`` is the slope of the mean the likelihood gives a day: the replay averaged over
+        the latent deviations at their Gauss-Hermite nodes (:meth:`mean_slopes`), not the
+        replay's slope at one point. The pool's size and mean ROI shift the pool exactly as
+        its latent deviations do, so their averaged slopes are those deviations' loadings,
+        and the days tell them from a persistent deviation only as far as its covariance
+        allows. The slope at one point differs where a budget or the pool's end is within
+        the deviation's reach, and that difference counted as information: on drifting
+        accounts it made the pool's mean ROI look about twice as sure as it was."""
         load = self.loadings(z) if loadings is None else loadings
         p = z.size
-        cand = np.tile(z, (2 * p, 1))
-        cand[np.arange(p), np.arange(p)] += FD_STEP
-        cand[p + np.arange(p), np.arange(p)] -= FD_STEP
-        log_demand, log_roi, _, _ = self._days(cand, load)
         f, r = self.obs.free_days, self.obs.roi_days
-        mean = np.concatenate([log_demand[:, f], log_roi[:, r]], axis=1)
-        jac = ((mean[:p] - mean[p:]) / (2.0 * FD_STEP)).T  # (observations, P)
-        if jac.shape[0] == 0:
+        if f.size + r.size == 0:
             return np.zeros((p, p))
+        jac = np.zeros((f.size + r.size, p))
+        slopes = self.mean_slopes(z)
+        for index, name, weight in self.day_columns:
+            d_demand, d_roi = slopes[name]
+            jac[:, index] += np.concatenate([d_demand[f] * weight[f], d_roi[r] * weight[r]])
         white = solve_triangular(self._factor(z, load).chol, jac, lower=True,
                                  check_finite=False)
         info = white.T @ white
         return 0.5 * (info + info.T)
+
+    def mean_slopes(self, z: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each day's slopes (T,) of the mean log demand and mean log ROI the likelihood
+        gives it (the replay averaged over the latent deviations, each candidate with its
+        own loadings) with respect to each of :data:`RESPONSES`: central differences of
+        one batched replay (11 candidates at 5 nodes each)."""
+        cand, roi_shift = [], []
+        for name in RESPONSES:
+            for sign in (1.0, -1.0):
+                moved = z.copy()
+                if name == "day_roi":
+                    roi_shift.append(sign * FD_STEP)
+                else:
+                    moved[self.ix[name]] += sign * FD_STEP
+                    roi_shift.append(0.0)
+                cand.append(moved)
+        log_demand, log_roi, _, _ = self._days(np.array(cand), None, np.array(roi_shift))
+        return {name: tuple((x[2 * m] - x[2 * m + 1]) / (2.0 * FD_STEP)
+                            for x in (log_demand, log_roi))
+                for m, name in enumerate(RESPONSES)}
 
     def latent_sds(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stationary sds (K,) of the latent log deviations of the pool's size and mean ROI."""
