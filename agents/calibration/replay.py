@@ -19,6 +19,7 @@ learning ROI throttle (likewise); the rest of the scenario is the base's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -87,6 +88,7 @@ class Replay:
     state: MarketState
     decision: Decision
     _batches: dict = field(default_factory=dict, repr=False)  # k -> :meth:`_batch`
+    _fixed: dict = field(default_factory=dict, repr=False)  # k -> :meth:`_fixed_params`
 
     @classmethod
     def of(cls, history: AccountHistory, base: ScenarioConfig) -> Replay:
@@ -159,30 +161,49 @@ class Replay:
     def account_params(self, z: np.ndarray) -> AccountParams:
         """The batch's :class:`AccountParams`: each candidate's values on each of its rows,
         with the weekday and learning effects folded into the pool's size and mean ROI."""
-        cfg, h = self.config, self.history
-        ix = index_of(market_parameters(cfg))
+        cfg, ix = self.config, self._index
         k, n = z.shape[0], self.rows.size
-        learning = h.learning[self.rows]
-        weekday = weekday_log_effects(z, ix["weekday_mon"])[:, h.weekday[self.rows]]  # (K, n)
+        learning = self._row_learning
+        weekday = weekday_log_effects(z, ix["weekday_mon"])[:, self._row_weekday]  # (K, n)
         cost = np.exp(z[:, [ix["pool_cost_cny"]]] + weekday + np.where(
             learning, z[:, [ix["learning_traffic_mult"]]] - np.log(cfg.learning_traffic_mult),
             0.0))
         roi = np.exp(z[:, [ix["pool_mean_roi"]]] + np.where(
             learning, z[:, [ix["learning_roi_mult"]]] - np.log(cfg.learning_roi_mult), 0.0))
-        sigma = np.broadcast_to(np.exp(z[:, [ix["pool_sigma"]]]), (k, n))
-        bias = np.broadcast_to(np.exp(z[:, [ix["bidder_bias"]]]), (k, n))
+        sigma = np.repeat(np.exp(z[:, ix["pool_sigma"]]), n)
+        bias = np.repeat(np.exp(z[:, ix["bidder_bias"]]), n)
         typical = typical_share(cfg, np.exp(z[:, ix["pool_mean_roi"]]),
                                 np.exp(z[:, ix["pool_sigma"]]))
-        ones = np.ones((k, n))
-        return AccountParams(
-            pool_cost_cny=cost.ravel(), pool_mean_roi=roi.ravel(),
-            pool_sigma=np.ascontiguousarray(sigma).ravel(), refund_rate=(ones * cfg.refund_rate
-                                                                         ).ravel(),
-            aov_cny=(ones * cfg.aov_cny).ravel(), margin=(ones * cfg.margin).ravel(),
-            bidder_bias=np.ascontiguousarray(bias).ravel(),
-            launch_budget_cny=(ones * cfg.launch_budget_cny).ravel(),
-            start_weekday=np.full(k * n, h.start_weekday, dtype=np.int64),
-            typical_share=np.repeat(typical, n))
+        return self._fixed_params(k)._replace(
+            pool_cost_cny=cost.ravel(), pool_mean_roi=roi.ravel(), pool_sigma=sigma,
+            bidder_bias=bias, typical_share=np.repeat(typical, n))
+
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return index_of(market_parameters(self.config))
+
+    @cached_property
+    def _row_learning(self) -> np.ndarray:
+        return self.history.learning[self.rows]
+
+    @cached_property
+    def _row_weekday(self) -> np.ndarray:
+        return self.history.weekday[self.rows]
+
+    def _fixed_params(self, k: int) -> AccountParams:
+        """The parameters no candidate moves (the base's), for ``k`` candidates' rows; built
+        once per ``k`` (:meth:`MarketModel.step` modifies none)."""
+        if k not in self._fixed:
+            cfg, size = self.config, k * self.rows.size
+            full = np.ones(size)
+            self._fixed[k] = AccountParams(
+                pool_cost_cny=full, pool_mean_roi=full, pool_sigma=full,
+                refund_rate=full * cfg.refund_rate, aov_cny=full * cfg.aov_cny,
+                margin=full * cfg.margin, bidder_bias=full,
+                launch_budget_cny=full * cfg.launch_budget_cny,
+                start_weekday=np.full(size, self.history.start_weekday, dtype=np.int64),
+                typical_share=full)
+        return self._fixed[k]
 
 
 def _unit_params(cfg: ScenarioConfig, n: int) -> AccountParams:
