@@ -44,6 +44,8 @@ import os
 import sys
 from pathlib import Path
 
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # --fit: small matrices, one thread faster
+
 from agents.serving.errors import ServingError
 from agents.serving.loading import load_policy
 from agents.serving.output import check_out_path, format_table, to_json, write_batch_csv

@@ -3,8 +3,9 @@
 
 What goes in: every fitted market parameter that is a scenario key (the pool, its weekday
 pattern, noise and drift, the learning throttles, order value and basket noise, refund rate
-and kernel), the margin (given, or the base's), and the account's settings on the report's
-last day as the launch settings. The per-account bidder bias is not a scenario key (the
+and kernel), the keys that scale with the account's size (:func:`size_scaled`), the margin
+(given, or the base's), and the account's settings on the report's last day as the launch
+settings. The per-account bidder bias is not a scenario key (the
 simulator draws it per episode around 1); the base's promotions calendar, balance top-ups and
 everything the report cannot show stay the base's.
 """
@@ -46,6 +47,7 @@ def fitted_values(fit, z: np.ndarray | None = None) -> dict:
     kernel = np.array([fit.value(f"refund_kernel_{k}") for k in range(1, 8)])
     kernel = kernel / kernel.sum() if kernel.sum() > 0 else np.asarray(base.refund_kernel)
     values["refund_kernel"] = shares_summing_to_one(kernel)
+    values.update(size_scaled(base, values["pool_cost_cny"]))
     values["margin"] = float(fit.margin)
     values["market_drift_enabled"] = True
     shares = h.shares[-1]
@@ -55,6 +57,18 @@ def fitted_values(fit, z: np.ndarray | None = None) -> dict:
     values["launch_budget_cny"] = float(max(h.budget[-1], 300.0))
     values["name"] = scenario_name(h.account)
     return values
+
+
+def size_scaled(base: ScenarioConfig, pool_cost_cny: float) -> dict[str, float]:
+    """The market keys in CNY that a report cannot show and that scale with the account's
+    size, for a pool of ``pool_cost_cny`` (CNY/day) in ``base``: the organic carryover's
+    saturation (assumption: an account whose pool is ``k`` times the base's saturates its
+    organic lift at ``k`` times the stock). Synthetic accounts are drawn with it
+    (:mod:`.synthetic`) and fitted markets are built with it; without it a fitted account
+    many times the base's size had its organic lift saturate at the base's stock, which made
+    spending look worth less than it was and the anchor adapted to the fit bid too high."""
+    size = pool_cost_cny / base.pool_cost_cny
+    return {"carryover_saturation_cny": base.carryover_saturation_cny * size}
 
 
 def shares_summing_to_one(values: np.ndarray) -> list[float]:

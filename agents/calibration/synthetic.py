@@ -20,6 +20,7 @@ import numpy as np
 from agents.calibration.orders import Estimate
 from agents.calibration.prior import WEEKDAYS, bounds, market_parameters, weekday_log_effects
 from agents.calibration.refunds import refund_prior_sd
+from agents.calibration.scenario import size_scaled
 from agents.policies import make_policy
 from agents.serving.report import write_report
 from envs.actions import plan_names
@@ -82,7 +83,7 @@ def draw_config(base: ScenarioConfig, rng: np.random.Generator
         refund_rate=refund_rate, refund_kernel=tuple(float(k) for k in kernel),
         launch_budget_cny=max(base.launch_budget_cny * size, 300.0),
         initial_balance_cny=base.initial_balance_cny * size, topup_cny=base.topup_cny * size,
-        carryover_saturation_cny=base.carryover_saturation_cny * size)
+        **size_scaled(base, value["pool_cost_cny"]))
     truth = {name: v for name, v in value.items()
              if not name.startswith("weekday_") and name != "bidder_bias"}
     truth.update({f"weekday_{d}": float(e) for d, e in zip(WEEKDAYS, effects, strict=True)})
