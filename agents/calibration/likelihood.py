@@ -326,16 +326,8 @@ class Posterior:
         only: ``d loglik = -tr((inv(C) - w w') dC) / 2 - w' dr`` with ``w = inv(C) r``."""
         z = np.asarray(z, dtype=np.float64)
         self.evaluations += 1
-        cand, roi_shift = [z], [0.0]
-        for name in RESPONSES:
-            for sign in (1.0, -1.0):
-                moved = z.copy()
-                if name == "day_roi":
-                    roi_shift.append(sign * FD_STEP)
-                else:
-                    moved[self.ix[name]] += sign * FD_STEP
-                    roi_shift.append(0.0)
-                cand.append(moved)
+        moves, shifts = self._response_moves(z)
+        cand, roi_shift = [z, *moves], [0.0, *shifts]
         log_demand, log_roi, roi = self._responses(
             self.replay.predict(np.array(cand), np.array(roi_shift)))
         slope = {name: [(x[1 + 2 * m] - x[2 + 2 * m]) / (2.0 * FD_STEP)
@@ -455,6 +447,16 @@ class Posterior:
         gives it (the replay averaged over the latent deviations, each candidate with its
         own loadings) with respect to each of :data:`RESPONSES`: central differences of
         one batched replay (11 candidates at 5 nodes each)."""
+        cand, roi_shift = self._response_moves(z)
+        log_demand, log_roi, _, _ = self._days(np.array(cand), None, np.array(roi_shift))
+        return {name: tuple((x[2 * m] - x[2 * m + 1]) / (2.0 * FD_STEP)
+                            for x in (log_demand, log_roi))
+                for m, name in enumerate(RESPONSES)}
+
+    def _response_moves(self, z: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
+        """``z`` moved by +-:data:`FD_STEP` along each of :data:`RESPONSES` (``day_roi``: a
+        shift of every day's pool mean ROI, :meth:`Replay.predict`'s ``roi_shift``): the
+        candidates, then their ROI shifts, plus before minus for each response."""
         cand, roi_shift = [], []
         for name in RESPONSES:
             for sign in (1.0, -1.0):
@@ -465,10 +467,7 @@ class Posterior:
                     moved[self.ix[name]] += sign * FD_STEP
                     roi_shift.append(0.0)
                 cand.append(moved)
-        log_demand, log_roi, _, _ = self._days(np.array(cand), None, np.array(roi_shift))
-        return {name: tuple((x[2 * m] - x[2 * m + 1]) / (2.0 * FD_STEP)
-                            for x in (log_demand, log_roi))
-                for m, name in enumerate(RESPONSES)}
+        return cand, roi_shift
 
     def latent_sds(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stationary sds (K,) of the latent log deviations of the pool's size and mean ROI."""
