@@ -301,3 +301,23 @@ def test_a_budget_bound_every_day_bounds_the_pool_from_below_only(account, base,
     assert not fit.estimates["pool_cost_cny"].identified
     assert any("from below only" in note for note in fit.notes)
 
+
+
+def test_the_fitted_market_scales_what_grows_with_the_account(account, base):
+    """Keys a report cannot show that grow with the account (the organic lift's saturation)
+    follow the fitted pool as the synthetic accounts' truth follows theirs: at the true
+    parameters the fitted market has the true market's, not the base's."""
+    from agents.calibration.scenario import fitted_config, size_scaled
+
+    acc, path = account
+    fit = fit_account(history_of(acc, path, base), base)
+    pool = acc.truth["pool_cost_cny"]
+    assert abs(np.log(pool / base.pool_cost_cny)) > 0.2  # an account off the base's size
+    assert acc.config.carryover_saturation_cny == pytest.approx(
+        size_scaled(base, pool)["carryover_saturation_cny"])
+    at_truth = fitted_config(fit, true_z(acc, fit.parameters))
+    assert at_truth.pool_cost_cny == pytest.approx(pool)
+    assert at_truth.carryover_saturation_cny == pytest.approx(
+        acc.config.carryover_saturation_cny)
+    assert fitted_config(fit).carryover_saturation_cny == pytest.approx(
+        base.carryover_saturation_cny * fit.value("pool_cost_cny") / base.pool_cost_cny)
