@@ -302,7 +302,6 @@ def test_a_budget_bound_every_day_bounds_the_pool_from_below_only(account, base,
     assert any("from below only" in note for note in fit.notes)
 
 
-
 def test_the_fitted_market_scales_what_grows_with_the_account(account, base):
     """Keys a report cannot show that grow with the account (the organic lift's saturation)
     follow the fitted pool as the synthetic accounts' truth follows theirs: at the true

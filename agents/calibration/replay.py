@@ -88,7 +88,6 @@ class Replay:
     state: MarketState
     decision: Decision
     _batches: dict = field(default_factory=dict, repr=False)  # k -> :meth:`_batch`
-    _fixed: dict = field(default_factory=dict, repr=False)  # k -> :meth:`_fixed_params`
 
     @classmethod
     def of(cls, history: AccountHistory, base: ScenarioConfig) -> Replay:
@@ -135,7 +134,7 @@ class Replay:
         if roi_shift is not None:
             shift = np.repeat(np.exp(np.asarray(roi_shift, dtype=np.float64)), self.rows.size)
             params = params._replace(pool_mean_roi=params.pool_mean_roi * shift)
-        state, decision, draws = self._batch(k)
+        state, decision, draws, _ = self._batch(k)
         _, out = self.model.step(state, params, decision, draws)
         spend = out.spend.reshape(k, -1)
         gmv = out.expected_gmv.reshape(k, -1)
@@ -144,27 +143,36 @@ class Replay:
                         / np.maximum(booked, 1e-9), np.nan)
         return Replayed(spend[:, :t], gmv[:, :t], spend[:, t:], gmv[:, t:], rate)
 
-    def _batch(self, k: int) -> tuple[MarketState, Decision, np.ndarray]:
-        """The state at dawn, the settings and the (zero) draws of ``k`` candidates' rows,
-        candidate-major; built once per ``k`` (:meth:`MarketModel.step` modifies none)."""
+    def _batch(self, k: int) -> tuple[MarketState, Decision, np.ndarray, AccountParams]:
+        """The state at dawn, the settings, the (zero) draws and the parameters no candidate
+        moves (the base's) of ``k`` candidates' rows, candidate-major; built once per ``k``
+        (:meth:`MarketModel.step` modifies none)."""
         if k not in self._batches:
-            n = k * self.rows.size
+            cfg, n = self.config, k * self.rows.size
             state = MarketState.stack([self.state] * k)._replace(
-                recent_edits=np.zeros((self.config.relearn_window_days, n)),
-                recent_orders=np.zeros((self.config.starvation_window_days, n)),
-                learn_orders=np.zeros((self.config.learning_window_days, n)))
+                recent_edits=np.zeros((cfg.relearn_window_days, n)),
+                recent_orders=np.zeros((cfg.starvation_window_days, n)),
+                learn_orders=np.zeros((cfg.learning_window_days, n)))
             decision = Decision(*(np.tile(x, (k,) + (1,) * (x.ndim - 1))
                                   for x in self.decision))
-            self._batches[k] = (state, decision, np.zeros((n, self.model.n_draws)))
+            full = np.ones(n)
+            fixed = AccountParams(
+                pool_cost_cny=full, pool_mean_roi=full, pool_sigma=full,
+                refund_rate=full * cfg.refund_rate, aov_cny=full * cfg.aov_cny,
+                margin=full * cfg.margin, bidder_bias=full,
+                launch_budget_cny=full * cfg.launch_budget_cny,
+                start_weekday=np.full(n, self.history.start_weekday, dtype=np.int64),
+                typical_share=full)
+            self._batches[k] = (state, decision, np.zeros((n, self.model.n_draws)), fixed)
         return self._batches[k]
 
     def account_params(self, z: np.ndarray) -> AccountParams:
         """The batch's :class:`AccountParams`: each candidate's values on each of its rows,
         with the weekday and learning effects folded into the pool's size and mean ROI."""
-        cfg, ix = self.config, self._index
+        cfg, h, ix = self.config, self.history, self._index
         k, n = z.shape[0], self.rows.size
-        learning = self._row_learning
-        weekday = weekday_log_effects(z, ix["weekday_mon"])[:, self._row_weekday]  # (K, n)
+        learning = h.learning[self.rows]
+        weekday = weekday_log_effects(z, ix["weekday_mon"])[:, h.weekday[self.rows]]  # (K, n)
         cost = np.exp(z[:, [ix["pool_cost_cny"]]] + weekday + np.where(
             learning, z[:, [ix["learning_traffic_mult"]]] - np.log(cfg.learning_traffic_mult),
             0.0))
@@ -174,36 +182,13 @@ class Replay:
         bias = np.repeat(np.exp(z[:, ix["bidder_bias"]]), n)
         typical = typical_share(cfg, np.exp(z[:, ix["pool_mean_roi"]]),
                                 np.exp(z[:, ix["pool_sigma"]]))
-        return self._fixed_params(k)._replace(
+        return self._batch(k)[3]._replace(
             pool_cost_cny=cost.ravel(), pool_mean_roi=roi.ravel(), pool_sigma=sigma,
             bidder_bias=bias, typical_share=np.repeat(typical, n))
 
     @cached_property
     def _index(self) -> dict[str, int]:
         return index_of(market_parameters(self.config))
-
-    @cached_property
-    def _row_learning(self) -> np.ndarray:
-        return self.history.learning[self.rows]
-
-    @cached_property
-    def _row_weekday(self) -> np.ndarray:
-        return self.history.weekday[self.rows]
-
-    def _fixed_params(self, k: int) -> AccountParams:
-        """The parameters no candidate moves (the base's), for ``k`` candidates' rows; built
-        once per ``k`` (:meth:`MarketModel.step` modifies none)."""
-        if k not in self._fixed:
-            cfg, size = self.config, k * self.rows.size
-            full = np.ones(size)
-            self._fixed[k] = AccountParams(
-                pool_cost_cny=full, pool_mean_roi=full, pool_sigma=full,
-                refund_rate=full * cfg.refund_rate, aov_cny=full * cfg.aov_cny,
-                margin=full * cfg.margin, bidder_bias=full,
-                launch_budget_cny=full * cfg.launch_budget_cny,
-                start_weekday=np.full(size, self.history.start_weekday, dtype=np.int64),
-                typical_share=full)
-        return self._fixed[k]
 
 
 def _unit_params(cfg: ScenarioConfig, n: int) -> AccountParams:
