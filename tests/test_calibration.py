@@ -73,13 +73,35 @@ def test_replay_is_the_simulators_day(base, tmp_path):
     assert abs(h.orders.sum() - expected) < 4 * np.sqrt(expected)
 
 
+def test_the_likelihoods_replay_leaves_out_only_rows_it_never_reads(base, tmp_path):
+    """The likelihood's replay runs a day as run only where its budget bound: those days'
+    as-run rows and every demand row are the full replay's to the last bit, the other days'
+    as-run rows are NaN, and the likelihood's value is the full replay's."""
+    from agents.calibration.likelihood import Posterior
+
+    acc = synthetic_account(base, 7, 56)
+    h = history_of(acc, acc.write(tmp_path / "r.csv"), base)
+    assert h.capped.any() and not h.capped.all()
+    z = true_z(acc, market_parameters(base))[None, :] + np.array([[0.0], [0.1]])
+    full = Replay.of(h, base).predict(z)
+    pruned = Replay.of(h, base, run_days=h.capped).predict(z)
+    assert np.array_equal(pruned.demand, full.demand)
+    assert np.array_equal(pruned.demand_gmv, full.demand_gmv)
+    assert np.array_equal(pruned.spend[:, h.capped], full.spend[:, h.capped])
+    assert np.array_equal(pruned.gmv[:, h.capped], full.gmv[:, h.capped])
+    assert np.isnan(pruned.spend[:, ~h.capped]).all()
+    orders = order_value(h)
+    aov, basket = orders["aov_cny"].value, orders["basket_noise_sd"].value
+    whole = Posterior(Replay.of(h, base), aov, basket)
+    assert np.array_equal(Posterior.of(h, base, aov, basket).values(z), whole.values(z))
+
+
 def _posterior(acc, path, base):
     from agents.calibration.likelihood import Posterior
 
     h = history_of(acc, path, base)
     orders = order_value(h)
-    return Posterior(Replay.of(h, base), orders["aov_cny"].value,
-                     orders["basket_noise_sd"].value)
+    return Posterior.of(h, base, orders["aov_cny"].value, orders["basket_noise_sd"].value)
 
 
 @pytest.mark.parametrize("index, days", [(3, DAYS), (0, 56)])

@@ -81,8 +81,7 @@ def fit_account(history: AccountHistory, base: ScenarioConfig, margin: float | N
     started = time.perf_counter()
     notes = list(history.notes)
     orders = order_value(history, LEVEL)
-    replay = Replay.of(history, base)
-    post = Posterior(replay, orders["aov_cny"].value, orders["basket_noise_sd"].value)
+    post = Posterior.of(history, base, orders["aov_cny"].value, orders["basket_noise_sd"].value)
     params = post.parameters
     lower, upper = bounds(params)
     # one linearisation from each start, then only the best goes on
@@ -107,7 +106,7 @@ def fit_account(history: AccountHistory, base: ScenarioConfig, margin: float | N
     estimates = {**_market_estimates(params, z, cov), **orders}
     draws = np.clip(np.random.default_rng(REFUND_DRAW_SEED).multivariate_normal(
         z, cov, size=REFUND_DRAWS, method="cholesky"), lower, upper)
-    shapes = replay.predict(np.vstack([z, draws])).refund_rate
+    shapes = Replay.of(history, base).predict(np.vstack([z, draws])).refund_rate
     refunds, refund_notes = refund_estimates(history, base, shapes, LEVEL)
     notes += refund_notes
     estimates.update(refunds)

@@ -23,7 +23,6 @@ from agents.calibration.likelihood import Posterior
 from agents.calibration.orders import Estimate
 from agents.calibration.outputs import FORMAT_VERSION
 from agents.calibration.prior import market_parameters
-from agents.calibration.replay import Replay
 from envs.config import ConfigError, ScenarioConfig, load_scenario
 
 FIT_FILE = "fit.json"
@@ -110,7 +109,7 @@ def load_fit(directory: str | Path, history: AccountHistory) -> Fit:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CalibrationError(f"not a complete fit ({type(exc).__name__}: {exc}): "
                                "recalibrate", path) from None
-    posterior = Posterior(Replay.of(history, base), aov, basket)
+    posterior = Posterior.of(history, base, aov, basket)
     return Fit(history=history, base=base, parameters=parameters, z=z, cov=cov,
                estimates=estimates, margin=margin, margin_source=margin_source,
                log_posterior=log_posterior, seconds=seconds, posterior=posterior, notes=notes)

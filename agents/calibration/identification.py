@@ -349,8 +349,7 @@ def information(fit: Fit, history: AccountHistory, z: np.ndarray) -> np.ndarray:
     that ``history``'s spend and ROI carry at ``z``
     (:meth:`agents.calibration.likelihood.Posterior.expected_information`, loadings held at
     ``z``)."""
-    post = Posterior(Replay.of(history, fit.base), fit.value("aov_cny"),
-                     fit.value("basket_noise_sd"))
+    post = Posterior.of(history, fit.base, fit.value("aov_cny"), fit.value("basket_noise_sd"))
     return post.expected_information(z)
 
 

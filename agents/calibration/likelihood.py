@@ -43,8 +43,10 @@ import numpy as np
 from scipy.linalg import cho_solve, lapack, solve_triangular
 from scipy.special import digamma, gammaln, log_ndtr
 
+from agents.calibration.account import AccountHistory
 from agents.calibration.prior import index_of, market_parameters, prior_means, prior_sds
 from agents.calibration.replay import Replay
+from envs.config import ScenarioConfig
 
 NOISE = ("traffic_shock_sd", "traffic_shock_ar", "drift_cost_sd", "bidder_noise_sd",
          "roi_shock_sd", "drift_roi_sd")  # the fitted noise levels (names of .prior)
@@ -197,6 +199,7 @@ class Posterior:
         else:
             self.regime_cost = self.regime_roi = np.zeros_like(self.lag)
         self.noise_index = np.array([self.ix[name] for name in NOISE])
+        self._noise: tuple[bytes, dict[str, float]] = (b"", {})  # :meth:`noise`'s last
         # the joint normal's days (spend on free days, then ROI on days with orders) and the
         # lags between them: what the latent covariances need, cut once
         o = self.obs
@@ -212,6 +215,14 @@ class Posterior:
         self.count_block = DayBlock.of(self, o.count_days)
         self.day_columns = self._day_columns(replay)
         self.evaluations = 0
+
+    @classmethod
+    def of(cls, history: AccountHistory, base: ScenarioConfig, aov_cny: float,
+           basket_noise_sd: float) -> Posterior:
+        """The posterior of ``history`` against ``base``: its replay reads a day as run only
+        where the budget bound (:meth:`_responses`), so it replays only those days as run."""
+        return cls(Replay.of(history, base, run_days=history.capped), aov_cny,
+                   basket_noise_sd)
 
     def loadings(self, z: np.ndarray) -> Loadings:
         """How one candidate's (P,) days move with its pool's size and mean ROI."""
@@ -359,7 +370,7 @@ class Posterior:
         o = self.obs
         f, r, c, e = o.free_days, o.roi_days, o.capped_days, o.count_days
         chol, iid, capped_sd, capped_weight = factor[:4]
-        u, v, fast_shape, _, _ = parts
+        uu, vv, fast_shape, _, _ = parts
         nz = self.noise(z)
         d_ld, d_lr, d_q = np.zeros(ld.size), np.zeros(ld.size), np.zeros(ld.size)
         d_noise = np.zeros(len(NOISE))
@@ -370,7 +381,7 @@ class Posterior:
             d_ld[f] += w[:f.size]
             d_lr[r] += w[f.size:]
             g = _inverse(chol) - np.outer(w, w)  # d loglik / d C = -g / 2
-            gu, gv = g * np.outer(u, u), g * np.outer(v, v)
+            gu, gv = g * uu, g * vv
             s, rho = nz["traffic_shock_sd"], nz["traffic_shock_ar"]
             d_noise[0] = -s * float((gu * fast_shape).sum())
             d_noise[1] = -0.5 * s * s / rho * float((gu * fast_shape * self.joint_lag).sum())
@@ -484,9 +495,13 @@ class Posterior:
         return float(self.values(z)[0])
 
     def noise(self, z: np.ndarray) -> dict[str, float]:
-        """One candidate's noise levels by name."""
-        return {name: float(self.parameters[self.ix[name]].value(z[self.ix[name]]))
-                for name in NOISE}
+        """One candidate's noise levels by name (the last candidate's kept: one evaluation
+        asks for them several times)."""
+        key = z[self.noise_index].tobytes()
+        if self._noise[0] != key:
+            self._noise = (key, {name: float(self.parameters[self.ix[name]].value(
+                z[self.ix[name]])) for name in NOISE})
+        return dict(self._noise[1])
 
     def day_noise_var(self, z: np.ndarray) -> np.ndarray:
         """Each day's independent log-ROI variance (T,): bidder, basket, order count."""
@@ -555,7 +570,7 @@ class Posterior:
         deviation, ``rho ** lag`` (the traffic shock's correlation over the joint days), the
         latent covariances ``A`` and ``B`` over those days, and the diagonal ``d``.
 
-        :return: ``(u, v, rho ** lag, (A, B, d), iid)``, ``iid`` each day's independent
+        :return: ``(u u', v v', rho ** lag, (A, B, d), iid)``, ``iid`` each day's independent
             log-ROI variance (:meth:`day_noise_var`).
         """
         o = self.obs
@@ -572,13 +587,13 @@ class Posterior:
                                iid[r] + load.roi_var[r]])
         u = np.concatenate([load.cost[f], load.roi_cost[r]])
         v = np.concatenate([load.spend[f], load.roi[r]])
-        return u, v, fast_shape, (cost, pool_roi, diag), iid
+        return np.outer(u, u), np.outer(v, v), fast_shape, (cost, pool_roi, diag), iid
 
     def _factor(self, z: np.ndarray, load: Loadings, parts: tuple | None = None) -> Factor:
         """The Cholesky factor of the joint residual covariance (:meth:`_joint_parts`), the
         independent ROI variances and the capped days' sds, for candidate ``z`` (P,)."""
-        u, v, _, (cost, pool_roi, diag), iid = parts or self._joint_parts(z, load)
-        joint = np.outer(u, u) * cost + np.outer(v, v) * pool_roi
+        uu, vv, _, (cost, pool_roi, diag), iid = parts or self._joint_parts(z, load)
+        joint = uu * cost + vv * pool_roi
         joint[np.diag_indices_from(joint)] += diag
         chol = np.linalg.cholesky(joint)
         nz = self.noise(z)
@@ -647,10 +662,10 @@ def _negative_binomial(orders: np.ndarray, mean: np.ndarray, size: np.ndarray) -
 
 def _inverse(chol: np.ndarray) -> np.ndarray:
     """The inverse of ``L L'`` from its lower Cholesky factor ``L`` (LAPACK's ``potri``)."""
-    inv, info = lapack.dpotri(chol, lower=1)
+    inv, info = lapack.dpotri(chol, lower=1)  # the lower triangle; the upper is chol's: 0
     if info != 0:
         raise np.linalg.LinAlgError(f"potri failed ({info})")
-    return np.tril(inv) + np.tril(inv, -1).T
+    return inv + np.tril(inv, -1).T
 
 
 def _pos(x: np.ndarray) -> np.ndarray:

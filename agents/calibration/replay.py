@@ -85,17 +85,26 @@ class Replay:
     model: MarketModel
     rows: np.ndarray  # day index of each row of one candidate's block
     demand: np.ndarray  # bool: the row replays its day with an ample budget
+    run_days: np.ndarray  # the days replayed as run (the first rows), ascending
     state: MarketState
     decision: Decision
     _batches: dict = field(default_factory=dict, repr=False)  # k -> :meth:`_batch`
 
     @classmethod
-    def of(cls, history: AccountHistory, base: ScenarioConfig) -> Replay:
+    def of(cls, history: AccountHistory, base: ScenarioConfig,
+           run_days: np.ndarray | None = None) -> Replay:
+        """The report's batch: each day replayed with an ample budget (its demand) and, for
+        the days in ``run_days`` (bool (T,); default every day), as it was run.
+
+        The likelihood reads a day as run only where its budget bound, so its replay leaves
+        the other days' as-run rows out (rows are independent: the rest are unchanged); their
+        ``spend``, ``gmv`` and ``refund_rate`` are NaN in :meth:`predict`."""
         config = replay_config(base, history)
         model = MarketModel(config)
         days = np.arange(history.days)
-        rows = np.concatenate([days, days])
-        demand = np.concatenate([np.zeros(history.days, bool), np.ones(history.days, bool)])
+        run = days if run_days is None else np.flatnonzero(run_days)
+        rows = np.concatenate([run, days])
+        demand = np.concatenate([np.zeros(run.size, bool), np.ones(history.days, bool)])
         n = rows.size
         state = model.initial_state(_unit_params(config, n), np.random.default_rng(0))
         recovery = recovery_days_left(history.interrupted, config.interrupt_recovery_days)
@@ -118,7 +127,7 @@ class Replay:
             cost_regime=np.zeros(n))
         decision = Decision(target_roi=state.target_roi.copy(), budget_cny=budget.copy(),
                             shares=state.shares.copy(), refresh=np.zeros(n, bool))
-        return cls(history, config, model, rows, demand, state, decision)
+        return cls(history, config, model, rows, demand, run, state, decision)
 
     def predict(self, z: np.ndarray, roi_shift: np.ndarray | None = None) -> Replayed:
         """The model's days under each candidate.
@@ -129,19 +138,29 @@ class Replay:
             likelihood's gradient reads each day's own response from it.
         """
         z = np.atleast_2d(z)
-        k, t = z.shape[0], self.history.days
+        k = z.shape[0]
         params = self.account_params(z)
         if roi_shift is not None:
             shift = np.repeat(np.exp(np.asarray(roi_shift, dtype=np.float64)), self.rows.size)
             params = params._replace(pool_mean_roi=params.pool_mean_roi * shift)
         state, decision, draws, _ = self._batch(k)
         _, out = self.model.step(state, params, decision, draws)
+        m = self.run_days.size
         spend = out.spend.reshape(k, -1)
         gmv = out.expected_gmv.reshape(k, -1)
-        booked = out.gmv.reshape(k, -1)[:, :t]
-        rate = np.where(booked > 0, out.cohort_refunds.reshape(k, -1)[:, :t]
+        booked = out.gmv.reshape(k, -1)[:, :m]
+        rate = np.where(booked > 0, out.cohort_refunds.reshape(k, -1)[:, :m]
                         / np.maximum(booked, 1e-9), np.nan)
-        return Replayed(spend[:, :t], gmv[:, :t], spend[:, t:], gmv[:, t:], rate)
+        return Replayed(self._as_run(spend[:, :m]), self._as_run(gmv[:, :m]), spend[:, m:],
+                        gmv[:, m:], self._as_run(rate))
+
+    def _as_run(self, rows: np.ndarray) -> np.ndarray:
+        """The as-run rows (K, m) on the report's days (K, T): NaN on days not replayed."""
+        if self.run_days.size == self.history.days:
+            return rows
+        out = np.full((rows.shape[0], self.history.days), np.nan)
+        out[:, self.run_days] = rows
+        return out
 
     def _batch(self, k: int) -> tuple[MarketState, Decision, np.ndarray, AccountParams]:
         """The state at dawn, the settings, the (zero) draws and the parameters no candidate
