@@ -252,6 +252,27 @@ def test_a_report_without_orders_is_refused(account, tmp_path, capsys):
     assert "orders" in capsys.readouterr().err
 
 
+def test_refunds_no_week_of_sales_could_return_are_not_read_as_a_rate(base):
+    """Refunds far above what the week's GMV before them could return (orders from before
+    the report) leave the rate and kernel to the prior, saying why, rather than a rate above
+    the market's largest; and a report with fewer than two weeks of days after its first
+    week keeps the prior too (its least squares would pass through every day)."""
+    days = 28
+    orders = np.r_[np.zeros(7), np.ones(days - 7)] * 20.0
+    orders[[1, 5, 6]] = 1.0
+    gmv = orders * 20.0  # 400 CNY a day from day 7
+    refunds = np.full(days, 1500.0)  # a steady 1,500 CNY a day: older cohorts'
+    h = type("H", (), {"orders": orders, "gmv": gmv, "refunds": refunds, "days": days})()
+    est, notes = refund_estimates(h, base, np.full((1, days), base.refund_rate))
+    assert est["refund_rate"].value <= 0.9 and est["refund_rate"].high <= 0.9
+    assert not est["refund_rate"].identified
+    assert any("more than" in note for note in notes)
+    short = type("H", (), {"orders": orders[:20], "gmv": gmv[:20],
+                           "refunds": 0.1 * gmv[:20], "days": 20})()
+    est, notes = refund_estimates(short, base, np.full((1, 20), base.refund_rate))
+    assert not est["refund_rate"].identified and any("fewer than" in n for n in notes)
+
+
 def test_missing_refunds_are_left_to_the_prior(account, base, tmp_path):
     acc, path = account
     report = read_report(path)

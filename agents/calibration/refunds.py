@@ -22,11 +22,15 @@ from scipy import optimize, stats
 
 from agents.calibration.account import AccountHistory
 from agents.calibration.orders import Estimate
-from envs.config import ScenarioConfig
+from envs.config import ScenarioConfig, describe_parameters
 from envs.stages import refund_share_moments
 
 KERNEL_DAYS = 7
-MIN_REFUND_DAYS = 7  # days with a full week of cohorts before them, needed to fit
+# days with a full week of cohorts before them, needed to fit: twice the kernel's 7
+# coefficients (with 7 the least squares passes through every day, and the residuals that
+# scale its covariance are all 0; on a 14-day report of an account that sold on 3 of its
+# first 7 days it put the rate at 86)
+MIN_REFUND_DAYS = 2 * KERNEL_DAYS
 
 
 def refund_estimates(history: AccountHistory, base: ScenarioConfig, shapes: np.ndarray,
@@ -57,6 +61,10 @@ def refund_estimates(history: AccountHistory, base: ScenarioConfig, shapes: np.n
     start = float(fits[0][0].sum()) or None  # the draws' refits start from the fit's rate
     fits += [_landing_fit(history, base, rows, shape, start) for shape in shapes[1:]]
     coef, cov = fits[0]
+    if float(coef.sum()) > MAX_REFUND_RATE:
+        return prior, [f"refund rate and kernel: the refunds landed are more than "
+                       f"{MAX_REFUND_RATE:.0%} of the week's GMV before them (refunds of "
+                       "orders from before the report?), the base's values"]
     if len(fits) > 1:  # the draws' spread, on top of the mean of their own covariances
         coefs = np.array([c for c, _ in fits])
         cov = np.mean([v for _, v in fits], axis=0) + np.cov(coefs, rowvar=False)
@@ -65,7 +73,7 @@ def refund_estimates(history: AccountHistory, base: ScenarioConfig, shapes: np.n
     total_sd = math.sqrt(max(float(cov.sum()), 0.0))
     source = f"refunds against the week's GMV before them, {rows.size} days"
     out = {"refund_rate": Estimate(total, max(total - z * total_sd, 0.0),
-                                   min(total + z * total_sd, 0.95), "share of GMV", True,
+                                   min(total + z * total_sd, MAX_REFUND_RATE), "share of GMV", True,
                                    source)}
     if total <= 1e-9:
         for k in range(KERNEL_DAYS):
@@ -168,6 +176,9 @@ def _landing_fit(history: AccountHistory, base: ScenarioConfig, rows: np.ndarray
     return coef, scale * bread @ (wj.T @ cov_y @ wj) @ bread
 
 
+# the simulator's largest refund rate (its range in envs.config): a fitted rate above it
+# is not a measurement
+MAX_REFUND_RATE = next(row["hi"] for row in describe_parameters() if row["name"] == "refund_rate")
 BASIS_ITERATIONS = 6  # refits of the basis at the refund rate (it settles in 2-4)
 SETTLED = 1e-4  # relative change of the rate at which it has settled
 # the kernel the landed days' covariance is built with: the fitted one, half-way to the
