@@ -14,8 +14,10 @@ the error trend over the accounts identified at every length (the same accounts,
 shrinking error is the history's doing, not a different mix of accounts); the held-out
 14-day forecast's 80% coverage per metric (calibrated: 70-90%) and its daily error against
 the noise floor (the same forecast made from the true parameters); seconds per fit. Writes
-``runs/calibration/benchmark.json`` and ``docs/calibration_results.md`` (atomically). A
-benchmark measures; it asserts nothing.
+``runs/calibration/benchmark.json`` and ``docs/calibration_results.md`` (atomically), and
+each account's record as it finishes (``accounts/`` under ``--out``): a rerun with the same
+``--out`` reads those and measures only the rest, so a run of changed code wants a new
+``--out``. A benchmark measures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import os
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -54,6 +56,12 @@ def error(name: str, value: float, truth: float) -> float:
     if name.startswith("weekday_") or truth <= 0 or value <= 0:
         return abs(value - truth)
     return abs(np.log(value) - np.log(truth))
+
+
+def record_path(folder: Path, index: int, days: int) -> Path:
+    """Where one account's record is kept, so that a run stopped part-way (or by one
+    account's error) keeps what it measured and a rerun with the same ``--out`` goes on."""
+    return folder / f"account_{days}d_{index}.json"
 
 
 def one_account(index: int, days: int, work: Path) -> dict:
@@ -169,18 +177,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.accounts < 1 or args.workers < 1:
         p.error("--accounts and --workers must be at least 1")
     lengths = [int(d) for d in args.days.split(",")]
-    work = args.out / "reports"
+    work, kept = args.out / "reports", args.out / "accounts"
     work.mkdir(parents=True, exist_ok=True)
-    indices = [i for _ in lengths for i in range(args.accounts)]
-    days_of = [d for d in lengths for _ in range(args.accounts)]
-    results = []
+    kept.mkdir(exist_ok=True)
+    jobs = [(i, d) for d in lengths for i in range(args.accounts)]
+    done = {job: json.loads(record_path(kept, *job).read_text()) for job in jobs
+            if record_path(kept, *job).is_file()}
+    if done:
+        print(f"{len(done)} account(s) read from {kept} (a run of other code wants a new --out)",
+              flush=True)
     with ProcessPoolExecutor(args.workers) if args.workers > 1 else nullcontext() as pool:
-        mapper = pool.map if pool is not None else map
-        for r in mapper(one_account, indices, days_of, [work] * len(indices)):
-            results.append(r)
+        todo = [job for job in jobs if job not in done]
+        if pool is None:
+            finished = (one_account(i, d, work) for i, d in todo)
+        else:
+            finished = (f.result() for f in as_completed(
+                [pool.submit(one_account, i, d, work) for i, d in todo]))
+        for r in finished:
+            write_text_atomic(record_path(kept, r["index"], r["days"]), json.dumps(r) + "\n")
+            done[(r["index"], r["days"])] = r
             print(f"{r['days']}d account {r['index']} ({r['scenario']}): {r['seconds']:.1f} s, "
                   "forecast " + ", ".join(f"{m} {v:.0%}" for m, v in r["forecast"].items()),
                   flush=True)
+    results = [done[job] for job in jobs]
     write_text_atomic(args.out / "benchmark.json", json.dumps(results, indent=1) + "\n")
     text = tables(results, lengths)
     print(text)

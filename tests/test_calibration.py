@@ -363,3 +363,21 @@ def test_the_fitted_market_scales_what_grows_with_the_account(account, base):
         acc.config.carryover_saturation_cny)
     assert fitted_config(fit).carryover_saturation_cny == pytest.approx(
         base.carryover_saturation_cny * fit.value("pool_cost_cny") / base.pool_cost_cny)
+
+
+def test_the_calibration_benchmark_keeps_each_account_and_goes_on(tmp_path, monkeypatch):
+    """Each account's record is written as it finishes; a rerun with the same ``--out`` reads
+    them instead of fitting again and measures only the accounts it lacks."""
+    bench = load_script("calibration_benchmark_cli", "calibration_benchmark.py")
+    out = tmp_path / "bench"
+    args = ["--days", "28", "--smoke", "--out", str(out)]
+    assert bench.main(["--accounts", "1", *args]) == 0
+    first = json.loads(bench.record_path(out / "accounts", 0, 28).read_text())
+    fitted = []
+    real = bench.one_account
+    monkeypatch.setattr(bench, "one_account",
+                        lambda i, d, work: fitted.append(i) or real(i, d, work))
+    assert bench.main(["--accounts", "2", *args]) == 0
+    assert fitted == [1]  # account 0 was read, not fitted again
+    results = json.loads((out / "benchmark.json").read_text())
+    assert [r["index"] for r in results] == [0, 1] and results[0] == first
