@@ -3,6 +3,8 @@
     python scripts/calibration_benchmark.py                 # 120 accounts per history length
     python scripts/calibration_benchmark.py --accounts 4 --days 28 --smoke
     python scripts/calibration_benchmark.py --workers 2     # accounts spread over 2 processes
+    python scripts/calibration_benchmark.py --truth-overrides '{market_drift_enabled: false}' \
+        --out runs/calibration_no_drift --smoke              # a mechanic off in the truth only
 
 Accounts are drawn from the fit's prior around the named scenarios (seeds from 60000,
 :mod:`agents.calibration.synthetic`), run by the playbook's rules, and fitted from their
@@ -10,6 +12,8 @@ reports as ``calibrate`` fits them. Per history length: for each parameter, how 
 report identified it, how often its 90% interval covered the truth (calibrated: 85-95%),
 and its median absolute error (in log units for positive parameters); coverage comes with
 its 95% Wilson interval (a coverage over 20 accounts is only known to about +-15 points);
+the standardised error (fit minus truth over the sd its 90% interval implies, in the same
+units: calibrated, mean about 0 and sd about 1), which tells a bias from intervals too narrow;
 the error trend over the accounts identified at every length (the same accounts, so a
 shrinking error is the history's doing, not a different mix of accounts); the held-out
 14-day forecast's 80% coverage per metric (calibrated: 70-90%) and its daily error against
@@ -17,7 +21,9 @@ the noise floor (the same forecast made from the true parameters); seconds per f
 ``runs/calibration/benchmark.json`` and ``docs/calibration_results.md`` (atomically), and
 each account's record as it finishes (``accounts/`` under ``--out``): a rerun with the same
 ``--out`` reads those and measures only the rest, so a run of changed code wants a new
-``--out``. A benchmark measures; it asserts nothing.
+``--out``. ``--truth-overrides`` sets scenario keys in the synthetic accounts' markets only
+(the fit still assumes the base's): what a mechanic does to the fit, e.g. the market's drift
+switched off. A benchmark measures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -35,17 +41,18 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices: one thread is faster
 
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from agents.calibration.account import HOLDOUT_DAYS, account_history  # noqa: E402
-from agents.calibration.fit import fit_account  # noqa: E402
+from agents.calibration.fit import fit_account, interval_sd  # noqa: E402
 from agents.calibration.forecast import Settings, forecast  # noqa: E402
 from agents.calibration.synthetic import fit_at_truth, synthetic_account  # noqa: E402
 from agents.calibration.validation import forecast_errors, validate  # noqa: E402
 from agents.run_folder import write_text_atomic  # noqa: E402
 from agents.serving.inputs import parse_promotions  # noqa: E402
 from agents.serving.report import read_report  # noqa: E402
-from envs.config import load_scenario  # noqa: E402
+from envs.config import ConfigError, load_scenario  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ("3c", "beauty", "food", "apparel_live")
@@ -58,15 +65,30 @@ def error(name: str, value: float, truth: float) -> float:
     return abs(np.log(value) - np.log(truth))
 
 
+def standardised(name: str, value: float, low: float, high: float,
+                 truth: float) -> float | None:
+    """Fit minus truth over the sd the 90% interval ``low`` .. ``high`` implies, in the units
+    of :func:`error` (logs where the interval is positive); None for an interval of no
+    width. Approximate where an interval was cut at a bound."""
+    logs = not name.startswith("weekday_") and min(low, truth, value) > 0
+    f = np.log if logs else float
+    sd = interval_sd(f(low), f(high))
+    return float((f(value) - f(truth)) / sd) if sd > 0 else None
+
+
 def record_path(folder: Path, index: int, days: int) -> Path:
     """Where one account's record is kept, so that a run stopped part-way (or by one
     account's error) keeps what it measured and a rerun with the same ``--out`` goes on."""
     return folder / f"account_{days}d_{index}.json"
 
 
-def one_account(index: int, days: int, work: Path) -> dict:
+def one_account(index: int, days: int, work: Path, overrides: dict | None = None) -> dict:
+    """Draw, fit and check account ``index`` with ``days`` of history (its record).
+
+    :param overrides: scenario keys set in the account's market only (``--truth-overrides``).
+    """
     base = load_scenario(SCENARIOS[index % len(SCENARIOS)])
-    acc = synthetic_account(base, index, days)
+    acc = synthetic_account(base, index, days, overrides=overrides)
     path = acc.write(work / f"account_{days}d_{index}.csv")
     history = account_history(read_report(path), base,
                               parse_promotions(acc.promo_dates, base.promo_peak_length_days))
@@ -79,7 +101,8 @@ def one_account(index: int, days: int, work: Path) -> dict:
             continue
         truth = acc.truth[name]
         params[name] = {"identified": e.identified, "covered": bool(e.low <= truth <= e.high),
-                        "error": error(name, e.value, truth)}
+                        "error": error(name, e.value, truth),
+                        "z": standardised(name, e.value, e.low, e.high, truth)}
     summary, head_fit, _ = validate(history, base, seed=index)
     # the noise floor: the same forecast made from the true parameters
     held = history.tail(HOLDOUT_DAYS)
@@ -87,7 +110,8 @@ def one_account(index: int, days: int, work: Path) -> dict:
     errors = {m: {"fit": summary["metrics"][m]["mape_median"],
                   "truth": forecast_errors(floor, m, getattr(held, m))["mape_median"]}
               for m in ("spend", "gmv")}
-    return {"index": index, "scenario": base.name, "days": days, "seconds": seconds,
+    return {"index": index, "scenario": base.name, "days": days,
+            "truth_overrides": overrides or {}, "seconds": seconds,
             "cpu_seconds": cpu_seconds, "parameters": params,
             "forecast": {m: v["coverage_80"] for m, v in summary["metrics"].items()},
             "forecast_error": errors}
@@ -121,6 +145,21 @@ def tables(results: list[dict], lengths: list[int]) -> str:
         errs = [statistics.median(same[i][d] for i in same) for d in lengths]
         lines.append(f"| `{name}` | {len(same)} | " + " | ".join(f"{e:.3f}" for e in errs)
                      + " |")
+    lines += ["", "Standardised error among the accounts whose report identified the "
+              "parameter: fit minus truth over the sd its 90% interval implies (log units for "
+              "positive parameters); mean, sd (accounts). Calibrated: mean about 0, sd about "
+              "1; a mean away from 0 is a bias, an sd above 1 intervals too narrow.", "",
+              "| parameter | " + " | ".join(f"{d} days" for d in lengths) + " |",
+              "|---|" + "---|" * len(lengths)]
+    for name in names:
+        cells = []
+        for d in lengths:
+            zs = [r["parameters"][name].get("z") for r in results if r["days"] == d
+                  and name in r["parameters"] and r["parameters"][name]["identified"]]
+            zs = [z for z in zs if z is not None]
+            cells.append(f"{np.mean(zs):+.2f}, {np.std(zs):.2f} ({len(zs)})" if len(zs) >= 3
+                         else "-")
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     lines += ["", "| history | accounts | seconds per fit, wall (median, max) | CPU seconds "
               "(median, max) | held-out 80% coverage: spend / GMV / orders / refunds | daily "
               "error of the median, spend: fit / truth | GMV: fit / truth |",
@@ -163,6 +202,25 @@ def _median(values) -> float:
     return statistics.median(kept) if kept else float("nan")
 
 
+def truth_overrides(parser: argparse.ArgumentParser, text: str) -> dict:
+    """``--truth-overrides`` as a mapping of scenario keys, checked against every scenario
+    the accounts are drawn around (a bad key or value exits 2 naming it)."""
+    try:
+        overrides = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        parser.error(f"--truth-overrides: not YAML ({getattr(exc, 'problem', None) or exc})")
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, dict):
+        parser.error(f"--truth-overrides: a mapping of scenario keys, not {text!r}")
+    try:
+        for name in SCENARIOS:
+            load_scenario(name).replace(**overrides)
+    except ConfigError as exc:
+        parser.error(f"--truth-overrides: {exc}")
+    return overrides
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--accounts", type=int, default=120, help="accounts per history length")
@@ -170,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "calibration")
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "calibration_results.md")
     p.add_argument("--smoke", action="store_true", help="do not write the doc")
+    p.add_argument("--truth-overrides", default="{}", metavar="YAML",
+                   help="scenario keys set in the synthetic accounts' markets only, as a YAML "
+                        "or JSON mapping, e.g. '{market_drift_enabled: false}'")
     p.add_argument("--workers", type=int, default=1,
                    help="processes the accounts are spread over (the figures do not depend "
                         "on it; the seconds per fit do, when the processes share cores)")
@@ -177,22 +238,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.accounts < 1 or args.workers < 1:
         p.error("--accounts and --workers must be at least 1")
     lengths = [int(d) for d in args.days.split(",")]
+    overrides = truth_overrides(p, args.truth_overrides)
     work, kept = args.out / "reports", args.out / "accounts"
     work.mkdir(parents=True, exist_ok=True)
     kept.mkdir(exist_ok=True)
     jobs = [(i, d) for d in lengths for i in range(args.accounts)]
     done = {job: json.loads(record_path(kept, *job).read_text()) for job in jobs
             if record_path(kept, *job).is_file()}
+    other = sorted({json.dumps(r.get("truth_overrides", {}), sort_keys=True)
+                    for r in done.values()} - {json.dumps(overrides, sort_keys=True)})
+    if other:
+        p.error(f"{kept} holds accounts run with other --truth-overrides ({', '.join(other)}): "
+                "use another --out")
     if done:
         print(f"{len(done)} account(s) read from {kept} (a run of other code wants a new --out)",
               flush=True)
     with ProcessPoolExecutor(args.workers) if args.workers > 1 else nullcontext() as pool:
         todo = [job for job in jobs if job not in done]
         if pool is None:
-            finished = (one_account(i, d, work) for i, d in todo)
+            finished = (one_account(i, d, work, overrides) for i, d in todo)
         else:
             finished = (f.result() for f in as_completed(
-                [pool.submit(one_account, i, d, work) for i, d in todo]))
+                [pool.submit(one_account, i, d, work, overrides) for i, d in todo]))
         for r in finished:
             write_text_atomic(record_path(kept, r["index"], r["days"]), json.dumps(r) + "\n")
             done[(r["index"], r["days"])] = r

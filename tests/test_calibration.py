@@ -19,11 +19,12 @@ from agents.calibration.outputs import write_calibration
 from agents.calibration.prior import index_of, market_parameters
 from agents.calibration.refunds import KERNEL_DAYS, refund_estimates
 from agents.calibration.replay import Replay
-from agents.calibration.synthetic import synthetic_account
+from agents.calibration.synthetic import draw_config, synthetic_account
 from agents.serving.inputs import parse_promotions
 from agents.serving.report import read_report, write_report
 from envs.config import load_scenario
 from envs.inputs import day_constants
+from envs.seeds import CALIBRATION_SEED
 from envs.stages import Orders, draw_refunds
 
 calibrate = load_script("calibrate_cli", "calibrate.py")
@@ -94,6 +95,57 @@ def test_the_likelihoods_replay_leaves_out_only_rows_it_never_reads(base, tmp_pa
     aov, basket = orders["aov_cny"].value, orders["basket_noise_sd"].value
     whole = Posterior(Replay.of(h, base), aov, basket)
     assert np.array_equal(Posterior.of(h, base, aov, basket).values(z), whole.values(z))
+
+
+def test_a_latent_path_moves_each_replayed_day_as_the_market_moves_the_pool(base, tmp_path):
+    """A replay along a path of latent log deviations (:meth:`Replay.predict`'s per-day
+    ``cost_shift`` and ``roi_shift``) is the simulator's day on a pool moved by as much: a
+    quiet account on a pool e^-0.2 the size and e^0.1 the mean ROI of its drawn one is
+    replayed exactly by the drawn parameters along those shifts; and along a path that
+    differs day by day, each day is the replay of its own day's shift alone."""
+    quiet = {"shocks_enabled": False, "market_drift_enabled": False,
+             "bidder_noise_enabled": False}
+    drawn, _ = draw_config(base, np.random.default_rng(CALIBRATION_SEED + 5))
+    moved = {**quiet, "pool_cost_cny": drawn.pool_cost_cny * np.exp(-0.2),
+             "pool_mean_roi": drawn.pool_mean_roi * np.exp(0.1)}
+    acc = synthetic_account(base, 5, 60, overrides=moved)
+    h = history_of(acc, acc.write(tmp_path / "moved.csv"), base)
+    replay = Replay.of(h, acc.config)
+    z = true_z(acc, market_parameters(acc.config))
+    z[[index_of(market_parameters(acc.config))[f"weekday_{d}"]
+       for d in ("mon", "tue", "wed", "thu", "fri", "sat")]] = 0.0  # in the truth's config
+    ones = np.ones((1, h.days))
+    days = replay.predict(z[None, :], roi_shift=0.1 * ones, cost_shift=-0.2 * ones)
+    assert h.capped.any() and not h.capped.all()
+    np.testing.assert_allclose(days.spend[0], h.spend, rtol=1e-9)
+    path = np.random.default_rng(0).normal(0.0, 0.2, (2, h.days))
+    along = replay.predict(z[None, :], roi_shift=path[:1], cost_shift=path[1:])
+    for t in range(h.days):
+        alone = replay.predict(z[None, :], roi_shift=np.full((1, h.days), path[0, t]),
+                               cost_shift=np.full((1, h.days), path[1, t]))
+        for name in ("spend", "demand", "refund_rate"):
+            assert getattr(along, name)[0, t] == getattr(alone, name)[0, t], (name, t)
+
+
+def test_the_latent_path_ends_where_the_latent_state_does(account, base):
+    """:meth:`Posterior.latent_path` and :meth:`Posterior.latent_end` condition the same joint
+    normal: the path's last day's pool-size deviation has the mean and variance of the end
+    state's traffic shock plus slow cost deviation, and conditioning narrows every day."""
+    from agents.calibration.likelihood import DayBlock
+
+    acc, path = account
+    post = _posterior(acc, path, base)
+    z = true_z(acc, post.parameters)
+    mean, cov = post.latent_path(z)
+    end_mean, end_cov = post.latent_end(z)
+    last = post.replay.history.days - 1
+    assert mean[last] == pytest.approx(end_mean[0] + end_mean[1], rel=1e-9, abs=1e-12)
+    assert cov[last, last] == pytest.approx(end_cov[:2, :2].sum(), rel=1e-9, abs=1e-12)
+    days = np.arange(post.lag.shape[0])
+    size, roi = DayBlock.of(post, days).covariances(post.noise(z))
+    prior = np.concatenate([np.diag(size), np.diag(roi)])
+    assert np.all(np.diag(cov) <= prior + 1e-12) and np.all(np.diag(cov) > 0)
+    assert np.diag(cov).sum() < 0.9 * prior.sum()
 
 
 def _posterior(acc, path, base):
@@ -376,8 +428,28 @@ def test_the_calibration_benchmark_keeps_each_account_and_goes_on(tmp_path, monk
     fitted = []
     real = bench.one_account
     monkeypatch.setattr(bench, "one_account",
-                        lambda i, d, work: fitted.append(i) or real(i, d, work))
+                        lambda i, d, *rest: fitted.append(i) or real(i, d, *rest))
     assert bench.main(["--accounts", "2", *args]) == 0
     assert fitted == [1]  # account 0 was read, not fitted again
     results = json.loads((out / "benchmark.json").read_text())
     assert [r["index"] for r in results] == [0, 1] and results[0] == first
+
+
+def test_the_calibration_benchmark_changes_only_the_truth_as_told(tmp_path, capsys):
+    """``--truth-overrides`` sets keys in the synthetic markets only and is kept with each
+    record: a bad key exits 2 naming it, and a folder of accounts run with other overrides
+    is not mixed in."""
+    bench = load_script("calibration_benchmark_cli", "calibration_benchmark.py")
+    out = tmp_path / "bench"
+    args = ["--days", "28", "--smoke", "--accounts", "1", "--out", str(out)]
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["--truth-overrides", "{pool_sigmaa: 0.5}", *args])
+    assert stop.value.code == 2 and "pool_sigmaa" in capsys.readouterr().err
+    quiet = "{market_drift_enabled: false}"
+    assert bench.main(["--truth-overrides", quiet, *args]) == 0
+    record = json.loads(bench.record_path(out / "accounts", 0, 28).read_text())
+    assert record["truth_overrides"] == {"market_drift_enabled": False}
+    assert all(x["z"] is None or np.isfinite(x["z"]) for x in record["parameters"].values())
+    with pytest.raises(SystemExit) as stop:
+        bench.main(args)  # the same folder, the truth as drawn
+    assert stop.value.code == 2 and "other --truth-overrides" in capsys.readouterr().err

@@ -513,20 +513,14 @@ class Posterior:
         ``z`` (P,): mean (3,) and covariance (3, 3) of the traffic shock, the pool's slow
         cost deviation and its slow ROI deviation (drift and regimes together), the normal
         conditional of the joint model above."""
-        o = self.obs
-        load = self.loadings(z)
-        log_demand, log_roi, _, _ = self._days(np.atleast_2d(z), load)
-        factor = self._factor(z, load)
-        chol, iid = factor.chol, factor.iid
+        o, load = self.obs, self.loadings(z)
         f, r = o.free_days, o.roi_days
-        resid = np.concatenate([o.log_spend[f] - log_demand[0, f],
-                                o.log_roi[r] - log_roi[0, r] + 0.5 * iid[r]])
         nz = self.noise(z)
         last = self.lag.shape[0] - 1
         fast = nz["traffic_shock_sd"] ** 2 * nz["traffic_shock_ar"] ** self.lag[last]
         slow_cost = nz["drift_cost_sd"] ** 2 * self.drift_decay[last] + self.regime_cost[last]
         slow_roi = nz["drift_roi_sd"] ** 2 * self.drift_decay[last] + self.regime_roi[last]
-        cross = np.zeros((3, resid.size))
+        cross = np.zeros((3, f.size + r.size))
         cross[0, :f.size] = load.cost[f] * fast[f]
         cross[1, :f.size] = load.cost[f] * slow_cost[f]
         cross[2, :f.size] = load.spend[f] * slow_roi[f]
@@ -534,8 +528,42 @@ class Posterior:
         cross[1, f.size:] = load.roi_cost[r] * slow_cost[r]
         cross[2, f.size:] = load.roi[r] * slow_roi[r]
         prior = np.diag([fast[last], slow_cost[last], slow_roi[last]])
-        if resid.size == 0:
-            return np.zeros(3), prior
+        return self._latent_given_days(z, load, cross, prior)
+
+    def latent_path(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The latent log deviations of the pool's size (``a``) and mean ROI (``b``) on
+        every day of the report given its residuals under candidate ``z`` (P,): mean (2T,)
+        and covariance (2T, 2T), ``a`` on days 0..T-1 then ``b`` (shocks, drift and regimes
+        together), the normal conditional of the joint model above. Budget-bound and
+        low-order days, outside the joint normal, do not inform it."""
+        o, load = self.obs, self.loadings(z)
+        f, r = o.free_days, o.roi_days
+        cost, pool_roi = DayBlock.of(self, np.arange(self.lag.shape[0])).covariances(
+            self.noise(z))
+        days = cost.shape[0]
+        cross = np.zeros((2 * days, f.size + r.size))
+        cross[:days, :f.size] = cost[:, f] * load.cost[f]
+        cross[:days, f.size:] = cost[:, r] * load.roi_cost[r]
+        cross[days:, :f.size] = pool_roi[:, f] * load.spend[f]
+        cross[days:, f.size:] = pool_roi[:, r] * load.roi[r]
+        prior = np.zeros((2 * days, 2 * days))
+        prior[:days, :days], prior[days:, days:] = cost, pool_roi
+        return self._latent_given_days(z, load, cross, prior)
+
+    def _latent_given_days(self, z: np.ndarray, load: Loadings, cross: np.ndarray,
+                           prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The normal conditional of latent deviations with covariance ``prior`` (n, n) and
+        covariance ``cross`` (n, days) with the joint normal's residuals under ``z``: their
+        mean (n,) and covariance (n, n)."""
+        o = self.obs
+        f, r = o.free_days, o.roi_days
+        if f.size + r.size == 0:
+            return np.zeros(prior.shape[0]), prior
+        log_demand, log_roi, _, _ = self._days(np.atleast_2d(z), load)
+        factor = self._factor(z, load)
+        chol, iid = factor.chol, factor.iid
+        resid = np.concatenate([o.log_spend[f] - log_demand[0, f],
+                                o.log_roi[r] - log_roi[0, r] + 0.5 * iid[r]])
         white_cross = solve_triangular(chol, cross.T, lower=True, check_finite=False)
         white = solve_triangular(chol, resid, lower=True, check_finite=False)
         mean = white_cross.T @ white

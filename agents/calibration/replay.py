@@ -129,20 +129,27 @@ class Replay:
                             shares=state.shares.copy(), refresh=np.zeros(n, bool))
         return cls(history, config, model, rows, demand, run, state, decision)
 
-    def predict(self, z: np.ndarray, roi_shift: np.ndarray | None = None) -> Replayed:
+    def predict(self, z: np.ndarray, roi_shift: np.ndarray | None = None,
+                cost_shift: np.ndarray | None = None) -> Replayed:
         """The model's days under each candidate.
 
         :param z: (K, P) candidates in the space of :func:`market_parameters`.
-        :param roi_shift: (K,) log shifts of every day's pool mean ROI that leave the
-            typical share (a property of the account's pool, not of one day) as it is: the
-            likelihood's gradient reads each day's own response from it.
+        :param roi_shift: log shifts of the pool's mean ROI that leave the typical share (a
+            property of the account's pool, not of one day) as it is: (K,) every day's alike
+            (the likelihood's gradient reads each day's own response from it), or (K, T) a
+            path of the latent deviations, each day its own (as the simulator's drift and
+            shocks move it).
+        :param cost_shift: (K, T) log shifts of each day's pool size (a latent path), or none.
         """
         z = np.atleast_2d(z)
         k = z.shape[0]
         params = self.account_params(z)
         if roi_shift is not None:
-            shift = np.repeat(np.exp(np.asarray(roi_shift, dtype=np.float64)), self.rows.size)
-            params = params._replace(pool_mean_roi=params.pool_mean_roi * shift)
+            params = params._replace(
+                pool_mean_roi=params.pool_mean_roi * self._per_row(roi_shift))
+        if cost_shift is not None:
+            params = params._replace(
+                pool_cost_cny=params.pool_cost_cny * self._per_row(cost_shift))
         state, decision, draws, _ = self._batch(k)
         _, out = self.model.step(state, params, decision, draws)
         m = self.run_days.size
@@ -153,6 +160,13 @@ class Replay:
                         / np.maximum(booked, 1e-9), np.nan)
         return Replayed(self._as_run(spend[:, :m]), self._as_run(gmv[:, :m]), spend[:, m:],
                         gmv[:, m:], self._as_run(rate))
+
+    def _per_row(self, shift: np.ndarray) -> np.ndarray:
+        """Multipliers (K * rows,) of log shifts (K,) per candidate or (K, T) per day."""
+        shift = np.asarray(shift, dtype=np.float64)
+        if shift.ndim == 1:
+            return np.repeat(np.exp(shift), self.rows.size)
+        return np.exp(shift[:, self.rows]).ravel()
 
     def _as_run(self, rows: np.ndarray) -> np.ndarray:
         """The as-run rows (K, m) on the report's days (K, T): NaN on days not replayed."""
