@@ -213,6 +213,38 @@ def test_queue_runs_each_slot_once_and_records_failures_without_retrying(tmp_pat
     assert all(t.user_attrs[WORKER_ATTR] == queue.worker for t in queue.study.trials)
 
 
+def _claim_all(url: str, name: str, barrier, out) -> None:
+    """A worker process: wait for the other, then claim every trial it can."""
+    storage = open_storage(url, FAST)
+    queue = TrialQueue(storage, name, lambda slot: None, FAST, log=lambda line: None)
+    barrier.wait()
+    taken = []
+    while (trial_id := queue.claim()) is not None:
+        taken.append(trial_id)
+    out.put(taken)
+
+
+def test_two_workers_claiming_at_once_never_take_the_same_trial(tmp_path):
+    """Two processes released together claim from one SQLite queue of 60 waiting trials:
+    every trial is taken exactly once. (With Optuna's read-then-write state change, which
+    SQLite does not lock, 1-4 trials were taken by both in each of three runs.)"""
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    create_or_join(open_storage(url, FAST), "race", QueueSpec("tune", {"v": 1}, [{}] * 60))
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(2), ctx.Queue()
+    workers = [ctx.Process(target=_claim_all, args=(url, "race", barrier, out))
+               for _ in range(2)]
+    for w in workers:
+        w.start()
+    first, second = out.get(timeout=120), out.get(timeout=120)
+    for w in workers:
+        w.join(timeout=60)
+    assert not set(first) & set(second)
+    assert sorted(first + second) == sorted(set(first + second)) and len(first + second) == 60
+
+
 def test_an_interrupted_trial_goes_back_to_the_queue(tmp_path):
     queue = make_queue(tmp_path, 2)
     calls = []

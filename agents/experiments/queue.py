@@ -6,9 +6,9 @@ one ``WAITING`` trial each, tagged with its slot number); every worker then loop
 1. fail the trials whose worker stopped sending heartbeats (Optuna's
    ``fail_stale_trials``); the storage's ``RetryHeartbeatStaleTrialCallback`` puts a
    ``WAITING`` copy of each back in the queue (same slot, same parameters);
-2. claim a ``WAITING`` trial (the storage's atomic ``WAITING -> RUNNING`` change: one
-   winner), record its heartbeat, run it while a thread keeps the heartbeat fresh, and tell
-   the result;
+2. claim a ``WAITING`` trial (a conditional ``WAITING -> RUNNING`` update, atomic on every
+   database, SQLite included: one winner, :func:`take_waiting_trial`), record its
+   heartbeat, run it while a thread keeps the heartbeat fresh, and tell the result;
 3. when nothing waits, wait while other workers' trials run (one of them may die and come
    back), and stop when nothing is left.
 
@@ -32,6 +32,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -311,7 +312,7 @@ class TrialQueue:
                                                                             trial.number)
             try:
                 self.storage.record_heartbeat(trial_id)
-                if self.storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                if take_waiting_trial(self.storage, trial_id):
                     return trial_id
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
@@ -403,6 +404,27 @@ class TrialQueue:
             warnings.simplefilter("ignore", ExperimentalWarning)
             retry = RetryHeartbeatStaleTrialCallback(max_retry=self.heartbeat.max_retry)
         retry(study, self.storage.get_trial(trial_id))
+
+
+def take_waiting_trial(storage: RDBStorage, trial_id: int) -> bool:
+    """Move trial ``trial_id`` from ``WAITING`` to ``RUNNING`` if it is still waiting, in one
+    conditional ``UPDATE`` (a compare-and-set the database applies atomically). True when
+    this call moved it.
+
+    Optuna's own ``set_trial_state_values`` reads the state with ``SELECT ... FOR UPDATE``
+    and then writes it; SQLite ignores ``FOR UPDATE``, so two workers could both read
+    ``WAITING`` and both take the trial (seen under load: two workers ran one trial, the
+    second failed on the first's run folder, and its slot was lost). One statement cannot
+    interleave that way on any database."""
+    from optuna.storages._rdb import models  # the storage's own schema (its table, its types)
+
+    table = models.TrialModel.__table__
+    with storage.engine.begin() as connection:
+        moved = connection.execute(
+            table.update()
+            .where(table.c.trial_id == trial_id, table.c.state == TrialState.WAITING)
+            .values(state=TrialState.RUNNING, datetime_start=datetime.now())).rowcount
+    return moved == 1
 
 
 def slot_trials(study: optuna.Study) -> dict[int, FrozenTrial]:
