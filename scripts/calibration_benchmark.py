@@ -58,20 +58,24 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ("3c", "beauty", "food", "apparel_live")
 
 
+def units(name: str, *values: float):
+    """The scale errors of ``name`` are measured in: logs for positive quantities, plain for
+    weekday effects (and wherever one of ``values`` is not positive)."""
+    return float if name.startswith("weekday_") or min(values) <= 0 else np.log
+
+
 def error(name: str, value: float, truth: float) -> float:
-    """Absolute error: in logs for positive quantities, plain for weekday effects."""
-    if name.startswith("weekday_") or truth <= 0 or value <= 0:
-        return abs(value - truth)
-    return abs(np.log(value) - np.log(truth))
+    """Absolute error, in :func:`units`."""
+    f = units(name, value, truth)
+    return abs(float(f(value) - f(truth)))
 
 
 def standardised(name: str, value: float, low: float, high: float,
                  truth: float) -> float | None:
-    """Fit minus truth over the sd the 90% interval ``low`` .. ``high`` implies, in the units
-    of :func:`error` (logs where the interval is positive); None for an interval of no
+    """Fit minus truth over the sd the 90% interval ``low`` .. ``high`` implies, in
+    :func:`units` (logs where the interval is positive); None for an interval of no
     width. Approximate where an interval was cut at a bound."""
-    logs = not name.startswith("weekday_") and min(low, truth, value) > 0
-    f = np.log if logs else float
+    f = units(name, value, truth, low)
     sd = interval_sd(f(low), f(high))
     return float((f(value) - f(truth)) / sd) if sd > 0 else None
 

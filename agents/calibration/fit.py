@@ -105,7 +105,7 @@ def fit_account(history: AccountHistory, base: ScenarioConfig, margin: float | N
         notes.append("the target never moved: the pool's ROI/volume curve (its mean ROI and "
                      "spread) is decided by the prior (recommend can propose a test)")
     estimates = {**_market_estimates(params, z, cov), **orders}
-    shapes = _refund_shapes(post, base, z, cov, lower, upper)
+    shapes = _refund_shapes(post, base, z, cov, loadings, lower, upper)
     refunds, refund_notes = refund_estimates(history, base, shapes, LEVEL)
     notes += refund_notes
     estimates.update(refunds)
@@ -118,7 +118,7 @@ def fit_account(history: AccountHistory, base: ScenarioConfig, margin: float | N
 
 
 def _refund_shapes(post: Posterior, base: ScenarioConfig, z: np.ndarray, cov: np.ndarray,
-                   lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+                   loadings, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     """Each day's cohort refund rate at the base's rate (1 + REFUND_DRAWS, T), replayed as
     run along a path of the pool's latent log deviations: at the mode, the path's mean given
     the report; then at draws of the parameters from their posterior, each with a path
@@ -132,7 +132,7 @@ def _refund_shapes(post: Posterior, base: ScenarioConfig, z: np.ndarray, cov: np
     rng = np.random.default_rng(REFUND_DRAW_SEED)
     draws = np.clip(rng.multivariate_normal(z, cov, size=REFUND_DRAWS, method="cholesky"),
                     lower, upper)
-    mean, path_cov = post.latent_path(z)
+    mean, path_cov = post.latent_path(z, loadings)  # the mode's, computed once
     scale = max(float(np.mean(np.diag(path_cov))), 1e-12) * np.eye(mean.size)
     for jitter in PATH_JITTER:  # the conditional covariance is positive semi-definite
         try:

@@ -530,13 +530,17 @@ class Posterior:
         prior = np.diag([fast[last], slow_cost[last], slow_roi[last]])
         return self._latent_given_days(z, load, cross, prior)
 
-    def latent_path(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def latent_path(self, z: np.ndarray, loadings: Loadings | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
         """The latent log deviations of the pool's size (``a``) and mean ROI (``b``) on
         every day of the report given its residuals under candidate ``z`` (P,): mean (2T,)
         and covariance (2T, 2T), ``a`` on days 0..T-1 then ``b`` (shocks, drift and regimes
         together), the normal conditional of the joint model above. Budget-bound and
-        low-order days, outside the joint normal, do not inform it."""
-        o, load = self.obs, self.loadings(z)
+        low-order days, outside the joint normal, do not inform it.
+
+        :param loadings: ``z``'s own (:meth:`loadings`), when the caller has them."""
+        o = self.obs
+        load = self.loadings(z) if loadings is None else loadings
         f, r = o.free_days, o.roi_days
         cost, pool_roi = DayBlock.of(self, np.arange(self.lag.shape[0])).covariances(
             self.noise(z))
