@@ -9,7 +9,8 @@ which parameters the data identified.
    one batched replay) gives a normal approximation in the fit's space ``z``; 90% intervals
    are mapped to natural units. A parameter is **identified** when the data at least halved
    its prior's sd; else the prior decided it, and ``fit.json`` says so.
-4. Refund rate and kernel against the fitted market's depth (:mod:`.refunds`).
+4. Refund rate and kernel against the fitted market's depth, and the promotion peaks'
+   refund multiplier where the report has a peak (:mod:`.refunds`).
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import numpy as np
 from scipy import optimize, stats
 
 from agents.calibration.account import AccountHistory
-from agents.calibration.likelihood import Posterior
+from agents.calibration.likelihood import Posterior, normal_draws
 from agents.calibration.orders import Estimate, order_value
 from agents.calibration.prior import Parameter, bounds
 from agents.calibration.refunds import refund_estimates
-from agents.calibration.replay import Replay
+from agents.calibration.replay import Replay, peak_days
 from envs.config import ScenarioConfig
 
 LEVEL = 0.9  # the intervals' coverage (contracts: fit.json holds 90% intervals)
@@ -37,7 +38,6 @@ STARTS = 2  # starting points: one linearisation each, then the best goes on
 OUTER_STEPS = 6  # re-linearisations of the loadings
 REFUND_DRAWS = 32  # market draws whose refund shapes widen the refund intervals
 REFUND_DRAW_SEED = 0  # their seed: the same report gives the same fit
-PATH_JITTER = (1e-9, 1e-6, 1e-3)  # relative jitters tried on the latent path's covariance
 INNER_STEPS = 40  # L-BFGS-B iterations per linearisation
 
 
@@ -106,7 +106,8 @@ def fit_account(history: AccountHistory, base: ScenarioConfig, margin: float | N
                      "spread) is decided by the prior (recommend can propose a test)")
     estimates = {**_market_estimates(params, z, cov), **orders}
     shapes = _refund_shapes(post, base, z, cov, loadings, lower, upper)
-    refunds, refund_notes = refund_estimates(history, base, shapes, LEVEL)
+    refunds, refund_notes = refund_estimates(history, base, shapes, LEVEL,
+                                             peak_days(base, history))
     notes += refund_notes
     estimates.update(refunds)
     margin_value, margin_source = _margin(base, estimates["refund_rate"].value, margin,
@@ -133,16 +134,7 @@ def _refund_shapes(post: Posterior, base: ScenarioConfig, z: np.ndarray, cov: np
     draws = np.clip(rng.multivariate_normal(z, cov, size=REFUND_DRAWS, method="cholesky"),
                     lower, upper)
     mean, path_cov = post.latent_path(z, loadings)  # the mode's, computed once
-    scale = max(float(np.mean(np.diag(path_cov))), 1e-12) * np.eye(mean.size)
-    for jitter in PATH_JITTER:  # the conditional covariance is positive semi-definite
-        try:
-            factor = np.linalg.cholesky(path_cov + jitter * scale)
-            break
-        except np.linalg.LinAlgError:
-            continue
-    else:
-        factor = np.diag(np.sqrt(np.clip(np.diag(path_cov), 0.0, None)))
-    paths = np.vstack([mean, mean + rng.standard_normal((REFUND_DRAWS, mean.size)) @ factor.T])
+    paths = np.vstack([mean, normal_draws(rng, mean, path_cov, REFUND_DRAWS)])
     days = post.replay.history.days
     return Replay.of(post.replay.history, base).predict(
         np.vstack([z, draws]), roi_shift=paths[:, days:], cost_shift=paths[:, :days]).refund_rate

@@ -98,7 +98,8 @@ def load_fit(directory: str | Path, history: AccountHistory) -> Fit:
         margin_source = str(data["margin"]["source"])
         aov, basket = estimates["aov_cny"].value, estimates["basket_noise_sd"].value
         missing = [p.name for p in parameters if p.name not in estimates]
-        missing += [n for n in ("refund_rate", *(f"refund_kernel_{k}" for k in range(1, 8)))
+        missing += [n for n in ("refund_rate", "promo_refund_mult",
+                                *(f"refund_kernel_{k}" for k in range(1, 8)))
                     if n not in estimates]
         if missing or not 0.0 < margin < 1.0:
             raise ValueError(f"missing parameters {missing}" if missing

@@ -24,7 +24,13 @@ import numpy as np
 
 from agents.calibration.account import AccountHistory
 from agents.calibration.fit import Fit, interval_sd
-from agents.calibration.replay import AMPLE_BALANCE_CNY, recovery_days_left, replay_config
+from agents.calibration.likelihood import normal_draws
+from agents.calibration.replay import (
+    AMPLE_BALANCE_CNY,
+    peak_days,
+    recovery_days_left,
+    replay_config,
+)
 from agents.calibration.scenario import fitted_config
 from envs.actions import edit_size
 from envs.market import AccountParams, Decision, MarketModel, typical_share
@@ -157,7 +163,7 @@ def _state(fit: Fit, cfg, model: MarketModel, params: AccountParams,
     last = h.days - 1
     state = model.initial_state(params, rng)
     latent_mean, latent_cov = fit.posterior.latent_end(fit.z)
-    latent = rng.multivariate_normal(latent_mean, latent_cov, size=n, method="eigh")
+    latent = normal_draws(rng, latent_mean, latent_cov, n)
     learning_run = 0
     for flag in h.learning[::-1]:
         if not flag:
@@ -174,7 +180,9 @@ def _state(fit: Fit, cfg, model: MarketModel, params: AccountParams,
     recent = np.zeros((cfg.starvation_window_days, n))
     orders = h.orders[-cfg.starvation_window_days:]
     recent[-orders.size:] = orders[:, None]
-    # refunds of the last week's cohorts still to land, at the fitted rate and kernel
+    # refunds of the last week's cohorts still to land, at the fitted rate and kernel (and
+    # the fitted multiplier on a promotion peak's cohorts)
+    peak = peak_days(fit.base, h)
     kernel = np.array([fit.value(f"refund_kernel_{k}") for k in range(1, 8)])
     pipe = np.zeros((2, 7, n))
     cohorts = np.zeros((7, n))
@@ -182,7 +190,8 @@ def _state(fit: Fit, cfg, model: MarketModel, params: AccountParams,
         t = h.days - age
         if t < 0:
             continue
-        cohort = h.gmv[t] * params.refund_rate
+        cohort = h.gmv[t] * np.minimum(
+            params.refund_rate * (cfg.promo_refund_mult if peak[t] else 1.0), 0.95)
         cohorts[7 - age] = h.gmv[t] - cohort
         for ahead in range(7):  # lands ``ahead`` days after the next dawn
             k = age + ahead  # days after its order day

@@ -700,6 +700,21 @@ def _inverse(chol: np.ndarray) -> np.ndarray:
     return inv + np.tril(inv, -1).T
 
 
+def normal_draws(rng: np.random.Generator, mean: np.ndarray, cov: np.ndarray,
+                 n: int) -> np.ndarray:
+    """``n`` draws (n, k) of the normal with ``mean`` (k,) and positive semi-definite ``cov``
+    (k, k), through the covariance's symmetric square root ``V sqrt(L) V'``.
+
+    That root is unique, so the draws do not depend on which signs (or, for repeated
+    eigenvalues, which basis) a CPU's LAPACK gives the eigenvectors: NumPy's own
+    ``method="eigh"`` multiplies by ``V sqrt(L)``, whose columns flip with those signs. A
+    Cholesky factor is unique too, but only for a positive definite matrix; the latent
+    deviations' conditional covariances are singular up to rounding."""
+    eigval, eigvec = np.linalg.eigh(0.5 * (cov + cov.T))
+    root = (eigvec * np.sqrt(np.clip(eigval, 0.0, None))) @ eigvec.T
+    return np.asarray(mean, dtype=np.float64) + rng.standard_normal((n, root.shape[0])) @ root
+
+
 def _pos(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 1e-9)
 

@@ -20,7 +20,7 @@ from agents.calibration.fit import LEVEL, Fit
 from agents.run_folder import package_versions
 
 FILES = ("fit.json", "scenario.yaml", "validation.json", "validation.png", "anchor.json")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: promo_refund_mult fitted (a fit of version 1 lacks it)
 
 
 def fit_record(fit: Fit, command: list[str], base_name: str) -> dict:

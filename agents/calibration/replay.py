@@ -27,6 +27,7 @@ import numpy as np
 from agents.calibration.account import AccountHistory
 from agents.calibration.prior import index_of, market_parameters, weekday_log_effects
 from envs.actions import VOLUME
+from envs.calendar import PromoCalendar
 from envs.config import ScenarioConfig
 from envs.market import AccountParams, Decision, MarketModel, MarketState, typical_share
 
@@ -52,6 +53,18 @@ def replay_config(base: ScenarioConfig, history: AccountHistory,
         base.promo_peak_days,
         promo_peak_length_days=int(min(max(length, 1), 14)),
         balance_enabled=False)
+
+
+def peak_days(base: ScenarioConfig, history: AccountHistory) -> np.ndarray:
+    """Bool (T,): the report's days that are promotion peak days in its replay
+    (:func:`replay_config`'s calendar, the simulator's own), on which the market multiplies
+    the cohorts' refund rate by ``promo_refund_mult``; all false when the base has no
+    promotions."""
+    config = replay_config(base, history)
+    if not config.promotions_enabled:
+        return np.zeros(history.days, dtype=bool)
+    calendar = PromoCalendar.from_config(config)
+    return calendar.in_peak[calendar.index(history.day)].astype(bool)
 
 
 def recovery_days_left(interrupted: np.ndarray, recovery_days: int) -> np.ndarray:

@@ -3,8 +3,9 @@
 
 What goes in: every fitted market parameter that is a scenario key (the pool, its weekday
 pattern, noise and drift, the learning throttles, order value and basket noise, refund rate
-and kernel), the keys that scale with the account's size (:func:`size_scaled`), the margin
-(given, or the base's), and the account's settings on the report's last day as the launch
+and kernel, the promotion peaks' refund multiplier), the keys that scale with the account's
+size (:func:`size_scaled`), the margin (given, or the base's), and the account's settings
+on the report's last day as the launch
 settings. The per-account bidder bias is not a scenario key (the
 simulator draws it per episode around 1); the base's promotions calendar, balance top-ups and
 everything the report cannot show stay the base's.
@@ -23,7 +24,7 @@ from envs.config import ScenarioConfig
 MARKET_KEYS = ("pool_cost_cny", "pool_mean_roi", "pool_sigma", "traffic_shock_sd",
                "traffic_shock_ar", "drift_cost_sd", "bidder_noise_sd", "roi_shock_sd",
                "drift_roi_sd", "learning_traffic_mult", "learning_roi_mult", "aov_cny",
-               "basket_noise_sd", "refund_rate")
+               "basket_noise_sd", "refund_rate", "promo_refund_mult")
 
 
 def fitted_values(fit, z: np.ndarray | None = None) -> dict:
@@ -32,7 +33,7 @@ def fitted_values(fit, z: np.ndarray | None = None) -> dict:
     :param fit: an :class:`agents.calibration.fit.Fit`.
     :param z: the market's parameters at this point of the fit's space (``fit.parameters``'
         order; a draw from its posterior) instead of the fitted values; keys outside that
-        space (order value, basket noise, refund rate and kernel) stay the fitted ones.
+        space (order value, basket noise, refunds) stay the fitted ones.
     """
     base, h = fit.base, fit.history
     values: dict = {key: float(fit.value(key)) for key in MARKET_KEYS}

@@ -19,7 +19,7 @@ import numpy as np
 
 from agents.calibration.orders import Estimate
 from agents.calibration.prior import WEEKDAYS, bounds, market_parameters, weekday_log_effects
-from agents.calibration.refunds import refund_prior_sd
+from agents.calibration.refunds import PROMO_MULT_PRIOR_LOG_SD, PROMO_MULT_RANGE, refund_prior_sd
 from agents.calibration.scenario import size_scaled
 from agents.policies import make_policy
 from agents.serving.report import write_report
@@ -84,11 +84,15 @@ def draw_config(base: ScenarioConfig, rng: np.random.Generator
         launch_budget_cny=max(base.launch_budget_cny * size, 300.0),
         initial_balance_cny=base.initial_balance_cny * size, topup_cny=base.topup_cny * size,
         **size_scaled(base, value["pool_cost_cny"]))
+    # drawn last: the other parameters' draws are those of the accounts before it was fitted
+    cfg = cfg.replace(promo_refund_mult=float(np.clip(
+        base.promo_refund_mult * math.exp(PROMO_MULT_PRIOR_LOG_SD * rng.normal()),
+        *PROMO_MULT_RANGE)))
     truth = {name: v for name, v in value.items()
              if not name.startswith("weekday_") and name != "bidder_bias"}
     truth.update({f"weekday_{d}": float(e) for d, e in zip(WEEKDAYS, effects, strict=True)})
     truth.update(aov_cny=cfg.aov_cny, basket_noise_sd=cfg.basket_noise_sd,
-                 refund_rate=cfg.refund_rate,
+                 refund_rate=cfg.refund_rate, promo_refund_mult=cfg.promo_refund_mult,
                  **{f"refund_kernel_{k + 1}": float(v) for k, v in enumerate(kernel)})
     return cfg, truth
 
