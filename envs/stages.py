@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
 # Rows of the refund pipe (MarketState.refund_pipe): refunds on ad GMV, on incremental GMV.
 AD_REFUNDS, INCREMENTAL_REFUNDS = range(2)
+MAX_COHORT_REFUND_RATE = 0.95  # a cohort's refund rate never exceeds this (share of GMV)
 SMALL_POISSON = 12.0  # below this mean, orders are drawn by exact inversion
 _MAX_COUNT = 48  # counts the exact inversion considers (P(k >= 48) < 1e-12)
 _LOG_FACTORIALS = gammaln(np.arange(_MAX_COUNT) + 1.0)
@@ -532,7 +533,8 @@ def draw_refunds(c: DayConstants, refund_rate: np.ndarray, promo_refund_mult: np
     if c.refunds_enabled:
         base_rate = refund_rate * promo_refund_mult
         rate = np.minimum(np.maximum(
-            base_rate * (1.0 + c.refund_depth_slope * (depth - typical_share)), 0.0), 0.95)
+            base_rate * (1.0 + c.refund_depth_slope * (depth - typical_share)), 0.0),
+            MAX_COHORT_REFUND_RATE)
         mean_rate = rate * (1.0 - c.settlement_refund_reduction * orders.mix_set)
         sd = np.sqrt(mean_rate * (1.0 - mean_rate) / np.maximum(orders.orders, 1.0))
         cohort_refunds = orders.gmv * np.minimum(np.maximum(mean_rate + sd * refunds_draw,

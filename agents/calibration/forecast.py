@@ -35,7 +35,7 @@ from agents.calibration.scenario import fitted_config
 from envs.actions import edit_size
 from envs.market import AccountParams, Decision, MarketModel, typical_share
 from envs.reward import reward_args, reward_rows
-from envs.stages import AD_REFUNDS, INCREMENTAL_REFUNDS
+from envs.stages import AD_REFUNDS, INCREMENTAL_REFUNDS, MAX_COHORT_REFUND_RATE
 
 QUANTILES = (0.1, 0.5, 0.9)  # an 80% interval and the median
 METRICS = ("spend", "gmv", "orders", "refunds", "profit", "settled_gmv")
@@ -191,7 +191,8 @@ def _state(fit: Fit, cfg, model: MarketModel, params: AccountParams,
         if t < 0:
             continue
         cohort = h.gmv[t] * np.minimum(
-            params.refund_rate * (cfg.promo_refund_mult if peak[t] else 1.0), 0.95)
+            params.refund_rate * (cfg.promo_refund_mult if peak[t] else 1.0),
+            MAX_COHORT_REFUND_RATE)
         cohorts[7 - age] = h.gmv[t] - cohort
         for ahead in range(7):  # lands ``ahead`` days after the next dawn
             k = age + ahead  # days after its order day

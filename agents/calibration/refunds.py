@@ -86,16 +86,15 @@ def refund_estimates(history: AccountHistory, base: ScenarioConfig, shapes: np.n
                                    min(total + z * total_sd, MAX_REFUND_RATE), "share of GMV", True,
                                    source)}
     out["promo_refund_mult"] = prior["promo_refund_mult"]
-    if peak is not None:
-        out["promo_refund_mult"] = _promo_estimate(base, float(theta[KERNEL_DAYS]),
-                                                   float(cov[KERNEL_DAYS, KERNEL_DAYS]), z,
-                                                   peak_cohorts)
     if total <= 1e-9:
         for k in range(KERNEL_DAYS):
             out[f"refund_kernel_{k + 1}"] = prior[f"refund_kernel_{k + 1}"]
-        out["promo_refund_mult"] = prior["promo_refund_mult"]
         notes.append("refund kernel: no refunds to time, the base's values")
         return out, notes
+    if peak is not None:
+        out["promo_refund_mult"] = _promo_estimate(
+            base, float(theta[KERNEL_DAYS]), math.sqrt(max(float(cov[-1, -1]), 0.0)), z,
+            f"refunds of the promotion peaks' {peak_cohorts} cohorts against the other days'")
     share = coef / total
     for k in range(KERNEL_DAYS):
         grad = -share[k] / total * np.ones(KERNEL_DAYS)
@@ -111,21 +110,21 @@ def _peak_cohorts(history: AccountHistory, rows: np.ndarray, peak: np.ndarray | 
     """The peak days' cohorts with orders whose refunds land on a fitted row (count)."""
     if peak is None:
         return 0
-    days = np.flatnonzero(np.asarray(peak, dtype=bool) & (history.gmv > 0))
+    days = np.flatnonzero(peak & (history.gmv > 0))
     return int(np.sum((days + KERNEL_DAYS >= rows[0]) & (days + 1 <= rows[-1])))
 
 
-def _promo_estimate(base: ScenarioConfig, log_ratio: float, var: float, z: float,
-                    cohorts: int) -> Estimate:
-    """``promo_refund_mult`` from its log ratio to the base's and that ratio's variance."""
+def _promo_estimate(base: ScenarioConfig, log_ratio: float, sd: float, z: float,
+                    source: str) -> Estimate:
+    """``promo_refund_mult`` from its log ratio to the base's and that ratio's sd (normal in
+    logs, within the simulator's range); identified where the data at least halved the
+    prior's sd."""
     lo, hi = PROMO_MULT_RANGE
-    sd = math.sqrt(max(var, 0.0))
     mult = base.promo_refund_mult
     return Estimate(float(np.clip(mult * math.exp(log_ratio), lo, hi)),
                     float(np.clip(mult * math.exp(log_ratio - z * sd), lo, hi)),
                     float(np.clip(mult * math.exp(log_ratio + z * sd), lo, hi)), "multiplier",
-                    sd < 0.5 * PROMO_MULT_PRIOR_LOG_SD,
-                    f"refunds of the promotion peaks' {cohorts} cohorts against the other days'")
+                    sd < 0.5 * PROMO_MULT_PRIOR_LOG_SD, source)
 
 
 def _landing_fit(history: AccountHistory, base: ScenarioConfig, rows: np.ndarray,
@@ -235,7 +234,7 @@ def _landing_fit(history: AccountHistory, base: ScenarioConfig, rows: np.ndarray
         weight = 1.0 / var_y
         # the residuals' over-dispersion on the days no peak cohort lands on (the ratio
         # moves the others), never below the binomial's
-        calm = ~np.any(within & np.asarray(peak, dtype=bool)[None, :], axis=1)
+        calm = ~np.any(within & peak[None, :], axis=1)
         spread = (float(weight[calm] @ (y - x @ coef)[calm] ** 2) / (calm.sum() - KERNEL_DAYS)
                   if calm.sum() > 2 * KERNEL_DAYS else 1.0)
         spread = max(spread, 1.0)
@@ -279,7 +278,12 @@ def _landing_fit(history: AccountHistory, base: ScenarioConfig, rows: np.ndarray
 
 # the simulator's largest refund rate (its range in envs.config): a fitted rate above it
 # is not a measurement
-MAX_REFUND_RATE = next(row["hi"] for row in describe_parameters() if row["name"] == "refund_rate")
+def _simulator_range(name: str) -> tuple[float, float]:
+    """A scenario key's range in the simulator (``envs.config``): (lo, hi)."""
+    return next((row["lo"], row["hi"]) for row in describe_parameters() if row["name"] == name)
+
+
+MAX_REFUND_RATE = _simulator_range("refund_rate")[1]
 BASIS_ITERATIONS = 6  # refits of the basis at the refund rate (it settles in 2-4)
 SETTLED = 1e-4  # relative change of the rate at which it has settled
 # the kernel the landed days' covariance is built with: the fitted one, half-way to the
@@ -292,8 +296,7 @@ FITTED_KERNEL_WEIGHT = 0.5
 # the base's with a log-sd of 0.2 (90% within x0.72 .. x1.39; assumption), within the
 # simulator's range
 PROMO_MULT_PRIOR_LOG_SD = 0.2
-PROMO_MULT_RANGE = next((row["lo"], row["hi"]) for row in describe_parameters()
-                        if row["name"] == "promo_refund_mult")
+PROMO_MULT_RANGE = _simulator_range("promo_refund_mult")
 _KERNEL_PRIOR_SD = 0.1  # a kernel share is known to about +-0.1 before data (assumption)
 _RATE_PRIOR_LOGIT_SD = 0.5  # the refund rate within about x1.6 of the base's (assumption)
 
@@ -314,12 +317,8 @@ def _prior(base: ScenarioConfig, level: float) -> dict[str, Estimate]:
         out[f"refund_kernel_{k + 1}"] = Estimate(
             float(share), max(share - z * _KERNEL_PRIOR_SD, 0.0),
             min(share + z * _KERNEL_PRIOR_SD, 1.0), "share", False, "prior (base scenario)")
-    lo, hi = PROMO_MULT_RANGE
-    mult = base.promo_refund_mult
-    out["promo_refund_mult"] = Estimate(
-        float(mult), float(np.clip(mult * math.exp(-z * PROMO_MULT_PRIOR_LOG_SD), lo, hi)),
-        float(np.clip(mult * math.exp(z * PROMO_MULT_PRIOR_LOG_SD), lo, hi)), "multiplier",
-        False, "prior (base scenario)")
+    out["promo_refund_mult"] = _promo_estimate(base, 0.0, PROMO_MULT_PRIOR_LOG_SD, z,
+                                               "prior (base scenario)")
     return out
 
 
