@@ -220,11 +220,26 @@ def decision_of_tuple(action: np.ndarray, target_roi: np.ndarray, budget_cny: np
 
 
 @helper
+def powers(base: float, exponents: np.ndarray) -> np.ndarray:
+    """``base ** exponents`` (n,), one number at a time through the C library's ``pow``
+    (``math.pow``), which compiled code calls too. NumPy's array power takes SIMD paths
+    (SVML on AVX-512 CPUs) that round an ulp away from it, so the two engines, and serving
+    (NumPy) against the env (compiled), would differ by an ulp on such CPUs (a plan's share
+    0.2588951876952179 against 0.25889518769521797)."""
+    out = np.empty(exponents.shape[0])
+    for i in range(exponents.shape[0]):
+        out[i] = math.pow(base, exponents[i])
+    return out
+
+
+@helper
 def weight_shares(weight_actions: np.ndarray, share_range: float) -> np.ndarray:
     """Budget shares (n, 4), columns in the order of :data:`PLANS`, from the plan-weight
     components (n, 3 or 4) clipped to [-1, 1]: weights ``share_range ** a`` (whole_site's,
     the fourth, ``share_range ** a - 1 / share_range``, 0 at ``a = -1``), normalised."""
-    weights = share_range ** weight_actions
+    weights = np.empty(weight_actions.shape)
+    for plan in range(weight_actions.shape[1]):
+        weights[:, plan] = powers(share_range, weight_actions[:, plan])
     if weight_actions.shape[1] > 3:  # exactly 0 at a = -1 (the plan is off)
         weights[:, 3] = np.where(weight_actions[:, 3] > -1.0,
                                  np.maximum(weights[:, 3] - 1.0 / share_range, 0.0), 0.0)
@@ -251,8 +266,8 @@ def requested_arrays(action: np.ndarray, target_roi: np.ndarray, budget_cny: np.
     """
     action = np.minimum(np.maximum(action, -1.0), 1.0)
     s = settings
-    target = target_roi * (1.0 + s.target_max_step) ** action[:, s.target_column]
-    budget = budget_cny * (1.0 + s.budget_max_step) ** action[:, s.budget_column]
+    target = target_roi * powers(1.0 + s.target_max_step, action[:, s.target_column])
+    budget = budget_cny * powers(1.0 + s.budget_max_step, action[:, s.budget_column])
     if s.full:
         first = s.first_weight_column
         new_shares = weight_shares(action[:, first:first + s.weights], s.share_range)

@@ -57,6 +57,7 @@ RESPONSES = ("pool_cost_cny", "pool_mean_roi", "pool_sigma", "bidder_bias", "day
 # the moves whose replayed responses the gradient chains with (``day_roi``: every day's pool
 # mean ROI, the typical share held)
 LOG_2PI = float(np.log(2.0 * np.pi))
+NULL_EIGENVALUE = 1e-12  # of the largest: smaller eigenvalues of a covariance are rounding
 
 
 @dataclass
@@ -709,9 +710,13 @@ def normal_draws(rng: np.random.Generator, mean: np.ndarray, cov: np.ndarray,
     eigenvalues, which basis) a CPU's LAPACK gives the eigenvectors: NumPy's own
     ``method="eigh"`` multiplies by ``V sqrt(L)``, whose columns flip with those signs. A
     Cholesky factor is unique too, but only for a positive definite matrix; the latent
-    deviations' conditional covariances are singular up to rounding."""
+    deviations' conditional covariances are singular up to rounding. Eigenvalues below
+    :data:`NULL_EIGENVALUE` of the largest are taken as 0: a null direction's computed
+    eigenvalue is rounding (about 1e-16 of the largest, of either sign, whatever a CPU
+    makes of it), and its square root, about 1e-8, would otherwise differ between CPUs."""
     eigval, eigvec = np.linalg.eigh(0.5 * (cov + cov.T))
-    root = (eigvec * np.sqrt(np.clip(eigval, 0.0, None))) @ eigvec.T
+    floor = NULL_EIGENVALUE * max(float(np.max(eigval, initial=0.0)), 0.0)
+    root = (eigvec * np.sqrt(np.where(eigval > floor, eigval, 0.0))) @ eigvec.T
     return np.asarray(mean, dtype=np.float64) + rng.standard_normal((n, root.shape[0])) @ root
 
 
