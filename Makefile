@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup train test lint results calibration decision-value clean-venv
+.PHONY: setup train test lint results calibration interval-widening decision-value clean-venv
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ results: $(STAMP)  ## train PPO on every scenario x 3 seeds, benchmark all, writ
 
 calibration: $(STAMP)  ## fit synthetic accounts of known truth, write docs/calibration_results.md
 	$(PY) scripts/calibration_benchmark.py $(ARGS)
+
+interval-widening: $(STAMP)  ## measure how much the fit's market intervals must widen, write configs/calibration/interval_widening.json
+	$(PY) scripts/interval_widening.py $(ARGS)
 
 decision-value: $(STAMP)  ## the anchor adapted to a fit vs the base's on true markets, write docs/decision_value_results.md
 	$(PY) scripts/decision_value.py $(ARGS)

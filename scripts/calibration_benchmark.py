@@ -44,14 +44,12 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from agents.calibration.account import HOLDOUT_DAYS, account_history  # noqa: E402
+from agents.calibration.account import HOLDOUT_DAYS  # noqa: E402
 from agents.calibration.fit import fit_account, interval_sd  # noqa: E402
 from agents.calibration.forecast import Settings, forecast  # noqa: E402
 from agents.calibration.synthetic import fit_at_truth, synthetic_account  # noqa: E402
 from agents.calibration.validation import forecast_errors, validate  # noqa: E402
 from agents.run_folder import write_text_atomic  # noqa: E402
-from agents.serving.inputs import parse_promotions  # noqa: E402
-from agents.serving.report import read_report  # noqa: E402
 from envs.config import ConfigError, load_scenario  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,9 +91,7 @@ def one_account(index: int, days: int, work: Path, overrides: dict | None = None
     """
     base = load_scenario(SCENARIOS[index % len(SCENARIOS)])
     acc = synthetic_account(base, index, days, overrides=overrides)
-    path = acc.write(work / f"account_{days}d_{index}.csv")
-    history = account_history(read_report(path), base,
-                              parse_promotions(acc.promo_dates, base.promo_peak_length_days))
+    history = acc.history(base, work / f"account_{days}d_{index}.csv")
     started, cpu = time.perf_counter(), time.process_time()
     fit = fit_account(history, base)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu

@@ -7,8 +7,9 @@ which parameters the data identified.
    differences computed as one batched replay.
 3. Intervals: the Hessian of the negative log posterior at the mode (central differences,
    one batched replay) gives a normal approximation in the fit's space ``z``; 90% intervals
-   are mapped to natural units. A parameter is **identified** when the data at least halved
-   its prior's sd; else the prior decided it, and ``fit.json`` says so.
+   are mapped to natural units, each market parameter's widened by the factor measured on
+   synthetic accounts (:mod:`.widening`). A parameter is **identified** when the data at
+   least halved its prior's sd; else the prior decided it, and ``fit.json`` says so.
 4. Refund rate and kernel against the fitted market's depth, and the promotion peaks'
    refund multiplier where the report has a peak (:mod:`.refunds`).
 """
@@ -22,12 +23,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, stats
 
-from agents.calibration.account import AccountHistory
+from agents.calibration.account import AccountHistory, CalibrationError
 from agents.calibration.likelihood import Posterior, normal_draws
 from agents.calibration.orders import Estimate, order_value
 from agents.calibration.prior import Parameter, bounds
 from agents.calibration.refunds import refund_estimates
 from agents.calibration.replay import Replay, peak_days
+from agents.calibration.widening import load_table, widened
 from envs.config import ScenarioConfig
 
 LEVEL = 0.9  # the intervals' coverage (contracts: fit.json holds 90% intervals)
@@ -61,6 +63,8 @@ class Fit:
     seconds: float
     posterior: Posterior
     notes: list[str] = field(default_factory=list)
+    widening: dict[str, float] = field(default_factory=dict)  # each market parameter's
+    # interval widening (:mod:`.widening`; 1: none)
 
     def sample_z(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` draws (n, P) from the normal approximation of the posterior, within the
@@ -73,11 +77,14 @@ class Fit:
 
 
 def fit_account(history: AccountHistory, base: ScenarioConfig, margin: float | None = None,
-                breakeven_roi: float | None = None) -> Fit:
+                breakeven_roi: float | None = None, widen: bool = True) -> Fit:
     """Fit ``history`` against ``base`` (the scenario that supplies what the report cannot).
 
     :param margin: the contribution margin on settled GMV, or ``breakeven_roi`` (the margin
         then follows from the fitted refund rate); neither: the base's margin (a prior).
+    :param widen: widen the market's intervals by the measured table (:mod:`.widening`);
+        False gives the normal approximation at the mode alone (what the table is measured
+        on).
     """
     started = time.perf_counter()
     notes = list(history.notes)
@@ -92,6 +99,20 @@ def fit_account(history: AccountHistory, base: ScenarioConfig, margin: float | N
     loadings = post.loadings(z)
     cov = _wider_of(_laplace_covariance(post, z, loadings),
                     post.expected_information(z, loadings), post)
+    factors = np.ones(z.size)
+    if widen:
+        table = load_table()
+        if not math.isclose(table.level, LEVEL):
+            raise CalibrationError(f"the widening table was measured for {table.level:.0%} "
+                                   f"intervals, the fit's are {LEVEL:.0%}")
+        factors = table.factors_for([p.name for p in params], history.days)
+        cov = widened(cov, factors, post.sd)
+        wide = [p.name for p, k in zip(params, factors, strict=True) if k > 1.1]
+        if wide:
+            notes.append("the 90% intervals of " + ", ".join(wide) + " are widened by the "
+                         "factors measured on synthetic accounts (fit.json's interval_widening"
+                         "): the normal approximation at the mode alone covers their truth "
+                         "less often than it says")
     if not history.learning.any():
         notes.append("the plan never learned in the report: the learning throttles are the "
                       "prior's")
@@ -115,7 +136,8 @@ def fit_account(history: AccountHistory, base: ScenarioConfig, margin: float | N
     return Fit(history=history, base=base, parameters=params, z=z, cov=cov,
                estimates=estimates, margin=margin_value, margin_source=margin_source,
                log_posterior=-float(value), seconds=time.perf_counter() - started,
-               posterior=post, notes=notes)
+               posterior=post, notes=notes,
+               widening={p.name: float(k) for p, k in zip(params, factors, strict=True)})
 
 
 def _refund_shapes(post: Posterior, base: ScenarioConfig, z: np.ndarray, cov: np.ndarray,

@@ -107,13 +107,15 @@ def load_fit(directory: str | Path, history: AccountHistory) -> Fit:
         log_posterior = float(data.get("log_posterior", math.nan))
         seconds = float(data.get("seconds", 0.0))
         notes = [str(n) for n in data.get("notes", [])]
+        widening = {str(n): float(k) for n, k in data.get("interval_widening", {}).items()}
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CalibrationError(f"not a complete fit ({type(exc).__name__}: {exc}): "
                                "recalibrate", path) from None
     posterior = Posterior.of(history, base, aov, basket)
     return Fit(history=history, base=base, parameters=parameters, z=z, cov=cov,
                estimates=estimates, margin=margin, margin_source=margin_source,
-               log_posterior=log_posterior, seconds=seconds, posterior=posterior, notes=notes)
+               log_posterior=log_posterior, seconds=seconds, posterior=posterior, notes=notes,
+               widening=widening)
 
 
 def check_period(data: dict[str, Any], history: AccountHistory, path: Path) -> None:

@@ -20,7 +20,8 @@ from agents.calibration.fit import LEVEL, Fit
 from agents.run_folder import package_versions
 
 FILES = ("fit.json", "scenario.yaml", "validation.json", "validation.png", "anchor.json")
-FORMAT_VERSION = 2  # 2: promo_refund_mult fitted (a fit of version 1 lacks it)
+FORMAT_VERSION = 3  # 2: promo_refund_mult fitted (a fit of version 1 lacks it); 3: the market's
+# intervals widened by the measured table (interval_widening; version 2's are narrower)
 
 
 def fit_record(fit: Fit, command: list[str], base_name: str) -> dict:
@@ -38,6 +39,9 @@ def fit_record(fit: Fit, command: list[str], base_name: str) -> dict:
         "identified": sorted(n for n, e in fit.estimates.items() if e.identified),
         "prior_decided": sorted(n for n, e in fit.estimates.items() if not e.identified),
         "notes": fit.notes, "log_posterior": fit.log_posterior,
+        # each market parameter's interval widening, measured on synthetic accounts
+        # (agents.calibration.widening; 1: none); the covariance below includes it
+        "interval_widening": fit.widening,
         # the normal approximation of the posterior in the fit's space (logs, logits), for
         # forecasts without refitting (agents.calibration.fit_io.load_fit)
         "posterior": {"parameters": [p.name for p in fit.parameters],

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from agents.calibration.account import AccountHistory, account_history
 from agents.calibration.orders import Estimate
 from agents.calibration.prior import WEEKDAYS, bounds, market_parameters, weekday_log_effects
 from agents.calibration.refunds import PROMO_MULT_PRIOR_LOG_SD, PROMO_MULT_RANGE, refund_prior_sd
 from agents.calibration.scenario import size_scaled
 from agents.policies import make_policy
-from agents.serving.report import write_report
+from agents.serving.inputs import parse_promotions
+from agents.serving.report import read_report, write_report
 from envs.actions import plan_names
 from envs.config import ScenarioConfig
 from envs.seeds import CALIBRATION_SEED
@@ -52,6 +54,12 @@ class SyntheticAccount:
     def write(self, path: str | Path) -> Path:
         write_report(path, self.dates, self.columns)
         return Path(path)
+
+    def history(self, base: ScenarioConfig, path: str | Path) -> AccountHistory:
+        """The report written to ``path`` and read back as a user's would be (the report
+        reader, the promotion dates), against ``base``."""
+        return account_history(read_report(self.write(path)), base,
+                               parse_promotions(self.promo_dates, base.promo_peak_length_days))
 
 
 def draw_config(base: ScenarioConfig, rng: np.random.Generator
