@@ -34,8 +34,6 @@ import os
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import nullcontext
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices: one thread is faster
@@ -47,6 +45,11 @@ from scipy import stats  # noqa: E402
 from agents.calibration.account import HOLDOUT_DAYS  # noqa: E402
 from agents.calibration.fit import fit_account, interval_sd  # noqa: E402
 from agents.calibration.forecast import Settings, forecast  # noqa: E402
+from agents.calibration.records import (  # noqa: E402
+    kept_records,
+    record_path,  # noqa: F401 (the tests find a record by it)
+    run_records,
+)
 from agents.calibration.synthetic import fit_at_truth, synthetic_account  # noqa: E402
 from agents.calibration.validation import forecast_errors, validate  # noqa: E402
 from agents.run_folder import write_text_atomic  # noqa: E402
@@ -76,12 +79,6 @@ def standardised(name: str, value: float, low: float, high: float,
     f = units(name, value, truth, low)
     sd = interval_sd(f(low), f(high))
     return float((f(value) - f(truth)) / sd) if sd > 0 else None
-
-
-def record_path(folder: Path, index: int, days: int) -> Path:
-    """Where one account's record is kept, so that a run stopped part-way (or by one
-    account's error) keeps what it measured and a rerun with the same ``--out`` goes on."""
-    return folder / f"account_{days}d_{index}.json"
 
 
 def one_account(index: int, days: int, work: Path, overrides: dict | None = None) -> dict:
@@ -243,8 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     kept.mkdir(exist_ok=True)
     jobs = [(i, d) for d in lengths for i in range(args.accounts)]
-    done = {job: json.loads(record_path(kept, *job).read_text()) for job in jobs
-            if record_path(kept, *job).is_file()}
+    done = kept_records(kept, jobs)
     other = sorted({json.dumps(r.get("truth_overrides", {}), sort_keys=True)
                     for r in done.values()} - {json.dumps(overrides, sort_keys=True)})
     if other:
@@ -253,19 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     if done:
         print(f"{len(done)} account(s) read from {kept} (a run of other code wants a new --out)",
               flush=True)
-    with ProcessPoolExecutor(args.workers) if args.workers > 1 else nullcontext() as pool:
-        todo = [job for job in jobs if job not in done]
-        if pool is None:
-            finished = (one_account(i, d, work, overrides) for i, d in todo)
-        else:
-            finished = (f.result() for f in as_completed(
-                [pool.submit(one_account, i, d, work, overrides) for i, d in todo]))
-        for r in finished:
-            write_text_atomic(record_path(kept, r["index"], r["days"]), json.dumps(r) + "\n")
-            done[(r["index"], r["days"])] = r
-            print(f"{r['days']}d account {r['index']} ({r['scenario']}): {r['seconds']:.1f} s, "
-                  "forecast " + ", ".join(f"{m} {v:.0%}" for m, v in r["forecast"].items()),
-                  flush=True)
+    todo = [job for job in jobs if job not in done]
+    for r in run_records(one_account, todo, kept, args.workers, work, overrides):
+        done[(r["index"], r["days"])] = r
+        print(f"{r['days']}d account {r['index']} ({r['scenario']}): {r['seconds']:.1f} s, "
+              "forecast " + ", ".join(f"{m} {v:.0%}" for m, v in r["forecast"].items()),
+              flush=True)
     results = [done[job] for job in jobs]
     write_text_atomic(args.out / "benchmark.json", json.dumps(results, indent=1) + "\n")
     text = tables(results, lengths)

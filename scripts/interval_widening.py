@@ -20,8 +20,6 @@ import datetime as dt
 import json
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import nullcontext
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +29,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices: one thread
 import numpy as np  # noqa: E402
 
 from agents.calibration.fit import LEVEL, fit_account  # noqa: E402
+from agents.calibration.records import kept_records, run_records  # noqa: E402
 from agents.calibration.speed import SCENARIOS  # noqa: E402
 from agents.calibration.synthetic import synthetic_account  # noqa: E402
 from agents.calibration.widening import FIRST_INDEX, measure, table_path  # noqa: E402
@@ -87,20 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     kept.mkdir(exist_ok=True)
     jobs = [(FIRST_INDEX + i, d) for d in lengths for i in range(args.accounts)]
-    path = {job: kept / f"account_{job[1]}d_{job[0]}.json" for job in jobs}
-    done = {job: json.loads(path[job].read_text()) for job in jobs if path[job].is_file()}
+    done = kept_records(kept, jobs)
     todo = [job for job in jobs if job not in done]
-    with ProcessPoolExecutor(args.workers) if args.workers > 1 else nullcontext() as pool:
-        if pool is None:
-            finished = (one_account(i, d, work) for i, d in todo)
-        else:
-            finished = (f.result() for f in as_completed(
-                [pool.submit(one_account, i, d, work) for i, d in todo]))
-        for n, r in enumerate(finished, 1):
-            write_text_atomic(path[(r["index"], r["days"])], json.dumps(r) + "\n")
-            done[(r["index"], r["days"])] = r
-            if n % 20 == 0 or n == len(todo):
-                print(f"{n}/{len(todo)} fitted", flush=True)
+    for n, r in enumerate(run_records(one_account, todo, kept, args.workers, work), 1):
+        done[(r["index"], r["days"])] = r
+        if n % 20 == 0 or n == len(todo):
+            print(f"{n}/{len(todo)} fitted", flush=True)
     table = measure([done[job] for job in jobs], lengths, LEVEL)
     table.update(
         accounts=args.accounts,

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from agents.calibration.account import AccountHistory, CalibrationError
-from agents.calibration.likelihood import Posterior, normal_draws
+from agents.calibration.likelihood import Posterior, normal_draws, with_sds
 from agents.calibration.orders import Estimate, order_value
 from agents.calibration.prior import Parameter, bounds
 from agents.calibration.refunds import refund_estimates
@@ -263,9 +263,7 @@ def _laplace_covariance(post: Posterior, z: np.ndarray, loadings) -> np.ndarray:
     eigval = np.maximum(eigval, floor)
     cov = (eigvec / eigval) @ eigvec.T
     # never wider than the prior itself
-    sd = np.sqrt(np.diag(cov))
-    scale = np.minimum(1.0, post.sd / sd)
-    return cov * np.outer(scale, scale)
+    return with_sds(cov, np.minimum(np.sqrt(np.diag(cov)), post.sd))
 
 
 def _wider_of(laplace: np.ndarray, information: np.ndarray, post: Posterior) -> np.ndarray:
@@ -279,8 +277,7 @@ def _wider_of(laplace: np.ndarray, information: np.ndarray, post: Posterior) -> 
     sd = np.sqrt(np.diag(laplace))
     wider = np.sqrt(np.maximum(np.diag(laplace), np.diag(expected)))
     wider[post.noise_index] = sd[post.noise_index]
-    scale = wider / sd
-    return laplace * np.outer(scale, scale)
+    return with_sds(laplace, wider)
 
 
 def _market_estimates(params: list[Parameter], z: np.ndarray,

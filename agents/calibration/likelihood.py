@@ -720,6 +720,14 @@ def normal_draws(rng: np.random.Generator, mean: np.ndarray, cov: np.ndarray,
     return np.asarray(mean, dtype=np.float64) + rng.standard_normal((n, root.shape[0])) @ root
 
 
+def with_sds(cov: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """``cov`` (P, P) rescaled to the sds ``sd`` (P,), its correlations kept (a parameter of
+    no variance keeps none)."""
+    own = np.sqrt(np.diag(cov))
+    scale = np.where(own > 0, sd / np.where(own > 0, own, 1.0), 1.0)
+    return cov * np.outer(scale, scale)
+
+
 def _pos(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 1e-9)
 

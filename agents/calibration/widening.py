@@ -41,6 +41,7 @@ import numpy as np
 from scipy import stats
 
 from agents.calibration.account import CalibrationError
+from agents.calibration.likelihood import with_sds
 from envs.paths import config_dir, missing_folder_hint
 
 FIRST_INDEX = 1000  # synthetic account indices measured (seeds CALIBRATION_SEED + 1000 on)
@@ -109,9 +110,7 @@ def widened(cov: np.ndarray, factors: np.ndarray, prior_sd: np.ndarray) -> np.nd
     """``cov`` (P, P) with each parameter's sd multiplied by its factor (correlations kept),
     and no sd wider than its prior's."""
     sd = np.sqrt(np.diag(cov))
-    new_sd = np.minimum(sd * factors, np.maximum(prior_sd, sd))
-    scale = np.where(sd > 0, new_sd / np.where(sd > 0, sd, 1.0), 1.0)
-    return cov * np.outer(scale, scale)
+    return with_sds(cov, np.minimum(sd * factors, np.maximum(prior_sd, sd)))
 
 
 def factor_of(standardised: Sequence[float], level: float) -> float:
