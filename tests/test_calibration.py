@@ -17,7 +17,7 @@ from agents.calibration.fit import fit_account
 from agents.calibration.orders import order_value
 from agents.calibration.outputs import write_calibration
 from agents.calibration.prior import index_of, market_parameters
-from agents.calibration.refunds import KERNEL_DAYS, refund_estimates
+from agents.calibration.refunds import KERNEL_DAYS, pending_cohorts, refund_estimates
 from agents.calibration.replay import Replay
 from agents.calibration.synthetic import draw_config, synthetic_account
 from agents.serving.inputs import parse_promotions
@@ -221,6 +221,26 @@ def test_order_value_intervals_are_exact():
         assert abs(count / trials - 0.9) < band, (name, count / trials)
 
 
+def refunds_report(rng: np.random.Generator, days: int, orders_per_day: float):
+    """A report's orders and refunds as the market makes them: a refund rate in 0.05-0.45,
+    a kernel, Poisson orders; each cohort's share drawn by :func:`envs.stages.draw_refunds`
+    and landed by the kernel. Returns rate, kernel, orders, GMV, cohort refunds and the
+    refunds landed per day."""
+    constants = day_constants(load_scenario("3c", shocks_enabled=False))
+    rate, aov = rng.uniform(0.05, 0.45), rng.uniform(100, 800)
+    kernel = rng.dirichlet(np.full(KERNEL_DAYS, 2.0))
+    orders = rng.poisson(orders_per_day, size=days).astype(float)
+    gmv = orders * aov
+    flat, none = np.full(days, 0.5), np.zeros(days)
+    cohorts = draw_refunds(constants, np.full(days, rate), np.ones(days), flat, flat,
+                           Orders(orders, gmv, none, none, none, none, gmv),
+                           rng.standard_normal(days)).cohort_refunds
+    landed = np.zeros(days)
+    for k in range(1, KERNEL_DAYS + 1):
+        landed[k:] += kernel[k - 1] * cohorts[:-k]
+    return rate, kernel, orders, gmv, cohorts, landed
+
+
 @pytest.mark.parametrize("orders_per_day", [2.0, 40.0])
 def test_refund_rate_intervals_are_calibrated(base, orders_per_day):
     """The refund rate's 90% interval covers the truth 90% of the time (300 reports of 56
@@ -229,20 +249,8 @@ def test_refund_rate_intervals_are_calibrated(base, orders_per_day):
     0, so its mean lies above the rate) and of many; refunds land by the market's kernel."""
     rng = np.random.default_rng(1)
     days, trials, covered, errors = 56, 300, 0, []
-    cfg = load_scenario("3c", shocks_enabled=False)
-    constants = day_constants(cfg)
     for _ in range(trials):
-        rate, aov = rng.uniform(0.05, 0.45), rng.uniform(100, 800)
-        kernel = rng.dirichlet(np.full(KERNEL_DAYS, 2.0))
-        orders = rng.poisson(orders_per_day, size=days).astype(float)
-        gmv = orders * aov
-        flat, none = np.full(days, 0.5), np.zeros(days)
-        cohorts = draw_refunds(constants, np.full(days, rate), np.ones(days), flat, flat,
-                               Orders(orders, gmv, none, none, none, none, gmv),
-                               rng.standard_normal(days)).cohort_refunds
-        landed = np.zeros(days)
-        for k in range(1, KERNEL_DAYS + 1):
-            landed[k:] += kernel[k - 1] * cohorts[:-k]
+        rate, kernel, orders, gmv, _, landed = refunds_report(rng, days, orders_per_day)
         h = type("H", (), {"orders": orders, "gmv": gmv, "refunds": landed, "days": days})()
         est = refund_estimates(h, base, np.full((1, days), base.refund_rate))[0]["refund_rate"]
         covered += est.low <= rate <= est.high
@@ -490,6 +498,28 @@ def test_the_fitted_market_scales_what_grows_with_the_account(account, base):
         base.carryover_saturation_cny * fit.value("pool_cost_cny") / base.pool_cost_cny)
 
 
+def test_the_fitted_market_tops_up_as_the_report_shows(account, base):
+    """The balance column's deposits (its rises plus the day's spend) set the fitted
+    market's top-ups: the synthetic account's own amount and interval; a report without
+    the column keeps the size-scaled top-up, and one whose balance only falls has none."""
+    import dataclasses
+
+    from agents.calibration.scenario import fitted_config, size_scaled
+
+    acc, path = account
+    history = history_of(acc, path, base)
+    fit = fit_account(history, base)
+    assert acc.config.topup_cny != pytest.approx(base.topup_cny, rel=0.2)  # not the base's
+    for cfg in (fitted_config(fit), fitted_config(fit, true_z(acc, fit.parameters))):
+        assert cfg.topup_cny == pytest.approx(acc.config.topup_cny, rel=0.01)
+        assert cfg.topup_interval_days == acc.config.topup_interval_days
+    unseen = dataclasses.replace(fit, history=dataclasses.replace(history, balance=None))
+    assert fitted_config(unseen).topup_cny == pytest.approx(
+        size_scaled(base, fit.value("pool_cost_cny"))["topup_cny"])
+    falling = dataclasses.replace(history, balance=1e9 - np.cumsum(history.spend))
+    assert fitted_config(dataclasses.replace(fit, history=falling)).topup_cny == 0.0
+
+
 def test_the_calibration_benchmark_keeps_each_account_and_goes_on(tmp_path, monkeypatch):
     """Each account's record is written as it finishes; a rerun with the same ``--out`` reads
     them instead of fitting again and measures only the accounts it lacks."""
@@ -526,3 +556,31 @@ def test_the_calibration_benchmark_changes_only_the_truth_as_told(tmp_path, caps
     with pytest.raises(SystemExit) as stop:
         bench.main(args)  # the same folder, the truth as drawn
     assert stop.value.code == 2 and "other --truth-overrides" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("orders_per_day", [2.0, 40.0])
+def test_refunds_still_to_land_are_drawn_given_those_that_landed(orders_per_day):
+    """The refunds still to land after a report's last day (what the kernel has yet to land
+    of its last week's cohorts), drawn given the refunds the report saw land: their 80%
+    interval holds the truth 80% of the time (300 reports of 28 days, within 3 binomial
+    sds; each cohort's share drawn by the market's own :func:`envs.stages.draw_refunds`,
+    landed by its kernel), and it is narrower than drawn without them."""
+    rng = np.random.default_rng(2)
+    days, trials, copies = 28, 300, 400
+    inside, widths = {True: 0, False: 0}, {True: [], False: []}
+    for _ in range(trials):
+        rate, kernel, orders, gmv, cohorts, landed = refunds_report(rng, days, orders_per_day)
+        # the cohort of ``age`` days before the next dawn has landed its shares 1..age-1
+        still = np.array([kernel[age - 1:].sum() for age in range(KERNEL_DAYS, 0, -1)])
+        truth = float(still @ cohorts[-KERNEL_DAYS:])
+        for given in (True, False):
+            drawn = pending_cohorts(gmv, orders, landed if given else None,
+                                    np.full((days, copies), rate), kernel,
+                                    np.zeros(KERNEL_DAYS), rng)[-KERNEL_DAYS:]
+            low, high = np.quantile(still @ drawn, [0.1, 0.9])
+            inside[given] += bool(low <= truth <= high)
+            widths[given].append(high - low)
+    band = 3 * np.sqrt(0.8 * 0.2 / trials)
+    for given, count in inside.items():
+        assert abs(count / trials - 0.8) < band, (given, count / trials)
+    assert np.median(np.array(widths[True]) / np.array(widths[False])) < 0.9

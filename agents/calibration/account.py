@@ -28,6 +28,9 @@ MIN_FIT_DAYS = 28  # fewest days calibrate accepts: 14 to fit on and 14 held out
 HOLDOUT_DAYS = 14  # days held out by the validation (issue #18)
 MAX_FIT_DAYS = 180  # older days are dropped: the market drifts (half-lives of weeks)
 MIN_ORDER_DAYS = 7  # days with at least one order needed to read the AOV
+# a day's deposit (balance rise plus spend) counts as a top-up from this many typical days'
+# spend (a smaller one is taken for a cost-protection credit; assumption)
+MIN_DEPOSIT_DAYS_OF_SPEND = 1.0
 MATURE_PLAN_DAYS = 60  # a report without a launch date: the plan is this old on day one
 CAPPED_SHARE = 0.99  # spend at or above this share of the budget: the budget bound
 
@@ -84,6 +87,25 @@ class AccountHistory:
     def weekday(self) -> np.ndarray:
         """0 = Monday, (T,)."""
         return np.array([d.weekday() for d in self.dates], dtype=np.int64)
+
+    def topups(self) -> tuple[float, int] | None:
+        """The money the advertiser puts into the account, read off the balance column: the
+        mean deposit (CNY) and the mean days between deposits, or ``None`` without a balance
+        column (or fewer than 2 days of it). A day's deposit is its balance's rise plus its
+        spend (the market's balance falls by the spend and rises by top-ups and
+        cost-protection credits, :func:`envs.stages.settle_money`); days whose deposit is
+        below one typical day's spend (:data:`MIN_DEPOSIT_DAYS_OF_SPEND`) are taken as
+        credits, not top-ups. One deposit: its amount, and ``0`` days between (the caller's
+        schedule); none: ``(0.0, 0)``, the report shows no top-up."""
+        if self.balance is None or self.days < 2:
+            return None
+        deposit = np.diff(self.balance) + self.spend[1:]
+        floor = MIN_DEPOSIT_DAYS_OF_SPEND * float(np.median(self.spend))
+        days = np.flatnonzero(deposit > max(floor, 1.0)) + 1
+        if days.size == 0:
+            return 0.0, 0
+        gap = round(float(days[-1] - days[0]) / (days.size - 1)) if days.size > 1 else 0
+        return float(deposit[days - 1].mean()), int(gap)
 
     def head(self, days: int) -> AccountHistory:
         """The first ``days`` days (the fit's part when the last ones are held out)."""

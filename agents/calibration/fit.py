@@ -157,9 +157,17 @@ def _refund_shapes(post: Posterior, base: ScenarioConfig, z: np.ndarray, cov: np
                     lower, upper)
     mean, path_cov = post.latent_path(z, loadings)  # the mode's, computed once
     paths = np.vstack([mean, normal_draws(rng, mean, path_cov, REFUND_DRAWS)])
+    return replayed_refund_shapes(post, base, np.vstack([z, draws]), paths)
+
+
+def replayed_refund_shapes(post: Posterior, base: ScenarioConfig, z: np.ndarray,
+                           paths: np.ndarray) -> np.ndarray:
+    """Each report day's cohort refund rate at the base's rate (K, T; NaN where no order
+    was booked), replayed at candidates ``z`` (K, P) along paths (K, 2T) of the pool's
+    latent log deviations (:meth:`.likelihood.Posterior.latent_path`'s layout)."""
     days = post.replay.history.days
     return Replay.of(post.replay.history, base).predict(
-        np.vstack([z, draws]), roi_shift=paths[:, days:], cost_shift=paths[:, :days]).refund_rate
+        np.atleast_2d(z), roi_shift=paths[:, days:], cost_shift=paths[:, :days]).refund_rate
 
 
 def interval_sd(low: float, high: float) -> float:

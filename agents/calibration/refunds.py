@@ -31,6 +31,9 @@ KERNEL_DAYS = 7
 # scale its covariance are all 0; on a 14-day report of an account that sold on 3 of its
 # first 7 days it put the rate at 86)
 MIN_REFUND_DAYS = 2 * KERNEL_DAYS
+# the order cohorts a forecast draws given the report's last week of landed refunds: the
+# week still landing and the week before, whose refunds also landed in that week
+PENDING_WINDOW_DAYS = 2 * KERNEL_DAYS
 
 
 def refund_estimates(history: AccountHistory, base: ScenarioConfig, shapes: np.ndarray,
@@ -163,7 +166,7 @@ def _landing_fit(history: AccountHistory, base: ScenarioConfig, rows: np.ndarray
     lag = rows[:, None] - np.arange(history.days)[None, :]  # landing day minus cohort day
     within = (lag >= 1) & (lag <= KERNEL_DAYS)
     lag_index = np.clip(lag, 1, KERNEL_DAYS) - 1
-    nugget = (0.01 * y.mean() + 1.0) ** 2  # rounding of the report (CNY^2)
+    nugget = rounding_variance(y)
 
     def rate_shape(ratio: float) -> np.ndarray:
         """Each cohort's rate per unit of refund rate, the peaks' at ``exp(ratio)`` times
@@ -278,6 +281,70 @@ def _landing_fit(history: AccountHistory, base: ScenarioConfig, rows: np.ndarray
 
 # the simulator's largest refund rate (its range in envs.config): a fitted rate above it
 # is not a measurement
+def rounding_variance(landed: np.ndarray) -> float:
+    """The report's rounding of refunds landed (``landed`` CNY per day) as a variance (CNY^2):
+    a cent-free report is off by up to about 1% of a typical day plus 1 CNY."""
+    return float((0.01 * np.mean(landed) + 1.0) ** 2)
+
+
+def pending_cohorts(gmv: np.ndarray, orders: np.ndarray, landed: np.ndarray | None,
+                    rates: np.ndarray, kernel: np.ndarray, kernel_sd: np.ndarray,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Draws of the refunds (W, n) of the report's last ``W`` = min(:data:`PENDING_WINDOW_DAYS`,
+    T) order cohorts (oldest first; CNY), given the refunds that landed on its last 7 days.
+
+    Each cohort's refunds are its GMV times a share drawn around its rate
+    (:func:`envs.stages.draw_refunds`: mean and variance from
+    :func:`envs.stages.refund_share_moments`), and a day's landed refunds are the kernel's
+    shares of the week's cohorts before it (:func:`envs.stages.book_refunds`). So the
+    cohorts and the last week's landed days are jointly normal (to the moments' accuracy),
+    and each copy is drawn as the cohorts' normal conditional on what landed would be: a draw
+    from their own distribution (the market's clipped normal share) moved by the gain of the
+    normal with their moments (Matheron's rule, exact for a normal; an ensemble Kalman
+    update otherwise). A day's landed refunds carry, besides the report's rounding, the
+    error of the kernel's shares (``kernel_sd``) times the cohorts' expected refunds, as
+    independent noise. Without a refunds column, or before any refund could land, the
+    cohorts' own distribution. The drawn shares stay in [0, 1].
+
+    :param gmv: (T,) the report's GMV per day (CNY), ``orders`` (T,) its orders and
+        ``landed`` (T,) its refunds landed per day (CNY; None: no refunds column).
+    :param rates: (T, n) each day's cohort refund rate per copy (share of its GMV), with the
+        day's depth, promotion and plan mix already applied.
+    :param kernel: (7,) the shares of a cohort's refunds landing 1..7 days after its order
+        day; ``kernel_sd`` (7,) their sds.
+    """
+    days = gmv.shape[0]
+    cohort_days = np.arange(max(days - PENDING_WINDOW_DAYS, 0), days)
+    gmv = gmv[cohort_days]
+    rate = np.clip(rates[cohort_days], 0.0, 1.0)
+    count = orders[cohort_days, None]
+    share_mean, share_var = refund_share_moments(rate, count)
+    mean = gmv[:, None] * share_mean
+    var = gmv[:, None] ** 2 * share_var
+    # the cohorts' own draws, as the market draws them
+    share_sd = np.sqrt(rate * (1.0 - rate) / np.maximum(count, 1.0))
+    draws = gmv[:, None] * np.clip(rate + share_sd * rng.standard_normal(rate.shape), 0.0, 1.0)
+    # landed days whose cohorts all lie in the window (none before the report's first day)
+    first = cohort_days[0] + KERNEL_DAYS if cohort_days[0] > 0 else 1
+    landed_days = np.arange(max(days - KERNEL_DAYS, first), days)
+    if landed is not None and landed_days.size:
+        lag = landed_days[:, None] - cohort_days[None, :]
+        within = (lag >= 1) & (lag <= KERNEL_DAYS)
+        lag_index = np.clip(lag, 1, KERNEL_DAYS) - 1
+        loads = np.where(within, kernel[lag_index], 0.0)  # (O, W)
+        kernel_var = np.where(within, kernel_sd[lag_index] ** 2, 0.0)
+        landed = landed[landed_days]
+        noise_var = rounding_variance(landed) + kernel_var @ (mean ** 2)  # (O, n)
+        noise = np.sqrt(noise_var) * rng.standard_normal(noise_var.shape)
+        gain_rhs = loads[None] * var.T[:, None, :]  # (n, O, W): A V per copy
+        innovation_cov = gain_rhs @ loads.T[None] + np.eye(landed_days.size)[None] \
+            * noise_var.T[:, :, None]  # (n, O, O)
+        residual = landed[:, None] - loads @ draws - noise  # (O, n)
+        solved = np.linalg.solve(innovation_cov, residual.T[:, :, None])[:, :, 0]  # (n, O)
+        draws = draws + np.einsum("now,no->wn", gain_rhs, solved)
+    return np.clip(draws, 0.0, gmv[:, None])
+
+
 def _simulator_range(name: str) -> tuple[float, float]:
     """A scenario key's range in the simulator (``envs.config``): (lo, hi)."""
     return next((row["lo"], row["hi"]) for row in describe_parameters() if row["name"] == name)

@@ -75,7 +75,7 @@ def draw_config(base: ScenarioConfig, rng: np.random.Generator
     refund_rate = 1.0 / (1.0 + math.exp(-(math.log(r / (1 - r)) + rate_sd * rng.normal())))
     kernel = np.asarray(base.refund_kernel) * np.exp(KERNEL_PRIOR_LOG_SD * rng.normal(size=7))
     kernel = kernel / kernel.sum()
-    size = value["pool_cost_cny"] / base.pool_cost_cny  # budgets and balances scale with it
+    size = value["pool_cost_cny"] / base.pool_cost_cny  # the launch budget scales with it
     cfg = base.replace(
         pool_cost_cny=value["pool_cost_cny"], pool_mean_roi=value["pool_mean_roi"],
         pool_sigma=value["pool_sigma"],
@@ -90,7 +90,6 @@ def draw_config(base: ScenarioConfig, rng: np.random.Generator
         basket_noise_sd=float(base.basket_noise_sd * math.exp(BASKET_PRIOR_SD * rng.normal())),
         refund_rate=refund_rate, refund_kernel=tuple(float(k) for k in kernel),
         launch_budget_cny=max(base.launch_budget_cny * size, 300.0),
-        initial_balance_cny=base.initial_balance_cny * size, topup_cny=base.topup_cny * size,
         **size_scaled(base, value["pool_cost_cny"]))
     # drawn last: the other parameters' draws are those of the accounts before it was fitted
     cfg = cfg.replace(promo_refund_mult=float(np.clip(
