@@ -2,6 +2,8 @@
 
     python scripts/decision_value.py                       # 24 accounts, profit and gmv_floor
     python scripts/decision_value.py --accounts 4 --objectives profit --smoke
+    python scripts/decision_value.py --objectives profit --known pool_mean_roi --smoke \
+        --out runs/decision_value_known_roi     # what the mean ROI's error costs
 
 Synthetic accounts (seeds from 60000, :mod:`agents.calibration.synthetic`; account indices
 from :data:`FIRST_INDEX`) are drawn from the fit's prior around named scenarios and around
@@ -22,7 +24,10 @@ and seeds (CNY per 84-day launch) with 95% t-intervals over accounts (the accoun
 cluster: each account's mean over its seeds is one observation); the loss ratio
 (T - F) / (T - G) is a ratio of those means with a 95% bootstrap interval over accounts.
 Per-account results are kept in ``runs/decision_value/accounts/`` (a rerun with more accounts
-computes only the new ones). Writes ``docs/decision_value_results.md`` (unless ``--smoke``).
+computes only the new ones). ``--known`` tells the F arm's fit the truth of some market
+parameters (the fit's normal approximation conditioned on them,
+:func:`agents.calibration.synthetic.fit_given_truth`): how much of T - F each parameter's
+error accounts for. Writes ``docs/decision_value_results.md`` (unless ``--smoke``).
 A benchmark measures; it asserts nothing.
 """
 
@@ -52,7 +57,8 @@ from agents.calibration.adapt import (  # noqa: E402
     shipped_policy,
 )
 from agents.calibration.fit import fit_account  # noqa: E402
-from agents.calibration.synthetic import synthetic_account  # noqa: E402
+from agents.calibration.prior import market_parameters  # noqa: E402
+from agents.calibration.synthetic import fit_given_truth, synthetic_account  # noqa: E402
 from agents.evaluation.intervals import mean_interval  # noqa: E402
 from agents.evaluation.rollout import episode_value  # noqa: E402
 from agents.evaluation.stats import ratio_of_means, stream_seed  # noqa: E402
@@ -80,12 +86,15 @@ POLICIES = ("G", "F", "T", "static", "static_F", "static_T")
 
 
 def one_account(index: int, objectives: list[str], seeds: int, work: Path,
-                choose: str = "network", spread: float = 1.0) -> dict:
+                choose: str = "network", spread: float = 1.0,
+                known: list[str] | None = None) -> dict:
     """Draw, fit, adapt and evaluate account ``index`` (its record, values per seed).
 
     :param choose: ``network``: the adapted anchor is the one the shipped network plays best
         among the search's best (:func:`agents.calibration.adapt.adapt_settings`);
         ``static``: the search's best fixed settings.
+    :param known: market parameters whose truth the F arm's fit is told
+        (:func:`agents.calibration.synthetic.fit_given_truth`): what their errors cost.
     """
     market = load_scenario(MARKETS[index % len(MARKETS)])
     base = load_scenario(baseline_scenario(market))
@@ -94,6 +103,8 @@ def one_account(index: int, objectives: list[str], seeds: int, work: Path,
     history = account_history(read_report(path), base,
                               parse_promotions(acc.promo_dates, base.promo_peak_length_days))
     fit = fit_account(history, base)
+    if known:
+        fit = fit_given_truth(fit, acc.truth, known)
     keys = {k: getattr(acc.config, k) for k in ACCOUNT_KEYS}
     report_seeds = REPORT_SEED + np.arange(seeds)
     record = {"index": index, "seed": acc.seed, "market": market.name, "base": base.name,
@@ -234,8 +245,17 @@ def main(argv: list[str] | None = None) -> int:
                    "best settings (default), or the search's best fixed settings")
     p.add_argument("--spread", type=float, default=1.0,
                    help="posterior draws' sd over the fit's (default 1)")
+    p.add_argument("--known", nargs="+", default=[], metavar="PARAMETER",
+                   help="diagnostic: tell the F arm's fit the truth of these market "
+                   "parameters (e.g. pool_mean_roi): what their errors cost")
     p.add_argument("--smoke", action="store_true", help="do not write the doc")
     args = p.parse_args(argv)
+    names = [q.name for q in market_parameters(load_scenario(MARKETS[0]))
+             if not q.name.startswith("weekday_")]
+    wrong = [n for n in args.known if n not in names]
+    if wrong:
+        p.error(f"--known: not a market parameter: {', '.join(wrong)} (one of: "
+                f"{', '.join(names)})")
     work = args.out / "accounts"
     work.mkdir(parents=True, exist_ok=True)
     records = []
@@ -243,11 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(FIRST_INDEX + args.skip, FIRST_INDEX + args.accounts):
         cache = work / f"account_{i}_{args.seeds}{'' if args.choose == 'static' else '_net'}"
         cache = cache.with_name(cache.name + ("" if args.spread == 1.0 else f"_s{args.spread:g}")
-                                + ".json")
+                                + "".join(f"_known-{n}" for n in args.known) + ".json")
         record = json.loads(cache.read_text()) if cache.is_file() else None
         if record is None or any(o not in record["objectives"] for o in args.objectives):
             record = one_account(i, args.objectives, args.seeds, work, args.choose,
-                                 args.spread)
+                                 args.spread, args.known)
             write_text_atomic(cache, json.dumps(record) + "\n")
         records.append(record)
         line = ", ".join(

@@ -520,6 +520,32 @@ def test_the_fitted_market_tops_up_as_the_report_shows(account, base):
     assert fitted_config(dataclasses.replace(fit, history=falling)).topup_cny == 0.0
 
 
+def test_a_fit_told_a_truth_is_conditioned_on_it(account, base):
+    """``fit_given_truth`` (the decision value's ``--known``): the told parameter sits at
+    its truth with no uncertainty left, every other parameter moves by its regression on it
+    (the normal's conditional mean) and is no less certain than before; the weekday
+    effects, and names that are not market parameters, are refused."""
+    from agents.calibration.synthetic import fit_given_truth
+
+    acc, path = account
+    fit = fit_account(history_of(acc, path, base), base)
+    told = fit_given_truth(fit, acc.truth, ["pool_mean_roi"])
+    ix = index_of(fit.parameters)
+    i, j = ix["pool_mean_roi"], ix["pool_cost_cny"]
+    truth_z = fit.parameters[i].z_of(acc.truth["pool_mean_roi"])
+    assert told.estimates["pool_mean_roi"].value == pytest.approx(acc.truth["pool_mean_roi"])
+    assert told.cov[i, i] < 1e-10
+    assert told.z[j] == pytest.approx(fit.z[j] + fit.cov[j, i] / fit.cov[i, i]
+                                      * (truth_z - fit.z[i]))
+    assert told.estimates["pool_cost_cny"].value == pytest.approx(
+        fit.parameters[j].value(told.z[j]))
+    assert np.all(np.diag(told.cov) <= np.diag(fit.cov) + 1e-12)
+    assert told.estimates["aov_cny"] == fit.estimates["aov_cny"]  # outside the market's space
+    for wrong in (["weekday_mon"], ["refund_rate"]):
+        with pytest.raises(ValueError, match="not a market parameter"):
+            fit_given_truth(fit, acc.truth, wrong)
+
+
 def test_the_calibration_benchmark_keeps_each_account_and_goes_on(tmp_path, monkeypatch):
     """Each account's record is written as it finishes; a rerun with the same ``--out`` reads
     them instead of fitting again and measures only the accounts it lacks."""

@@ -125,7 +125,7 @@ def fit_account(history: AccountHistory, base: ScenarioConfig, margin: float | N
     if np.ptp(np.log(history.target)) < 1e-9:
         notes.append("the target never moved: the pool's ROI/volume curve (its mean ROI and "
                      "spread) is decided by the prior (recommend can propose a test)")
-    estimates = {**_market_estimates(params, z, cov), **orders}
+    estimates = {**market_estimates(params, z, cov), **orders}
     shapes = _refund_shapes(post, base, z, cov, loadings, lower, upper)
     refunds, refund_notes = refund_estimates(history, base, shapes, LEVEL,
                                              peak_days(base, history))
@@ -288,8 +288,10 @@ def _wider_of(laplace: np.ndarray, information: np.ndarray, post: Posterior) -> 
     return with_sds(laplace, wider)
 
 
-def _market_estimates(params: list[Parameter], z: np.ndarray,
-                      cov: np.ndarray) -> dict[str, Estimate]:
+def market_estimates(params: list[Parameter], z: np.ndarray,
+                     cov: np.ndarray) -> dict[str, Estimate]:
+    """The market's parameters' estimates at mode ``z`` with covariance ``cov`` (the fit's
+    space): values, :data:`LEVEL` intervals in natural units, identified or not."""
     q = stats.norm.ppf(0.5 + LEVEL / 2.0)
     sd = np.sqrt(np.diag(cov))
     out = {}

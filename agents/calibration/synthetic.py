@@ -118,6 +118,37 @@ def fit_at_truth(fit, truth: dict[str, float]):
                                estimates=estimates)
 
 
+def fit_given_truth(fit, truth: dict[str, float], names: list[str]):
+    """``fit`` told the true values of the market parameters ``names``: the normal
+    approximation conditioned on them (their mode at the truth, the others' moved to their
+    conditional mean given it, the covariance the conditional one), the estimates following.
+    A diagnostic of what one parameter's error costs a decision
+    (``scripts/decision_value.py --known``).
+
+    :raises ValueError: a name that is not one of the fit's market parameters (the weekday
+        effects excepted).
+    """
+    from agents.calibration.fit import market_estimates
+
+    params = fit.parameters
+    position = {p.name: i for i, p in enumerate(params)}
+    wrong = [n for n in names if n not in position or n.startswith("weekday_")]
+    if wrong:
+        raise ValueError(f"not a market parameter a truth can be given for: {wrong}")
+    known = np.array([position[n] for n in names])
+    rest = np.array([i for i in range(len(params)) if i not in set(known.tolist())])
+    told = np.array([params[i].z_of(truth[params[i].name]) for i in known])
+    gain = fit.cov[np.ix_(rest, known)] @ np.linalg.inv(fit.cov[np.ix_(known, known)])
+    z = fit.z.copy()
+    z[rest] += gain @ (told - fit.z[known])
+    z[known] = told
+    z = np.clip(z, *bounds(params))
+    cov = np.eye(len(params)) * 1e-12
+    cov[np.ix_(rest, rest)] = fit.cov[np.ix_(rest, rest)] - gain @ fit.cov[np.ix_(known, rest)]
+    estimates = {**fit.estimates, **market_estimates(params, z, cov)}
+    return dataclasses.replace(fit, z=z, cov=cov, estimates=estimates)
+
+
 def synthetic_account(base: ScenarioConfig, index: int, days: int,
                       operator: str = "playbook",
                       overrides: dict | None = None) -> SyntheticAccount:
