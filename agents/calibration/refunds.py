@@ -163,9 +163,7 @@ def _landing_fit(history: AccountHistory, base: ScenarioConfig, rows: np.ndarray
     base_shape = np.where(np.isfinite(shape), shape, base.refund_rate) / max(
         base.refund_rate, 1e-6)
     y = history.refunds[rows]
-    lag = rows[:, None] - np.arange(history.days)[None, :]  # landing day minus cohort day
-    within = (lag >= 1) & (lag <= KERNEL_DAYS)
-    lag_index = np.clip(lag, 1, KERNEL_DAYS) - 1
+    within, lag_index = landing_lags(rows, np.arange(history.days))
     nugget = rounding_variance(y)
 
     def rate_shape(ratio: float) -> np.ndarray:
@@ -279,8 +277,15 @@ def _landing_fit(history: AccountHistory, base: ScenarioConfig, rows: np.ndarray
     return theta, bread @ meat @ bread
 
 
-# the simulator's largest refund rate (its range in envs.config): a fitted rate above it
-# is not a measurement
+def landing_lags(landing_days: np.ndarray, cohort_days: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Which cohorts land on which days: ``within`` (L, C), the cohort's refunds land on that
+    day (1..7 days after its order day), and ``lag_index`` (L, C), the kernel share's index
+    there (clipped to 0..6 elsewhere, to be masked by ``within``)."""
+    lag = landing_days[:, None] - cohort_days[None, :]  # landing day minus cohort day
+    return (lag >= 1) & (lag <= KERNEL_DAYS), np.clip(lag, 1, KERNEL_DAYS) - 1
+
+
 def rounding_variance(landed: np.ndarray) -> float:
     """The report's rounding of refunds landed (``landed`` CNY per day) as a variance (CNY^2):
     a cent-free report is off by up to about 1% of a typical day plus 1 CNY."""
@@ -328,9 +333,7 @@ def pending_cohorts(gmv: np.ndarray, orders: np.ndarray, landed: np.ndarray | No
     first = cohort_days[0] + KERNEL_DAYS if cohort_days[0] > 0 else 1
     landed_days = np.arange(max(days - KERNEL_DAYS, first), days)
     if landed is not None and landed_days.size:
-        lag = landed_days[:, None] - cohort_days[None, :]
-        within = (lag >= 1) & (lag <= KERNEL_DAYS)
-        lag_index = np.clip(lag, 1, KERNEL_DAYS) - 1
+        within, lag_index = landing_lags(landed_days, cohort_days)
         loads = np.where(within, kernel[lag_index], 0.0)  # (O, W)
         kernel_var = np.where(within, kernel_sd[lag_index] ** 2, 0.0)
         landed = landed[landed_days]
@@ -345,6 +348,8 @@ def pending_cohorts(gmv: np.ndarray, orders: np.ndarray, landed: np.ndarray | No
     return np.clip(draws, 0.0, gmv[:, None])
 
 
+# the simulator's largest refund rate (its range in envs.config): a fitted rate above it
+# is not a measurement
 def _simulator_range(name: str) -> tuple[float, float]:
     """A scenario key's range in the simulator (``envs.config``): (lo, hi)."""
     return next((row["lo"], row["hi"]) for row in describe_parameters() if row["name"] == name)
