@@ -183,9 +183,9 @@ def edit_size(c: DayConstants | ScenarioConfig, target_roi: np.ndarray, new_targ
     ln(1 + relearn_budget_jump)`` (cuts are free, as in the one-day rule); 1 is an edit at
     the one-day threshold. Unitless, (n,)."""
     target_part = np.abs(np.log(new_target_roi / target_roi)) / np.log1p(
-        max(c.relearn_target_change, 1e-9))
+        np.maximum(c.relearn_target_change, 1e-9))
     budget_part = np.maximum(np.log(new_budget_cny / budget_cny), 0.0) / np.log1p(
-        max(c.relearn_budget_jump, 1e-9))
+        np.maximum(c.relearn_budget_jump, 1e-9))
     return target_part + budget_part
 
 

@@ -46,6 +46,7 @@ from scipy import stats  # noqa: E402
 from agents.calibration.account import HOLDOUT_DAYS  # noqa: E402
 from agents.calibration.fit import fit_account, interval_sd  # noqa: E402
 from agents.calibration.forecast import Settings, forecast  # noqa: E402
+from agents.calibration.learning_rules import RULES  # noqa: E402
 from agents.calibration.records import (  # noqa: E402
     kept_records,
     record_path,  # noqa: F401 (the tests find a record by it)
@@ -100,7 +101,9 @@ def one_account(index: int, days: int, work: Path, overrides: dict | None = None
         truth = acc.truth[name]
         params[name] = {"identified": e.identified, "covered": bool(e.low <= truth <= e.high),
                         "error": error(name, e.value, truth),
-                        "z": standardised(name, e.value, e.low, e.high, truth)}
+                        # a learning rule's interval is the set its flags pass, not a normal's
+                        "z": (None if name in RULES
+                              else standardised(name, e.value, e.low, e.high, truth))}
     summary, head_fit, _ = validate(history, base, seed=index)
     # the noise floor: the same forecast made from the true parameters
     held = history.tail(HOLDOUT_DAYS)

@@ -12,6 +12,7 @@ which parameters the data identified.
    least halved its prior's sd; else the prior decided it, and ``fit.json`` says so.
 4. Refund rate and kernel against the fitted market's depth, and the promotion peaks'
    refund multiplier where the report has a peak (:mod:`.refunds`).
+5. The learning period's rules from the report's learning flags (:mod:`.learning_rules`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from agents.calibration.account import AccountHistory, CalibrationError
+from agents.calibration.learning_rules import rule_estimates
 from agents.calibration.likelihood import Posterior, normal_draws, with_sds
 from agents.calibration.orders import Estimate, order_value
 from agents.calibration.prior import Parameter, bounds
@@ -131,6 +133,9 @@ def fit_account(history: AccountHistory, base: ScenarioConfig, margin: float | N
                                              peak_days(base, history))
     notes += refund_notes
     estimates.update(refunds)
+    rules, rule_notes = rule_estimates(history, base)
+    estimates.update(rules)
+    notes += rule_notes
     margin_value, margin_source = _margin(base, estimates["refund_rate"].value, margin,
                                           breakeven_roi)
     return Fit(history=history, base=base, parameters=params, z=z, cov=cov,

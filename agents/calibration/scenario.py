@@ -3,11 +3,11 @@
 
 What goes in: every fitted market parameter that is a scenario key (the pool, its weekday
 pattern, noise and drift, the learning throttles, order value and basket noise, refund rate
-and kernel, the promotion peaks' refund multiplier), the keys that scale with the account's
-size (:func:`size_scaled`), the margin (given, or the base's), and the account's settings
-on the report's last day as the launch
-settings. The per-account bidder bias is not a scenario key (the
-simulator draws it per episode around 1); the top-ups the report's balance column shows
+and kernel, the promotion peaks' refund multiplier), the learning period's rules
+(:mod:`.learning_rules`), the keys that scale with the account's size
+(:func:`size_scaled`), the margin (given, or the base's), and the account's settings on the
+report's last day as the launch settings. The per-account bidder bias is not a scenario key
+(the simulator draws it per episode around 1); the top-ups the report's balance column shows
 (:func:`observed_topups`); the base's promotions calendar and everything else the report
 cannot show stay the base's.
 """
@@ -18,6 +18,7 @@ import re
 
 import numpy as np
 
+from agents.calibration.learning_rules import RULES, rule_values
 from agents.calibration.prior import index_of, weekday_log_effects
 from envs.actions import PLANS, WHOLE_SITE
 from envs.config import ScenarioConfig
@@ -49,6 +50,7 @@ def fitted_values(fit, z: np.ndarray | None = None) -> dict:
     kernel = np.array([fit.value(f"refund_kernel_{k}") for k in range(1, 8)])
     kernel = kernel / kernel.sum() if kernel.sum() > 0 else np.asarray(base.refund_kernel)
     values["refund_kernel"] = shares_summing_to_one(kernel)
+    values.update(rule_values(fit.estimates))
     values.update(size_scaled(base, values["pool_cost_cny"]))
     values.update(observed_topups(h))
     values["margin"] = float(fit.margin)
@@ -134,7 +136,8 @@ def scenario_yaml(fit, base_name: str | None) -> str:
         text = yaml.safe_dump({key: value}, default_flow_style=True, sort_keys=False).strip()
         text = text[1:-1] if text.startswith("{") else text
         estimate = fit.estimates.get(key)
-        note = (f"  # 90%: {estimate.low:.4g} .. {estimate.high:.4g}, "
+        kind = "consistent" if key in RULES else "90%"  # a rule's: the set its flags pass
+        note = (f"  # {kind}: {estimate.low:.4g} .. {estimate.high:.4g}, "
                 f"{'identified' if estimate.identified else 'prior'}" if estimate else "")
         lines.append(text + note)
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.calibration.account import AccountHistory, account_history
+from agents.calibration.learning_rules import RULES
 from agents.calibration.orders import Estimate
 from agents.calibration.prior import WEEKDAYS, bounds, market_parameters, weekday_log_effects
 from agents.calibration.refunds import PROMO_MULT_PRIOR_LOG_SD, PROMO_MULT_RANGE, refund_prior_sd
@@ -166,6 +167,7 @@ def synthetic_account(base: ScenarioConfig, index: int, days: int,
     sim = Simulator(cfg, n=1)
     obs = sim.reset(seeds=[seed])
     truth["bidder_bias"] = float(sim.params.bidder_bias[0])
+    truth.update({name: float(getattr(cfg, name)) for name in RULES})
     rows: dict[str, list] = {name: [] for name in (
         "spend", "gmv", "orders", "refunds", "settled_gmv", "target_roi", "budget", "balance",
         "learning", "learn_failed", "interrupted")}
