@@ -536,13 +536,28 @@ def draw_refunds(c: DayConstants, refund_rate: np.ndarray, promo_refund_mult: np
             base_rate * (1.0 + c.refund_depth_slope * (depth - typical_share)), 0.0),
             MAX_COHORT_REFUND_RATE)
         mean_rate = rate * (1.0 - c.settlement_refund_reduction * orders.mix_set)
-        sd = np.sqrt(mean_rate * (1.0 - mean_rate) / np.maximum(orders.orders, 1.0))
-        cohort_refunds = orders.gmv * np.minimum(np.maximum(mean_rate + sd * refunds_draw,
-                                                            0.0), 1.0)
+        cohort_refunds = orders.gmv * refund_share(mean_rate, orders.orders, refunds_draw)
     else:
         base_rate = np.zeros(orders.gmv.shape[0])
         cohort_refunds = np.zeros(orders.gmv.shape[0])
     return Refunds(base_rate=base_rate, cohort_refunds=cohort_refunds)
+
+
+@helper
+def refund_share_sd(mean_rate: np.ndarray, orders: np.ndarray) -> np.ndarray:
+    """The sd of a cohort's refund share around its rate ``mean_rate`` (share of GMV) for
+    ``orders`` orders: binomial, ``sqrt(r (1 - r) / max(orders, 1))``."""
+    return np.sqrt(mean_rate * (1.0 - mean_rate) / np.maximum(orders, 1.0))
+
+
+@helper
+def refund_share(mean_rate: np.ndarray, orders: np.ndarray, draw: np.ndarray) -> np.ndarray:
+    """A cohort's refund share as the market draws it: normal around ``mean_rate`` (sd
+    :func:`refund_share_sd`) at the standard normal ``draw``, clipped to [0, 1]. The
+    simulator's refunds (:func:`draw_refunds`) and the forecast's pending cohorts
+    (:func:`agents.calibration.refunds.pending_cohorts`) both draw it here."""
+    return np.minimum(np.maximum(mean_rate + refund_share_sd(mean_rate, orders) * draw, 0.0),
+                      1.0)
 
 
 def refund_share_moments(mean_rate: np.ndarray, orders: np.ndarray
@@ -559,7 +574,7 @@ def refund_share_moments(mean_rate: np.ndarray, orders: np.ndarray
     :param orders: the cohort's orders (count).
     """
     r = np.clip(mean_rate, 0.0, 1.0)
-    sd = np.sqrt(r * (1.0 - r) / np.maximum(orders, 1.0))
+    sd = refund_share_sd(r, orders)
     safe = np.maximum(sd, 1e-12)
     lo, hi = -r / safe, (1.0 - r) / safe  # the clips in standard units
     inside = ndtr(hi) - ndtr(lo)

@@ -23,7 +23,7 @@ from scipy import optimize, stats
 from agents.calibration.account import AccountHistory
 from agents.calibration.orders import Estimate
 from envs.config import ScenarioConfig, describe_parameters
-from envs.stages import refund_share_moments
+from envs.stages import refund_share, refund_share_moments
 
 KERNEL_DAYS = 7
 # days with a full week of cohorts before them, needed to fit: twice the kernel's 7
@@ -327,8 +327,7 @@ def pending_cohorts(gmv: np.ndarray, orders: np.ndarray, landed: np.ndarray | No
     mean = gmv[:, None] * share_mean
     var = gmv[:, None] ** 2 * share_var
     # the cohorts' own draws, as the market draws them
-    share_sd = np.sqrt(rate * (1.0 - rate) / np.maximum(count, 1.0))
-    draws = gmv[:, None] * np.clip(rate + share_sd * rng.standard_normal(rate.shape), 0.0, 1.0)
+    draws = gmv[:, None] * refund_share(rate, count, rng.standard_normal(rate.shape))
     # landed days whose cohorts all lie in the window (none before the report's first day)
     first = cohort_days[0] + KERNEL_DAYS if cohort_days[0] > 0 else 1
     landed_days = np.arange(max(days - KERNEL_DAYS, first), days)
