@@ -36,7 +36,7 @@ from envs.actions import SETTLEMENT_ROI
 from envs.config import ScenarioConfig
 from envs.inputs import day_constants
 from envs.market import Decision, MarketModel
-from envs.stages import apply_decision, progress_learning
+from envs.stages import Learning, apply_decision, progress_learning
 
 RULES = ("learning_exit_orders", "learning_fail_days", "relearn_target_change")
 # each rule's candidates (assumption: wide around the playbook's 20 orders, 7 days and 15%;
@@ -119,7 +119,6 @@ def mismatched_days(history: AccountHistory, base: ScenarioConfig,
         learning=learning, learn_failed=np.full(k, bool(h.learn_failed[0])),
         recent_orders=np.full((base.starvation_window_days, k), steady))
     misses = np.zeros(k, dtype=np.int64)
-    dawn = None
     for t in range(h.days):
         launched = np.full(k, h.day[t] >= 0)
         if t > 0:
@@ -133,8 +132,9 @@ def mismatched_days(history: AccountHistory, base: ScenarioConfig,
                                                           != h.learn_failed[t])
             shares = morning.shares
         else:
-            dawn = _dawn(state)
-            shares = state.shares
+            dawn = Learning(state.learning, state.learn_failed, state.learn_days,
+                            state.learn_orders, state.recent_edits, state.recent_orders)
+            shares = state.shares  # the first day's state at dawn, as the report shows it
         learned = progress_learning(c, dawn, shares[:, SETTLEMENT_ROI],
                                     np.full(k, float(h.orders[t])), launched)
         state = state._replace(
@@ -144,14 +144,6 @@ def mismatched_days(history: AccountHistory, base: ScenarioConfig,
             learn_days=learned.learn_days, learn_orders=learned.learn_orders,
             recent_edits=learned.recent_edits, recent_orders=learned.recent_orders)
     return misses
-
-
-def _dawn(state):
-    """The first day's learning state at dawn, as the report shows it."""
-    from envs.stages import Learning
-
-    return Learning(state.learning, state.learn_failed, state.learn_days, state.learn_orders,
-                    state.recent_edits, state.recent_orders)
 
 
 def _unit_account(base: ScenarioConfig, k: int):
