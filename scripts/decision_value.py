@@ -58,7 +58,11 @@ from agents.calibration.adapt import (  # noqa: E402
 )
 from agents.calibration.fit import fit_account  # noqa: E402
 from agents.calibration.prior import market_parameters  # noqa: E402
-from agents.calibration.synthetic import fit_given_truth, synthetic_account  # noqa: E402
+from agents.calibration.synthetic import (  # noqa: E402
+    fit_given_truth,
+    synthetic_account,
+    truth_names,
+)
 from agents.evaluation.intervals import mean_interval  # noqa: E402
 from agents.evaluation.rollout import episode_value  # noqa: E402
 from agents.evaluation.stats import ratio_of_means, stream_seed  # noqa: E402
@@ -250,8 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                    "parameters (e.g. pool_mean_roi): what their errors cost")
     p.add_argument("--smoke", action="store_true", help="do not write the doc")
     args = p.parse_args(argv)
-    names = [q.name for q in market_parameters(load_scenario(MARKETS[0]))
-             if not q.name.startswith("weekday_")]
+    names = truth_names(market_parameters(load_scenario(MARKETS[0])))
     wrong = [n for n in args.known if n not in names]
     if wrong:
         p.error(f"--known: not a market parameter: {', '.join(wrong)} (one of: "

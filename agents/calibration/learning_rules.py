@@ -32,6 +32,7 @@ import numpy as np
 
 from agents.calibration.account import AccountHistory
 from agents.calibration.orders import Estimate
+from agents.calibration.replay import unit_params
 from envs.actions import SETTLEMENT_ROI
 from envs.config import ScenarioConfig
 from envs.inputs import day_constants
@@ -91,7 +92,7 @@ def rule_estimates(history: AccountHistory, base: ScenarioConfig
 def rule_values(estimates: dict[str, Estimate]) -> dict[str, float | int]:
     """The scenario keys of the fitted rules (those ``estimates`` hold: a ``fit.json`` from
     before the rules were fitted has none, and its scenario keeps the base's)."""
-    return {name: (int(round(estimates[name].value)) if name == "learning_fail_days"
+    return {name: (int(round(estimates[name].value)) if DIGITS[name] == 0
                    else float(estimates[name].value))
             for name in RULES if name in estimates}
 
@@ -107,7 +108,7 @@ def mismatched_days(history: AccountHistory, base: ScenarioConfig,
         learning_fail_days=candidates["learning_fail_days"].astype(np.int64),
         relearn_target_change=candidates["relearn_target_change"].astype(float))
     model = MarketModel(base)
-    state = model.initial_state(_unit_account(base, k), np.random.default_rng(0))
+    state = model.initial_state(unit_params(base, k), np.random.default_rng(0))
     h = history
     learning = np.full(k, bool(h.learning[0]))
     # a plan learning on the report's first day is taken as having just started (the
@@ -144,19 +145,6 @@ def mismatched_days(history: AccountHistory, base: ScenarioConfig,
             learn_days=learned.learn_days, learn_orders=learned.learn_orders,
             recent_edits=learned.recent_edits, recent_orders=learned.recent_orders)
     return misses
-
-
-def _unit_account(base: ScenarioConfig, k: int):
-    """Account parameters of ``k`` candidates (only the state's shapes are read from them)."""
-    from envs.market import AccountParams
-
-    ones = np.ones(k)
-    return AccountParams(pool_cost_cny=ones * base.pool_cost_cny,
-                         pool_mean_roi=ones * base.pool_mean_roi, pool_sigma=ones,
-                         refund_rate=ones * base.refund_rate, aov_cny=ones * base.aov_cny,
-                         margin=ones * base.margin, bidder_bias=ones,
-                         launch_budget_cny=ones * base.launch_budget_cny,
-                         start_weekday=np.zeros(k, dtype=np.int64), typical_share=ones)
 
 
 def _estimate(base: ScenarioConfig, name: str, values: np.ndarray) -> Estimate:

@@ -119,7 +119,7 @@ class Replay:
         rows = np.concatenate([run, days])
         demand = np.concatenate([np.zeros(run.size, bool), np.ones(history.days, bool)])
         n = rows.size
-        state = model.initial_state(_unit_params(config, n), np.random.default_rng(0))
+        state = model.initial_state(unit_params(config, n), np.random.default_rng(0))
         recovery = recovery_days_left(history.interrupted, config.interrupt_recovery_days)
         # demand rows: the ROI-controlled plans' budgets ample, the volume plan's as set (it
         # spends its budget whatever the traffic): what the day buys when its budget does not
@@ -237,7 +237,7 @@ class Replay:
         return index_of(market_parameters(self.config))
 
 
-def _unit_params(cfg: ScenarioConfig, n: int) -> AccountParams:
+def unit_params(cfg: ScenarioConfig, n: int) -> AccountParams:
     """Placeholder params for :meth:`MarketModel.initial_state` (it reads only their count)."""
     ones = np.ones(n)
     return AccountParams(ones * cfg.pool_cost_cny, ones * cfg.pool_mean_roi,

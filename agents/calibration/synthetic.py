@@ -119,6 +119,12 @@ def fit_at_truth(fit, truth: dict[str, float]):
                                estimates=estimates)
 
 
+def truth_names(parameters) -> list[str]:
+    """The market parameters (of ``parameters``, :func:`market_parameters`) whose truth
+    :func:`fit_given_truth` can be told: all but the weekday effects."""
+    return [p.name for p in parameters if not p.name.startswith("weekday_")]
+
+
 def fit_given_truth(fit, truth: dict[str, float], names: list[str]):
     """``fit`` told the true values of the market parameters ``names``: the normal
     approximation conditioned on them (their mode at the truth, the others' moved to their
@@ -133,7 +139,7 @@ def fit_given_truth(fit, truth: dict[str, float], names: list[str]):
 
     params = fit.parameters
     position = {p.name: i for i, p in enumerate(params)}
-    wrong = [n for n in names if n not in position or n.startswith("weekday_")]
+    wrong = [n for n in names if n not in truth_names(params)]
     if wrong:
         raise ValueError(f"not a market parameter a truth can be given for: {wrong}")
     known = np.array([position[n] for n in names])
