@@ -43,8 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="the forecast's draws (default 0)")
     p.add_argument("--adapt-anchor", action="store_true",
                    help="also tune the shipped profit policy's anchor on the fitted market "
-                   "(anchor.json, about 10 s; recommend --fit then plays it). Measured not "
-                   "to beat the base's anchor reliably: docs/calibration.md, Decision value")
+                   "(anchor.json, about 10 s; recommend --fit then plays it). Measured on "
+                   "synthetic accounts to beat the base's anchor from 56- and 90-day "
+                   "reports, not from 28-day ones: docs/calibration.md, Decision value")
     return p.parse_args(argv)
 
 

@@ -7,10 +7,10 @@
 
 Synthetic accounts (seeds from 60000, :mod:`agents.calibration.synthetic`; account indices
 from :data:`FIRST_INDEX`) are drawn from the fit's prior around named scenarios and around
-unseen markets (:data:`MARKETS`: off the named scenarios either way), run 56 days by the
-playbook's rules, and fitted from their reports against the named base (an unseen market's
-base). Then, on each account's TRUE market from launch, on report seeds (paired: every
-policy meets the same seeds), per objective:
+unseen markets (:data:`MARKETS`: off the named scenarios either way), run by the playbook's
+rules for 56 days (``--days``), and fitted from their reports against the named base (an
+unseen market's base). Then, on each account's TRUE market from launch, on report seeds
+(paired: every policy meets the same seeds), per objective:
 
 - ``G``: the shipped policy (``models/<objective>/policy.onnx``) on the base's stored anchor
   (what ``recommend --fit`` played before the anchor was adapted);
@@ -45,7 +45,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices: one thread
 
 import numpy as np  # noqa: E402
 
-from agents.calibration.account import account_history  # noqa: E402
+from agents.calibration.account import MIN_FIT_DAYS, account_history  # noqa: E402
 from agents.calibration.adapt import (  # noqa: E402
     ADAPT_DRAWS,
     ADAPT_SEEDS,
@@ -83,7 +83,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MARKETS = ("3c", "beauty", "food", "apparel_live", "unseen/poorer_pool", "unseen/richer_pool",
            "unseen/high_refunds", "unseen/strict_learning")
 FIRST_INDEX = 400  # account indices 400.. (seeds 60400..): apart from the calibration tests'
-HISTORY_DAYS = 56
+HISTORY_DAYS = 56  # the report's length unless --days says otherwise
 ACCOUNT_KEYS = ("launch_budget_cny", "launch_target_roi", "launch_shares",
                 "initial_balance_cny", "topup_cny")  # the advertiser's own, known to it
 POLICIES = ("G", "F", "T", "static", "static_F", "static_T")
@@ -91,7 +91,7 @@ POLICIES = ("G", "F", "T", "static", "static_F", "static_T")
 
 def one_account(index: int, objectives: list[str], seeds: int, work: Path,
                 choose: str = "network", spread: float = 1.0,
-                known: list[str] | None = None) -> dict:
+                known: list[str] | None = None, days: int = HISTORY_DAYS) -> dict:
     """Draw, fit, adapt and evaluate account ``index`` (its record, values per seed).
 
     :param choose: ``network``: the adapted anchor is the one the shipped network plays best
@@ -99,10 +99,12 @@ def one_account(index: int, objectives: list[str], seeds: int, work: Path,
         ``static``: the search's best fixed settings.
     :param known: market parameters whose truth the F arm's fit is told
         (:func:`agents.calibration.synthetic.fit_given_truth`): what their errors cost.
+    :param days: the report's length (days); the account's market and its first days are the
+        same at every length.
     """
     market = load_scenario(MARKETS[index % len(MARKETS)])
     base = load_scenario(baseline_scenario(market))
-    acc = synthetic_account(market, index, HISTORY_DAYS)
+    acc = synthetic_account(market, index, days)
     path = acc.write(work / f"account_{index}.csv")
     history = account_history(read_report(path), base,
                               parse_promotions(acc.promo_dates, base.promo_peak_length_days))
@@ -112,14 +114,16 @@ def one_account(index: int, objectives: list[str], seeds: int, work: Path,
     keys = {k: getattr(acc.config, k) for k in ACCOUNT_KEYS}
     report_seeds = REPORT_SEED + np.arange(seeds)
     record = {"index": index, "seed": acc.seed, "market": market.name, "base": base.name,
-              "fit_seconds": fit.seconds,
+              "days": days, "fit_seconds": fit.seconds,
               "truth": {k: acc.truth[k] for k in ("pool_cost_cny", "pool_mean_roi",
                                                   "pool_sigma")},
               "fitted": {k: fit.value(k) for k in ("pool_cost_cny", "pool_mean_roi",
                                                    "pool_sigma")},
               "objectives": {}}
     for objective in objectives:
-        truth = acc.config.replace(objective=objective)
+        # a report longer than the launch stretched the account's episode to hold it; the
+        # launch the anchors are played on is the market's own length
+        truth = acc.config.replace(objective=objective, episode_days=market.episode_days)
         start = base_anchor(fit, objective)
         shipped = shipped_policy(objective) if choose == "network" else ""
         fitted = adapted_anchor(fit, objective, account=keys, policy=shipped, spread=spread)
@@ -230,7 +234,9 @@ def tables(records: list[dict], objectives: list[str], seeds: int) -> str:
         lines += ["", f"Adapting on the fit: median {statistics.median(secs):.1f} s, max "
                   f"{max(secs):.1f} s per account (one core, shared).", ""]
     fits = [r["fit_seconds"] for r in records]
-    lines.append(f"Fits: median {statistics.median(fits):.1f} s ({HISTORY_DAYS}-day reports).")
+    days = sorted({r.get("days", HISTORY_DAYS) for r in records})
+    lines.append(f"Fits: median {statistics.median(fits):.1f} s "
+                 f"({'/'.join(map(str, days))}-day reports).")
     return "\n".join(lines) + "\n"
 
 
@@ -252,8 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--known", nargs="+", default=[], metavar="PARAMETER",
                    help="diagnostic: tell the F arm's fit the truth of these market "
                    "parameters (e.g. pool_mean_roi): what their errors cost")
+    p.add_argument("--days", type=int, default=HISTORY_DAYS,
+                   help=f"the reports' length in days (default {HISTORY_DAYS})")
     p.add_argument("--smoke", action="store_true", help="do not write the doc")
     args = p.parse_args(argv)
+    if args.days < MIN_FIT_DAYS:
+        p.error(f"--days: a report of {args.days} days is too short to fit (at least "
+                f"{MIN_FIT_DAYS})")
     names = truth_names(market_parameters(load_scenario(MARKETS[0])))
     wrong = [n for n in args.known if n not in names]
     if wrong:
@@ -266,11 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(FIRST_INDEX + args.skip, FIRST_INDEX + args.accounts):
         cache = work / f"account_{i}_{args.seeds}{'' if args.choose == 'static' else '_net'}"
         cache = cache.with_name(cache.name + ("" if args.spread == 1.0 else f"_s{args.spread:g}")
-                                + "".join(f"_known-{n}" for n in args.known) + ".json")
+                                + "".join(f"_known-{n}" for n in args.known)
+                                + ("" if args.days == HISTORY_DAYS else f"_d{args.days}")
+                                + ".json")
         record = json.loads(cache.read_text()) if cache.is_file() else None
         if record is None or any(o not in record["objectives"] for o in args.objectives):
             record = one_account(i, args.objectives, args.seeds, work, args.choose,
-                                 args.spread, args.known)
+                                 args.spread, args.known, args.days)
             write_text_atomic(cache, json.dumps(record) + "\n")
         records.append(record)
         line = ", ".join(

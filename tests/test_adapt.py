@@ -14,6 +14,7 @@ import pytest
 
 from agents.calibration.account import CalibrationError, account_history
 from agents.calibration.adapt import (
+    ADAPT_MIN_REPORT_DAYS,
     ANCHOR_FILE,
     adapt_settings,
     anchor_writer,
@@ -148,16 +149,20 @@ def test_anchor_json_round_trips_and_recommend_fit_plays_it(fitted, capsys):
     (fit_dir / ANCHOR_FILE).unlink()
 
 
-def test_calibrate_adapt_anchor_writes_it_and_a_plain_run_drops_it(fitted, tmp_path):
+def test_calibrate_adapt_anchor_writes_it_and_a_plain_run_drops_it(fitted, tmp_path, capsys):
     """calibrate --adapt-anchor adds anchor.json to the folder (profit only: the measured
-    default); a later calibration without it replaces the folder whole, the stale anchor
-    gone with the rest."""
+    default) and warns that a 28-day report is shorter than any whose adapted anchor was
+    measured to pay; a later calibration without it replaces the folder whole, the stale
+    anchor gone with the rest."""
     report = fitted[0]
     out = tmp_path / "cal"
     calibrate = _script("calibrate")
     assert calibrate.main(["--history", str(report), "--out", str(out), "--adapt-anchor"]) == 0
+    assert f"adapted on 28 days; anchors adapted on reports under {ADAPT_MIN_REPORT_DAYS}" \
+        in capsys.readouterr().out
     data = json.loads((out / ANCHOR_FILE).read_text())
     assert set(data["objectives"]) == {"profit"}
     assert read_anchor(out, "profit") is not None
     assert calibrate.main(["--history", str(report), "--out", str(out)]) == 0
     assert not (out / ANCHOR_FILE).exists()
+    assert ANCHOR_FILE not in capsys.readouterr().out.split("wrote")[0]

@@ -86,6 +86,7 @@ class Calibration:
     fit: Fit
     history: AccountHistory
     validation: dict[str, Any]
+    anchor_adapted: bool = False  # anchor.json written (--adapt-anchor)
 
     def summary_lines(self) -> list[str]:
         """What ``calibrate`` prints: the fit, its notes, the held-out coverage, the files."""
@@ -97,6 +98,16 @@ class Calibration:
         lines += [f"  note: {note}" for note in fit.notes]
         lines.append(f"  held-out 14 days: {self.validation['coverage_80']:.0%} of actual "
                      "values inside the 80% forecast intervals")
+        if self.anchor_adapted:
+            from agents.calibration.adapt import ADAPT_MIN_REPORT_DAYS, ANCHOR_FILE
+
+            if h.days < ADAPT_MIN_REPORT_DAYS:
+                lines.append(
+                    f"  note: {ANCHOR_FILE} is adapted on {h.days} days; anchors adapted on "
+                    f"reports under {ADAPT_MIN_REPORT_DAYS} days were measured to lose to the "
+                    "base's on synthetic accounts (docs/calibration.md, Decision value): "
+                    "recommend --fit plays it all the same, or calibrate again without "
+                    "--adapt-anchor")
         lines.append(f"wrote {self.out}/fit.json, scenario.yaml, validation.json, "
                      "validation.png")
         return lines
@@ -144,7 +155,7 @@ def calibrate_report(report: str | Path | AccountReport, out: str | Path,
 
         writers[ANCHOR_FILE] = anchor_writer(fit, launch_budget_cny=launch_budget(report).cny)
     write_calibration(out, writers)
-    return Calibration(out, fit, history, summary)
+    return Calibration(out, fit, history, summary, anchor_adapted=inputs.adapt_anchor)
 
 
 def fit_is_current(directory: str | Path, report_path: str | Path,
