@@ -20,7 +20,11 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices: one thread is faster
 
-from agents.calibration.pipeline import CalibrationInputs, calibrate_report  # noqa: E402
+from agents.calibration.pipeline import (  # noqa: E402
+    ADAPT_MIN_REPORT_DAYS,
+    CalibrationInputs,
+    calibrate_report,
+)
 from agents.serving.errors import ServingError  # noqa: E402
 from envs.config import ConfigError  # noqa: E402
 
@@ -41,11 +45,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--promo-dates", help="promotion peaks in the report: YYYY-MM-DD or "
                    "YYYY-MM-DD..YYYY-MM-DD, comma-separated")
     p.add_argument("--seed", type=int, default=0, help="the forecast's draws (default 0)")
-    p.add_argument("--adapt-anchor", action="store_true",
-                   help="also tune the shipped profit policy's anchor on the fitted market "
-                   "(anchor.json, about 10 s; recommend --fit then plays it). Measured on "
-                   "synthetic accounts to beat the base's anchor from 56- and 90-day "
-                   "reports, not from 28-day ones: docs/calibration.md, Decision value")
+    p.add_argument("--adapt-anchor", action=argparse.BooleanOptionalAction, default=None,
+                   help="tune the shipped profit policy's anchor on the fitted market "
+                   "(anchor.json, about 10 s; recommend --fit then plays it), or not "
+                   "(--no-adapt-anchor: the base's anchor). Default: on reports of at least "
+                   f"{ADAPT_MIN_REPORT_DAYS} days, from which it was measured to beat the "
+                   "base's anchor on synthetic accounts (not from 28-day ones): "
+                   "docs/calibration.md, Decision value")
     return p.parse_args(argv)
 
 

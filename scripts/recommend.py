@@ -119,9 +119,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     fitted.add_argument("--margin", type=float, help="contribution margin on settled GMV, "
                         "0-1, when a report has no breakeven_roi column and no "
                         "--breakeven-roi is given (default: the base's)")
-    fitted.add_argument("--adapt-anchor", action="store_true", default=None,
-                        help="calibrate with anchor.json (calibrate.py --adapt-anchor: the "
-                        "profit policy's anchor tuned on each fitted market, ~10 s each)")
+    fitted.add_argument("--adapt-anchor", action=argparse.BooleanOptionalAction,
+                        default=None,
+                        help="calibrate with anchor.json, or without (calibrate.py "
+                        "--adapt-anchor: the profit policy's anchor tuned on each fitted "
+                        "market, ~10 s each; default: calibrate.py's, on reports long "
+                        "enough for it to pay)")
     fitted.add_argument("--workers", type=int, help="local worker processes sharing the "
                         "accounts through a queue (default 1: one after another, no queue)")
     fitted.add_argument("--storage", metavar="URL", help="the queue's Optuna RDB storage "
@@ -253,7 +256,7 @@ def run_fitted_batch(args: argparse.Namespace, options: RecommendOptions) -> int
 
     inputs = CalibrationInputs(base=args.base or DEFAULT_BASE, margin=args.margin,
                                breakeven_roi=args.breakeven_roi, promo_dates=args.promo_dates,
-                               adapt_anchor=bool(args.adapt_anchor))
+                               adapt_anchor=args.adapt_anchor)
     settings = BatchSettings(args.policy, options, inputs,
                              ("scripts/recommend.py", *safe_command(args.argv)),
                              args.threads)

@@ -14,7 +14,6 @@ import pytest
 
 from agents.calibration.account import CalibrationError, account_history
 from agents.calibration.adapt import (
-    ADAPT_MIN_REPORT_DAYS,
     ANCHOR_FILE,
     adapt_settings,
     anchor_writer,
@@ -24,6 +23,7 @@ from agents.calibration.adapt import (
 )
 from agents.calibration.fit import fit_account
 from agents.calibration.outputs import fit_record, json_writer, text_writer, write_calibration
+from agents.calibration.pipeline import ADAPT_MIN_REPORT_DAYS
 from agents.calibration.prior import bounds
 from agents.calibration.recommend_fit import load_fitted
 from agents.calibration.scenario import scenario_yaml
@@ -152,8 +152,8 @@ def test_anchor_json_round_trips_and_recommend_fit_plays_it(fitted, capsys):
 def test_calibrate_adapt_anchor_writes_it_and_a_plain_run_drops_it(fitted, tmp_path, capsys):
     """calibrate --adapt-anchor adds anchor.json to the folder (profit only: the measured
     default) and warns that a 28-day report is shorter than any whose adapted anchor was
-    measured to pay; a later calibration without it replaces the folder whole, the stale
-    anchor gone with the rest."""
+    measured to pay; a later calibration without it (by default, on a report that short)
+    replaces the folder whole, the stale anchor gone with the rest, and says why."""
     report = fitted[0]
     out = tmp_path / "cal"
     calibrate = _script("calibrate")
@@ -165,4 +165,25 @@ def test_calibrate_adapt_anchor_writes_it_and_a_plain_run_drops_it(fitted, tmp_p
     assert read_anchor(out, "profit") is not None
     assert calibrate.main(["--history", str(report), "--out", str(out)]) == 0
     assert not (out / ANCHOR_FILE).exists()
+    said = capsys.readouterr().out
+    assert ANCHOR_FILE not in said.split("wrote")[0]
+    assert f"anchor: the base's (28 days are under the {ADAPT_MIN_REPORT_DAYS}" in said
+
+
+def test_calibrate_adapts_the_anchor_by_default_on_a_long_enough_report(tmp_path, capsys):
+    """From ADAPT_MIN_REPORT_DAYS days on, calibrate writes anchor.json unless told
+    --no-adapt-anchor, and the fit records which was asked (a batch refits on a change)."""
+    base = load_scenario("3c")
+    acc = synthetic_account(base, 5, ADAPT_MIN_REPORT_DAYS)
+    report = acc.write(tmp_path / "long.csv")
+    calibrate = _script("calibrate")
+    out = tmp_path / "cal"
+    assert calibrate.main(["--history", str(report), "--out", str(out)]) == 0
+    assert f"{ANCHOR_FILE}: the profit policy's anchor tuned" in capsys.readouterr().out
+    assert read_anchor(out, "profit") is not None
+    assert json.loads((out / "fit.json").read_text())["inputs"]["adapt_anchor"] is None
+    assert calibrate.main(["--history", str(report), "--out", str(out),
+                           "--no-adapt-anchor"]) == 0
+    assert not (out / ANCHOR_FILE).exists()
     assert ANCHOR_FILE not in capsys.readouterr().out.split("wrote")[0]
+    assert json.loads((out / "fit.json").read_text())["inputs"]["adapt_anchor"] is False

@@ -52,11 +52,6 @@ ADAPT_SEED = 0  # the draws' and the sampler's seed: the same fit gives the same
 # the base's for it (and says so)
 OBJECTIVES = ("profit",)
 ANCHOR_FILE = "anchor.json"
-# the shortest report whose adapted anchor was measured to beat the base's: on synthetic
-# accounts, anchors adapted on 28-day reports did not (one large account lost 474k per
-# launch), on 56- and 90-day ones they did (docs/calibration.md, "Decision value");
-# calibrate --adapt-anchor warns below it
-ADAPT_MIN_REPORT_DAYS = 56
 FORMAT = "qianchuan-rl/adapted-anchor"
 FORMAT_VERSION = 1
 RESCORED = 5  # the search's best settings re-scored with the network on them

@@ -35,6 +35,11 @@ from envs.config import load_scenario
 
 INPUTS_KEY = "inputs"  # fit.json: what the fit was made from (CalibrationInputs + sha256)
 DEFAULT_BASE = "3c"
+# the shortest report whose anchor adapted to the fit was measured to beat the base's: on
+# synthetic accounts, anchors adapted on 28-day reports did not (one large account lost
+# 474k per launch), on 56- and 90-day ones they did (docs/calibration.md, "Decision
+# value"): calibrate adapts from this length unless told otherwise, and warns below it
+ADAPT_MIN_REPORT_DAYS = 56
 
 
 @dataclass(frozen=True)
@@ -48,10 +53,12 @@ class CalibrationInputs:
         the base's margin).
     :param promo_dates: promotion peaks in the report (``--promo-dates``).
     :param seed: the validation forecast's draws.
-    :param adapt_anchor: also write ``anchor.json``, the shipped profit policy's anchor
-        tuned on the fitted market (:mod:`.adapt`, about 10 s), which ``recommend --fit``
-        then plays. Off by default: on the decision-value benchmark it did not beat the
-        base's anchor with an interval above 0 (docs/calibration.md, Decision value).
+    :param adapt_anchor: whether to also write ``anchor.json``, the shipped profit policy's
+        anchor tuned on the fitted market (:mod:`.adapt`, about 10 s), which
+        ``recommend --fit`` then plays. None (the default): when the report has at least
+        :data:`ADAPT_MIN_REPORT_DAYS` days, the shortest from which
+        the adapted anchor was measured to beat the base's (docs/calibration.md, Decision
+        value).
     """
 
     base: str = DEFAULT_BASE
@@ -59,7 +66,7 @@ class CalibrationInputs:
     breakeven_roi: float | None = None
     promo_dates: str | None = None
     seed: int = 0
-    adapt_anchor: bool = False
+    adapt_anchor: bool | None = None
 
     def check(self) -> None:
         """:raises CalibrationError: a margin outside (0, 1), a break-even ROI outside
@@ -71,6 +78,12 @@ class CalibrationInputs:
             raise CalibrationError(f"--margin {self.margin}: a share between 0 and 1")
         if self.breakeven_roi is not None and not 0.0 < self.breakeven_roi < 1000.0:
             raise CalibrationError(f"--breakeven-roi {self.breakeven_roi}: a ROI above 0")
+
+    def adapts(self, days: int) -> bool:
+        """Whether a calibration of a ``days``-day report writes ``anchor.json``."""
+        if self.adapt_anchor is not None:
+            return self.adapt_anchor
+        return days >= ADAPT_MIN_REPORT_DAYS
 
     def record(self, report_sha256: str) -> dict[str, Any]:
         """``fit.json``'s :data:`INPUTS_KEY` entry."""
@@ -98,9 +111,12 @@ class Calibration:
         lines += [f"  note: {note}" for note in fit.notes]
         lines.append(f"  held-out 14 days: {self.validation['coverage_80']:.0%} of actual "
                      "values inside the 80% forecast intervals")
-        if self.anchor_adapted:
-            from agents.calibration.adapt import ADAPT_MIN_REPORT_DAYS, ANCHOR_FILE
+        from agents.calibration.adapt import ANCHOR_FILE
 
+        if self.anchor_adapted:
+            lines.append(f"  {ANCHOR_FILE}: the profit policy's anchor tuned on markets drawn "
+                         "from the fit (recommend --fit plays it; --no-adapt-anchor keeps "
+                         "the base's)")
             if h.days < ADAPT_MIN_REPORT_DAYS:
                 lines.append(
                     f"  note: {ANCHOR_FILE} is adapted on {h.days} days; anchors adapted on "
@@ -108,6 +124,10 @@ class Calibration:
                     "base's on synthetic accounts (docs/calibration.md, Decision value): "
                     "recommend --fit plays it all the same, or calibrate again without "
                     "--adapt-anchor")
+        elif h.days < ADAPT_MIN_REPORT_DAYS:
+            lines.append(f"  anchor: the base's ({h.days} days are under the "
+                         f"{ADAPT_MIN_REPORT_DAYS} from which an anchor adapted to the fit "
+                         "was measured to pay; --adapt-anchor adapts it all the same)")
         lines.append(f"wrote {self.out}/fit.json, scenario.yaml, validation.json, "
                      "validation.png")
         return lines
@@ -149,13 +169,14 @@ def calibrate_report(report: str | Path | AccountReport, out: str | Path,
         "validation.json": json_writer(summary),
         "validation.png": lambda path: plot_validation(summary, history, path),
     }
-    if inputs.adapt_anchor:
+    adapt = inputs.adapts(history.days)
+    if adapt:
         from agents.calibration.adapt import ANCHOR_FILE, anchor_writer
         from agents.serving.inputs import launch_budget
 
         writers[ANCHOR_FILE] = anchor_writer(fit, launch_budget_cny=launch_budget(report).cny)
     write_calibration(out, writers)
-    return Calibration(out, fit, history, summary, anchor_adapted=inputs.adapt_anchor)
+    return Calibration(out, fit, history, summary, anchor_adapted=adapt)
 
 
 def fit_is_current(directory: str | Path, report_path: str | Path,

@@ -125,13 +125,15 @@ def use_adapted_anchor(policy: Any, account: FittedAccount) -> None:
     the base's, and the answer's anchor line says so (its scenario names where the anchor
     came from)."""
     from agents.calibration.adapt import ANCHOR_FILE, read_anchor
+    from agents.calibration.pipeline import ADAPT_MIN_REPORT_DAYS
 
     path = account.directory / ANCHOR_FILE
     adapted = read_anchor(account.directory, policy.config.objective)
     if adapted is None:
         why = (f"no adapted anchor for {policy.config.objective} in the fit's {ANCHOR_FILE}"
                if path.is_file() else
-               f"no {ANCHOR_FILE} in the fit: calibrate --adapt-anchor to adapt it")
+               f"no {ANCHOR_FILE} in the fit (calibrate writes one on reports of at least "
+               f"{ADAPT_MIN_REPORT_DAYS} days, or with --adapt-anchor)")
         policy.anchor_name = f"{account.base_name} (the base's: {why})"
         return
     policy.anchor = adapted
