@@ -187,3 +187,28 @@ def test_calibrate_adapts_the_anchor_by_default_on_a_long_enough_report(tmp_path
     assert not (out / ANCHOR_FILE).exists()
     assert ANCHOR_FILE not in capsys.readouterr().out.split("wrote")[0]
     assert json.loads((out / "fit.json").read_text())["inputs"]["adapt_anchor"] is False
+
+
+def test_a_base_of_ones_own_is_served_on_the_anchor_adapted_to_it(fitted, tmp_path, capsys):
+    """The shipped policy holds anchors for the named scenarios only: a fit against a base of
+    the user's own is refused by recommend --fit (exit 2, saying how to get an anchor), unless
+    the fit carries its own adapted anchor, which it is then played on."""
+    report = fitted[0]
+    own = tmp_path / "my_shop.yaml"
+    own.write_text("base: 3c\nmargin: 0.30\n")
+    calibrate, recommend = _script("calibrate"), _script("recommend")
+    plain, adapted = tmp_path / "plain", tmp_path / "adapted"
+    assert calibrate.main(["--history", str(report), "--out", str(plain), "--base",
+                           str(own)]) == 0
+    capsys.readouterr()
+    assert recommend.main(["--history", str(report), "--fit", str(plain)]) == 2
+    err = capsys.readouterr().err
+    assert "no anchor for the fit's base scenario" in err and "--adapt-anchor" in err
+    assert "Traceback" not in err
+    assert calibrate.main(["--history", str(report), "--out", str(adapted), "--base",
+                           str(own), "--adapt-anchor"]) == 0
+    answer = recommend_json(capsys, report, adapted)
+    assert "adapted to the fit" in answer["anchor"]["scenario"]
+    stored = read_anchor(adapted, "profit")
+    assert answer["anchor"]["settings"]["target_over_breakeven"] == pytest.approx(
+        stored.target_over_breakeven, abs=1e-4)

@@ -104,19 +104,32 @@ def fitted_policy(spec: str, account: FittedAccount, threads: int = 1) -> Any:
     if spec.endswith(".onnx") or Path(spec).is_file():
         policy = load_policy(spec, threads=threads)
         if policy.anchored:
-            if account.base_name not in policy.anchors:
+            if account.base_name in policy.anchors:
+                policy.select_anchor(account.base_name, account=account.scenario)
+            elif has_adapted_anchor(policy, account):
+                # a base of the user's own: the policy's own scenario's anchor is only a
+                # placeholder here, replaced by the fit's adapted anchor just below
+                policy.select_anchor(None, account=account.scenario)
+            else:
                 raise CalibrationError(
                     f"--fit: the policy has no anchor for the fit's base scenario "
                     f"{account.base_name!r} (its anchors: {', '.join(sorted(policy.anchors))})"
-                    "; calibrate with --base one of them, or choose another --policy",
+                    " and the fit no anchor adapted to it; calibrate with --base one of "
+                    "them or with --adapt-anchor, or choose another --policy",
                     account.directory / "fit.json")
-            policy.select_anchor(account.base_name, account=account.scenario)
             use_adapted_anchor(policy, account)
         return policy
     try:
         return rule_policy(spec, account.scenario)
     except BaselineError as exc:
         raise CalibrationError(f"--policy {spec}: {exc}") from None
+
+
+def has_adapted_anchor(policy: Any, account: FittedAccount) -> bool:
+    """Whether the fit's folder holds an anchor adapted to it for the policy's objective."""
+    from agents.calibration.adapt import read_anchor
+
+    return read_anchor(account.directory, policy.config.objective) is not None
 
 
 def use_adapted_anchor(policy: Any, account: FittedAccount) -> None:
