@@ -99,7 +99,7 @@ class Calibration:
     fit: Fit
     history: AccountHistory
     validation: dict[str, Any]
-    anchor_adapted: bool = False  # anchor.json written (--adapt-anchor)
+    anchor_adapted: bool = False  # anchor.json written (CalibrationInputs.adapts)
 
     def summary_lines(self) -> list[str]:
         """What ``calibrate`` prints: the fit, its notes, the held-out coverage, the files."""
