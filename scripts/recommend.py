@@ -123,8 +123,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default=None,
                         help="calibrate with anchor.json, or without (calibrate.py "
                         "--adapt-anchor: the profit policy's anchor tuned on each fitted "
-                        "market, ~10 s each; default: calibrate.py's, on reports long "
-                        "enough for it to pay)")
+                        "market, ~10 s each; default: as calibrate.py decides by the "
+                        "report's length)")
     fitted.add_argument("--workers", type=int, help="local worker processes sharing the "
                         "accounts through a queue (default 1: one after another, no queue)")
     fitted.add_argument("--storage", metavar="URL", help="the queue's Optuna RDB storage "
