@@ -104,9 +104,12 @@ def fitted_policy(spec: str, account: FittedAccount, threads: int = 1) -> Any:
     if spec.endswith(".onnx") or Path(spec).is_file():
         policy = load_policy(spec, threads=threads)
         if policy.anchored:
+            from agents.calibration.adapt import read_anchor
+
+            adapted = read_anchor(account.directory, policy.config.objective)
             if account.base_name in policy.anchors:
                 policy.select_anchor(account.base_name, account=account.scenario)
-            elif has_adapted_anchor(policy, account):
+            elif adapted is not None:
                 # a base of the user's own: the policy's own scenario's anchor is only a
                 # placeholder here, replaced by the fit's adapted anchor just below
                 policy.select_anchor(None, account=account.scenario)
@@ -117,7 +120,7 @@ def fitted_policy(spec: str, account: FittedAccount, threads: int = 1) -> Any:
                     " and the fit no anchor adapted to it; calibrate with --base one of "
                     "them or with --adapt-anchor, or choose another --policy",
                     account.directory / "fit.json")
-            use_adapted_anchor(policy, account)
+            use_adapted_anchor(policy, account, adapted)
         return policy
     try:
         return rule_policy(spec, account.scenario)
@@ -125,23 +128,15 @@ def fitted_policy(spec: str, account: FittedAccount, threads: int = 1) -> Any:
         raise CalibrationError(f"--policy {spec}: {exc}") from None
 
 
-def has_adapted_anchor(policy: Any, account: FittedAccount) -> bool:
-    """Whether the fit's folder holds an anchor adapted to it for the policy's objective."""
-    from agents.calibration.adapt import read_anchor
-
-    return read_anchor(account.directory, policy.config.objective) is not None
-
-
-def use_adapted_anchor(policy: Any, account: FittedAccount) -> None:
-    """Play an anchored policy on the anchor adapted to the fit for its objective
-    (``DIR/anchor.json``, :func:`agents.calibration.adapt.read_anchor`); without one, it keeps
-    the base's, and the answer's anchor line says so (its scenario names where the anchor
-    came from)."""
-    from agents.calibration.adapt import ANCHOR_FILE, read_anchor
+def use_adapted_anchor(policy: Any, account: FittedAccount, adapted: Any) -> None:
+    """Play an anchored policy on ``adapted``, the anchor adapted to the fit for its objective
+    (``DIR/anchor.json`` as :func:`agents.calibration.adapt.read_anchor` read it); without one
+    (None), it keeps the base's, and the answer's anchor line says so (its scenario names
+    where the anchor came from)."""
+    from agents.calibration.adapt import ANCHOR_FILE
     from agents.calibration.pipeline import ADAPT_MIN_REPORT_DAYS
 
     path = account.directory / ANCHOR_FILE
-    adapted = read_anchor(account.directory, policy.config.objective)
     if adapted is None:
         why = (f"no adapted anchor for {policy.config.objective} in the fit's {ANCHOR_FILE}"
                if path.is_file() else
