@@ -1,6 +1,6 @@
 """Measure calibration on synthetic accounts with a known truth; write the tables.
 
-    python scripts/calibration_benchmark.py                 # 120 accounts per history length
+    python scripts/calibration_benchmark.py                 # 240 accounts per history length
     python scripts/calibration_benchmark.py --accounts 4 --days 28 --smoke
     python scripts/calibration_benchmark.py --workers 2     # accounts spread over 2 processes
     python scripts/calibration_benchmark.py --truth-overrides '{market_drift_enabled: false}' \
@@ -250,7 +250,7 @@ def truth_overrides(parser: argparse.ArgumentParser, text: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--accounts", type=int, default=120, help="accounts per history length")
+    p.add_argument("--accounts", type=int, default=240, help="accounts per history length")
     p.add_argument("--days", default="28,56,90", help="history lengths, comma-separated")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "calibration")
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "calibration_results.md")

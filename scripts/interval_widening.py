@@ -1,13 +1,14 @@
 """Measure how much the market's 90% intervals must widen to cover the truth 90% of the time.
 
-    python scripts/interval_widening.py --workers 2          # 240 accounts x 28/56/90 days
+    python scripts/interval_widening.py --workers 2          # 720 accounts x 28/56/90 days
     python scripts/interval_widening.py --accounts 8 --smoke # a look, the table unchanged
 
 Synthetic accounts of their own seeds (``agents.calibration.widening.FIRST_INDEX`` on: 61000
 on, disjoint from the calibration benchmark's, the tests' and the other benchmarks'), drawn
 from the fit's prior around four named scenarios and run by the playbook's rules, are fitted
 without widening; each identified parameter's standardised error (fit minus truth over the
-interval's sd, in the fit's space) goes into :func:`agents.calibration.widening.measure`,
+interval's sd, in the fit's space) and its sd over the prior's go into
+:func:`agents.calibration.widening.measure`,
 which writes ``configs/calibration/interval_widening.json`` (unless ``--smoke``). The fit
 reads that table; ``scripts/calibration_benchmark.py`` checks it on other accounts. Records
 per account are kept in ``--out`` (a rerun goes on from them). A measurement, not a test.
@@ -50,7 +51,8 @@ def one_account(index: int, days: int, work: Path) -> dict:
     for i, p in enumerate(fit.parameters):
         truth = min(max(p.z_of(acc.truth[p.name]), p.lower), p.upper)
         params[p.name] = {"identified": fit.estimates[p.name].identified,
-                          "z": float((fit.z[i] - truth) / sd[i]) if sd[i] > 0 else None}
+                          "z": float((fit.z[i] - truth) / sd[i]) if sd[i] > 0 else None,
+                          "sd_ratio": float(sd[i] / p.prior_sd)}
     return {"index": index, "days": days, "scenario": base.name, "parameters": params}
 
 
@@ -68,7 +70,7 @@ def table_text(table: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--accounts", type=int, default=240, help="accounts per history length")
+    p.add_argument("--accounts", type=int, default=720, help="accounts per history length")
     p.add_argument("--days", default="28,56,90", help="history lengths, comma-separated")
     p.add_argument("--workers", type=int, default=1, help="processes the accounts share")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "interval_widening")

@@ -67,6 +67,31 @@ def test_measure_pools_thin_cells_and_leaves_out_the_unmeasured():
     assert "rare" not in table["factors"]
 
 
+def test_the_factor_is_measured_on_the_accounts_it_leaves_identified():
+    """A biased parameter: the fit misses by about the same amount whatever its sd, so
+    the surer accounts miss by more of their sds. Widening drops the least sure ones from
+    "identified"; the factor must cover 90% of the accounts it leaves, not of all."""
+    rng = np.random.default_rng(4)
+    records = []
+    for _ in range(4000):
+        ratio = float(rng.uniform(0.05, 0.5))  # sd over the prior's: identified, unwidened
+        miss = float(rng.normal(0.15, 0.2))  # in the prior's sds: a bias
+        records.append({"days": 56, "parameters": {"biased": {
+            "identified": True, "z": miss / ratio, "sd_ratio": ratio}}})
+    k = measure(records, [56], LEVEL)["factors"]["biased"][0]
+    naive = factor_of([r["parameters"]["biased"]["z"] for r in records], LEVEL)
+    kept = [r["parameters"]["biased"] for r in records
+            if r["parameters"]["biased"]["sd_ratio"] * k < 0.5]
+    covered = np.mean([abs(x["z"]) <= 1.6448536 * k for x in kept])
+    assert abs(covered - LEVEL) < 0.02, (covered, k)
+    assert k > naive + 0.1, (k, naive)
+    # without the sds' ratios the flags decide, as before
+    flagged = [{"days": 56, "parameters": {"biased": {
+        k2: v for k2, v in r["parameters"]["biased"].items() if k2 != "sd_ratio"}}}
+        for r in records]
+    assert measure(flagged, [56], LEVEL)["factors"]["biased"][0] == round(naive, 3)
+
+
 def test_widening_scales_sds_keeps_correlations_and_never_passes_the_prior():
     cov = np.array([[0.04, 0.018, 0.0], [0.018, 0.09, 0.0], [0.0, 0.0, 0.25]])
     out = widened(cov, np.array([1.5, 2.0, 3.0]), prior_sd=np.array([1.0, 1.0, 0.6]))

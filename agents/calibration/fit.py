@@ -31,12 +31,11 @@ from agents.calibration.orders import Estimate, order_value
 from agents.calibration.prior import Parameter, bounds
 from agents.calibration.refunds import refund_estimates
 from agents.calibration.replay import Replay, peak_days
-from agents.calibration.widening import load_table, widened
+from agents.calibration.widening import IDENTIFIED_RATIO, load_table, widened
 from envs.config import ScenarioConfig
 
 LEVEL = 0.9  # the intervals' coverage (contracts: fit.json holds 90% intervals)
 MIN_FREE_DAYS = 3  # days below the budget needed to measure the pool's size, not bound it
-IDENTIFIED_RATIO = 0.5  # posterior sd / prior sd below this: the data identified it
 HESSIAN_STEP = 2e-3
 STARTS = 2  # starting points: one linearisation each, then the best goes on
 OUTER_STEPS = 6  # re-linearisations of the loadings

@@ -13,18 +13,20 @@ the fit without a second model of the market.
 
 So the intervals are recalibrated by simulation: for each market parameter and report
 length, ``k`` = the 90th percentile of ``|fit - truth| / sd`` (in the fit's space ``z``,
-among synthetic accounts whose report identified the parameter) over the normal's 1.645,
-so that an interval ``k`` times as wide covers the truth on 90% of those accounts. The
+among synthetic accounts whose report identifies the parameter once its interval is ``k``
+times as wide: a fixed point, :func:`measure`) over the normal's 1.645, so that an
+interval ``k`` times as wide covers the truth on 90% of the accounts it calls identified. The
 table is measured by ``scripts/interval_widening.py`` on accounts of their own seeds
 (:data:`FIRST_INDEX` on: 61000 on, disjoint from the calibration benchmark's 60000-60119,
 the tests' and the speed and decision-value benchmarks' 60400 on), kept in
 ``configs/calibration/interval_widening.json``, and checked out of sample by the
 calibration benchmark. ``k`` is kept within :data:`FACTOR_RANGE`: the table only widens.
 A quantile of a few dozen errors is uncertain by a sixth or so (at 30 accounts, the sd of
-the estimated ``k`` is about 0.15), so a ``k`` below 1 is within its noise of 1, and
-narrowing on that evidence would risk the under-coverage the table is there to remove. A
-length with fewer than :data:`MIN_CASES` identified accounts takes the parameter's factor
-pooled over lengths; a parameter with fewer than that in all keeps 1 (no evidence).
+the estimated ``k`` is about 0.15; hence 720 accounts a length), so a ``k`` below 1 is
+within its noise of 1, and narrowing on that evidence would risk the under-coverage the
+table is there to remove. A length with fewer than :data:`MIN_CASES` identified accounts
+takes the parameter's factor pooled over lengths; a parameter with fewer than that in all
+keeps 1 (no evidence).
 Between the measured lengths it is interpolated in log days, and held at the ends.
 """
 
@@ -48,6 +50,9 @@ FIRST_INDEX = 1000  # synthetic account indices measured (seeds CALIBRATION_SEED
 MIN_CASES = 30  # identified accounts a factor needs; fewer: pooled over lengths, else 1
 FACTOR_RANGE = (1.0, 3.0)  # only widens (below); a factor above 3 says the model, not the
 # width, is wrong
+IDENTIFIED_RATIO = 0.5  # posterior sd / prior sd below this: the data identified it (the
+# fit's rule, :func:`agents.calibration.fit.market_estimates`)
+MAX_ROUNDS = 20  # re-measurements before the fixed point's search stops (it takes 2-4)
 TABLE_NAME = "interval_widening.json"
 FORMAT_VERSION = 1
 
@@ -124,23 +129,52 @@ def factor_of(standardised: Sequence[float], level: float) -> float:
 
 def measure(records: Iterable[dict], lengths: Sequence[int], level: float) -> dict:
     """The table from per-account records ``{"days", "parameters": {name: {"identified",
-    "z"}}}`` (standardised errors in the fit's space, before widening): per parameter and
-    length, the factor and the accounts it rests on."""
-    by_cell: dict[str, dict[int, list[float]]] = {}
+    "z", "sd_ratio"}}}`` (standardised errors in the fit's space before widening; the sd
+    over the prior's): per parameter and length, the factor and the accounts it rests on.
+
+    The factor is measured on the accounts the widened interval still counts as identified
+    (``sd_ratio x factor`` below the fit's :data:`IDENTIFIED_RATIO`), the population whose
+    coverage a fit reports: widening drops the least sure accounts, and where the fit is
+    biased the ones left miss by more of their (narrower) sds. So the factor is a fixed
+    point, found by re-measuring on the accounts it leaves identified until it stops
+    changing (the widest of the values it cycles through, should it cycle). Where a factor
+    leaves fewer than :data:`MIN_CASES` accounts identified, the last factor measured on
+    enough stands: a parameter the widening makes rare keeps the width its misses asked
+    for. A record without ``sd_ratio`` counts as identified as its flag says, at any
+    factor.
+    """
+    by_cell: dict[str, dict[int, list[tuple[float, float]]]] = {}
     for r in records:
         for name, x in r["parameters"].items():
             cell = by_cell.setdefault(name, {d: [] for d in lengths})
             if x["identified"] and x["z"] is not None and r["days"] in cell:
-                cell[r["days"]].append(float(x["z"]))
+                ratio = x.get("sd_ratio")
+                cell[r["days"]].append((float(x["z"]), 0.0 if ratio is None else float(ratio)))
     factors, cases = {}, {}
     for name, cell in by_cell.items():
-        pooled = [z for d in lengths for z in cell[d]]
-        if len(pooled) < MIN_CASES:
+        row = _row(cell, lengths, [1.0] * len(lengths), level)
+        if row is None:
             continue  # no evidence: the table leaves it out, its factor is 1
-        fallback = factor_of(pooled, level)
-        factors[name] = [round(factor_of(cell[d], level), 3) if len(cell[d]) >= MIN_CASES
-                         else round(fallback, 3) for d in lengths]
-        cases[name] = [len(cell[d]) for d in lengths]
+        seen: list[tuple[list[float], list[int]]] = []
+        while row not in seen and len(seen) < MAX_ROUNDS:
+            seen.append(row)
+            row = _row(cell, lengths, row[0], level) or row  # too few left: keep the last
+        cycle = seen[seen.index(row):] if row in seen else seen
+        factors[name], cases[name] = max(cycle, key=lambda r: sum(r[0]))
     return {"format_version": FORMAT_VERSION, "level": level, "lengths": list(lengths),
             "min_cases": MIN_CASES, "factor_range": list(FACTOR_RANGE),
-            "factors": factors, "cases": cases}
+            "identified_ratio": IDENTIFIED_RATIO, "factors": factors, "cases": cases}
+
+
+def _row(cell: dict[int, list[tuple[float, float]]], lengths: Sequence[int],
+         factors: Sequence[float], level: float) -> tuple[list[float], list[int]] | None:
+    """One parameter's factors per length measured on the accounts ``factors`` leave
+    identified, and how many those are; None with fewer than :data:`MIN_CASES` in all."""
+    kept = {d: [z for z, ratio in cell[d] if ratio * k < IDENTIFIED_RATIO]
+            for d, k in zip(lengths, factors, strict=True)}
+    pooled = [z for d in lengths for z in kept[d]]
+    if len(pooled) < MIN_CASES:
+        return None
+    fallback = factor_of(pooled, level)
+    return ([round(factor_of(kept[d], level), 3) if len(kept[d]) >= MIN_CASES
+             else round(fallback, 3) for d in lengths], [len(kept[d]) for d in lengths])
