@@ -49,9 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="tune the shipped profit policy's anchor on the fitted market "
                    "(anchor.json, about 10 s; recommend --fit then plays it), or not "
                    "(--no-adapt-anchor: the base's anchor). Default: on reports of at least "
-                   f"{ADAPT_MIN_REPORT_DAYS} days (on synthetic accounts it beat the base's "
-                   "anchor on average from 28 days on, but its worst losses came from "
-                   "shorter reports): docs/calibration.md, Decision value")
+                   f"{ADAPT_MIN_REPORT_DAYS} days, a caution (on synthetic accounts it beat "
+                   "the base's anchor on average from 28 days on, and lost least against "
+                   "adapting on the truth from 90): docs/calibration.md, Decision value")
     return p.parse_args(argv)
 
 

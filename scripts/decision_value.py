@@ -200,6 +200,7 @@ def tables(records: list[dict], objectives: list[str], seeds: int) -> str:
     for objective in objectives:
         s = summary(records, objective)
         lr, slr = s["loss_ratio"], s["static_loss_ratio"]
+        beats, within = _verdict(s)
         lines += [f"## {objective}", "",
                   f"{s['accounts']} accounts x {seeds} report seeds; CNY per 84-day launch, "
                   "mean over accounts [95% interval, accounts as clusters]; wins: accounts "
@@ -223,19 +224,19 @@ def tables(records: list[dict], objectives: list[str], seeds: int) -> str:
                   f"Loss ratio (T - F) / (T - G): **{lr[0]:.1%}** [{lr[1]:.1%}, {lr[2]:.1%}] "
                   f"(bootstrap over accounts); fixed settings alone: {slr[0]:.1%} "
                   f"[{slr[1]:.1%}, {slr[2]:.1%}].", "",
-                  f"Targets, all accounts: F beats G (lower bound above 0): "
-                  f"**{_verdict(s)[0]}**; loss ratio at most 10% (upper bound): "
-                  f"**{_verdict(s)[1]}**.", ""]
+                  f"Targets, all accounts: F beats G (lower bound above 0): **{beats}**; "
+                  f"loss ratio at most 10% (upper bound): **{within}**.", ""]
         off = [r for r in records if off_scenario(r)]
         if len(off) >= 2:
             o = summary(off, objective)
             olr = o["loss_ratio"]
+            off_beats, off_within = _verdict(o)
             lines += [f"Accounts drawn around the unseen markets (off the named scenarios, "
                       f"the issue's population; {o['accounts']} of {s['accounts']}): F - G "
                       f"{_interval(o['F-G'])}, T - G {_interval(o['T-G'])}, T - F "
                       f"{_interval(o['T-F'])}; loss ratio **{olr[0]:.1%}** [{olr[1]:.1%}, "
-                      f"{olr[2]:.1%}]. Targets: F beats G **{_verdict(o)[0]}**; loss ratio "
-                      f"at most 10% **{_verdict(o)[1]}**.", ""]
+                      f"{olr[2]:.1%}]. Targets: F beats G **{off_beats}**; loss ratio at "
+                      f"most 10% **{off_within}**.", ""]
         lines += ["| account | market (base) | pool cost truth / fit | mean ROI truth / fit | "
                   "G | F - G | T - G | target x BE: G / F / T | budget x launch: G / F / T |",
                   "|---|---|---|---|---|---|---|---|---|"]

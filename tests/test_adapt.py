@@ -151,9 +151,9 @@ def test_anchor_json_round_trips_and_recommend_fit_plays_it(fitted, capsys):
 
 def test_calibrate_adapt_anchor_writes_it_and_a_plain_run_drops_it(fitted, tmp_path, capsys):
     """calibrate --adapt-anchor adds anchor.json to the folder (profit only: the measured
-    default) and warns that a 28-day report is shorter than any whose adapted anchor was
-    measured to pay; a later calibration without it (by default, on a report that short)
-    replaces the folder whole, the stale anchor gone with the rest, and says why."""
+    default) and warns that a 28-day report is shorter than the default adapts on; a later
+    calibration without it (by default, on a report that short) replaces the folder whole,
+    the stale anchor gone with the rest, and says why."""
     report = fitted[0]
     out = tmp_path / "cal"
     calibrate = _script("calibrate")

@@ -36,10 +36,11 @@ from envs.config import load_scenario
 INPUTS_KEY = "inputs"  # fit.json: what the fit was made from (CalibrationInputs + sha256)
 DEFAULT_BASE = "3c"
 # the shortest report calibrate adapts the anchor on unless told otherwise (and warns below
-# it when told): on 48 synthetic accounts, anchors adapted on 28-, 56- and 90-day reports
-# all beat the base's on average (+84k / +85k / +106k per launch), but the worst loss fell
-# from 474k (28 days, one large account) to 43k and 14k (docs/calibration.md, "Decision
-# value"): a cautious default, shorter reports pinning the market's curve loosely
+# it when told): a caution, not a measured threshold. On 96 synthetic accounts anchors
+# adapted on 28-, 56- and 90-day reports all beat the base's on average (+88k / +89k /
+# +103k per launch); 28 and 56 days lost alike against adapting on the truth (32% / 31%,
+# worst accounts 474k / 468k behind the base's anchor), 90 days least (20%)
+# (docs/calibration.md, "Decision value")
 ADAPT_MIN_REPORT_DAYS = 56
 
 
@@ -119,8 +120,8 @@ class Calibration:
             if h.days < ADAPT_MIN_REPORT_DAYS:
                 lines.append(
                     f"  note: {ANCHOR_FILE} is adapted on {h.days} days; anchors adapted on "
-                    f"reports under {ADAPT_MIN_REPORT_DAYS} days gained on synthetic accounts "
-                    "on average, but lost far more on some than those adapted on longer ones "
+                    f"reports under {ADAPT_MIN_REPORT_DAYS} days pin the market's curve more "
+                    "loosely, and calibrate keeps the base's on them unless told "
                     "(docs/calibration.md, Decision value); --no-adapt-anchor keeps the "
                     "base's")
         elif h.days < ADAPT_MIN_REPORT_DAYS:
