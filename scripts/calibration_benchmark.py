@@ -43,13 +43,16 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from agents.calibration.account import HOLDOUT_DAYS  # noqa: E402
+from agents.calibration.account import HOLDOUT_DAYS, CalibrationError  # noqa: E402
 from agents.calibration.fit import fit_account, interval_sd  # noqa: E402
 from agents.calibration.forecast import Settings, forecast  # noqa: E402
 from agents.calibration.learning_rules import RULES  # noqa: E402
 from agents.calibration.records import (  # noqa: E402
+    fitted,
     kept_records,
     record_path,  # noqa: F401 (the tests find a record by it)
+    refused,
+    rejected_record,
     run_records,
 )
 from agents.calibration.synthetic import fit_at_truth, synthetic_account  # noqa: E402
@@ -90,7 +93,11 @@ def one_account(index: int, days: int, work: Path, overrides: dict | None = None
     """
     base = load_scenario(SCENARIOS[index % len(SCENARIOS)])
     acc = synthetic_account(base, index, days, overrides=overrides)
-    history = acc.history(base, work / f"account_{days}d_{index}.csv")
+    try:
+        history = acc.history(base, work / f"account_{days}d_{index}.csv")
+    except CalibrationError as exc:  # calibrate would refuse the report (exit 2)
+        return {**rejected_record(index, days, base.name, exc),
+                "truth_overrides": overrides or {}}
     started, cpu = time.perf_counter(), time.process_time()
     fit = fit_account(history, base)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
@@ -130,6 +137,8 @@ def weekly_coverage(errors: dict) -> list[float]:
 
 
 def tables(results: list[dict], lengths: list[int]) -> str:
+    turned_away = [r for r in results if refused(r)]
+    results = fitted(results)
     names = sorted({n for r in results for n in r["parameters"]},
                    key=lambda n: list(results[0]["parameters"]).index(n)
                    if n in results[0]["parameters"] else 99)
@@ -179,6 +188,9 @@ def tables(results: list[dict], lengths: list[int]) -> str:
               "|---|---|---|---|---|---|---|---|"]
     for d in lengths:
         rows = [r for r in results if r["days"] == d]
+        if not rows:
+            lines.append(f"| {d} days | 0 | - | - | - | - | - | - |")
+            continue
         secs, cpu = [r["seconds"] for r in rows], [r["cpu_seconds"] for r in rows]
         cov, cov_truth = (" / ".join(
             f"{np.mean([r[key][m] for r in rows if m in r.get(key, {})] or [np.nan]):.0%}"
@@ -201,7 +213,17 @@ def tables(results: list[dict], lengths: list[int]) -> str:
                 cells.append(" / ".join(f"{w:.0%}" for w in weeks.mean(axis=0))
                              if weeks.size else "-")
             lines.append(f"| {d} days | {m} | {cells[0]} | {cells[1]} |")
+    lines += ["", "Reports `calibrate` refuses (it exits 2 naming what is missing; not in the "
+              "tables above): " + ("none." if not turned_away else "; ".join(
+                  f"{d} days: {sum(r['days'] == d for r in turned_away)}" for d in lengths)
+                  + ". " + "; ".join(sorted({_reason(r) for r in turned_away})) + ".")]
     return "\n".join(lines) + "\n"
+
+
+def _reason(record: dict) -> str:
+    """A refused report's account and what calibrate said of it."""
+    return f"account {record['index']} ({record['scenario']}, {record['days']} days): " + \
+        record["rejected"]
 
 
 def coverage(covered: int, accounts: int) -> str:
@@ -282,9 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     todo = [job for job in jobs if job not in done]
     for r in run_records(one_account, todo, kept, args.workers, work, overrides):
         done[(r["index"], r["days"])] = r
-        print(f"{r['days']}d account {r['index']} ({r['scenario']}): {r['seconds']:.1f} s, "
-              "forecast " + ", ".join(f"{m} {v:.0%}" for m, v in r["forecast"].items()),
-              flush=True)
+        print(f"{r['days']}d account {r['index']} ({r['scenario']}): " + (
+            f"refused: {r['rejected']}" if refused(r) else
+            f"{r['seconds']:.1f} s, forecast "
+            + ", ".join(f"{m} {v:.0%}" for m, v in r["forecast"].items())), flush=True)
     results = [done[job] for job in jobs]
     write_text_atomic(args.out / "benchmark.json", json.dumps(results, indent=1) + "\n")
     text = tables(results, lengths)

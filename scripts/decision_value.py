@@ -4,6 +4,8 @@
     python scripts/decision_value.py --accounts 4 --objectives profit --smoke
     python scripts/decision_value.py --objectives profit --known pool_mean_roi --smoke \
         --out runs/decision_value_known_roi     # what the mean ROI's error costs
+    python scripts/decision_value.py --objectives profit --days 90 --explain 476 \
+        --out runs/dv_v10_90d                   # which fitted value decided one account
 
 Synthetic accounts (seeds from 60000, :mod:`agents.calibration.synthetic`; account indices
 from :data:`FIRST_INDEX`) are drawn from the fit's prior around named scenarios and around
@@ -27,7 +29,9 @@ Per-account results are kept in ``runs/decision_value/accounts/`` (a rerun with 
 computes only the new ones). ``--known`` tells the F arm's fit the truth of some market
 parameters (the fit's normal approximation conditioned on them,
 :func:`agents.calibration.synthetic.fit_given_truth`): how much of T - F each parameter's
-error accounts for. Writes ``docs/decision_value_results.md`` (unless ``--smoke``).
+error accounts for; ``--explain`` replays one account with each fitted value put alone into
+its true market (which of the fit's errors decided its anchor). Writes
+``docs/decision_value_results.md`` (unless ``--smoke`` or ``--explain``).
 A benchmark measures; it asserts nothing.
 """
 
@@ -45,7 +49,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices: one thread
 
 import numpy as np  # noqa: E402
 
-from agents.calibration.account import MIN_FIT_DAYS, account_history  # noqa: E402
+from agents.calibration.account import (  # noqa: E402
+    MIN_FIT_DAYS,
+    CalibrationError,
+    account_history,
+)
 from agents.calibration.adapt import (  # noqa: E402
     ADAPT_DRAWS,
     ADAPT_SEEDS,
@@ -58,6 +66,8 @@ from agents.calibration.adapt import (  # noqa: E402
 )
 from agents.calibration.fit import fit_account  # noqa: E402
 from agents.calibration.prior import market_parameters  # noqa: E402
+from agents.calibration.records import refused, rejected_record  # noqa: E402
+from agents.calibration.scenario import fitted_config  # noqa: E402
 from agents.calibration.synthetic import (  # noqa: E402
     fit_given_truth,
     synthetic_account,
@@ -66,15 +76,19 @@ from agents.calibration.synthetic import (  # noqa: E402
 from agents.evaluation.intervals import mean_interval  # noqa: E402
 from agents.evaluation.rollout import episode_value  # noqa: E402
 from agents.evaluation.stats import ratio_of_means, stream_seed  # noqa: E402
-from agents.policies.baseline_store import baseline_scenario  # noqa: E402
+from agents.policies.baseline_store import (  # noqa: E402
+    baseline_scenario,
+    settings_from_entry,
+)
 from agents.policies.static import FixedSettingsPolicy  # noqa: E402
 from agents.run_folder import package_versions, write_text_atomic  # noqa: E402
 from agents.serving.inputs import parse_promotions  # noqa: E402
 from agents.serving.onnx_policy import OnnxPolicy  # noqa: E402
 from agents.serving.report import read_report  # noqa: E402
 from envs.anchored import settings_as_data  # noqa: E402
-from envs.config import load_scenario  # noqa: E402
-from envs.seeds import REPORT_SEED  # noqa: E402
+from envs.config import ScenarioConfig, load_scenario  # noqa: E402
+from envs.presets import ConfigError  # noqa: E402
+from envs.seeds import CALIBRATION_SEED, REPORT_SEED  # noqa: E402
 from envs.version import ENV_VERSION  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +101,27 @@ HISTORY_DAYS = 56  # the report's length unless --days says otherwise
 ACCOUNT_KEYS = ("launch_budget_cny", "launch_target_roi", "launch_shares",
                 "initial_balance_cny", "topup_cny")  # the advertiser's own, known to it
 POLICIES = ("G", "F", "T", "static", "static_F", "static_T")
+
+
+def account_market(index: int) -> tuple[ScenarioConfig, ScenarioConfig]:
+    """The market account ``index`` is drawn around (:data:`MARKETS`) and the named base
+    it is fitted against."""
+    market = load_scenario(MARKETS[index % len(MARKETS)])
+    return market, load_scenario(baseline_scenario(market))
+
+
+def fitted_account(index: int, work: Path, days: int = HISTORY_DAYS):
+    """Account ``index``: its market, the named base it is fitted against, the synthetic
+    account (:func:`agents.calibration.synthetic.synthetic_account`, its report written into
+    ``work``) and the fit of that report.
+
+    :raises CalibrationError: ``calibrate`` would refuse the report (exit 2)."""
+    market, base = account_market(index)
+    acc = synthetic_account(market, index, days)
+    path = acc.write(work / f"account_{index}.csv")
+    history = account_history(read_report(path), base,
+                              parse_promotions(acc.promo_dates, base.promo_peak_length_days))
+    return market, base, acc, fit_account(history, base)
 
 
 def one_account(index: int, objectives: list[str], seeds: int, work: Path,
@@ -102,13 +137,12 @@ def one_account(index: int, objectives: list[str], seeds: int, work: Path,
     :param days: the report's length (days); the account's market and its first days are the
         same at every length.
     """
-    market = load_scenario(MARKETS[index % len(MARKETS)])
-    base = load_scenario(baseline_scenario(market))
-    acc = synthetic_account(market, index, days)
-    path = acc.write(work / f"account_{index}.csv")
-    history = account_history(read_report(path), base,
-                              parse_promotions(acc.promo_dates, base.promo_peak_length_days))
-    fit = fit_account(history, base)
+    try:
+        market, base, acc, fit = fitted_account(index, work, days)
+    except CalibrationError as exc:  # kept as refused: the tables count it apart
+        market, base = account_market(index)
+        return {**rejected_record(index, days, market.name, exc), "market": market.name,
+                "base": base.name, "seed": CALIBRATION_SEED + index}
     if known:
         fit = fit_given_truth(fit, acc.truth, known)
     keys = {k: getattr(acc.config, k) for k in ACCOUNT_KEYS}
@@ -143,6 +177,84 @@ def one_account(index: int, objectives: list[str], seeds: int, work: Path,
             "adapt_seconds": {"F": fitted.seconds, "T": true.seconds},
             "values": {k: [float(x) for x in v] for k, v in values.items()}}
     return record
+
+
+# what --explain does not swap: the advertiser's own keys, and what names or frames the launch
+NOT_SWAPPED = ("name", "objective", "episode_days", *ACCOUNT_KEYS)
+
+
+def swapped_markets(truth: ScenarioConfig, fitted: ScenarioConfig
+                    ) -> list[tuple[str, ScenarioConfig | None]]:
+    """The true market with one key of the fitted market at a time: every key in which
+    ``fitted`` differs from ``truth`` (:data:`NOT_SWAPPED` excepted), in the config's order;
+    ``None`` where that value alone does not make a valid market."""
+    t, f = truth.to_dict(), fitted.to_dict()
+    out: list[tuple[str, ScenarioConfig | None]] = []
+    for key in f:
+        if key in NOT_SWAPPED or f[key] == t.get(key):
+            continue
+        try:
+            out.append((key, truth.replace(**{key: f[key]})))
+        except ConfigError:
+            out.append((key, None))
+    return out
+
+
+def explain(record: dict, objective: str, seeds: int, work: Path) -> str:
+    """Why an account's anchors earn what they do: the shipped policy on its G, F and T
+    anchors (``record``'s, :func:`one_account`) played on the true market, on the fitted
+    market at the fit's mode, and on the true market with each fitted value put in alone
+    (:func:`swapped_markets`), on ``seeds`` report seeds; CNY per launch. The keys that
+    move F - G most are the fit's errors that decided the anchor."""
+    market, base, acc, fit = fitted_account(record["index"], work, record["days"])
+    keys = {k: getattr(acc.config, k) for k in ACCOUNT_KEYS}
+    truth = acc.config.replace(objective=objective, episode_days=market.episode_days)
+    fitted = fitted_config(fit).replace(objective=objective,
+                                        episode_days=market.episode_days, **keys)
+    anchors = {k: settings_from_entry(v)
+               for k, v in record["objectives"][objective]["anchors"].items()}
+    played = network_value(shipped_policy(objective), base.name)
+    report_seeds = REPORT_SEED + np.arange(seeds)
+
+    def values(config: ScenarioConfig) -> dict[str, float]:
+        return {name: played(config, anchor, report_seeds) for name, anchor in anchors.items()}
+
+    def row(label: str, t: object, f: object, v: dict[str, float]) -> str:
+        return (f"| {label} | {t} | {f} | " + " | ".join(f"{v[k] / 1000:,.1f}k" for k in "GFT")
+                + f" | {_k(v['F'] - v['G'])} |")
+
+    t_dict, f_dict = truth.to_dict(), fitted.to_dict()
+    est = fit.estimates
+    at_truth = values(truth)
+    lines = [f"Account {record['seed']} ({record['market']}, base {record['base']}, "
+             f"{record['days']}-day report), {objective}: the shipped policy on the anchors "
+             f"G, F and T, mean over {seeds} report seeds, CNY per launch. A key's row puts "
+             "the fitted value alone into the true market; (prior): the report did not "
+             "identify it. Rows by how far the key alone moves F - G from the truth's.", "",
+             "| market | truth | fitted | G | F | T | F - G |", "|---|---|---|---|---|---|---|",
+             row("the truth", "", "", at_truth),
+             row("the fitted market (mode)", "", "", values(fitted))]
+    swapped = []
+    for key, config in swapped_markets(truth, fitted):
+        shown = [_short(t_dict.get(key)), _short(f_dict[key])
+                 + (" (prior)" if key in est and not est[key].identified else "")]
+        if config is None:
+            lines.append(f"| {key} | {shown[0]} | {shown[1]} | not a valid market alone |||| ")
+            continue
+        v = values(config)
+        moved = (v["F"] - v["G"]) - (at_truth["F"] - at_truth["G"])
+        swapped.append((abs(moved), row(key, *shown, v)))
+    lines += [r for _, r in sorted(swapped, key=lambda x: -x[0])]
+    return "\n".join(lines) + "\n"
+
+
+def _short(value: object) -> str:
+    """A config value for a table cell: 4 significant digits, lists element-wise."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def account_means(records: list[dict], objective: str) -> dict[str, np.ndarray]:
@@ -281,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
                    "parameters (e.g. pool_mean_roi): what their errors cost")
     p.add_argument("--days", type=int, default=HISTORY_DAYS,
                    help=f"the reports' length in days (default {HISTORY_DAYS})")
+    p.add_argument("--explain", type=int, metavar="INDEX",
+                   help="diagnostic: for account INDEX (e.g. 476 for seed 60476) and the "
+                   "first objective, the anchors played on its true market with each fitted "
+                   "value put in alone (what decided F - G); writes no doc")
     p.add_argument("--smoke", action="store_true", help="do not write the doc")
     args = p.parse_args(argv)
     if args.days < MIN_FIT_DAYS:
@@ -291,21 +407,47 @@ def main(argv: list[str] | None = None) -> int:
     if wrong:
         p.error(f"--known: not a market parameter: {', '.join(wrong)} (one of: "
                 f"{', '.join(names)})")
+    if args.explain is not None and args.explain < FIRST_INDEX:
+        p.error(f"--explain: account indices start at {FIRST_INDEX} (seed "
+                f"{CALIBRATION_SEED + FIRST_INDEX}), got {args.explain}")
+    if args.explain is not None and args.known:
+        p.error("--explain replays the account's own fit: leave out --known")
     work = args.out / "accounts"
     work.mkdir(parents=True, exist_ok=True)
-    records = []
-    started = time.perf_counter()
-    for i in range(FIRST_INDEX + args.skip, FIRST_INDEX + args.accounts):
+
+    def record_of(i: int) -> dict:
+        """Account ``i``'s record: read from ``--out`` when it holds the objectives, else
+        measured and kept there."""
         cache = work / f"account_{i}_{args.seeds}{'' if args.choose == 'static' else '_net'}"
         cache = cache.with_name(cache.name + ("" if args.spread == 1.0 else f"_s{args.spread:g}")
                                 + "".join(f"_known-{n}" for n in args.known)
                                 + ("" if args.days == HISTORY_DAYS else f"_d{args.days}")
                                 + ".json")
         record = json.loads(cache.read_text()) if cache.is_file() else None
-        if record is None or any(o not in record["objectives"] for o in args.objectives):
+        if record is None or (not refused(record) and any(
+                o not in record["objectives"] for o in args.objectives)):
             record = one_account(i, args.objectives, args.seeds, work, args.choose,
                                  args.spread, args.known, args.days)
             write_text_atomic(cache, json.dumps(record) + "\n")
+        return record
+
+    if args.explain is not None:
+        record = record_of(args.explain)
+        if refused(record):
+            print(f"error: account {args.explain}: calibrate refuses its report: "
+                  f"{record['rejected']}", file=sys.stderr)
+            return 2
+        print(explain(record, args.objectives[0], args.seeds, work))
+        return 0
+    records, turned_away = [], []
+    started = time.perf_counter()
+    for i in range(FIRST_INDEX + args.skip, FIRST_INDEX + args.accounts):
+        record = record_of(i)
+        if refused(record):
+            turned_away.append(record)
+            print(f"account {i} ({record['market']}): refused: {record['rejected']}",
+                  flush=True)
+            continue
         records.append(record)
         line = ", ".join(
             f"{o}: F-G {_k(np.mean(record['objectives'][o]['values']['F']) - np.mean(record['objectives'][o]['values']['G']))}"  # noqa: E501
@@ -313,7 +455,15 @@ def main(argv: list[str] | None = None) -> int:
             for o in args.objectives)
         print(f"account {i} ({record['market']}): {line}  [{time.perf_counter() - started:.0f} s]",
               flush=True)
+    if not records:
+        print(f"error: calibrate refuses every report of accounts {FIRST_INDEX + args.skip}-"
+              f"{FIRST_INDEX + args.accounts - 1}: nothing to measure", file=sys.stderr)
+        return 2
     text = tables(records, args.objectives, args.seeds)
+    if turned_away:
+        text += ("\nReports `calibrate` refuses (not measured): " + "; ".join(
+            f"{r['seed']} ({r['market']}): {r['rejected']}"
+            for r in turned_away) + ".\n")
     print(text)
     if not args.smoke:
         command = "python scripts/decision_value.py " + " ".join(

@@ -29,8 +29,13 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices: one thread
 
 import numpy as np  # noqa: E402
 
+from agents.calibration.account import CalibrationError  # noqa: E402
 from agents.calibration.fit import LEVEL, fit_account  # noqa: E402
-from agents.calibration.records import kept_records, run_records  # noqa: E402
+from agents.calibration.records import (  # noqa: E402
+    kept_records,
+    rejected_record,
+    run_records,
+)
 from agents.calibration.speed import SCENARIOS  # noqa: E402
 from agents.calibration.synthetic import synthetic_account  # noqa: E402
 from agents.calibration.widening import FIRST_INDEX, measure, table_path  # noqa: E402
@@ -41,11 +46,15 @@ from envs.seeds import CALIBRATION_SEED  # noqa: E402
 
 def one_account(index: int, days: int, work: Path) -> dict:
     """Account ``index`` with ``days`` of history, fitted without widening: each market
-    parameter's identification and standardised error in the fit's space."""
+    parameter's identification and standardised error in the fit's space (or, for a report
+    ``calibrate`` refuses, what it said)."""
     base = load_scenario(SCENARIOS[index % len(SCENARIOS)])
     acc = synthetic_account(base, index, days)
-    fit = fit_account(acc.history(base, work / f"account_{days}d_{index}.csv"), base,
-                      widen=False)
+    try:
+        history = acc.history(base, work / f"account_{days}d_{index}.csv")
+    except CalibrationError as exc:  # calibrate would refuse the report (exit 2)
+        return rejected_record(index, days, base.name, exc)
+    fit = fit_account(history, base, widen=False)
     sd = np.sqrt(np.diag(fit.cov))
     params = {}
     for i, p in enumerate(fit.parameters):

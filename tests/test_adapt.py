@@ -212,3 +212,25 @@ def test_a_base_of_ones_own_is_served_on_the_anchor_adapted_to_it(fitted, tmp_pa
     stored = read_anchor(adapted, "profit")
     assert answer["anchor"]["settings"]["target_over_breakeven"] == pytest.approx(
         stored.target_over_breakeven, abs=1e-4)
+
+
+def test_explain_swaps_each_fitted_value_alone_into_the_truth(fitted):
+    """decision_value.py --explain's markets: the true market with one fitted key at a time,
+    every key in which the fitted market differs (the advertiser's own keys excepted), each
+    market differing from the truth in that key only."""
+    from agents.calibration.scenario import fitted_config
+
+    dv = _script("decision_value")
+    fit = fitted[2]
+    truth = synthetic_account(load_scenario("3c"), 3, 28).config
+    fitted_market = fitted_config(fit)
+    swapped = dv.swapped_markets(truth, fitted_market)
+    t, f = truth.to_dict(), fitted_market.to_dict()
+    differing = [k for k in f if k not in dv.NOT_SWAPPED and f[k] != t.get(k)]
+    assert {"pool_cost_cny", "pool_mean_roi", "pool_sigma"} <= set(differing)
+    assert [key for key, _ in swapped] == differing
+    for key, market in swapped:
+        assert market is not None, key
+        d = market.to_dict()
+        assert d[key] == f[key]
+        assert [k for k in d if d[k] != t[k]] == [key]

@@ -6,6 +6,7 @@ measured by scripts/calibration_benchmark.py, not here."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from agents.calibration.fit import fit_account
 from agents.calibration.orders import order_value
 from agents.calibration.outputs import write_calibration
 from agents.calibration.prior import index_of, market_parameters
+from agents.calibration.records import run_records
 from agents.calibration.refunds import KERNEL_DAYS, pending_cohorts, refund_estimates
 from agents.calibration.replay import Replay
 from agents.calibration.synthetic import draw_config, synthetic_account
@@ -562,6 +564,39 @@ def test_the_calibration_benchmark_keeps_each_account_and_goes_on(tmp_path, monk
     assert fitted == [1]  # account 0 was read, not fitted again
     results = json.loads((out / "benchmark.json").read_text())
     assert [r["index"] for r in results] == [0, 1] and results[0] == first
+
+
+def test_the_calibration_benchmark_counts_a_report_calibrate_refuses(tmp_path):
+    """A synthetic account whose report calibrate refuses (account 616's 28 days: orders on
+    one day, too few to fit the order value) is kept as refused, with calibrate's message,
+    and the tables count it apart instead of the run stopping at it."""
+    bench = load_script("calibration_benchmark_cli", "calibration_benchmark.py")
+    refused = bench.one_account(616, 28, tmp_path)
+    assert "parameters" not in refused and "orders" in refused["rejected"]
+    assert "order value" in refused["rejected"]
+    text = bench.tables([refused], [28])
+    assert "Reports `calibrate` refuses" in text and "28 days: 1" in text
+    assert "account 616 (" in text and str(tmp_path) not in text
+
+
+def _record_or_fail(index: int, days: int) -> dict:
+    """A job for run_records: job 1 fails at once, the others take a moment."""
+    if index == 1:
+        raise ValueError("job 1 failed")
+    time.sleep(0.5)
+    return {"index": index, "days": days}
+
+
+def test_records_keep_what_finished_and_stop_at_a_failed_job(tmp_path):
+    """Over a pool, a failed job raises its error after the jobs running beside it finish
+    and are kept; the jobs not yet started are cancelled, not run."""
+    todo = [(i, 28) for i in range(24)]
+    with pytest.raises(ValueError, match="job 1 failed"):
+        for _ in run_records(_record_or_fail, todo, tmp_path, 2):
+            pass
+    kept = sorted(int(p.stem.split("_")[-1]) for p in tmp_path.glob("account_28d_*.json"))
+    assert 0 in kept and 1 not in kept  # job 0 ran beside the failed one and was kept
+    assert len(kept) < len(todo) // 2, kept  # the rest were cancelled, not run
 
 
 def test_the_calibration_benchmark_changes_only_the_truth_as_told(tmp_path, capsys):

@@ -12,6 +12,7 @@ import pytest
 from agents.calibration.account import CalibrationError
 from agents.calibration.fit import LEVEL, fit_account
 from agents.calibration.prior import market_parameters
+from agents.calibration.records import rejected_record
 from agents.calibration.speed import FIRST_INDEX as SPEED_FIRST_INDEX
 from agents.calibration.synthetic import synthetic_account
 from agents.calibration.widening import (
@@ -65,6 +66,21 @@ def test_measure_pools_thin_cells_and_leaves_out_the_unmeasured():
     assert abs(often[0] - 2.0) < 0.35 and abs(often[1] - 1.0) < 0.2, often
     assert thin[0] == thin[1] and table["cases"]["thin"] == [40, 0]
     assert "rare" not in table["factors"]
+
+
+def test_a_refused_report_is_counted_not_measured():
+    """A report calibrate refuses (a record saying why, no parameters) leaves the factors as
+    they were and is counted as refused at its length."""
+    rng = np.random.default_rng(3)
+    records = [{"days": 28, "parameters": {"p": {"identified": True,
+                                                 "z": float(rng.normal(0, 1.5))}}}
+               for _ in range(100)]
+    refused = rejected_record(7, 28, "food", CalibrationError("orders on only 1 day(s)"))
+    plain, with_refused = measure(records, [28], LEVEL), measure(records + [refused], [28],
+                                                                  LEVEL)
+    assert with_refused["factors"] == plain["factors"]
+    assert with_refused["cases"] == plain["cases"]
+    assert plain["refused"] == {"28": 0} and with_refused["refused"] == {"28": 1}
 
 
 def test_the_factor_is_measured_on_the_accounts_it_leaves_identified():

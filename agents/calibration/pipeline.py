@@ -36,10 +36,10 @@ from envs.config import load_scenario
 INPUTS_KEY = "inputs"  # fit.json: what the fit was made from (CalibrationInputs + sha256)
 DEFAULT_BASE = "3c"
 # the shortest report calibrate adapts the anchor on unless told otherwise (and warns below
-# it when told): a caution, not a measured threshold. On 96 synthetic accounts anchors
-# adapted on 28-, 56- and 90-day reports all beat the base's on average (+88k / +89k /
-# +103k per launch); 28 and 56 days lost alike against adapting on the truth (32% / 31%,
-# worst accounts 474k / 468k behind the base's anchor), 90 days least (20%)
+# it when told): a caution, not a measured threshold. On 192 synthetic accounts anchors
+# adapted on 28-, 56- and 90-day reports all beat the base's on average (+98k / +103k /
+# +113k per launch); 28 days lost most against adapting on the truth (26% / 22% / 14%)
+# and left the most accounts behind the base's anchor (31 / 24 / 26 by over 1k)
 # (docs/calibration.md, "Decision value")
 ADAPT_MIN_REPORT_DAYS = 56
 

@@ -44,6 +44,7 @@ from scipy import stats
 
 from agents.calibration.account import CalibrationError
 from agents.calibration.likelihood import with_sds
+from agents.calibration.records import fitted, refused
 from envs.paths import config_dir, missing_folder_hint
 
 FIRST_INDEX = 1000  # synthetic account indices measured (seeds CALIBRATION_SEED + 1000 on)
@@ -141,10 +142,12 @@ def measure(records: Iterable[dict], lengths: Sequence[int], level: float) -> di
     leaves fewer than :data:`MIN_CASES` accounts identified, the last factor measured on
     enough stands: a parameter the widening makes rare keeps the width its misses asked
     for. A record without ``sd_ratio`` counts as identified as its flag says, at any
-    factor.
+    factor. A report ``calibrate`` refuses (:func:`.records.rejected_record`) is no
+    evidence either way: it is skipped, and counted in ``refused``.
     """
     by_cell: dict[str, dict[int, list[tuple[float, float]]]] = {}
-    for r in records:
+    records = list(records)
+    for r in fitted(records):
         for name, x in r["parameters"].items():
             cell = by_cell.setdefault(name, {d: [] for d in lengths})
             if x["identified"] and x["z"] is not None and r["days"] in cell:
@@ -163,7 +166,9 @@ def measure(records: Iterable[dict], lengths: Sequence[int], level: float) -> di
         factors[name], cases[name] = max(cycle, key=lambda r: sum(r[0]))
     return {"format_version": FORMAT_VERSION, "level": level, "lengths": list(lengths),
             "min_cases": MIN_CASES, "factor_range": list(FACTOR_RANGE),
-            "identified_ratio": IDENTIFIED_RATIO, "factors": factors, "cases": cases}
+            "identified_ratio": IDENTIFIED_RATIO, "factors": factors, "cases": cases,
+            "refused": {str(d): sum(refused(r) and r["days"] == d for r in records)
+                        for d in lengths}}
 
 
 def _row(cell: dict[int, list[tuple[float, float]]], lengths: Sequence[int],
