@@ -416,18 +416,24 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
 
     def record_of(i: int) -> dict:
-        """Account ``i``'s record: read from ``--out`` when it holds the objectives, else
-        measured and kept there."""
+        """Account ``i``'s record: read from ``--out``; the objectives it lacks are measured
+        and added to it (those it holds are kept), and it is kept there."""
         cache = work / f"account_{i}_{args.seeds}{'' if args.choose == 'static' else '_net'}"
         cache = cache.with_name(cache.name + ("" if args.spread == 1.0 else f"_s{args.spread:g}")
                                 + "".join(f"_known-{n}" for n in args.known)
                                 + ("" if args.days == HISTORY_DAYS else f"_d{args.days}")
                                 + ".json")
         record = json.loads(cache.read_text()) if cache.is_file() else None
-        if record is None or (not refused(record) and any(
-                o not in record["objectives"] for o in args.objectives)):
-            record = one_account(i, args.objectives, args.seeds, work, args.choose,
-                                 args.spread, args.known, args.days)
+        if record is not None and refused(record):
+            return record
+        missing = [o for o in args.objectives
+                   if record is None or o not in record["objectives"]]
+        if missing:
+            new = one_account(i, missing, args.seeds, work, args.choose, args.spread,
+                              args.known, args.days)
+            if record is not None and not refused(new):
+                new["objectives"] = {**record["objectives"], **new["objectives"]}
+            record = new
             write_text_atomic(cache, json.dumps(record) + "\n")
         return record
 

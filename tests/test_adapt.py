@@ -234,3 +234,35 @@ def test_explain_swaps_each_fitted_value_alone_into_the_truth(fitted):
         d = market.to_dict()
         assert d[key] == f[key]
         assert [k for k in d if d[k] != t[k]] == [key]
+
+
+def _fake_account(index, objectives, *rest):
+    """decision_value's one_account, without the work: a record holding ``objectives``."""
+    settings = {"target_over_breakeven": 1.5, "shares": [1.0, 0.0, 0.0],
+                "budget_over_launch": 1.0, "refresh_days": 14}
+    offsets = {"G": 0.0, "F": 1.0, "T": 2.0, "static": 0.0, "static_F": 1.0, "static_T": 2.0}
+    values = {p: [index + k + extra for k in range(4)] for p, extra in offsets.items()}
+    return {"index": index, "seed": 60000 + index, "market": "3c", "base": "3c", "days": 56,
+            "fit_seconds": 0.1, "truth": {"pool_cost_cny": 1.0, "pool_mean_roi": 1.0,
+                                          "pool_sigma": 0.5},
+            "fitted": {"pool_cost_cny": 1.0, "pool_mean_roi": 1.0, "pool_sigma": 0.5},
+            "objectives": {o: {"anchors": {a: settings for a in "GFT"},
+                               "adapt_seconds": {"F": 1.0, "T": 1.0},
+                               "values": values} for o in objectives}}
+
+
+def test_decision_value_adds_an_objective_to_a_kept_account(tmp_path, monkeypatch):
+    """A rerun for another objective measures only that objective and keeps the account's
+    record of the first (it used to replace the record, losing what it held)."""
+    dv = _script("decision_value")
+    asked = []
+    monkeypatch.setattr(dv, "one_account", lambda i, objectives, *rest: asked.append(
+        list(objectives)) or _fake_account(i, objectives))
+    args = ["--accounts", "2", "--seeds", "4", "--smoke", "--out", str(tmp_path)]
+    assert dv.main(["--objectives", "profit", *args]) == 0
+    assert dv.main(["--objectives", "profit", "gmv_floor", *args]) == 0
+    assert asked == [["profit"], ["profit"], ["gmv_floor"], ["gmv_floor"]]
+    for path in (tmp_path / "accounts").glob("account_*.json"):
+        assert set(json.loads(path.read_text())["objectives"]) == {"profit", "gmv_floor"}
+    assert dv.main(["--objectives", "gmv_floor", *args]) == 0
+    assert len(asked) == 4  # both read from the kept records
