@@ -51,6 +51,7 @@ from agents.calibration.records import (  # noqa: E402
     fitted,
     kept_records,
     record_path,  # noqa: F401 (the tests find a record by it)
+    refusal,
     refused,
     rejected_record,
     run_records,
@@ -216,14 +217,8 @@ def tables(results: list[dict], lengths: list[int]) -> str:
     lines += ["", "Reports `calibrate` refuses (it exits 2 naming what is missing; not in the "
               "tables above): " + ("none." if not turned_away else "; ".join(
                   f"{d} days: {sum(r['days'] == d for r in turned_away)}" for d in lengths)
-                  + ". " + "; ".join(sorted({_reason(r) for r in turned_away})) + ".")]
+                  + ". " + "; ".join(sorted({refusal(r) for r in turned_away})) + ".")]
     return "\n".join(lines) + "\n"
-
-
-def _reason(record: dict) -> str:
-    """A refused report's account and what calibrate said of it."""
-    return f"account {record['index']} ({record['scenario']}, {record['days']} days): " + \
-        record["rejected"]
 
 
 def coverage(covered: int, accounts: int) -> str:

@@ -66,7 +66,7 @@ from agents.calibration.adapt import (  # noqa: E402
 )
 from agents.calibration.fit import fit_account  # noqa: E402
 from agents.calibration.prior import market_parameters  # noqa: E402
-from agents.calibration.records import refused, rejected_record  # noqa: E402
+from agents.calibration.records import refusal, refused, rejected_record  # noqa: E402
 from agents.calibration.scenario import fitted_config  # noqa: E402
 from agents.calibration.synthetic import (  # noqa: E402
     fit_given_truth,
@@ -110,18 +110,27 @@ def account_market(index: int) -> tuple[ScenarioConfig, ScenarioConfig]:
     return market, load_scenario(baseline_scenario(market))
 
 
-def fitted_account(index: int, work: Path, days: int = HISTORY_DAYS):
-    """Account ``index``: its market, the named base it is fitted against, the synthetic
+def fitted_account(market: ScenarioConfig, base: ScenarioConfig, index: int, work: Path,
+                   days: int = HISTORY_DAYS):
+    """Account ``index`` drawn around ``market`` (:func:`account_market`): the synthetic
     account (:func:`agents.calibration.synthetic.synthetic_account`, its report written into
-    ``work``) and the fit of that report.
+    ``work``) and the fit of that report against ``base``.
 
     :raises CalibrationError: ``calibrate`` would refuse the report (exit 2)."""
-    market, base = account_market(index)
     acc = synthetic_account(market, index, days)
     path = acc.write(work / f"account_{index}.csv")
     history = account_history(read_report(path), base,
                               parse_promotions(acc.promo_dates, base.promo_peak_length_days))
-    return market, base, acc, fit_account(history, base)
+    return acc, fit_account(history, base)
+
+
+def true_launch(acc, market: ScenarioConfig, objective: str
+                ) -> tuple[ScenarioConfig, dict[str, object]]:
+    """The account's true market for ``objective`` as the anchors are played on it, and the
+    account's own keys (:data:`ACCOUNT_KEYS`). A report longer than the launch stretched the
+    account's episode to hold it; the launch is the market's own length."""
+    return (acc.config.replace(objective=objective, episode_days=market.episode_days),
+            {k: getattr(acc.config, k) for k in ACCOUNT_KEYS})
 
 
 def one_account(index: int, objectives: list[str], seeds: int, work: Path,
@@ -137,15 +146,14 @@ def one_account(index: int, objectives: list[str], seeds: int, work: Path,
     :param days: the report's length (days); the account's market and its first days are the
         same at every length.
     """
+    market, base = account_market(index)
     try:
-        market, base, acc, fit = fitted_account(index, work, days)
+        acc, fit = fitted_account(market, base, index, work, days)
     except CalibrationError as exc:  # kept as refused: the tables count it apart
-        market, base = account_market(index)
         return {**rejected_record(index, days, market.name, exc), "market": market.name,
                 "base": base.name, "seed": CALIBRATION_SEED + index}
     if known:
         fit = fit_given_truth(fit, acc.truth, known)
-    keys = {k: getattr(acc.config, k) for k in ACCOUNT_KEYS}
     report_seeds = REPORT_SEED + np.arange(seeds)
     record = {"index": index, "seed": acc.seed, "market": market.name, "base": base.name,
               "days": days, "fit_seconds": fit.seconds,
@@ -155,9 +163,7 @@ def one_account(index: int, objectives: list[str], seeds: int, work: Path,
                                                    "pool_sigma")},
               "objectives": {}}
     for objective in objectives:
-        # a report longer than the launch stretched the account's episode to hold it; the
-        # launch the anchors are played on is the market's own length
-        truth = acc.config.replace(objective=objective, episode_days=market.episode_days)
+        truth, keys = true_launch(acc, market, objective)
         start = base_anchor(fit, objective)
         shipped = shipped_policy(objective) if choose == "network" else ""
         fitted = adapted_anchor(fit, objective, account=keys, policy=shipped, spread=spread)
@@ -206,9 +212,9 @@ def explain(record: dict, objective: str, seeds: int, work: Path) -> str:
     market at the fit's mode, and on the true market with each fitted value put in alone
     (:func:`swapped_markets`), on ``seeds`` report seeds; CNY per launch. The keys that
     move F - G most are the fit's errors that decided the anchor."""
-    market, base, acc, fit = fitted_account(record["index"], work, record["days"])
-    keys = {k: getattr(acc.config, k) for k in ACCOUNT_KEYS}
-    truth = acc.config.replace(objective=objective, episode_days=market.episode_days)
+    market, base = account_market(record["index"])
+    acc, fit = fitted_account(market, base, record["index"], work, record["days"])
+    truth, keys = true_launch(acc, market, objective)
     fitted = fitted_config(fit).replace(objective=objective,
                                         episode_days=market.episode_days, **keys)
     anchors = {k: settings_from_entry(v)
@@ -451,8 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         record = record_of(i)
         if refused(record):
             turned_away.append(record)
-            print(f"account {i} ({record['market']}): refused: {record['rejected']}",
-                  flush=True)
+            print(f"refused: {refusal(record)}", flush=True)
             continue
         records.append(record)
         line = ", ".join(
@@ -467,9 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     text = tables(records, args.objectives, args.seeds)
     if turned_away:
-        text += ("\nReports `calibrate` refuses (not measured): " + "; ".join(
-            f"{r['seed']} ({r['market']}): {r['rejected']}"
-            for r in turned_away) + ".\n")
+        text += ("\nReports `calibrate` refuses (not measured): "
+                 + "; ".join(refusal(r) for r in turned_away) + ".\n")
     print(text)
     if not args.smoke:
         command = "python scripts/decision_value.py " + " ".join(

@@ -42,6 +42,12 @@ def refused(record: dict) -> bool:
     return "rejected" in record
 
 
+def refusal(record: dict) -> str:
+    """A refused account and what ``calibrate`` said of its report, in words."""
+    return (f"account {record['index']} ({record['scenario']}, {record['days']} days): "
+            f"{record['rejected']}")
+
+
 def fitted(records: Iterable[dict]) -> list[dict]:
     """The records of accounts that were fitted (not :func:`refused`)."""
     return [r for r in records if not refused(r)]
