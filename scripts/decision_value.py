@@ -65,6 +65,14 @@ from agents.calibration.adapt import (  # noqa: E402
     shipped_policy,
 )
 from agents.calibration.fit import fit_account  # noqa: E402
+from agents.calibration.population import (  # noqa: E402
+    ACCOUNT_KEYS,
+    FIRST_INDEX,
+    MARKETS,
+    account_market,
+    true_launch,
+)
+from agents.calibration.population import off_scenario as drawn_off_scenario  # noqa: E402
 from agents.calibration.prior import market_parameters  # noqa: E402
 from agents.calibration.records import refusal, refused, rejected_record  # noqa: E402
 from agents.calibration.scenario import fitted_config  # noqa: E402
@@ -77,7 +85,6 @@ from agents.evaluation.intervals import mean_interval  # noqa: E402
 from agents.evaluation.rollout import episode_value  # noqa: E402
 from agents.evaluation.stats import ratio_of_means, stream_seed  # noqa: E402
 from agents.policies.baseline_store import (  # noqa: E402
-    baseline_scenario,
     settings_from_entry,
 )
 from agents.policies.static import FixedSettingsPolicy  # noqa: E402
@@ -92,22 +99,8 @@ from envs.seeds import CALIBRATION_SEED, REPORT_SEED  # noqa: E402
 from envs.version import ENV_VERSION  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-# where accounts are drawn around: named scenarios and unseen markets (fitted against their
-# named base); account i draws around MARKETS[i % len(MARKETS)]
-MARKETS = ("3c", "beauty", "food", "apparel_live", "unseen/poorer_pool", "unseen/richer_pool",
-           "unseen/high_refunds", "unseen/strict_learning")
-FIRST_INDEX = 400  # account indices 400.. (seeds 60400..): apart from the calibration tests'
 HISTORY_DAYS = 56  # the report's length unless --days says otherwise
-ACCOUNT_KEYS = ("launch_budget_cny", "launch_target_roi", "launch_shares",
-                "initial_balance_cny", "topup_cny")  # the advertiser's own, known to it
 POLICIES = ("G", "F", "T", "static", "static_F", "static_T")
-
-
-def account_market(index: int) -> tuple[ScenarioConfig, ScenarioConfig]:
-    """The market account ``index`` is drawn around (:data:`MARKETS`) and the named base
-    it is fitted against."""
-    market = load_scenario(MARKETS[index % len(MARKETS)])
-    return market, load_scenario(baseline_scenario(market))
 
 
 def fitted_account(market: ScenarioConfig, base: ScenarioConfig, index: int, work: Path,
@@ -122,15 +115,6 @@ def fitted_account(market: ScenarioConfig, base: ScenarioConfig, index: int, wor
     history = account_history(read_report(path), base,
                               parse_promotions(acc.promo_dates, base.promo_peak_length_days))
     return acc, fit_account(history, base)
-
-
-def true_launch(acc, market: ScenarioConfig, objective: str
-                ) -> tuple[ScenarioConfig, dict[str, object]]:
-    """The account's true market for ``objective`` as the anchors are played on it, and the
-    account's own keys (:data:`ACCOUNT_KEYS`). A report longer than the launch stretched the
-    account's episode to hold it; the launch is the market's own length."""
-    return (acc.config.replace(objective=objective, episode_days=market.episode_days),
-            {k: getattr(acc.config, k) for k in ACCOUNT_KEYS})
 
 
 def one_account(index: int, objectives: list[str], seeds: int, work: Path,
@@ -302,7 +286,7 @@ def _interval(t: tuple[float, float, float]) -> str:
 
 def off_scenario(record: dict) -> bool:
     """Whether the account was drawn around an unseen market (off the named scenarios)."""
-    return record["market"] != record["base"]
+    return drawn_off_scenario(record["market"], record["base"])
 
 
 def _verdict(s: dict) -> tuple[str, str]:

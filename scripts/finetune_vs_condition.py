@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from agents.calibration.account import account_history
     from agents.calibration.adapt import ADAPT_DRAWS, posterior_configs
     from agents.calibration.fit import fit_account
+    from agents.calibration.population import ACCOUNT_KEYS, MARKETS
     from agents.calibration.synthetic import synthetic_account
     from agents.evaluation.intervals import paired_difference
     from agents.evaluation.rollout import episode_value
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from agents.training.paired_env import PairedVecEnv
     from envs.config import load_scenario
     from envs.seeds import REPORT_SEED
-    from scripts.decision_value import ACCOUNT_KEYS, HISTORY_DAYS, MARKETS
+    from scripts.decision_value import HISTORY_DAYS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--accounts", type=int, nargs="+", default=[400, 402, 405])
