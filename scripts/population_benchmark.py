@@ -4,6 +4,7 @@
     python scripts/population_benchmark.py --policies models/profit runs/<run>/export \\
         --accounts 192 --workers 2 --out runs/population      # two policies, paired
     python scripts/population_benchmark.py --objective gmv_floor --accounts 48
+    python scripts/population_benchmark.py --rules static_rule --accounts 384 --workers 2
 
 Synthetic accounts (seeds 60400.., the decision value's: agents/calibration/population.py)
 are drawn from the fit's prior around four named scenarios and four unseen markets; each
@@ -12,9 +13,11 @@ settings, against those settings held, on 32 report seeds (paired). Prints, per 
 mean difference over accounts with its 95% t-interval (accounts as clusters) and how many
 accounts it is ahead of / behind static on (paired 95% interval over seeds), on all accounts,
 those drawn around the named scenarios and those around the unseen markets; then each policy
-against the first, paired. Records are kept per account and policy under --out (a rerun
-continues; a policy added later is measured alone); the report is written to
---out/report_<objective>.md. About 1 s per account and policy on one core.
+against the first, paired; with --rules, each rule against static and each policy against
+each rule (static_rule: the issue's one-line rule, on the account's own break-even).
+Records are kept per account and policy under --out (a rerun continues; a policy added
+later is measured alone); the report is written to --out/report_<objective>.md. About
+0.1 s per account and policy on one core (32 report seeds).
 A benchmark measures; it asserts nothing.
 """
 
@@ -32,6 +35,7 @@ from agents.calibration.population import FIRST_INDEX  # noqa: E402
 from agents.calibration.records import Job, kept_records, run_records  # noqa: E402
 from agents.evaluation.population_benchmark import (  # noqa: E402
     DRAW_DAYS,
+    RULES,
     STATIC,
     Comparison,
     Contender,
@@ -55,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--policies", nargs="+", type=Path, default=None,
                    help="anchored ONNX exports (policy.onnx, or the folder holding it); "
                    "default: the shipped one, models/<objective>/")
+    p.add_argument("--rules", nargs="+", default=[], choices=RULES,
+                   help="rules to play too (each policy is also compared with them), e.g. "
+                   "static_rule, the issue's one-line rule")
     p.add_argument("--objective", default="profit", choices=OBJECTIVES)
     p.add_argument("--accounts", type=int, default=96, help="accounts 0..N-1 (default 96)")
     p.add_argument("--skip", type=int, default=0, help="start at account SKIP")
@@ -109,12 +116,15 @@ def _row(label: str, c: Comparison) -> str:
             f"{c.behind} | {c.behind_2pct} | {c.worst[0]} ({c.worst[1] / 1e3:+.1f}k) |")
 
 
-def tables(records: dict[str, dict[int, dict]], labels: list[str]) -> str:
-    """The report's tables: each policy against static, then against the first policy."""
+def tables(records: dict[str, dict[int, dict]], labels: list[str], rules: list[str]) -> str:
+    """The report's tables: each policy and rule against static, each policy against each
+    rule, then each policy against the first."""
     head = ("| accounts | n | mean difference [95%] | ahead | behind | behind by > 2% | "
             "worst (index) |\n|---|---|---|---|---|---|---|")
     lines = []
-    pairs = [(label, STATIC) for label in labels] + [(label, labels[0]) for label in labels[1:]]
+    pairs = ([(label, STATIC) for label in [*labels, *rules]]
+             + [(label, rule) for rule in rules for label in labels]
+             + [(label, labels[0]) for label in labels[1:]])
     for label, against in pairs:
         lines += [f"### {label} - {against}", "", head]
         for name, off in (("all", None), ("around the named scenarios", False),
@@ -134,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     paths = args.policies or [ROOT / "models" / args.objective]
     try:
-        players = [Contender(STATIC), *contenders(paths, args.objective)]
+        players = [Contender(STATIC), *(Contender(r) for r in dict.fromkeys(args.rules)),
+                   *contenders(paths, args.objective)]
     except ServingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -152,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                              args.seeds):
             done[r["index"]] = r
         records[player.label] = done
-    labels = [p.label for p in players[1:]]
+    rules = [p.label for p in players if p.rule is not None]
+    labels = [p.label for p in players if p.path is not None]
     versions = package_versions()
     command = "python scripts/population_benchmark.py " + " ".join(
         argv if argv is not None else sys.argv[1:])
@@ -162,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             f"(seeds {CALIBRATION_SEED + FIRST_INDEX + args.skip}..), report seeds "
             f"{REPORT_SEED}..{REPORT_SEED + args.seeds - 1}; CNY per 84-day launch; ahead / "
             "behind: accounts whose paired 95% interval over seeds is above / below 0. "
-            f"Policies: {'; '.join(f'{p.label} = {p.path}' for p in players[1:])}. "
+            f"Policies: {'; '.join(f'{p.label} = {p.path}' for p in players if p.path)}. "
             + ", ".join(f"{k} {versions[k]}" for k in sorted(versions))
-            + f"; {time.perf_counter() - started:.0f} s.\n\n" + tables(records, labels))
+            + f"; {time.perf_counter() - started:.0f} s.\n\n" + tables(records, labels, rules))
     write_text_atomic(args.out / f"report_{args.objective}.md", text)
     print(text)
     return 0

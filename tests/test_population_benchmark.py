@@ -75,6 +75,28 @@ def test_the_shipped_policy_on_the_population_is_kept_resumed_and_paired(tmp_pat
     assert "| all | 2 | +0.0k [+0.0, +0.0] | 0 | 0 | 0 |" in pair
 
 
+def test_a_rule_is_played_on_the_accounts_own_break_even_and_compared(tmp_path, capsys):
+    """--rules static_rule: the one-line rule is its own contender (target k x the account's
+    break-even, not the base's settings), and the policy is compared with it."""
+    pb = _script()
+    out = tmp_path / "pop"
+    assert pb.main(["--accounts", "2", "--seeds", "2", "--rules", "static_rule", "--out",
+                    str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "### static_rule - static" in text and " - static_rule\n" in text
+    folder = out / "profit" / "seeds2"
+    rule = {p.name: json.loads(p.read_text())["values"] for p in (folder / "static_rule").glob("*")}
+    held = {p.name: json.loads(p.read_text())["values"] for p in (folder / "static").glob("*")}
+    assert rule.keys() == held.keys() and len(rule) == 2
+    assert all(rule[k] != held[k] for k in rule)
+
+
+def test_an_unknown_rule_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        _script().main(["--rules", "oracle"])
+    assert exit_.value.code == 2 and "invalid choice: 'oracle'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args,words", [
     (["--objective", "gmv_floor", "--policies", str(SHIPPED)], "trained for 'profit'"),
     (["--policies", str(SHIPPED), str(SHIPPED)], "the same graph is given twice"),

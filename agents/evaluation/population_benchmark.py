@@ -30,24 +30,32 @@ from agents.calibration.population import account_market, off_scenario, true_lau
 from agents.calibration.synthetic import synthetic_account
 from agents.evaluation.intervals import CONFIDENCE, mean_interval
 from agents.evaluation.rollout import episode_value
+from agents.policies import make_policy
 from agents.policies.baseline_store import load_static
 from agents.policies.static import FixedSettingsPolicy
 from envs.seeds import REPORT_SEED
 
 STATIC = "static"  # the label of the anchor held as fixed settings
+RULES = ("static_rule", "playbook")  # rules that need nothing stored per scenario
 DRAW_DAYS = 1  # days simulated to draw an account (its market does not depend on them)
 
 
 @dataclass(frozen=True)
 class Contender:
-    """A policy to play on the population: an anchored ONNX export, or ``static``.
+    """A policy to play on the population: an anchored ONNX export, a rule of :data:`RULES`
+    (on the account's own break-even), or ``static`` (the base's stored settings held).
 
-    :param label: its name in tables, and its records' folder.
-    :param path: the ``policy.onnx`` (None for ``static``).
+    :param label: its name in tables, and its records' folder (a rule's is its name).
+    :param path: the ``policy.onnx`` (None otherwise).
     """
 
     label: str
     path: Path | None = None
+
+    @property
+    def rule(self) -> str | None:
+        """The registered rule's name, for a rule."""
+        return self.label if self.label in RULES else None
 
 
 def policy_label(path: Path) -> str:
@@ -69,7 +77,9 @@ def play_account(index: int, days: int, objective: str, contender: Contender,
     truth, _ = true_launch(acc, market, objective)
     anchor = load_static(base.replace(objective=objective))
     report_seeds = REPORT_SEED + np.arange(seeds)
-    if contender.path is None:
+    if contender.rule is not None:
+        policy = make_policy(contender.rule, truth)
+    elif contender.path is None:
         policy = FixedSettingsPolicy(truth, anchor)
     else:
         policy = OnnxPolicy(contender.path)
